@@ -1,0 +1,3 @@
+//! scalardb-verify: prove whether a backup of a ScalarDB-managed database restores to a
+//! transactionally consistent state.
+pub mod runtime;

@@ -1,0 +1,1 @@
+//! Disposable database instances (placeholder; owned by the runtime work).
