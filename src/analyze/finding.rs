@@ -1,0 +1,257 @@
+//! Findings: the stable codes, their severities, the check each belongs to and what each
+//! does to the verdict. Codes are part of the report's contract: never rename one.
+
+use serde::Serialize;
+
+use crate::model::RecordKey;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The named checks a report is made of; JUnit shows one test case per check per table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckName {
+    /// The table could be found and read.
+    TableScan,
+    /// Every record's metadata is something ScalarDB could have written.
+    MetadataValidity,
+    /// Lazy recovery can resolve every unresolved record.
+    LazyRecovery,
+    /// No transaction is half committed after recovery.
+    TransactionAtomicity,
+    /// Committed records are known to the Coordinator.
+    CoordinatorCoverage,
+    /// Tables and the Coordinator look copied at one moment.
+    WatermarkSkew,
+    /// The Coordinator table exists and holds only valid rows.
+    CoordinatorTable,
+}
+
+impl CheckName {
+    pub const PER_TABLE: [CheckName; 6] = [
+        CheckName::TableScan,
+        CheckName::MetadataValidity,
+        CheckName::LazyRecovery,
+        CheckName::TransactionAtomicity,
+        CheckName::CoordinatorCoverage,
+        CheckName::WatermarkSkew,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TableScan => "table-scan",
+            Self::MetadataValidity => "metadata-validity",
+            Self::LazyRecovery => "lazy-recovery",
+            Self::TransactionAtomicity => "transaction-atomicity",
+            Self::CoordinatorCoverage => "coordinator-coverage",
+            Self::WatermarkSkew => "watermark-skew",
+            Self::CoordinatorTable => "coordinator-table",
+        }
+    }
+
+    /// Checks whose answer depends on the Coordinator: they cannot run without it.
+    pub fn needs_coordinator(self) -> bool {
+        matches!(
+            self,
+            Self::LazyRecovery | Self::TransactionAtomicity | Self::CoordinatorCoverage
+        )
+    }
+}
+
+/// What a finding does to the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VerdictEffect {
+    None,
+    /// The evidence cannot decide, or a check could not run.
+    Indeterminate,
+    /// Recovery will contradict a record that is already resolved.
+    Inconsistent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Code {
+    /// Some of T's records are COMMITTED, others PREPARED/DELETED, and T has no COMMITTED
+    /// state: recovery aborts T and rolls back half of it.
+    TornTransaction,
+    /// A record is COMMITTED by T while the Coordinator says T ABORTED.
+    CommittedButAborted,
+    /// A group-commit child with no Coordinator row while committed siblings show the
+    /// group's parent row is missing from this copy.
+    AmbiguousGroupParentMissing,
+    /// A COMMITTED record of an ABORTED transaction where Coordinator clean-up (3.19 write
+    /// set logging) can legally produce that race.
+    AmbiguousCoordinatorCleanup,
+    UnknownTxState,
+    InvalidMetadata,
+    InvalidCoordinatorRow,
+    CoordinatorMissing,
+    TableMissing,
+    TableScanFailed,
+    NoTransactionalTables,
+    MetadataIncomplete,
+    CommittedWithoutCoordinatorState,
+    WatermarkSkew,
+    InFlightAtCut,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TornTransaction => "torn-transaction",
+            Self::CommittedButAborted => "committed-but-aborted",
+            Self::AmbiguousGroupParentMissing => "ambiguous-group-parent-missing",
+            Self::AmbiguousCoordinatorCleanup => "ambiguous-coordinator-cleanup",
+            Self::UnknownTxState => "unknown-tx-state",
+            Self::InvalidMetadata => "invalid-metadata",
+            Self::InvalidCoordinatorRow => "invalid-coordinator-row",
+            Self::CoordinatorMissing => "coordinator-missing",
+            Self::TableMissing => "table-missing",
+            Self::TableScanFailed => "table-scan-failed",
+            Self::NoTransactionalTables => "no-transactional-tables",
+            Self::MetadataIncomplete => "metadata-incomplete",
+            Self::CommittedWithoutCoordinatorState => "committed-without-coordinator-state",
+            Self::WatermarkSkew => "watermark-skew",
+            Self::InFlightAtCut => "in-flight-at-cut",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::TornTransaction
+            | Self::CommittedButAborted
+            | Self::UnknownTxState
+            | Self::InvalidMetadata
+            | Self::InvalidCoordinatorRow
+            | Self::CoordinatorMissing
+            | Self::TableMissing
+            | Self::TableScanFailed
+            | Self::NoTransactionalTables => Severity::Error,
+            Self::AmbiguousGroupParentMissing
+            | Self::AmbiguousCoordinatorCleanup
+            | Self::MetadataIncomplete
+            | Self::CommittedWithoutCoordinatorState
+            | Self::WatermarkSkew => Severity::Warning,
+            Self::InFlightAtCut => Severity::Info,
+        }
+    }
+
+    pub fn check(self) -> CheckName {
+        match self {
+            Self::TornTransaction
+            | Self::CommittedButAborted
+            | Self::AmbiguousGroupParentMissing
+            | Self::AmbiguousCoordinatorCleanup => CheckName::TransactionAtomicity,
+            Self::UnknownTxState | Self::InvalidMetadata | Self::MetadataIncomplete => {
+                CheckName::MetadataValidity
+            }
+            Self::InvalidCoordinatorRow | Self::CoordinatorMissing => CheckName::CoordinatorTable,
+            Self::TableMissing | Self::TableScanFailed | Self::NoTransactionalTables => {
+                CheckName::TableScan
+            }
+            Self::CommittedWithoutCoordinatorState => CheckName::CoordinatorCoverage,
+            Self::WatermarkSkew => CheckName::WatermarkSkew,
+            Self::InFlightAtCut => CheckName::LazyRecovery,
+        }
+    }
+
+    pub fn verdict_effect(self) -> VerdictEffect {
+        match self {
+            Self::TornTransaction | Self::CommittedButAborted => VerdictEffect::Inconsistent,
+            Self::AmbiguousGroupParentMissing
+            | Self::AmbiguousCoordinatorCleanup
+            | Self::UnknownTxState
+            | Self::InvalidMetadata
+            | Self::InvalidCoordinatorRow
+            | Self::CoordinatorMissing
+            | Self::TableMissing
+            | Self::TableScanFailed
+            | Self::NoTransactionalTables => VerdictEffect::Indeterminate,
+            Self::MetadataIncomplete
+            | Self::CommittedWithoutCoordinatorState
+            | Self::WatermarkSkew
+            | Self::InFlightAtCut => VerdictEffect::None,
+        }
+    }
+}
+
+/// One finding with its minimal evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: Code,
+    pub severity: Severity,
+    pub check: CheckName,
+    pub table: Option<String>,
+    pub key: Option<RecordKey>,
+    pub tx_id: Option<String>,
+    /// The record's stored `tx_state`, when a record is the evidence.
+    pub tx_state: Option<String>,
+    /// What the Coordinator answers for `tx_id`, when it was consulted.
+    pub coordinator_state: Option<String>,
+    /// How many records or transactions the finding stands for, when it aggregates.
+    pub count: Option<u64>,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            severity: code.severity(),
+            check: code.check(),
+            table: None,
+            key: None,
+            tx_id: None,
+            tx_state: None,
+            coordinator_state: None,
+            count: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn table(mut self, table: impl ToString) -> Self {
+        self.table = Some(table.to_string());
+        self
+    }
+
+    pub fn key(mut self, key: &RecordKey) -> Self {
+        self.key = Some(key.clone());
+        self
+    }
+
+    pub fn tx_id(mut self, tx_id: Option<&str>) -> Self {
+        self.tx_id = tx_id.map(str::to_owned);
+        self
+    }
+
+    pub fn tx_state(mut self, state: impl ToString) -> Self {
+        self.tx_state = Some(state.to_string());
+        self
+    }
+
+    pub fn coordinator_state(mut self, state: impl ToString) -> Self {
+        self.coordinator_state = Some(state.to_string());
+        self
+    }
+
+    pub fn count(mut self, count: u64) -> Self {
+        self.count = Some(count);
+        self
+    }
+}

@@ -1,0 +1,846 @@
+//! The heart of the tool: from what a scan observed to predictions, findings and a verdict.
+//!
+//! Pure and synchronous: no I/O, no clock (the restore point's time is a parameter), no
+//! async. Every rule here encodes a fact from `shared/scalardb-protocol.md`; the comments
+//! say which.
+
+mod finding;
+mod input;
+mod retention;
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+pub use finding::{CheckName, Code, Finding, Severity, VerdictEffect};
+pub use input::{
+    CoordinatorObservation, CoordinatorScan, DiscoveryNote, Observation, ObservedRecord,
+    TableObservation, TableOutcome, TableScan,
+};
+pub use retention::{Retention, SAMPLE_LIMIT};
+
+use crate::model::{
+    CoordinatorState, GroupCommitId, RecordKey, StoredState, TRANSACTION_LIFETIME_MS, TableRef,
+    TxState,
+};
+
+/// Settings of one analysis, validated before any I/O.
+#[derive(Clone, Debug)]
+pub struct AnalysisSettings {
+    /// The restore point's time in epoch ms; `None` estimates it from the data.
+    pub as_of: Option<i64>,
+    /// A table whose newest write is this much older (or newer) than the Coordinator's
+    /// newest entry is reported as possibly copied at another moment.
+    pub skew_threshold_ms: i64,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        Self {
+            as_of: None,
+            skew_threshold_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Nothing unresolved and nothing contradictory.
+    Consistent,
+    /// Unresolved records, all of which recovery resolves without contradiction.
+    Recoverable,
+    /// A check could not run, or the evidence cannot decide.
+    Indeterminate,
+    /// Recovery will contradict a record that is already resolved.
+    Inconsistent,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consistent => "consistent",
+            Self::Recoverable => "recoverable",
+            Self::Indeterminate => "indeterminate",
+            Self::Inconsistent => "inconsistent",
+        }
+    }
+}
+
+/// What lazy recovery will do with one unresolved record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// PREPARED, transaction committed: the record becomes COMMITTED.
+    RollForwardCommit,
+    /// DELETED, transaction committed: the record is physically deleted.
+    RollForwardDelete,
+    /// Transaction aborted (or expired without a state): the before image is restored.
+    RollBackRestore,
+    /// Transaction aborted and the record has no before image: it is deleted.
+    RollBackDelete,
+}
+
+impl Outcome {
+    pub fn is_roll_forward(self) -> bool {
+        matches!(self, Self::RollForwardCommit | Self::RollForwardDelete)
+    }
+}
+
+/// Why recovery takes that outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    CoordinatorCommitted,
+    CoordinatorAborted,
+    /// No state: the first reader after the restore writes ABORTED (the record is long
+    /// expired by then) and rolls back.
+    NoCoordinatorState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Prediction {
+    pub table: TableRef,
+    pub key: RecordKey,
+    pub tx_id: String,
+    pub tx_state: TxState,
+    pub outcome: Outcome,
+    pub reason: Reason,
+    /// For a restore: the `tx_id` the record will carry afterwards (its `before_tx_id`).
+    pub restores_tx_id: Option<String>,
+    /// The transaction was still within its 15 s lifetime at the restore point.
+    pub in_flight_at_cut: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableStatus {
+    Scanned,
+    Missing,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TableSummary {
+    pub table: TableRef,
+    pub status: TableStatus,
+    pub records: u64,
+    pub unresolved: u64,
+    pub roll_forward: u64,
+    pub roll_back: u64,
+    pub committed_without_coordinator_state: u64,
+    pub max_tx_prepared_at: Option<i64>,
+    pub max_tx_committed_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CoordinatorSummary {
+    pub present: bool,
+    pub table: Option<TableRef>,
+    pub rows: u64,
+    pub committed: u64,
+    pub aborted: u64,
+    pub max_tx_created_at: Option<i64>,
+    pub group_commit: bool,
+    pub write_set_logging: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TransactionSummary {
+    /// Transactions with at least one unresolved record.
+    pub unresolved: u64,
+    pub roll_forward: u64,
+    pub roll_back: u64,
+    pub torn: u64,
+    pub ambiguous: u64,
+    /// Unresolved transactions without a state that were still within their lifetime at
+    /// the restore point: in flight when the backup was cut.
+    pub in_flight_at_cut: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AsOf {
+    pub epoch_ms: Option<i64>,
+    pub estimated: bool,
+}
+
+/// The outcome of an analysis, ready to be rendered as a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Analysis {
+    pub verdict: Verdict,
+    pub as_of: AsOf,
+    pub tables: Vec<TableSummary>,
+    pub coordinator: CoordinatorSummary,
+    pub transactions: TransactionSummary,
+    /// Newest write of the most recently written table minus that of the least recently
+    /// written one (tables with no timestamps left out).
+    pub watermark_skew_ms: Option<i64>,
+    pub findings: Vec<Finding>,
+    pub predictions: Vec<Prediction>,
+}
+
+impl Analysis {
+    pub fn records_scanned(&self) -> u64 {
+        self.tables.iter().map(|t| t.records).sum()
+    }
+
+    pub fn unresolved_records(&self) -> u64 {
+        self.tables.iter().map(|t| t.unresolved).sum()
+    }
+
+    /// Whether `check` ran for `table` (`None`: the Coordinator), and what it found.
+    pub fn check_status(&self, check: CheckName, table: Option<&TableRef>) -> CheckStatus<'_> {
+        let table_name = table.map(ToString::to_string);
+        let ran = match table {
+            Some(table) => {
+                let scanned = self
+                    .tables
+                    .iter()
+                    .any(|t| &t.table == table && t.status == TableStatus::Scanned);
+                scanned
+                    && (check == CheckName::TableScan
+                        || !check.needs_coordinator()
+                        || self.coordinator.present)
+            }
+            None => true,
+        };
+        let relevant: Vec<&Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.check == check && (table.is_none() || f.table == table_name))
+            .collect();
+        if check == CheckName::TableScan && relevant.iter().any(|f| f.severity == Severity::Error) {
+            return CheckStatus::Failed(relevant);
+        }
+        if !ran {
+            return CheckStatus::NotRun;
+        }
+        if relevant.iter().any(|f| f.severity == Severity::Error) {
+            CheckStatus::Failed(relevant)
+        } else {
+            CheckStatus::Passed(relevant)
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum CheckStatus<'a> {
+    /// Passed, possibly with warnings or notes.
+    Passed(Vec<&'a Finding>),
+    Failed(Vec<&'a Finding>),
+    NotRun,
+}
+
+/// Everything known about one transaction that has unresolved records.
+#[derive(Default)]
+struct UnresolvedTx {
+    state: Option<CoordinatorState>,
+    table_and_key: Vec<(TableRef, RecordKey, TxState)>,
+    newest_prepared_at: i64,
+    committed: Vec<(TableRef, RecordKey)>,
+    group_parent_row_missing: bool,
+}
+
+/// Analyses one scan. Deterministic: the same observation gives the same analysis.
+pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analysis {
+    let mut findings = Vec::new();
+    let coordinator = summarize_coordinator(&observation.coordinator, &mut findings);
+    let as_of = AsOf {
+        epoch_ms: settings.as_of.or_else(|| estimate_as_of(observation)),
+        estimated: settings.as_of.is_none(),
+    };
+
+    for note in &observation.discovery {
+        findings.push(discovery_finding(note));
+    }
+
+    let mut tables = Vec::new();
+    let mut predictions = Vec::new();
+    let mut unresolved: BTreeMap<String, UnresolvedTx> = BTreeMap::new();
+
+    for table_observation in &observation.tables {
+        let table = &table_observation.table;
+        let scan = match &table_observation.outcome {
+            TableOutcome::Scanned(scan) => scan,
+            TableOutcome::Missing => {
+                findings.push(
+                    Finding::new(
+                        Code::TableMissing,
+                        "listed in ScalarDB's table metadata but missing from the database",
+                    )
+                    .table(table),
+                );
+                tables.push(empty_summary(table, TableStatus::Missing));
+                continue;
+            }
+            TableOutcome::Failed(reason) => {
+                findings.push(
+                    Finding::new(Code::TableScanFailed, format!("could not scan: {reason}"))
+                        .table(table),
+                );
+                tables.push(empty_summary(table, TableStatus::Failed));
+                continue;
+            }
+        };
+        let mut summary = TableSummary {
+            max_tx_prepared_at: scan.max_prepared_at,
+            max_tx_committed_at: scan.max_committed_at,
+            records: scan.records,
+            ..empty_summary(table, TableStatus::Scanned)
+        };
+        for record in &scan.exceptional {
+            if let Some(prediction) =
+                classify_exceptional(table, record, &coordinator, as_of, &mut findings)
+            {
+                summary.unresolved += 1;
+                if prediction.outcome.is_roll_forward() {
+                    summary.roll_forward += 1;
+                } else {
+                    summary.roll_back += 1;
+                }
+                let tx = unresolved.entry(prediction.tx_id.clone()).or_default();
+                tx.state = Some(CoordinatorState::look_up(
+                    &prediction.tx_id,
+                    &record.coordinator,
+                ));
+                tx.table_and_key
+                    .push((table.clone(), prediction.key.clone(), prediction.tx_state));
+                tx.newest_prepared_at = tx
+                    .newest_prepared_at
+                    .max(record.meta.tx_prepared_at.unwrap_or(i64::MIN));
+                tx.group_parent_row_missing = record.coordinator.parent.is_none();
+                predictions.push(prediction);
+            } else if matches!(
+                record.meta.state(),
+                StoredState::Known(TxState::Prepared | TxState::Deleted)
+            ) {
+                // Unresolved but unpredictable (invalid metadata, no Coordinator).
+                summary.unresolved += 1;
+            }
+        }
+        tables.push(summary);
+    }
+
+    let mut orphan_group_parents: HashSet<String> = HashSet::new();
+    for table_observation in &observation.tables {
+        let TableOutcome::Scanned(scan) = &table_observation.outcome else {
+            continue;
+        };
+        let table = &table_observation.table;
+        let mut uncovered = scan.unconfirmed_other_count;
+        let mut first_uncovered = scan.unconfirmed_other_samples.first();
+        for record in &scan.unconfirmed_relevant {
+            let Some(tx_id) = record.meta.tx_id.as_deref() else {
+                continue;
+            };
+            match CoordinatorState::look_up(tx_id, &record.coordinator) {
+                CoordinatorState::Committed { .. } | CoordinatorState::Invalid { .. } => {}
+                CoordinatorState::Aborted if coordinator.write_set_logging => findings.push(
+                    evidence(Code::AmbiguousCoordinatorCleanup, table, record, "ABORTED")
+                        .message_text(
+                            "record is COMMITTED while the Coordinator says ABORTED; with 3.19 \
+                             Coordinator clean-up this can be a spurious ABORTED row for a \
+                             committed transaction, or a torn backup: the snapshot cannot tell",
+                        ),
+                ),
+                CoordinatorState::Aborted => findings.push(
+                    evidence(Code::CommittedButAborted, table, record, "ABORTED").message_text(
+                        "record is COMMITTED while the Coordinator says its transaction ABORTED",
+                    ),
+                ),
+                CoordinatorState::Absent => {
+                    if let Some(tx) = unresolved.get_mut(tx_id) {
+                        tx.committed.push((table.clone(), record.key.clone()));
+                    } else {
+                        if let Some(id) = GroupCommitId::parse(tx_id) {
+                            if record.coordinator.parent.is_none() {
+                                orphan_group_parents.insert(id.parent.to_owned());
+                            }
+                        }
+                        uncovered += 1;
+                        first_uncovered = first_uncovered.or(Some(record));
+                    }
+                }
+            }
+        }
+        if uncovered > 0 {
+            let summary = tables
+                .iter_mut()
+                .find(|s| &s.table == table)
+                .expect("every scanned table has a summary");
+            summary.committed_without_coordinator_state = uncovered;
+            let mut finding = Finding::new(
+                Code::CommittedWithoutCoordinatorState,
+                format!(
+                    "{uncovered} COMMITTED record(s) whose transaction the Coordinator does not \
+                     know: legal with one-phase commit, write-less transactions or Coordinator \
+                     clean-up (3.19), otherwise a sign the Coordinator copy is older than the data"
+                ),
+            )
+            .table(table)
+            .count(uncovered)
+            .coordinator_state(CoordinatorState::Absent);
+            if let Some(sample) = first_uncovered {
+                finding = finding
+                    .key(&sample.key)
+                    .tx_id(sample.meta.tx_id.as_deref())
+                    .tx_state(sample.meta.state());
+            }
+            findings.push(finding);
+        }
+    }
+
+    let transactions = judge_transactions(
+        &unresolved,
+        &orphan_group_parents,
+        as_of,
+        &mut predictions,
+        &mut findings,
+    );
+    let watermark_skew_ms = check_watermarks(&tables, &coordinator, settings, &mut findings);
+
+    predictions.sort_by(|a, b| (&a.table, &a.key).cmp(&(&b.table, &b.key)));
+    findings.sort_by(|a, b| {
+        (b.severity, a.code, &a.table, &a.key, &a.tx_id)
+            .cmp(&(a.severity, b.code, &b.table, &b.key, &b.tx_id))
+    });
+    let verdict = decide_verdict(&findings, &tables);
+    Analysis {
+        verdict,
+        as_of,
+        tables,
+        coordinator,
+        transactions,
+        watermark_skew_ms,
+        findings,
+        predictions,
+    }
+}
+
+fn decide_verdict(findings: &[Finding], tables: &[TableSummary]) -> Verdict {
+    let worst = findings
+        .iter()
+        .map(|f| f.code.verdict_effect())
+        .max()
+        .unwrap_or(VerdictEffect::None);
+    match worst {
+        VerdictEffect::Inconsistent => Verdict::Inconsistent,
+        VerdictEffect::Indeterminate => Verdict::Indeterminate,
+        VerdictEffect::None if tables.iter().any(|t| t.unresolved > 0) => Verdict::Recoverable,
+        VerdictEffect::None => Verdict::Consistent,
+    }
+}
+
+trait MessageText {
+    fn message_text(self, message: &str) -> Self;
+}
+
+impl MessageText for Finding {
+    fn message_text(mut self, message: &str) -> Self {
+        self.message = message.to_owned();
+        self
+    }
+}
+
+fn evidence(code: Code, table: &TableRef, record: &ObservedRecord, coordinator: &str) -> Finding {
+    Finding::new(code, String::new())
+        .table(table)
+        .key(&record.key)
+        .tx_id(record.meta.tx_id.as_deref())
+        .tx_state(record.meta.state())
+        .coordinator_state(coordinator)
+}
+
+fn empty_summary(table: &TableRef, status: TableStatus) -> TableSummary {
+    TableSummary {
+        table: table.clone(),
+        status,
+        records: 0,
+        unresolved: 0,
+        roll_forward: 0,
+        roll_back: 0,
+        committed_without_coordinator_state: 0,
+        max_tx_prepared_at: None,
+        max_tx_committed_at: None,
+    }
+}
+
+fn discovery_finding(note: &DiscoveryNote) -> Finding {
+    match note {
+        DiscoveryNote::NoTransactionalTables { searched } => Finding::new(
+            Code::NoTransactionalTables,
+            format!(
+                "no ScalarDB transactional tables found ({searched}): not a ScalarDB database, \
+                 or every table was excluded"
+            ),
+        ),
+        DiscoveryNote::MetadataIncomplete {
+            table,
+            missing_columns,
+        } => Finding::new(
+            Code::MetadataIncomplete,
+            format!(
+                "ScalarDB's metadata table lacks rows for {}; the database catalog was used \
+                 for this table",
+                missing_columns.join(", ")
+            ),
+        )
+        .table(table),
+    }
+}
+
+fn summarize_coordinator(
+    observation: &CoordinatorObservation,
+    findings: &mut Vec<Finding>,
+) -> CoordinatorSummary {
+    let CoordinatorObservation::Present(scan) = observation else {
+        findings.push(Finding::new(
+            Code::CoordinatorMissing,
+            "the Coordinator table is missing: no prediction of lazy recovery is possible \
+             (check --coordinator-namespace)",
+        ));
+        return CoordinatorSummary::default();
+    };
+    let table = scan.table.as_ref().map(ToString::to_string);
+    for row in &scan.invalid_rows {
+        let mut finding = Finding::new(
+            Code::InvalidCoordinatorRow,
+            match (row.tx_state, row.tx_created_at) {
+                (Some(3 | 4), None) => "Coordinator row with a NULL tx_created_at".to_owned(),
+                (Some(state), _) => format!(
+                    "Coordinator row with tx_state {state}: the Coordinator only stores \
+                     COMMITTED (3) or ABORTED (4)"
+                ),
+                (None, _) => "Coordinator row with a NULL tx_state".to_owned(),
+            },
+        )
+        .tx_id(Some(&row.tx_id));
+        if let Some(table) = &table {
+            finding = finding.table(table);
+        }
+        if scan.invalid_count > 1 {
+            finding = finding.count(scan.invalid_count);
+        }
+        findings.push(finding);
+    }
+    CoordinatorSummary {
+        present: true,
+        table: scan.table.clone(),
+        rows: scan.rows,
+        committed: scan.committed,
+        aborted: scan.aborted,
+        max_tx_created_at: scan.max_created_at,
+        group_commit: scan.has_child_ids,
+        write_set_logging: scan.has_write_set,
+    }
+}
+
+/// The restore point is at least as late as the newest timestamp anywhere in the data.
+fn estimate_as_of(observation: &Observation) -> Option<i64> {
+    let tables = observation.tables.iter().filter_map(|t| match &t.outcome {
+        TableOutcome::Scanned(scan) => scan.max_prepared_at.max(scan.max_committed_at),
+        _ => None,
+    });
+    let coordinator = match &observation.coordinator {
+        CoordinatorObservation::Present(scan) => scan.max_created_at,
+        CoordinatorObservation::Missing => None,
+    };
+    tables.chain(coordinator).max()
+}
+
+/// Checks one record that is not plainly committed and predicts its recovery, if it is an
+/// unresolved record whose fate can be predicted.
+fn classify_exceptional(
+    table: &TableRef,
+    record: &ObservedRecord,
+    coordinator: &CoordinatorSummary,
+    as_of: AsOf,
+    findings: &mut Vec<Finding>,
+) -> Option<Prediction> {
+    let meta = &record.meta;
+    let invalid = |message: String| {
+        Finding::new(Code::InvalidMetadata, message)
+            .table(table)
+            .key(&record.key)
+            .tx_id(meta.tx_id.as_deref())
+            .tx_state(meta.state())
+    };
+    let state = match meta.state() {
+        StoredState::Unknown(id) => {
+            findings.push(
+                Finding::new(
+                    Code::UnknownTxState,
+                    format!(
+                        "tx_state {id} is not a state ScalarDB stores in records \
+                         (1 PREPARED, 2 DELETED, 3 COMMITTED or NULL)"
+                    ),
+                )
+                .table(table)
+                .key(&record.key)
+                .tx_id(meta.tx_id.as_deref())
+                .tx_state(id),
+            );
+            return None;
+        }
+        StoredState::Known(TxState::Aborted) => {
+            findings.push(
+                Finding::new(
+                    Code::UnknownTxState,
+                    "tx_state 4 (ABORTED) is stored only in the Coordinator, never in records",
+                )
+                .table(table)
+                .key(&record.key)
+                .tx_id(meta.tx_id.as_deref())
+                .tx_state(TxState::Aborted),
+            );
+            return None;
+        }
+        StoredState::Null => {
+            findings.push(invalid(
+                "tx_id is set but tx_state is NULL: tx_id and tx_state are both NULL on an \
+                 imported record, or both set"
+                    .to_owned(),
+            ));
+            return None;
+        }
+        StoredState::Known(TxState::Committed) => {
+            let problem = if meta.tx_id.is_none() {
+                "COMMITTED record with a NULL tx_id".to_owned()
+            } else {
+                format!(
+                    "COMMITTED record with tx_version {}: a record with a tx_id has version 1 \
+                     or more",
+                    display_opt(meta.tx_version)
+                )
+            };
+            findings.push(invalid(problem));
+            return None;
+        }
+        StoredState::Known(state @ (TxState::Prepared | TxState::Deleted)) => state,
+    };
+    let (Some(tx_id), Some(prepared_at)) = (meta.tx_id.as_deref(), meta.tx_prepared_at) else {
+        findings.push(invalid(format!(
+            "{state} record with a NULL {}: lazy recovery cannot resolve it",
+            if meta.tx_id.is_none() {
+                "tx_id"
+            } else {
+                "tx_prepared_at"
+            }
+        )));
+        return None;
+    };
+    if meta.tx_version.is_none_or(|v| v < 1) {
+        findings.push(invalid(format!(
+            "{state} record with tx_version {}: every prepare sets version 1 or more",
+            display_opt(meta.tx_version)
+        )));
+    }
+    if !coordinator.present {
+        return None;
+    }
+    let lookup = CoordinatorState::look_up(tx_id, &record.coordinator);
+    let (reason, roll_forward) = match &lookup {
+        CoordinatorState::Committed { .. } => (Reason::CoordinatorCommitted, true),
+        CoordinatorState::Aborted => (Reason::CoordinatorAborted, false),
+        CoordinatorState::Absent => (Reason::NoCoordinatorState, false),
+        CoordinatorState::Invalid { state: stored, .. } => {
+            findings.push(
+                Finding::new(
+                    Code::InvalidCoordinatorRow,
+                    format!(
+                        "the Coordinator row deciding this record's transaction holds tx_state \
+                         {}: recovery's outcome cannot be predicted",
+                        display_opt(*stored)
+                    ),
+                )
+                .table(table)
+                .key(&record.key)
+                .tx_id(Some(tx_id))
+                .tx_state(state)
+                .coordinator_state(&lookup),
+            );
+            return None;
+        }
+    };
+    let outcome = match (roll_forward, state) {
+        (true, TxState::Deleted) => Outcome::RollForwardDelete,
+        (true, _) => Outcome::RollForwardCommit,
+        (false, _) if meta.has_before_image() => Outcome::RollBackRestore,
+        (false, _) => Outcome::RollBackDelete,
+    };
+    let in_flight_at_cut = reason == Reason::NoCoordinatorState
+        && as_of
+            .epoch_ms
+            .is_some_and(|now| now <= prepared_at.saturating_add(TRANSACTION_LIFETIME_MS));
+    Some(Prediction {
+        table: table.clone(),
+        key: record.key.clone(),
+        tx_id: tx_id.to_owned(),
+        tx_state: state,
+        outcome,
+        reason,
+        restores_tx_id: (outcome == Outcome::RollBackRestore)
+            .then(|| meta.before_tx_id.clone())
+            .flatten(),
+        in_flight_at_cut,
+    })
+}
+
+fn display_opt(value: Option<i64>) -> String {
+    value.map_or_else(|| "NULL".to_owned(), |v| v.to_string())
+}
+
+fn judge_transactions(
+    unresolved: &BTreeMap<String, UnresolvedTx>,
+    orphan_group_parents: &HashSet<String>,
+    as_of: AsOf,
+    predictions: &mut [Prediction],
+    findings: &mut Vec<Finding>,
+) -> TransactionSummary {
+    let mut summary = TransactionSummary {
+        unresolved: u64::try_from(unresolved.len()).unwrap_or(u64::MAX),
+        ..TransactionSummary::default()
+    };
+    let mut in_flight = 0;
+    for (tx_id, tx) in unresolved {
+        let state = tx.state.as_ref().unwrap_or(&CoordinatorState::Absent);
+        match state {
+            CoordinatorState::Committed { .. } => summary.roll_forward += 1,
+            _ => summary.roll_back += 1,
+        }
+        let (first_table, first_key, first_state) = &tx.table_and_key[0];
+        if *state == CoordinatorState::Absent && !tx.committed.is_empty() {
+            summary.torn += 1;
+            let (committed_table, committed_key) = &tx.committed[0];
+            findings.push(
+                Finding::new(
+                    Code::TornTransaction,
+                    format!(
+                        "transaction has {} COMMITTED record(s) (first: {committed_table} \
+                         [{committed_key}]) and {} PREPARED/DELETED record(s) but no Coordinator \
+                         state: recovery will abort it and roll back part of a transaction that \
+                         is committed elsewhere",
+                        tx.committed.len(),
+                        tx.table_and_key.len()
+                    ),
+                )
+                .table(first_table)
+                .key(first_key)
+                .tx_id(Some(tx_id))
+                .tx_state(first_state)
+                .coordinator_state(state)
+                .count(u64::try_from(tx.committed.len() + tx.table_and_key.len()).unwrap_or(0)),
+            );
+            continue;
+        }
+        let group_parent = GroupCommitId::parse(tx_id).map(|id| id.parent);
+        if *state == CoordinatorState::Absent
+            && tx.group_parent_row_missing
+            && group_parent.is_some_and(|parent| orphan_group_parents.contains(parent))
+        {
+            summary.ambiguous += 1;
+            findings.push(
+                Finding::new(
+                    Code::AmbiguousGroupParentMissing,
+                    "group-commit child with no Coordinator row, while COMMITTED records of \
+                     sibling transactions show their parent row is missing from this copy: the \
+                     child may have committed in that group (torn) or been delayed out of it",
+                )
+                .table(first_table)
+                .key(first_key)
+                .tx_id(Some(tx_id))
+                .tx_state(first_state)
+                .coordinator_state(state),
+            );
+        }
+        let expires_after_cut = *state == CoordinatorState::Absent
+            && as_of.epoch_ms.is_some_and(|now| {
+                now <= tx
+                    .newest_prepared_at
+                    .saturating_add(TRANSACTION_LIFETIME_MS)
+            });
+        if expires_after_cut {
+            in_flight += 1;
+        }
+    }
+    // A transaction counts as in flight when any of its records was; keep records in step.
+    let in_flight_txs: HashSet<String> = predictions
+        .iter()
+        .filter(|p| p.in_flight_at_cut)
+        .map(|p| p.tx_id.clone())
+        .collect();
+    for prediction in predictions.iter_mut() {
+        prediction.in_flight_at_cut = in_flight_txs.contains(prediction.tx_id.as_str());
+    }
+    summary.in_flight_at_cut = in_flight;
+    if in_flight > 0 {
+        findings.push(
+            Finding::new(
+                Code::InFlightAtCut,
+                format!(
+                    "{in_flight} transaction(s) with no Coordinator state were within their 15 s \
+                     lifetime at the restore point: in flight when the backup was cut; the \
+                     first reader after the restore aborts them"
+                ),
+            )
+            .count(in_flight),
+        );
+    }
+    summary
+}
+
+fn check_watermarks(
+    tables: &[TableSummary],
+    coordinator: &CoordinatorSummary,
+    settings: &AnalysisSettings,
+    findings: &mut Vec<Finding>,
+) -> Option<i64> {
+    let watermark = |t: &TableSummary| t.max_tx_prepared_at.max(t.max_tx_committed_at);
+    let marks: Vec<i64> = tables.iter().filter_map(watermark).collect();
+    let skew = marks
+        .iter()
+        .max()
+        .zip(marks.iter().min())
+        .map(|(max, min)| max.saturating_sub(*min));
+    let Some(coordinator_mark) = coordinator.max_tx_created_at else {
+        return skew;
+    };
+    for table in tables {
+        let Some(mark) = watermark(table) else {
+            continue;
+        };
+        let behind = coordinator_mark.saturating_sub(mark);
+        let ahead = mark.saturating_sub(coordinator_mark);
+        let message = if behind > settings.skew_threshold_ms {
+            format!(
+                "the table's newest write is {} older than the Coordinator's newest entry: the \
+                 table may have been copied earlier than the Coordinator (or is simply quiet)",
+                human_ms(behind)
+            )
+        } else if ahead > settings.skew_threshold_ms {
+            format!(
+                "the table's newest write is {} newer than the Coordinator's newest entry: the \
+                 Coordinator may have been copied earlier than the table",
+                human_ms(ahead)
+            )
+        } else {
+            continue;
+        };
+        findings.push(Finding::new(Code::WatermarkSkew, message).table(&table.table));
+    }
+    skew
+}
+
+fn human_ms(ms: i64) -> String {
+    if ms >= 120_000 {
+        format!("{} min", ms / 60_000)
+    } else {
+        format!(
+            "{:.1} s",
+            f64::from(i32::try_from(ms).unwrap_or(i32::MAX)) / 1000.0
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

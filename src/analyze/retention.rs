@@ -1,0 +1,77 @@
+//! Which COMMITTED-but-unconfirmed records a scan must keep in memory.
+//!
+//! A scan streams the COMMITTED records whose transaction has no COMMITTED Coordinator
+//! state. With one-phase commit that can be most of a table, so it keeps only the ones the
+//! atomicity check needs (their transaction has unresolved records, or the Coordinator
+//! says ABORTED) and counts the rest. Memory stays bounded by the unresolved records.
+
+use std::collections::HashSet;
+
+use super::input::{ObservedRecord, TableScan};
+use crate::model::{CoordinatorState, GroupCommitId, TxState};
+
+/// How many uninteresting records each table keeps as evidence.
+pub const SAMPLE_LIMIT: usize = 5;
+
+#[derive(Clone, Debug, Default)]
+pub struct Retention {
+    unresolved_tx_ids: HashSet<String>,
+    unresolved_group_parents: HashSet<String>,
+}
+
+impl Retention {
+    /// Built from the exceptional records of every table, before unconfirmed records are read.
+    pub fn from_exceptional<'a>(records: impl IntoIterator<Item = &'a ObservedRecord>) -> Self {
+        let mut retention = Self::default();
+        for record in records {
+            let unresolved = matches!(
+                record.meta.state(),
+                crate::model::StoredState::Known(TxState::Prepared | TxState::Deleted)
+            );
+            if let (true, Some(tx_id)) = (unresolved, record.meta.tx_id.as_deref()) {
+                if let Some(id) = GroupCommitId::parse(tx_id) {
+                    retention
+                        .unresolved_group_parents
+                        .insert(id.parent.to_owned());
+                }
+                retention.unresolved_tx_ids.insert(tx_id.to_owned());
+            }
+        }
+        retention
+    }
+
+    pub fn must_keep(&self, record: &ObservedRecord) -> bool {
+        let Some(tx_id) = record.meta.tx_id.as_deref() else {
+            return false;
+        };
+        self.unresolved_tx_ids.contains(tx_id)
+            || GroupCommitId::parse(tx_id)
+                .is_some_and(|id| self.unresolved_group_parents.contains(id.parent))
+            || matches!(
+                CoordinatorState::look_up(tx_id, &record.coordinator),
+                CoordinatorState::Aborted | CoordinatorState::Invalid { .. }
+            )
+    }
+
+    /// Files one streamed record into `scan`: kept, sampled, or only counted.
+    pub fn file(&self, scan: &mut TableScan, record: ObservedRecord) {
+        let confirmed = record.meta.tx_id.as_deref().is_some_and(|tx_id| {
+            matches!(
+                CoordinatorState::look_up(tx_id, &record.coordinator),
+                CoordinatorState::Committed { .. }
+            )
+        });
+        if confirmed {
+            // The store's SQL filter may over-approximate; ScalarDB's lookup rule decides.
+            return;
+        }
+        if self.must_keep(&record) {
+            scan.unconfirmed_relevant.push(record);
+        } else {
+            scan.unconfirmed_other_count += 1;
+            if scan.unconfirmed_other_samples.len() < SAMPLE_LIMIT {
+                scan.unconfirmed_other_samples.push(record);
+            }
+        }
+    }
+}
