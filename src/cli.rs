@@ -1,0 +1,106 @@
+//! The command line: clap types only. Turned into validated settings by `app`, never
+//! passed to the core.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::analyze::Severity;
+use crate::report::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scalardb-verify",
+    version,
+    about = "Prove whether a backup of a ScalarDB-managed database restores to a transactionally consistent state",
+    long_about = "Prove whether a backup of a ScalarDB-managed database restores to a transactionally \
+consistent state.\n\nscalardb-verify reads every ScalarDB record's transaction metadata and the \
+Coordinator table, finds records left PREPARED or DELETED, predicts exactly what ScalarDB's lazy \
+recovery will do with each (roll forward or roll back), and reports whether the restore point is \
+consistent, recoverable, inconsistent (a torn backup) or indeterminate.",
+    after_help = "Exit codes: 0 consistent (or recoverable), 1 inconsistent (or recoverable with \
+--strict, or findings at --fail-on), 2 usage or configuration error, 3 could not reach the target, \
+4 indeterminate."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan a database that holds ScalarDB tables (read only) and report a verdict.
+    #[command(after_help = "Examples:\n  \
+scalardb-verify scan sqlite://fixtures/bank/recoverable/bank.sqlite\n  \
+scalardb-verify scan postgres://verifier@127.0.0.1:5432/app --format json --output report.json\n  \
+scalardb-verify scan --properties database.properties --strict --format junit --output junit.xml")]
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The database: postgres://USER[:PASS]@HOST:PORT/DB, mysql://… (MySQL 8 or MariaDB;
+    /// mariadb:// also works) or sqlite://PATH. SQLite files are opened read-only.
+    #[arg(value_name = "URL", required_unless_present = "properties")]
+    pub url: Option<String>,
+
+    /// Take the target and namespaces from a ScalarDB database.properties file
+    /// (scalar.db.storage=jdbc, scalar.db.contact_points, scalar.db.username/password, the
+    /// Coordinator namespace and the JDBC metadata schema properties).
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    pub properties: Option<PathBuf>,
+
+    /// Namespace of the Coordinator table (scalar.db.consensus_commit.coordinator.namespace).
+    #[arg(long, value_name = "NS")]
+    pub coordinator_namespace: Option<String>,
+
+    /// Schema of ScalarDB's table-metadata table (scalar.db.jdbc.table_metadata.schema).
+    #[arg(long, value_name = "NS")]
+    pub metadata_schema: Option<String>,
+
+    /// Scan only these namespaces or tables (NS or NS.TABLE, `*` a wildcard; repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+
+    /// Skip these namespaces or tables (NS or NS.TABLE, `*` a wildcard; repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// How many tables to scan at once (one connection each).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+
+    /// The restore point's time (epoch ms or RFC 3339). Default: the newest timestamp in the
+    /// data. Used to count transactions that were in flight at the cut.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+
+    /// Warn when a table's newest write and the Coordinator's newest entry are further apart
+    /// than this (e.g. 90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub skew_threshold: String,
+
+    /// Report format. Default: terminal when stdout is a terminal, JSON otherwise.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Fail (exit 1) on a recoverable verdict too: anything unresolved fails.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Fail (exit 1) when any finding has at least this severity.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<Severity>,
+
+    /// Seconds to keep retrying a connection that is refused (a server still starting).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub connect_timeout: u64,
+
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}

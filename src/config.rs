@@ -1,0 +1,417 @@
+//! Validated settings, built from the command line and ScalarDB `database.properties`
+//! files before any I/O against a target. Secrets stay inside `Target`; everything that
+//! is shown to a user goes through `Target::display`, which has no password.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::analyze::AnalysisSettings;
+use crate::store::{Dialect, TableFilter};
+
+pub const DEFAULT_COORDINATOR_NAMESPACE: &str = "coordinator";
+pub const DEFAULT_METADATA_SCHEMA: &str = "scalardb";
+
+/// Each message reads after "failed to".
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("choose a target: give a URL or --properties FILE")]
+    NoTarget,
+    #[error("parse target URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error(
+        "use target {url}: unsupported scheme (use postgres://, mysql://, mariadb:// or sqlite://)"
+    )]
+    UnsupportedScheme { url: String },
+    #[error("open SQLite database {path}: no such file")]
+    SqliteFileMissing { path: PathBuf },
+    #[error("open SQLite database {path}: {reason}")]
+    NotSqlite { path: PathBuf, reason: String },
+    #[error("read properties file {path}")]
+    ReadProperties {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("use properties file {path}: {key} is not set")]
+    MissingProperty { path: PathBuf, key: &'static str },
+    #[error(
+        "use properties file {path}: scalar.db.storage={storage} is not supported yet (jdbc is)"
+    )]
+    UnsupportedStorage { path: PathBuf, storage: String },
+    #[error("use properties file {path}: unsupported JDBC URL {url}")]
+    UnsupportedJdbcUrl { path: PathBuf, url: String },
+    #[error("parse --as-of {value}: expected epoch milliseconds or an RFC 3339 timestamp")]
+    InvalidAsOf { value: String },
+    #[error("parse --skew-threshold {value}: expected a duration such as 90s, 5m or 1h")]
+    InvalidDuration { value: String },
+}
+
+/// A database to scan. The URL may hold a password; never print it.
+#[derive(Clone)]
+pub struct Target {
+    url: String,
+    display: String,
+    pub dialect: Dialect,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("display", &self.display)
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// Parses a `postgres://`, `mysql://`, `mariadb://` or `sqlite://` URL.
+    pub fn from_url(raw: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
+            return Self::sqlite(Path::new(path.split('?').next().unwrap_or(path)));
+        }
+        let mut url = url::Url::parse(raw).map_err(|e| ConfigError::InvalidUrl {
+            url: redact_unparsed(raw),
+            reason: e.to_string(),
+        })?;
+        let dialect = match url.scheme() {
+            "postgres" | "postgresql" => Dialect::Postgres,
+            "mysql" | "mariadb" => Dialect::MySql,
+            _ => {
+                return Err(ConfigError::UnsupportedScheme {
+                    url: redact(&url),
+                });
+            }
+        };
+        if url.scheme() == "mariadb" {
+            url = url::Url::parse(&format!("mysql{}", &url.as_str()["mariadb".len()..]))
+                .map_err(|e| ConfigError::InvalidUrl {
+                    url: redact_unparsed(raw),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(Self {
+            display: redact(&url),
+            url: url.to_string(),
+            dialect,
+        })
+    }
+
+    /// A SQLite file, opened read-only: the file is a backup, never to be modified.
+    pub fn sqlite(path: &Path) -> Result<Self, ConfigError> {
+        let header = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::SqliteFileMissing {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => {
+                return Err(ConfigError::NotSqlite {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        const MAGIC: &[u8] = b"SQLite format 3\0";
+        if header.is_empty() {
+            return Err(ConfigError::NotSqlite {
+                path: path.to_owned(),
+                reason: "the file is empty".to_owned(),
+            });
+        }
+        if !header.starts_with(MAGIC) {
+            return Err(ConfigError::NotSqlite {
+                path: path.to_owned(),
+                reason: "not a SQLite database (bad header)".to_owned(),
+            });
+        }
+        let display = format!("sqlite://{}", path.display());
+        Ok(Self {
+            url: format!("sqlite://{}?mode=ro", path.display()),
+            display,
+            dialect: Dialect::Sqlite,
+        })
+    }
+
+    /// The connection URL, password included: for the store only.
+    pub fn connection_url(&self) -> &str {
+        &self.url
+    }
+
+    /// The target as shown to users: no password.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+}
+
+fn redact(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(None);
+    }
+    let pairs: Vec<(String, String)> = shown
+        .query_pairs()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("password"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if pairs.is_empty() {
+        shown.set_query(None);
+    } else {
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown.to_string()
+}
+
+/// For a URL that did not parse: show only the scheme, so a password can't leak.
+fn redact_unparsed(raw: &str) -> String {
+    match raw.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://…"),
+        None => "(unparseable URL)".to_owned(),
+    }
+}
+
+/// What a ScalarDB `database.properties` file says about the target and its layout.
+#[derive(Debug)]
+pub struct ScalarDbProperties {
+    pub target: Target,
+    pub coordinator_namespace: Option<String>,
+    pub metadata_schema: Option<String>,
+}
+
+impl ScalarDbProperties {
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadProperties {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let properties = parse_properties(text);
+        let get = |key: &str| properties.get(key).filter(|v| !v.is_empty()).cloned();
+        let storage = get("scalar.db.storage").unwrap_or_else(|| "cassandra".to_owned());
+        if storage != "jdbc" {
+            return Err(ConfigError::UnsupportedStorage {
+                path: path.to_owned(),
+                storage,
+            });
+        }
+        let jdbc = get("scalar.db.contact_points").ok_or(ConfigError::MissingProperty {
+            path: path.to_owned(),
+            key: "scalar.db.contact_points",
+        })?;
+        let target = jdbc_target(
+            path,
+            &jdbc,
+            get("scalar.db.username"),
+            get("scalar.db.password"),
+        )?;
+        Ok(Self {
+            target,
+            coordinator_namespace: get("scalar.db.consensus_commit.coordinator.namespace"),
+            metadata_schema: get("scalar.db.jdbc.table_metadata.schema")
+                .or_else(|| get("scalar.db.system_namespace_name")),
+        })
+    }
+}
+
+/// Java properties, the subset ScalarDB configs use: `key=value` or `key: value`, `#`/`!`
+/// comments, trailing-backslash continuations.
+fn parse_properties(text: &str) -> HashMap<String, String> {
+    let mut properties = HashMap::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if pending.is_empty() && (line.starts_with('#') || line.starts_with('!')) {
+            continue;
+        }
+        if let Some(continued) = line.strip_suffix('\\') {
+            pending.push_str(continued);
+            continue;
+        }
+        pending.push_str(line);
+        let entry = std::mem::take(&mut pending);
+        let Some(split) = entry.find(['=', ':']) else {
+            continue;
+        };
+        let (key, value) = entry.split_at(split);
+        properties.insert(key.trim().to_owned(), value[1..].trim().to_owned());
+    }
+    properties
+}
+
+fn jdbc_target(
+    path: &Path,
+    jdbc: &str,
+    username: Option<String>,
+    password: Option<String>,
+) -> Result<Target, ConfigError> {
+    let unsupported = || ConfigError::UnsupportedJdbcUrl {
+        path: path.to_owned(),
+        url: redact_unparsed(jdbc),
+    };
+    if let Some(file) = jdbc.strip_prefix("jdbc:sqlite:") {
+        let file = file.split('?').next().unwrap_or(file);
+        return Target::sqlite(Path::new(file.strip_prefix("file:").unwrap_or(file)));
+    }
+    let (scheme, rest) = if let Some(rest) = jdbc.strip_prefix("jdbc:postgresql://") {
+        ("postgres", rest)
+    } else if let Some(rest) = jdbc
+        .strip_prefix("jdbc:mysql://")
+        .or_else(|| jdbc.strip_prefix("jdbc:mariadb://"))
+    {
+        ("mysql", rest)
+    } else {
+        return Err(unsupported());
+    };
+    let mut url = url::Url::parse(&format!("{scheme}://{rest}")).map_err(|_| unsupported())?;
+    // JDBC parameters (sslmode=…, useSSL=…) do not mean the same to sqlx: keep none.
+    url.set_query(None);
+    if let Some(user) = username {
+        url.set_username(&user).map_err(|()| unsupported())?;
+    }
+    if let Some(password) = password {
+        url.set_password(Some(&password)).map_err(|()| unsupported())?;
+    }
+    Target::from_url(url.as_str())
+}
+
+/// Parses `--as-of`: epoch milliseconds, or an RFC 3339 timestamp.
+pub fn parse_as_of(value: &str) -> Result<i64, ConfigError> {
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(ms);
+    }
+    value
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| ConfigError::InvalidAsOf {
+            value: value.to_owned(),
+        })
+}
+
+/// Parses a duration such as `500ms`, `90s`, `5m` or `1h` into milliseconds.
+pub fn parse_duration_ms(value: &str) -> Result<i64, ConfigError> {
+    let invalid = || ConfigError::InvalidDuration {
+        value: value.to_owned(),
+    };
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: i64 = number.parse().map_err(|_| invalid())?;
+    let factor = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(invalid()),
+    };
+    number.checked_mul(factor).ok_or_else(invalid)
+}
+
+/// Everything `scan` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    pub target: Target,
+    pub coordinator_namespace: String,
+    pub metadata_schema: String,
+    pub filter: TableFilter,
+    pub jobs: usize,
+    pub connect_timeout: Duration,
+    pub analysis: AnalysisSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_display() {
+        let target = Target::from_url("postgres://alice:s3cret@db:5432/app?password=x&sslmode=disable")
+            .unwrap();
+        assert_eq!(target.display(), "postgres://alice@db:5432/app?sslmode=disable");
+        assert!(target.connection_url().contains("s3cret"));
+        assert!(!format!("{target:?}").contains("s3cret"));
+        let err = Target::from_url("postgres://alice:s3cret@[bad/").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn mariadb_urls_use_the_mysql_driver() {
+        let target = Target::from_url("mariadb://root@127.0.0.1:3306/app").unwrap();
+        assert_eq!(target.dialect, Dialect::MySql);
+        assert!(target.connection_url().starts_with("mysql://"));
+    }
+
+    #[test]
+    fn unsupported_schemes_are_refused() {
+        assert!(matches!(
+            Target::from_url("oracle://x/y"),
+            Err(ConfigError::UnsupportedScheme { .. })
+        ));
+    }
+
+    #[test]
+    fn a_sqlite_target_must_be_a_sqlite_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(matches!(
+            Target::sqlite(&empty),
+            Err(ConfigError::NotSqlite { .. })
+        ));
+        let text = dir.path().join("dump.sql");
+        std::fs::write(&text, b"CREATE TABLE t (x int);").unwrap();
+        let err = Target::sqlite(&text).unwrap_err();
+        assert!(err.to_string().contains("bad header"), "{err}");
+        assert!(matches!(
+            Target::sqlite(&dir.path().join("absent.db")),
+            Err(ConfigError::SqliteFileMissing { .. })
+        ));
+    }
+
+    #[test]
+    fn properties_give_target_credentials_and_namespaces() {
+        let props = ScalarDbProperties::parse(
+            Path::new("database.properties"),
+            "# ScalarDB\nscalar.db.storage=jdbc\n\
+             scalar.db.contact_points=jdbc:postgresql://db.internal:5433/app?sslmode=require\n\
+             scalar.db.username=scalar\nscalar.db.password=p@ss:word\n\
+             scalar.db.consensus_commit.coordinator.namespace = coord\n\
+             scalar.db.jdbc.table_metadata.schema: meta\n",
+        )
+        .unwrap();
+        assert_eq!(props.target.display(), "postgres://scalar@db.internal:5433/app");
+        assert!(props.target.connection_url().contains("p%40ss%3Aword"));
+        assert_eq!(props.coordinator_namespace.as_deref(), Some("coord"));
+        assert_eq!(props.metadata_schema.as_deref(), Some("meta"));
+    }
+
+    #[test]
+    fn cassandra_properties_are_refused_clearly() {
+        let err = ScalarDbProperties::parse(
+            Path::new("p"),
+            "scalar.db.storage=cassandra\nscalar.db.contact_points=localhost",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("scalar.db.storage=cassandra"), "{err}");
+    }
+
+    #[test]
+    fn as_of_takes_epoch_millis_or_rfc3339() {
+        assert_eq!(parse_as_of("1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_as_of("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert!(parse_as_of("yesterday").is_err());
+        assert_eq!(parse_duration_ms("5m").unwrap(), 300_000);
+        assert_eq!(parse_duration_ms("250ms").unwrap(), 250);
+        assert!(parse_duration_ms("5 parsecs").is_err());
+    }
+}

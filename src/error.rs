@@ -1,0 +1,52 @@
+//! The tool's error type and its exit codes, named once and mapped in one place.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::store::SqlError;
+
+/// Exit codes, documented in the README. Never renumber one.
+pub mod exit_code {
+    /// Consistent (or recoverable without `--strict`).
+    pub const OK: u8 = 0;
+    /// Inconsistent, or recoverable under `--strict`, or findings at `--fail-on` severity.
+    pub const FAILED_CHECK: u8 = 1;
+    /// Usage or configuration error.
+    pub const USAGE: u8 = 2;
+    /// Could not reach or restore a target.
+    pub const UNREACHABLE: u8 = 3;
+    /// Indeterminate: a check could not run or the evidence can't decide.
+    pub const INDETERMINATE: u8 = 4;
+}
+
+/// Each message reads after "failed to"; causes travel as `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] SqlError),
+    #[error("write the report to {path}")]
+    WriteReport {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("write the report to stdout")]
+    WriteStdout(#[source] std::io::Error),
+    #[error("start the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(ConfigError::SqliteFileMissing { .. } | ConfigError::NotSqlite { .. }) => {
+                exit_code::UNREACHABLE
+            }
+            Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
+            Self::Store(_) => exit_code::UNREACHABLE,
+            Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
+        }
+    }
+}

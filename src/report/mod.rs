@@ -1,0 +1,180 @@
+//! Reports: built once as data (`Report`, one serde type), then rendered by one function per
+//! format. Nothing here reads a database or decides a verdict.
+
+mod csv;
+mod junit;
+mod terminal;
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::analyze::{
+    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Prediction, TableSummary,
+    TransactionSummary, Verdict,
+};
+use crate::model::TableRef;
+
+/// Bumped whenever a field changes meaning or disappears; adding a field does not bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable summary (the default on a terminal).
+    Terminal,
+    /// The full report as one JSON document (the default when stdout is not a terminal).
+    Json,
+    /// One row per finding.
+    Csv,
+    /// JUnit XML: one test case per check per table, for CI dashboards.
+    Junit,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: ToolInfo,
+    /// The scanned target, with any password removed.
+    pub target: String,
+    pub verdict: Verdict,
+    pub as_of: AsOf,
+    pub summary: Summary,
+    pub checks: Vec<CheckResult>,
+    pub findings: Vec<Finding>,
+    pub predictions: Vec<Prediction>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolInfo {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub records_scanned: u64,
+    pub unresolved_records: u64,
+    pub roll_forward: u64,
+    pub roll_back: u64,
+    pub transactions: TransactionSummary,
+    pub watermark_skew_ms: Option<i64>,
+    pub tables: Vec<TableSummary>,
+    pub coordinator: CoordinatorSummary,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    Passed,
+    Failed,
+    /// The check could not run: never a pass.
+    NotRun,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    pub check: CheckName,
+    /// The table checked, or the Coordinator table for `coordinator-table`.
+    pub table: String,
+    pub outcome: CheckOutcome,
+    /// Messages of the findings behind this result, errors and warnings alike.
+    pub messages: Vec<String>,
+}
+
+impl Report {
+    pub fn new(analysis: Analysis, target: String) -> Self {
+        let checks = checks(&analysis);
+        let summary = Summary {
+            records_scanned: analysis.records_scanned(),
+            unresolved_records: analysis.unresolved_records(),
+            roll_forward: analysis.tables.iter().map(|t| t.roll_forward).sum(),
+            roll_back: analysis.tables.iter().map(|t| t.roll_back).sum(),
+            transactions: analysis.transactions,
+            watermark_skew_ms: analysis.watermark_skew_ms,
+            tables: analysis.tables,
+            coordinator: analysis.coordinator,
+        };
+        Self {
+            schema_version: SCHEMA_VERSION,
+            tool: ToolInfo {
+                name: env!("CARGO_PKG_NAME"),
+                version: env!("CARGO_PKG_VERSION"),
+            },
+            target,
+            verdict: analysis.verdict,
+            as_of: analysis.as_of,
+            summary,
+            checks,
+            findings: analysis.findings,
+            predictions: analysis.predictions,
+        }
+    }
+
+    pub fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+        match format {
+            Format::Terminal => terminal::render(self, out),
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut *out, self)?;
+                writeln!(out)
+            }
+            Format::Csv => csv::render(self, out),
+            Format::Junit => junit::render(self, out),
+        }
+    }
+}
+
+fn checks(analysis: &Analysis) -> Vec<CheckResult> {
+    let result = |check: CheckName, table: Option<&TableRef>, name: String| {
+        let (outcome, findings) = match analysis.check_status(check, table) {
+            CheckStatus::Passed(findings) => (CheckOutcome::Passed, findings),
+            CheckStatus::Failed(findings) => (CheckOutcome::Failed, findings),
+            CheckStatus::NotRun => (CheckOutcome::NotRun, Vec::new()),
+        };
+        CheckResult {
+            check,
+            table: name,
+            outcome,
+            messages: findings.iter().map(|f| describe(f)).collect(),
+        }
+    };
+    let mut checks = Vec::new();
+    for table in &analysis.tables {
+        for check in CheckName::PER_TABLE {
+            checks.push(result(check, Some(&table.table), table.table.to_string()));
+        }
+    }
+    let coordinator_name = analysis
+        .coordinator
+        .table
+        .as_ref()
+        .map_or_else(|| "coordinator".to_owned(), ToString::to_string);
+    checks.push(result(CheckName::CoordinatorTable, None, coordinator_name));
+    // Findings with no table (discovery, in-flight counts) belong to no per-table check;
+    // a failing one still has to fail somewhere visible.
+    if analysis.tables.is_empty() {
+        checks.push(result(CheckName::TableScan, None, "(discovery)".to_owned()));
+    }
+    checks
+}
+
+/// One line describing a finding, with its evidence.
+pub fn describe(finding: &Finding) -> String {
+    let mut line = format!("[{}] {}", finding.code.as_str(), finding.message);
+    let mut evidence = Vec::new();
+    if let Some(key) = &finding.key {
+        evidence.push(format!("key {key}"));
+    }
+    if let Some(tx_id) = &finding.tx_id {
+        evidence.push(format!("tx {tx_id}"));
+    }
+    if let Some(state) = &finding.tx_state {
+        evidence.push(format!("record {state}"));
+    }
+    if let Some(state) = &finding.coordinator_state {
+        evidence.push(format!("coordinator {state}"));
+    }
+    if !evidence.is_empty() {
+        line.push_str(&format!(" ({})", evidence.join("; ")));
+    }
+    line
+}

@@ -1,0 +1,130 @@
+//! The human summary: verdict first, then what recovery will do, then the findings.
+
+use std::io::{self, Write};
+
+use super::{Report, describe};
+use crate::analyze::{Outcome, Severity, TableStatus, Verdict};
+
+/// Findings beyond this many are left to the machine-readable formats.
+const MAX_FINDINGS_SHOWN: usize = 40;
+
+pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let summary = &report.summary;
+    writeln!(out, "scalardb-verify {} — {}", report.tool.version, report.target)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "verdict: {}  ({})",
+        report.verdict.as_str().to_uppercase(),
+        explain(report.verdict)
+    )?;
+    if let Some(as_of) = report.as_of.epoch_ms {
+        let when = jiff::Timestamp::from_millisecond(as_of)
+            .map_or_else(|_| as_of.to_string(), |t| t.to_string());
+        let how = if report.as_of.estimated {
+            "estimated from the newest timestamp in the data"
+        } else {
+            "given"
+        };
+        writeln!(out, "restore point: {when} ({how})")?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<40} {:>12} {:>10} {:>8} {:>8}",
+        "table", "records", "unresolved", "forward", "back"
+    )?;
+    for table in &summary.tables {
+        let name = match table.status {
+            TableStatus::Scanned => table.table.to_string(),
+            TableStatus::Missing => format!("{} (missing)", table.table),
+            TableStatus::Failed => format!("{} (scan failed)", table.table),
+        };
+        writeln!(
+            out,
+            "{:<40} {:>12} {:>10} {:>8} {:>8}",
+            name, table.records, table.unresolved, table.roll_forward, table.roll_back
+        )?;
+    }
+    let coordinator = &summary.coordinator;
+    if coordinator.present {
+        writeln!(
+            out,
+            "{:<40} {:>12} rows: {} committed, {} aborted{}",
+            coordinator
+                .table
+                .as_ref()
+                .map_or_else(|| "coordinator".to_owned(), ToString::to_string),
+            coordinator.rows,
+            coordinator.committed,
+            coordinator.aborted,
+            if coordinator.group_commit {
+                ", group commit"
+            } else {
+                ""
+            }
+        )?;
+    } else {
+        writeln!(out, "{:<40} missing", "coordinator")?;
+    }
+    writeln!(out)?;
+    let tx = &summary.transactions;
+    writeln!(
+        out,
+        "{} records scanned; {} unresolved in {} transaction(s): {} to roll forward, {} to roll back; {} torn, {} ambiguous, {} in flight at the cut",
+        summary.records_scanned,
+        summary.unresolved_records,
+        tx.unresolved,
+        tx.roll_forward,
+        tx.roll_back,
+        tx.torn,
+        tx.ambiguous,
+        tx.in_flight_at_cut
+    )?;
+    if let Some(skew) = summary.watermark_skew_ms {
+        writeln!(out, "watermark skew between tables: {skew} ms")?;
+    }
+    let counts = [Outcome::RollForwardCommit, Outcome::RollForwardDelete, Outcome::RollBackRestore, Outcome::RollBackDelete]
+        .map(|o| report.predictions.iter().filter(|p| p.outcome == o).count());
+    if counts.iter().any(|&c| c > 0) {
+        writeln!(
+            out,
+            "lazy recovery will: commit {}, delete {} (roll forward); restore {}, delete {} (roll back)",
+            counts[0], counts[1], counts[2], counts[3]
+        )?;
+    }
+    if !report.findings.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "findings:")?;
+        for finding in report.findings.iter().take(MAX_FINDINGS_SHOWN) {
+            let marker = match finding.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warn ",
+                Severity::Info => "info ",
+            };
+            let table = finding.table.as_deref().unwrap_or("-");
+            writeln!(out, "  {marker} {table}: {}", describe(finding))?;
+        }
+        if report.findings.len() > MAX_FINDINGS_SHOWN {
+            writeln!(
+                out,
+                "  … and {} more (use --format json or csv for all)",
+                report.findings.len() - MAX_FINDINGS_SHOWN
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn explain(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Consistent => "nothing unresolved; the restore point is transactionally consistent",
+        Verdict::Recoverable => {
+            "unresolved records, all of which lazy recovery resolves without contradiction"
+        }
+        Verdict::Inconsistent => {
+            "recovery will contradict records that are already resolved: the backup is torn"
+        }
+        Verdict::Indeterminate => "a check could not run or the evidence cannot decide",
+    }
+}

@@ -1,0 +1,163 @@
+//! The `scan` job: discover, scan every table concurrently (bounded by `--jobs`), then
+//! analyse. Owns the order of the phases; owns no SQL and no verdict logic.
+
+use futures::{StreamExt, stream};
+
+use crate::analyze::{
+    Analysis, CoordinatorObservation, Observation, Retention, TableObservation, TableOutcome,
+    TableScan, analyze,
+};
+use crate::config::ScanConfig;
+use crate::error::Error;
+use crate::progress::Progress;
+use crate::store::{DiscoveredTable, SqlStore, TableSchema};
+use crate::store::discover_settings;
+
+pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<Analysis, Error> {
+    let connections = u32::try_from(config.jobs).unwrap_or(u32::MAX).saturating_add(1);
+    let store = SqlStore::connect(
+        config.target.connection_url(),
+        config.target.dialect,
+        config.target.display(),
+        connections,
+        config.connect_timeout,
+    )
+    .await?;
+    let result = scan_with(&store, config, progress).await;
+    store.close().await;
+    result
+}
+
+async fn scan_with(
+    store: &SqlStore,
+    config: &ScanConfig,
+    progress: &Progress,
+) -> Result<Analysis, Error> {
+    let discovery = store
+        .discover(&discover_settings(
+            &config.coordinator_namespace,
+            &config.metadata_schema,
+            &config.filter,
+        ))
+        .await?;
+    let coordinator_schema = discovery.coordinator.as_ref();
+    let coordinator_task = async {
+        match coordinator_schema {
+            None => Ok(CoordinatorObservation::Missing),
+            Some(schema) => {
+                let task = progress.task(&schema.table.to_string());
+                task.phase("reading the Coordinator");
+                let scan = store.scan_coordinator(schema).await;
+                match &scan {
+                    Ok(scan) => task.finish(scan.rows),
+                    Err(e) => task.fail(&e.to_string()),
+                }
+                scan.map(CoordinatorObservation::Present)
+            }
+        }
+    };
+
+    // Phase 1: counts, watermarks and exceptional records of every table.
+    let schemas: Vec<&TableSchema> = discovery
+        .tables
+        .iter()
+        .filter_map(|t| match t {
+            DiscoveredTable::Present(schema) => Some(schema),
+            DiscoveredTable::Missing(_) => None,
+        })
+        .collect();
+    let tasks: Vec<_> = schemas
+        .iter()
+        .map(|schema| progress.task(&schema.table.to_string()))
+        .collect();
+    let phase_one = stream::iter(schemas.iter().zip(&tasks))
+        .map(|(schema, task)| async move {
+            task.phase("counting and reading unresolved records");
+            let scan = store
+                .scan_exceptional(schema, coordinator_schema)
+                .await;
+            if let Err(e) = &scan {
+                task.fail(&e.to_string());
+            }
+            scan
+        })
+        .buffered(config.jobs)
+        .collect::<Vec<_>>();
+    let (coordinator, mut scans) = futures::join!(coordinator_task, phase_one);
+    let coordinator = coordinator?;
+
+    // Phase 2: COMMITTED records the Coordinator does not confirm, filed by what phase 1
+    // found unresolved, so only the records the atomicity check needs stay in memory.
+    if let Some(coordinator_schema) = coordinator_schema {
+        let retention =
+            Retention::from_exceptional(scans.iter().flatten().flat_map(|s| &s.exceptional));
+        let retention = &retention;
+        scans = stream::iter(schemas.iter().zip(&tasks).zip(scans))
+            .map(|((schema, task), scan)| async move {
+                let mut scan: TableScan = scan?;
+                task.phase("checking committed records against the Coordinator");
+                let result = store
+                    .scan_unconfirmed(schema, coordinator_schema, retention, &mut scan)
+                    .await;
+                match result {
+                    Ok(()) => {
+                        task.finish(scan.records);
+                        Ok(scan)
+                    }
+                    Err(e) => {
+                        task.fail(&e.to_string());
+                        Err(e)
+                    }
+                }
+            })
+            .buffered(config.jobs)
+            .collect()
+            .await;
+    } else {
+        for (task, scan) in tasks.iter().zip(&scans) {
+            if let Ok(scan) = scan {
+                task.finish(scan.records);
+            }
+        }
+    }
+
+    let mut scanned = schemas.iter().zip(scans);
+    let tables = discovery
+        .tables
+        .iter()
+        .map(|table| match table {
+            DiscoveredTable::Missing(table) => TableObservation {
+                table: table.clone(),
+                outcome: TableOutcome::Missing,
+            },
+            DiscoveredTable::Present(_) => {
+                let (schema, scan) = scanned.next().expect("one scan per present table");
+                TableObservation {
+                    table: schema.table.clone(),
+                    outcome: match scan {
+                        Ok(scan) => TableOutcome::Scanned(scan),
+                        Err(e) => TableOutcome::Failed(error_chain(&e)),
+                    },
+                }
+            }
+        })
+        .collect();
+    let observation = Observation {
+        tables,
+        coordinator,
+        discovery: discovery.notes,
+    };
+    Ok(analyze(&observation, &config.analysis))
+}
+
+/// "scan t: caused by …": an error and its causes on one line, for a finding's message.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,420 @@
+//! The SQL text each scan sends, per database dialect. Pure string building, so every
+//! query is unit-tested without a server; `sql.rs` executes them.
+//!
+//! Every value is cast in SQL to BIGINT or TEXT so that decoding is the same on every
+//! backend, and so that a corrupt value is reported rather than mis-decoded.
+
+use super::{CoordinatorSchema, KeyKind, TableSchema};
+use crate::model::TableRef;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+/// How many columns every record query returns after the key columns: the record's eight
+/// metadata columns, then four columns of the exact Coordinator row and four of the
+/// group-commit parent row.
+pub const RECORD_TAIL_COLUMNS: usize = 16;
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "PostgreSQL",
+            Self::MySql => "MySQL/MariaDB",
+            Self::Sqlite => "SQLite",
+        }
+    }
+
+    pub fn quote(self, ident: &str) -> String {
+        match self {
+            Self::MySql => format!("`{}`", ident.replace('`', "``")),
+            Self::Postgres | Self::Sqlite => format!("\"{}\"", ident.replace('"', "\"\"")),
+        }
+    }
+
+    /// The physical name of a ScalarDB table: `schema.table`, or `"ns$table"` on SQLite.
+    pub fn table_name(self, table: &TableRef) -> String {
+        match self {
+            Self::Sqlite => self.quote(&format!("{}${}", table.namespace, table.table)),
+            Self::Postgres | Self::MySql => {
+                format!("{}.{}", self.quote(&table.namespace), self.quote(&table.table))
+            }
+        }
+    }
+
+    /// Splits a physical SQLite table name `ns$table` into a ScalarDB table.
+    pub fn sqlite_table_ref(physical: &str) -> Option<TableRef> {
+        let (namespace, table) = physical.split_once('$')?;
+        (!namespace.is_empty() && !table.is_empty()).then(|| TableRef::new(namespace, table))
+    }
+
+    fn int(self, expr: &str) -> String {
+        match self {
+            Self::Postgres => format!("CAST({expr} AS BIGINT)"),
+            Self::MySql => format!("CAST({expr} AS SIGNED)"),
+            Self::Sqlite => format!("CAST({expr} AS INTEGER)"),
+        }
+    }
+
+    fn text(self, expr: &str) -> String {
+        match self {
+            Self::Postgres | Self::Sqlite => format!("CAST({expr} AS TEXT)"),
+            Self::MySql => format!("CAST({expr} AS CHAR)"),
+        }
+    }
+
+    fn key_text(self, expr: &str, kind: KeyKind) -> String {
+        match (kind, self) {
+            (KeyKind::Boolean, _) => {
+                format!("CASE WHEN {expr} THEN 'true' WHEN NOT {expr} THEN 'false' END")
+            }
+            (KeyKind::Blob, Self::Postgres) => format!("encode({expr}, 'hex')"),
+            (KeyKind::Blob, Self::MySql | Self::Sqlite) => format!("LOWER(HEX({expr}))"),
+            (KeyKind::Text, _) => self.text(expr),
+        }
+    }
+
+    fn substr(self, expr: &str, from: usize, len: Option<usize>) -> String {
+        let func = if self == Self::MySql { "SUBSTRING" } else { "SUBSTR" };
+        match len {
+            Some(len) => format!("{func}({expr}, {from}, {len})"),
+            None => format!("{func}({expr}, {from})"),
+        }
+    }
+
+    fn concat(self, parts: &[&str]) -> String {
+        match self {
+            Self::MySql => format!("CONCAT({})", parts.join(", ")),
+            Self::Postgres | Self::Sqlite => parts.join(" || "),
+        }
+    }
+
+    /// True when `haystack` contains `needle` as an exact substring.
+    fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Self::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+            Self::MySql => format!("LOCATE({needle}, {haystack}) > 0"),
+            Self::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+        }
+    }
+
+    /// Record count and timestamp watermarks of one table, in one pass.
+    pub fn table_stats(self, table: &TableSchema) -> String {
+        format!(
+            "SELECT {}, {}, {} FROM {}",
+            self.int("COUNT(*)"),
+            self.int("MAX(tx_prepared_at)"),
+            self.int("MAX(tx_committed_at)"),
+            self.table_name(&table.table)
+        )
+    }
+
+    /// Every record that is not plainly committed (mirrors `RecordMeta::is_plainly_committed`;
+    /// a CASE, because `NOT` over NULL comparisons would silently drop rows).
+    pub fn exceptional_records(
+        self,
+        table: &TableSchema,
+        coordinator: Option<&CoordinatorSchema>,
+    ) -> String {
+        format!(
+            "{} WHERE CASE WHEN r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1 THEN 0 \
+             WHEN r.tx_state IS NULL AND r.tx_id IS NULL THEN 0 ELSE 1 END = 1",
+            self.record_select(table, coordinator)
+        )
+    }
+
+    /// COMMITTED records whose transaction has no COMMITTED state under ScalarDB's lookup
+    /// rule: the join with the Coordinator runs in the database, which is far faster than
+    /// streaming every record out.
+    pub fn unconfirmed_committed_records(
+        self,
+        table: &TableSchema,
+        coordinator: &CoordinatorSchema,
+    ) -> String {
+        let effective_state = if coordinator.has_child_ids {
+            format!(
+                "CASE WHEN p.tx_id IS NOT NULL AND {} THEN p.tx_state \
+                 WHEN c.tx_id IS NOT NULL THEN c.tx_state END",
+                self.child_listed()
+            )
+        } else {
+            "c.tx_state".to_owned()
+        };
+        format!(
+            "{} WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1 \
+             AND COALESCE({effective_state}, 0) <> 3",
+            self.record_select(table, Some(coordinator))
+        )
+    }
+
+    fn child_listed(self) -> String {
+        let children = self.concat(&["','", "p.tx_child_ids", "','"]);
+        let child = self.concat(&["','", &self.substr("r.tx_id", 26, None), "','"]);
+        self.contains(&children, &child)
+    }
+
+    fn record_select(self, table: &TableSchema, coordinator: Option<&CoordinatorSchema>) -> String {
+        let mut columns: Vec<String> = table
+            .keys
+            .iter()
+            .map(|key| self.key_text(&format!("r.{}", self.quote(&key.name)), key.kind))
+            .collect();
+        columns.push(self.text("r.tx_id"));
+        for column in ["tx_state", "tx_version", "tx_prepared_at", "tx_committed_at"] {
+            columns.push(self.int(&format!("r.{column}")));
+        }
+        columns.push(self.text("r.before_tx_id"));
+        for column in ["before_tx_state", "before_tx_version"] {
+            columns.push(self.int(&format!("r.{column}")));
+        }
+        let mut joins = String::new();
+        let coordinator_columns = |alias: &str, present: bool, child_ids: bool| {
+            if present {
+                vec![
+                    self.text(&format!("{alias}.tx_id")),
+                    self.int(&format!("{alias}.tx_state")),
+                    self.int(&format!("{alias}.tx_created_at")),
+                    if child_ids {
+                        self.text(&format!("{alias}.tx_child_ids"))
+                    } else {
+                        self.text("NULL")
+                    },
+                ]
+            } else {
+                vec![
+                    self.text("NULL"),
+                    self.int("NULL"),
+                    self.int("NULL"),
+                    self.text("NULL"),
+                ]
+            }
+        };
+        match coordinator {
+            Some(coordinator) => {
+                let name = self.table_name(&coordinator.table);
+                joins.push_str(&format!(" LEFT JOIN {name} c ON c.tx_id = r.tx_id"));
+                columns.extend(coordinator_columns("c", true, coordinator.has_child_ids));
+                if coordinator.has_child_ids {
+                    joins.push_str(&format!(
+                        " LEFT JOIN {name} p ON p.tx_id = {} AND {} = '$'",
+                        self.substr("r.tx_id", 1, Some(24)),
+                        self.substr("r.tx_id", 25, Some(1)),
+                    ));
+                    columns.extend(coordinator_columns("p", true, true));
+                } else {
+                    columns.extend(coordinator_columns("p", false, false));
+                }
+            }
+            None => {
+                columns.extend(coordinator_columns("c", false, false));
+                columns.extend(coordinator_columns("p", false, false));
+            }
+        }
+        format!(
+            "SELECT {} FROM {} r{joins}",
+            columns.join(", "),
+            self.table_name(&table.table)
+        )
+    }
+
+    /// Row count, state counts and newest entry of the Coordinator table.
+    pub fn coordinator_stats(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "SELECT {}, {}, {}, {}, {} FROM {}",
+            self.int("COUNT(*)"),
+            self.int("SUM(CASE WHEN tx_state = 3 THEN 1 ELSE 0 END)"),
+            self.int("SUM(CASE WHEN tx_state = 4 THEN 1 ELSE 0 END)"),
+            self.int("MAX(tx_created_at)"),
+            self.int(&format!("SUM({})", Self::INVALID_COORDINATOR_ROW)),
+            self.table_name(&coordinator.table)
+        )
+    }
+
+    const INVALID_COORDINATOR_ROW: &'static str = "CASE WHEN tx_state IN (3, 4) AND tx_created_at IS NOT NULL THEN 0 ELSE 1 END";
+
+    /// A bounded sample of Coordinator rows ScalarDB could not have written.
+    pub fn invalid_coordinator_rows(self, coordinator: &CoordinatorSchema, limit: usize) -> String {
+        format!(
+            "SELECT {}, {}, {}, {} FROM {} WHERE {} = 1 ORDER BY tx_id LIMIT {limit}",
+            self.text("tx_id"),
+            self.int("tx_state"),
+            self.int("tx_created_at"),
+            if coordinator.has_child_ids {
+                self.text("tx_child_ids")
+            } else {
+                self.text("NULL")
+            },
+            self.table_name(&coordinator.table),
+            Self::INVALID_COORDINATOR_ROW,
+        )
+    }
+
+    /// Every column of every user table: `(schema, table, column, data type)`.
+    pub fn catalog_columns(self) -> &'static str {
+        match self {
+            Self::Postgres => {
+                "SELECT CAST(table_schema AS TEXT), CAST(table_name AS TEXT), \
+                 CAST(column_name AS TEXT), CAST(data_type AS TEXT) \
+                 FROM information_schema.columns \
+                 WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
+                 AND table_schema NOT LIKE 'pg\\_toast%' AND table_schema NOT LIKE 'pg\\_temp%' \
+                 ORDER BY table_schema, table_name, ordinal_position"
+            }
+            Self::MySql => {
+                "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
+                 CAST(column_name AS CHAR), CAST(data_type AS CHAR) \
+                 FROM information_schema.columns \
+                 WHERE table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
+                 ORDER BY table_schema, table_name, ordinal_position"
+            }
+            Self::Sqlite => {
+                "SELECT '', m.name, p.name, CAST(p.type AS TEXT) \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' ORDER BY m.name, p.cid"
+            }
+        }
+    }
+
+    /// Primary-key columns of every user table, in key order: `(schema, table, column)`.
+    pub fn catalog_primary_keys(self) -> &'static str {
+        match self {
+            Self::Postgres => {
+                "SELECT CAST(k.table_schema AS TEXT), CAST(k.table_name AS TEXT), \
+                 CAST(k.column_name AS TEXT) \
+                 FROM information_schema.table_constraints t \
+                 JOIN information_schema.key_column_usage k \
+                 ON k.constraint_name = t.constraint_name AND k.table_schema = t.table_schema \
+                 AND k.table_name = t.table_name \
+                 WHERE t.constraint_type = 'PRIMARY KEY' \
+                 ORDER BY k.table_schema, k.table_name, k.ordinal_position"
+            }
+            Self::MySql => {
+                "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
+                 CAST(column_name AS CHAR) FROM information_schema.key_column_usage \
+                 WHERE constraint_name = 'PRIMARY' \
+                 ORDER BY table_schema, table_name, ordinal_position"
+            }
+            Self::Sqlite => {
+                "SELECT '', m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND p.pk > 0 ORDER BY m.name, p.pk"
+            }
+        }
+    }
+
+    /// ScalarDB's table metadata: `(full_table_name, column_name, data_type, key_type)`,
+    /// key columns in key order.
+    pub fn scalardb_metadata(self, metadata_schema: &str) -> String {
+        let table = match self {
+            Self::Sqlite => self.quote(&format!("{metadata_schema}$metadata")),
+            Self::Postgres | Self::MySql => {
+                format!("{}.{}", self.quote(metadata_schema), self.quote("metadata"))
+            }
+        };
+        format!(
+            "SELECT {}, {}, {}, {} FROM {table} ORDER BY full_table_name, ordinal_position",
+            self.text("full_table_name"),
+            self.text("column_name"),
+            self.text("data_type"),
+            self.text("key_type"),
+        )
+    }
+
+    /// Starts the read-only transaction every scan runs in.
+    pub fn begin_read_only(self) -> &'static str {
+        match self {
+            Self::Postgres => "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            Self::MySql => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            // The connection itself is opened read-only (mode=ro).
+            Self::Sqlite => "BEGIN",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::KeyColumn;
+
+    fn accounts() -> TableSchema {
+        TableSchema {
+            table: TableRef::new("bank", "accounts"),
+            keys: vec![
+                KeyColumn {
+                    name: "id".into(),
+                    kind: KeyKind::Text,
+                },
+                KeyColumn {
+                    name: "flag".into(),
+                    kind: KeyKind::Boolean,
+                },
+            ],
+        }
+    }
+
+    fn coordinator(has_child_ids: bool) -> CoordinatorSchema {
+        CoordinatorSchema {
+            table: TableRef::new("coordinator", "state"),
+            has_child_ids,
+            has_write_set: false,
+        }
+    }
+
+    #[test]
+    fn sqlite_tables_are_named_namespace_dollar_table() {
+        assert_eq!(
+            Dialect::Sqlite.table_name(&TableRef::new("bank", "accounts")),
+            "\"bank$accounts\""
+        );
+        assert_eq!(
+            Dialect::sqlite_table_ref("bank$accounts"),
+            Some(TableRef::new("bank", "accounts"))
+        );
+        assert_eq!(Dialect::sqlite_table_ref("plain"), None);
+    }
+
+    #[test]
+    fn identifiers_are_quoted_against_injection() {
+        assert_eq!(Dialect::MySql.quote("a`b"), "`a``b`");
+        assert_eq!(Dialect::Postgres.quote("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn every_record_query_has_the_same_shape() {
+        for dialect in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
+            for sql in [
+                dialect.exceptional_records(&accounts(), None),
+                dialect.exceptional_records(&accounts(), Some(&coordinator(true))),
+                dialect.unconfirmed_committed_records(&accounts(), &coordinator(false)),
+                dialect.unconfirmed_committed_records(&accounts(), &coordinator(true)),
+            ] {
+                let select = sql.split(" FROM ").next().unwrap();
+                // Commas inside CAST/CASE/CONCAT are not separators; count top-level columns.
+                let mut depth = 0;
+                let mut columns = 1;
+                for c in select.chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        ',' if depth == 0 => columns += 1,
+                        _ => {}
+                    }
+                }
+                assert_eq!(columns, 2 + RECORD_TAIL_COLUMNS, "{sql}");
+            }
+        }
+    }
+
+    #[test]
+    fn group_commit_lookup_joins_the_parent_row_only_when_child_ids_exist() {
+        let without = Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator(false));
+        assert!(!without.contains(" p ON "), "{without}");
+        let with = Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator(true));
+        assert!(with.contains("LEFT JOIN \"coordinator\".\"state\" p ON p.tx_id = SUBSTR(r.tx_id, 1, 24)"), "{with}");
+        assert!(with.contains("strpos(',' || p.tx_child_ids || ','"), "{with}");
+        let mysql = Dialect::MySql.unconfirmed_committed_records(&accounts(), &coordinator(true));
+        assert!(mysql.contains("LOCATE(CONCAT(',', SUBSTRING(r.tx_id, 26), ','), CONCAT(',', p.tx_child_ids, ','))"), "{mysql}");
+    }
+}

@@ -1,0 +1,405 @@
+//! Discovery: which tables are ScalarDB's transactional tables, what their keys are, and
+//! where the Coordinator is. Pure: it reads the catalog and ScalarDB's metadata rows that
+//! `sql.rs` fetched, and decides nothing about consistency.
+
+use std::collections::BTreeMap;
+
+use super::{CoordinatorSchema, KeyColumn, KeyKind, TableSchema};
+use crate::analyze::DiscoveryNote;
+use crate::model::{TRANSACTION_META_COLUMNS, TableRef};
+
+/// `--include` / `--exclude`: patterns on `namespace` or `namespace.table`, `*` a wildcard.
+#[derive(Clone, Debug, Default)]
+pub struct TableFilter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl TableFilter {
+    pub fn accepts(&self, table: &TableRef) -> bool {
+        let hit = |pattern: &String| {
+            if pattern.contains('.') {
+                glob_match(pattern, &table.to_string())
+            } else {
+                glob_match(pattern, &table.namespace)
+            }
+        };
+        (self.include.is_empty() || self.include.iter().any(hit)) && !self.exclude.iter().any(hit)
+    }
+}
+
+fn glob_match(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((prefix, rest)) => {
+            let Some(remainder) = text.strip_prefix(prefix) else {
+                return false;
+            };
+            (0..=remainder.len())
+                .filter(|&i| remainder.is_char_boundary(i))
+                .any(|i| glob_match(rest, &remainder[i..]))
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiscoveredTable {
+    Present(TableSchema),
+    /// Listed in ScalarDB's metadata, absent from the database.
+    Missing(TableRef),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Discovery {
+    pub tables: Vec<DiscoveredTable>,
+    pub coordinator: Option<CoordinatorSchema>,
+    pub notes: Vec<DiscoveryNote>,
+    /// Whether ScalarDB's metadata table was found and used.
+    pub from_scalardb_metadata: bool,
+}
+
+/// One table as the database catalog describes it.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogTable {
+    pub columns: Vec<(String, String)>,
+    pub primary_key: Vec<String>,
+}
+
+impl CatalogTable {
+    fn has_column(&self, name: &str) -> bool {
+        self.columns.iter().any(|(column, _)| column == name)
+    }
+
+    fn column_type(&self, name: &str) -> &str {
+        self.columns
+            .iter()
+            .find(|(column, _)| column == name)
+            .map_or("", |(_, data_type)| data_type.as_str())
+    }
+
+    fn is_transactional(&self) -> bool {
+        TRANSACTION_META_COLUMNS.iter().all(|c| self.has_column(c))
+    }
+
+    fn keys(&self) -> Vec<KeyColumn> {
+        self.primary_key
+            .iter()
+            .map(|name| KeyColumn {
+                name: name.clone(),
+                kind: KeyKind::from_type_name(self.column_type(name)),
+            })
+            .collect()
+    }
+}
+
+/// One row of ScalarDB's metadata table.
+#[derive(Clone, Debug)]
+pub struct MetadataRow {
+    pub full_table_name: String,
+    pub column_name: String,
+    pub data_type: String,
+    pub key_type: Option<String>,
+}
+
+pub struct DiscoverySettings<'a> {
+    pub coordinator_namespace: &'a str,
+    pub metadata_schema: &'a str,
+    pub filter: &'a TableFilter,
+}
+
+/// Decides the tables to scan from the catalog and, when it exists, ScalarDB's metadata.
+pub fn discover(
+    catalog: &BTreeMap<TableRef, CatalogTable>,
+    metadata: Option<&[MetadataRow]>,
+    settings: &DiscoverySettings<'_>,
+) -> Discovery {
+    let coordinator_ref = TableRef::new(settings.coordinator_namespace, "state");
+    let coordinator = catalog.get(&coordinator_ref).and_then(|table| {
+        ["tx_id", "tx_state", "tx_created_at"]
+            .iter()
+            .all(|c| table.has_column(c))
+            .then(|| CoordinatorSchema {
+                table: coordinator_ref.clone(),
+                has_child_ids: table.has_column("tx_child_ids"),
+                has_write_set: table.has_column("tx_write_set"),
+            })
+    });
+    let is_candidate = |table: &TableRef| {
+        table.namespace != settings.coordinator_namespace
+            && table.namespace != settings.metadata_schema
+            && settings.filter.accepts(table)
+    };
+
+    let mut discovery = Discovery {
+        coordinator,
+        from_scalardb_metadata: metadata.is_some(),
+        ..Discovery::default()
+    };
+    let mut listed = Vec::new();
+    if let Some(rows) = metadata {
+        let mut by_table: BTreeMap<&str, Vec<&MetadataRow>> = BTreeMap::new();
+        for row in rows {
+            by_table.entry(&row.full_table_name).or_default().push(row);
+        }
+        for (full_name, rows) in by_table {
+            let Some(table) = TableRef::parse_full_name(full_name) else {
+                continue;
+            };
+            listed.push(table.clone());
+            if !is_candidate(&table) {
+                continue;
+            }
+            let listed_meta: Vec<&str> = TRANSACTION_META_COLUMNS
+                .iter()
+                .copied()
+                .filter(|c| rows.iter().any(|r| r.column_name == *c))
+                .collect();
+            if listed_meta.is_empty() {
+                continue; // a storage-only (non-transactional) table
+            }
+            let Some(catalog_table) = catalog.get(&table) else {
+                discovery.tables.push(DiscoveredTable::Missing(table));
+                continue;
+            };
+            let metadata_keys: Vec<KeyColumn> = rows
+                .iter()
+                .filter(|r| r.key_type.as_deref() == Some("PARTITION"))
+                .chain(
+                    rows.iter()
+                        .filter(|r| r.key_type.as_deref() == Some("CLUSTERING")),
+                )
+                .map(|r| KeyColumn {
+                    name: r.column_name.clone(),
+                    kind: KeyKind::from_type_name(&r.data_type),
+                })
+                .collect();
+            let mut missing: Vec<String> = TRANSACTION_META_COLUMNS
+                .iter()
+                .filter(|c| !listed_meta.contains(c))
+                .map(|c| (*c).to_owned())
+                .collect();
+            if metadata_keys.is_empty() {
+                missing.push("the key columns".to_owned());
+            }
+            if !missing.is_empty() {
+                discovery.notes.push(DiscoveryNote::MetadataIncomplete {
+                    table: table.clone(),
+                    missing_columns: missing,
+                });
+                if catalog_table.is_transactional() && !catalog_table.primary_key.is_empty() {
+                    discovery.tables.push(DiscoveredTable::Present(TableSchema {
+                        table,
+                        keys: catalog_table.keys(),
+                    }));
+                }
+                continue;
+            }
+            discovery.tables.push(DiscoveredTable::Present(TableSchema {
+                table,
+                keys: metadata_keys,
+            }));
+        }
+    }
+    for (table, catalog_table) in catalog {
+        if listed.contains(table) || !is_candidate(table) || !catalog_table.is_transactional() {
+            continue;
+        }
+        if metadata.is_some() {
+            // A transactional table ScalarDB's metadata does not list: a truncated metadata
+            // table. Scan it anyway, from the catalog, and say so.
+            discovery.notes.push(DiscoveryNote::MetadataIncomplete {
+                table: table.clone(),
+                missing_columns: vec!["the table itself".to_owned()],
+            });
+        }
+        if catalog_table.primary_key.is_empty() {
+            continue;
+        }
+        discovery.tables.push(DiscoveredTable::Present(TableSchema {
+            table: table.clone(),
+            keys: catalog_table.keys(),
+        }));
+    }
+    if discovery.tables.is_empty() {
+        discovery.notes.push(DiscoveryNote::NoTransactionalTables {
+            searched: if metadata.is_some() {
+                format!(
+                    "searched {}.metadata and the catalog",
+                    settings.metadata_schema
+                )
+            } else {
+                format!(
+                    "no {}.metadata table; searched the catalog for tables with ScalarDB's \
+                     metadata columns",
+                    settings.metadata_schema
+                )
+            },
+        });
+    }
+    discovery
+        .tables
+        .sort_by(|a, b| table_of(a).cmp(table_of(b)));
+    discovery
+}
+
+fn table_of(table: &DiscoveredTable) -> &TableRef {
+    match table {
+        DiscoveredTable::Present(schema) => &schema.table,
+        DiscoveredTable::Missing(table) => table,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transactional(keys: &[&str]) -> CatalogTable {
+        let mut columns: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| ((*k).to_owned(), "integer".to_owned()))
+            .collect();
+        columns.push(("balance".into(), "integer".into()));
+        columns.extend(
+            TRANSACTION_META_COLUMNS
+                .iter()
+                .map(|c| ((*c).to_owned(), "bigint".to_owned())),
+        );
+        CatalogTable {
+            columns,
+            primary_key: keys.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    fn coordinator_table() -> CatalogTable {
+        CatalogTable {
+            columns: ["tx_id", "tx_state", "tx_created_at"]
+                .iter()
+                .map(|c| ((*c).to_owned(), "text".to_owned()))
+                .collect(),
+            primary_key: vec!["tx_id".into()],
+        }
+    }
+
+    fn metadata_rows(full_name: &str, keys: &[(&str, &str)], meta: &[&str]) -> Vec<MetadataRow> {
+        keys.iter()
+            .map(|(name, key_type)| MetadataRow {
+                full_table_name: full_name.into(),
+                column_name: (*name).into(),
+                data_type: "INT".into(),
+                key_type: Some((*key_type).into()),
+            })
+            .chain(meta.iter().map(|c| MetadataRow {
+                full_table_name: full_name.into(),
+                column_name: (*c).into(),
+                data_type: "INT".into(),
+                key_type: None,
+            }))
+            .collect()
+    }
+
+    fn settings(filter: &TableFilter) -> DiscoverySettings<'_> {
+        DiscoverySettings {
+            coordinator_namespace: "coordinator",
+            metadata_schema: "scalardb",
+            filter,
+        }
+    }
+
+    fn present(discovery: &Discovery) -> Vec<String> {
+        discovery
+            .tables
+            .iter()
+            .map(|t| match t {
+                DiscoveredTable::Present(s) => s.table.to_string(),
+                DiscoveredTable::Missing(t) => format!("missing {t}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scalardb_metadata_decides_tables_and_key_order() {
+        let mut catalog = BTreeMap::new();
+        catalog.insert(TableRef::new("bank", "accounts"), transactional(&["ck", "pk"]));
+        catalog.insert(TableRef::new("coordinator", "state"), coordinator_table());
+        let rows = metadata_rows(
+            "bank.accounts",
+            &[("pk", "PARTITION"), ("ck", "CLUSTERING")],
+            &TRANSACTION_META_COLUMNS,
+        );
+        let filter = TableFilter::default();
+        let discovery = discover(&catalog, Some(&rows), &settings(&filter));
+        assert!(discovery.notes.is_empty(), "{:?}", discovery.notes);
+        let DiscoveredTable::Present(schema) = &discovery.tables[0] else {
+            panic!("accounts should be present");
+        };
+        let keys: Vec<&str> = schema.keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(keys, ["pk", "ck"]);
+        assert_eq!(
+            discovery.coordinator.unwrap().table,
+            TableRef::new("coordinator", "state")
+        );
+    }
+
+    #[test]
+    fn a_listed_table_absent_from_the_catalog_is_missing() {
+        let catalog = BTreeMap::new();
+        let rows = metadata_rows("bank.gone", &[("id", "PARTITION")], &TRANSACTION_META_COLUMNS);
+        let filter = TableFilter::default();
+        let discovery = discover(&catalog, Some(&rows), &settings(&filter));
+        assert_eq!(present(&discovery), ["missing bank.gone"]);
+        assert!(discovery.coordinator.is_none());
+    }
+
+    #[test]
+    fn without_metadata_the_catalog_finds_tables_with_the_metadata_columns() {
+        let mut catalog = BTreeMap::new();
+        catalog.insert(TableRef::new("bank", "accounts"), transactional(&["id"]));
+        catalog.insert(
+            TableRef::new("bank", "plain"),
+            CatalogTable {
+                columns: vec![("id".into(), "integer".into())],
+                primary_key: vec!["id".into()],
+            },
+        );
+        let filter = TableFilter::default();
+        let discovery = discover(&catalog, None, &settings(&filter));
+        assert_eq!(present(&discovery), ["bank.accounts"]);
+    }
+
+    #[test]
+    fn a_truncated_metadata_table_falls_back_to_the_catalog_and_says_so() {
+        let mut catalog = BTreeMap::new();
+        catalog.insert(TableRef::new("bank", "accounts"), transactional(&["id"]));
+        catalog.insert(TableRef::new("bank", "history"), transactional(&["id"]));
+        let rows = metadata_rows("bank.accounts", &[("id", "PARTITION")], &["tx_id", "tx_state"]);
+        let filter = TableFilter::default();
+        let discovery = discover(&catalog, Some(&rows), &settings(&filter));
+        assert_eq!(present(&discovery), ["bank.accounts", "bank.history"]);
+        assert_eq!(discovery.notes.len(), 2, "{:?}", discovery.notes);
+    }
+
+    #[test]
+    fn nothing_found_is_a_note_not_an_error() {
+        let filter = TableFilter::default();
+        let discovery = discover(&BTreeMap::new(), None, &settings(&filter));
+        assert!(matches!(
+            discovery.notes[..],
+            [DiscoveryNote::NoTransactionalTables { .. }]
+        ));
+    }
+
+    #[test]
+    fn filters_match_namespaces_or_full_names_with_wildcards() {
+        let filter = TableFilter {
+            include: vec!["bank".into(), "shop.order*".into()],
+            exclude: vec!["bank.audit".into()],
+        };
+        assert!(filter.accepts(&TableRef::new("bank", "accounts")));
+        assert!(!filter.accepts(&TableRef::new("bank", "audit")));
+        assert!(filter.accepts(&TableRef::new("shop", "orders")));
+        assert!(!filter.accepts(&TableRef::new("shop", "items")));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("a*c*e", "abcde"));
+        assert!(!glob_match("a*c", "abd"));
+    }
+}

@@ -1,0 +1,399 @@
+//! The only sqlx user: connects to PostgreSQL, MySQL/MariaDB or SQLite through sqlx's
+//! `Any` driver, and runs the queries `dialect.rs` builds, read-only, streaming rows.
+//!
+//! Every session is made read-only when it opens (and every scan runs in a read-only
+//! transaction), so a database the tool did not create is never written to.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, Row};
+
+use super::dialect::{Dialect, RECORD_TAIL_COLUMNS};
+use super::discover::{CatalogTable, Discovery, DiscoverySettings, MetadataRow, discover};
+use super::{CoordinatorSchema, TableSchema};
+use crate::analyze::{CoordinatorScan, ObservedRecord, Retention, TableScan};
+use crate::model::{CoordinatorRow, CoordinatorRows, RecordKey, RecordMeta, TableRef};
+
+/// How many invalid Coordinator rows are fetched as evidence.
+const INVALID_COORDINATOR_SAMPLE: usize = 20;
+
+/// Each message reads after "failed to"; the target travels as a field, the cause as source.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("connect to {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("connect to {target} within {timeout:?}")]
+    ConnectTimeout {
+        target: String,
+        timeout: Duration,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("read the database catalog of {target}")]
+    Catalog {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("read ScalarDB's metadata table {table}")]
+    Metadata {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("scan {table}")]
+    Scan {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("read the Coordinator table {table}")]
+    Coordinator {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl SqlError {
+    /// Whether the target could not be reached at all (as opposed to failing mid-scan).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::ConnectTimeout { .. })
+    }
+}
+
+/// A connection pool to one target.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    target: String,
+}
+
+impl SqlStore {
+    /// Connects, retrying only errors that can be transient (connection refused, a server
+    /// still starting) until `timeout`; a wrong password or a missing database fails at once.
+    pub async fn connect(
+        url: &str,
+        dialect: Dialect,
+        target: &str,
+        connections: u32,
+        timeout: Duration,
+    ) -> Result<Self, SqlError> {
+        sqlx::any::install_default_drivers();
+        let options: AnyConnectOptions = url.parse().map_err(|source| SqlError::Connect {
+            target: target.to_owned(),
+            source,
+        })?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let attempt = AnyPoolOptions::new()
+                .max_connections(connections.max(1))
+                .acquire_timeout(timeout)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        conn.execute(sqlx::raw_sql(match dialect {
+                            Dialect::Postgres => {
+                                "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+                            }
+                            Dialect::MySql => "SET SESSION TRANSACTION READ ONLY",
+                            Dialect::Sqlite => "PRAGMA query_only = ON",
+                        }))
+                        .await
+                        .map(|_| ())
+                    })
+                })
+                .connect_with(options.clone())
+                .await;
+            match attempt {
+                Ok(pool) => {
+                    return Ok(Self {
+                        pool,
+                        dialect,
+                        target: target.to_owned(),
+                    });
+                }
+                Err(source) if is_transient(&source) => {
+                    if Instant::now() >= deadline {
+                        return Err(SqlError::ConnectTimeout {
+                            target: target.to_owned(),
+                            timeout,
+                            source,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(source) => {
+                    return Err(SqlError::Connect {
+                        target: target.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Reads the catalog and ScalarDB's metadata table, then decides what to scan.
+    pub async fn discover(&self, settings: &DiscoverySettings<'_>) -> Result<Discovery, SqlError> {
+        let catalog_error = |source| SqlError::Catalog {
+            target: self.target.clone(),
+            source,
+        };
+        let mut catalog: BTreeMap<TableRef, CatalogTable> = BTreeMap::new();
+        let rows = sqlx::query(self.dialect.catalog_columns())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(catalog_error)?;
+        for row in &rows {
+            let (schema, table, column, data_type): (String, String, String, String) =
+                decode_four(row).map_err(catalog_error)?;
+            if let Some(table) = self.table_ref(schema, &table) {
+                catalog
+                    .entry(table)
+                    .or_default()
+                    .columns
+                    .push((column, data_type));
+            }
+        }
+        let rows = sqlx::query(self.dialect.catalog_primary_keys())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(catalog_error)?;
+        for row in &rows {
+            let schema: String = row.try_get(0).map_err(catalog_error)?;
+            let table: String = row.try_get(1).map_err(catalog_error)?;
+            let column: String = row.try_get(2).map_err(catalog_error)?;
+            if let Some(table) = self.table_ref(schema, &table) {
+                catalog.entry(table).or_default().primary_key.push(column);
+            }
+        }
+
+        let metadata_table = TableRef::new(settings.metadata_schema, "metadata");
+        let metadata = if catalog.contains_key(&metadata_table) {
+            let metadata_error = |source| SqlError::Metadata {
+                table: metadata_table.to_string(),
+                source,
+            };
+            let rows = sqlx::query(&self.dialect.scalardb_metadata(settings.metadata_schema))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(metadata_error)?;
+            let mut metadata = Vec::with_capacity(rows.len());
+            for row in &rows {
+                metadata.push(MetadataRow {
+                    full_table_name: row.try_get(0).map_err(metadata_error)?,
+                    column_name: row.try_get(1).map_err(metadata_error)?,
+                    data_type: row
+                        .try_get::<Option<String>, _>(2)
+                        .map_err(metadata_error)?
+                        .unwrap_or_default(),
+                    key_type: row.try_get(3).map_err(metadata_error)?,
+                });
+            }
+            Some(metadata)
+        } else {
+            None
+        };
+        Ok(discover(&catalog, metadata.as_deref(), settings))
+    }
+
+    fn table_ref(&self, schema: String, table: &str) -> Option<TableRef> {
+        match self.dialect {
+            Dialect::Sqlite => Dialect::sqlite_table_ref(table),
+            Dialect::Postgres | Dialect::MySql => Some(TableRef::new(schema, table)),
+        }
+    }
+
+    async fn read_only_connection(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        conn.execute(sqlx::raw_sql(self.dialect.begin_read_only()))
+            .await?;
+        Ok(conn)
+    }
+
+    async fn end(conn: &mut PoolConnection<Any>) -> Result<(), sqlx::Error> {
+        conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(|_| ())
+    }
+
+    /// Counts, watermarks and every record that is not plainly committed.
+    pub async fn scan_exceptional(
+        &self,
+        table: &TableSchema,
+        coordinator: Option<&CoordinatorSchema>,
+    ) -> Result<TableScan, SqlError> {
+        let scan_error = |source| SqlError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
+        let stats = sqlx::query(&self.dialect.table_stats(table))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(scan_error)?;
+        let mut scan = TableScan {
+            records: count(&stats, 0).map_err(scan_error)?,
+            max_prepared_at: stats.try_get(1).map_err(scan_error)?,
+            max_committed_at: stats.try_get(2).map_err(scan_error)?,
+            ..TableScan::default()
+        };
+        let sql = self.dialect.exceptional_records(table, coordinator);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
+            scan.exceptional
+                .push(decode_record(&row, table).map_err(scan_error)?);
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(scan_error)?;
+        Ok(scan)
+    }
+
+    /// Streams the COMMITTED records whose transaction the Coordinator does not confirm,
+    /// filing each through `retention` so memory stays bounded.
+    pub async fn scan_unconfirmed(
+        &self,
+        table: &TableSchema,
+        coordinator: &CoordinatorSchema,
+        retention: &Retention,
+        scan: &mut TableScan,
+    ) -> Result<(), SqlError> {
+        let scan_error = |source| SqlError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
+        let sql = self.dialect.unconfirmed_committed_records(table, coordinator);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
+            retention.file(scan, decode_record(&row, table).map_err(scan_error)?);
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(scan_error)
+    }
+
+    pub async fn scan_coordinator(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<CoordinatorScan, SqlError> {
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let mut conn = self.read_only_connection().await.map_err(error)?;
+        let stats = sqlx::query(&self.dialect.coordinator_stats(coordinator))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(error)?;
+        let mut scan = CoordinatorScan {
+            table: Some(coordinator.table.clone()),
+            rows: count(&stats, 0).map_err(error)?,
+            committed: count(&stats, 1).map_err(error)?,
+            aborted: count(&stats, 2).map_err(error)?,
+            max_created_at: stats.try_get(3).map_err(error)?,
+            has_child_ids: coordinator.has_child_ids,
+            has_write_set: coordinator.has_write_set,
+            invalid_count: count(&stats, 4).map_err(error)?,
+            invalid_rows: Vec::new(),
+        };
+        if scan.invalid_count > 0 {
+            let sql = self
+                .dialect
+                .invalid_coordinator_rows(coordinator, INVALID_COORDINATOR_SAMPLE);
+            for row in sqlx::query(&sql)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(error)?
+            {
+                scan.invalid_rows
+                    .push(decode_coordinator_row(&row, 0).map_err(error)?.unwrap_or_else(
+                        || CoordinatorRow {
+                            tx_id: "NULL".to_owned(),
+                            tx_state: None,
+                            tx_created_at: None,
+                            tx_child_ids: None,
+                        },
+                    ));
+            }
+        }
+        Self::end(&mut conn).await.map_err(error)?;
+        Ok(scan)
+    }
+}
+
+fn is_transient(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+}
+
+/// A NULL aggregate (SUM over no rows) counts as zero.
+fn count(row: &AnyRow, index: usize) -> Result<u64, sqlx::Error> {
+    let value: Option<i64> = row.try_get(index)?;
+    Ok(value.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+}
+
+fn decode_four(row: &AnyRow) -> Result<(String, String, String, String), sqlx::Error> {
+    Ok((
+        row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+    ))
+}
+
+fn decode_record(row: &AnyRow, table: &TableSchema) -> Result<ObservedRecord, sqlx::Error> {
+    let key_len = table.keys.len();
+    let mut key = Vec::with_capacity(key_len);
+    for (index, column) in table.keys.iter().enumerate() {
+        let value: Option<String> = row.try_get(index)?;
+        key.push((column.name.clone(), value.unwrap_or_else(|| "NULL".to_owned())));
+    }
+    let at = |offset: usize| key_len + offset;
+    debug_assert_eq!(row.len(), key_len + RECORD_TAIL_COLUMNS);
+    Ok(ObservedRecord {
+        key: RecordKey(key),
+        meta: RecordMeta {
+            tx_id: row.try_get(at(0))?,
+            tx_state: row.try_get(at(1))?,
+            tx_version: row.try_get(at(2))?,
+            tx_prepared_at: row.try_get(at(3))?,
+            tx_committed_at: row.try_get(at(4))?,
+            before_tx_id: row.try_get(at(5))?,
+            before_tx_state: row.try_get(at(6))?,
+            before_tx_version: row.try_get(at(7))?,
+        },
+        coordinator: CoordinatorRows {
+            exact: decode_coordinator_row(row, at(8))?,
+            parent: decode_coordinator_row(row, at(12))?,
+        },
+    })
+}
+
+fn decode_coordinator_row(
+    row: &AnyRow,
+    start: usize,
+) -> Result<Option<CoordinatorRow>, sqlx::Error> {
+    let tx_id: Option<String> = row.try_get(start)?;
+    Ok(match tx_id {
+        None => None,
+        Some(tx_id) => Some(CoordinatorRow {
+            tx_id,
+            tx_state: row.try_get(start + 1)?,
+            tx_created_at: row.try_get(start + 2)?,
+            tx_child_ids: row.try_get(start + 3)?,
+        }),
+    })
+}
