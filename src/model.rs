@@ -32,7 +32,7 @@ pub const TRANSACTION_META_COLUMNS: [&str; 10] = [
 ];
 
 /// `com.scalar.db.api.TransactionState`, as stored in `tx_state` columns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TxState {
     Prepared,

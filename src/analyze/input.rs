@@ -47,7 +47,7 @@ pub struct TableScan {
     pub unconfirmed_relevant: Vec<ObservedRecord>,
     /// How many other COMMITTED records have no COMMITTED Coordinator state.
     pub unconfirmed_other_count: u64,
-    /// A few of those, as evidence.
+    /// The few with the smallest keys, as evidence.
     pub unconfirmed_other_samples: Vec<ObservedRecord>,
 }
 

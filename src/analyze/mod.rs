@@ -358,7 +358,9 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
                             }
                         }
                         uncovered += 1;
-                        first_uncovered = first_uncovered.or(Some(record));
+                        if first_uncovered.is_none_or(|first| record.key < first.key) {
+                            first_uncovered = Some(record);
+                        }
                     }
                 }
             }
@@ -708,10 +710,13 @@ fn judge_transactions(
             CoordinatorState::Committed { .. } => summary.roll_forward += 1,
             _ => summary.roll_back += 1,
         }
-        let (first_table, first_key, first_state) = &tx.table_and_key[0];
+        // The smallest evidence, so that the report does not depend on row order.
+        let (first_table, first_key, first_state) =
+            tx.table_and_key.iter().min().expect("an unresolved tx has records");
         if *state == CoordinatorState::Absent && !tx.committed.is_empty() {
             summary.torn += 1;
-            let (committed_table, committed_key) = &tx.committed[0];
+            let (committed_table, committed_key) =
+                tx.committed.iter().min().expect("checked non-empty");
             findings.push(
                 Finding::new(
                     Code::TornTransaction,

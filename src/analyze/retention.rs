@@ -69,8 +69,13 @@ impl Retention {
             scan.unconfirmed_relevant.push(record);
         } else {
             scan.unconfirmed_other_count += 1;
-            if scan.unconfirmed_other_samples.len() < SAMPLE_LIMIT {
-                scan.unconfirmed_other_samples.push(record);
+            // Keep the smallest keys, not the first streamed: reports must not depend on
+            // the order a backend happens to return rows in.
+            let samples = &mut scan.unconfirmed_other_samples;
+            let position = samples.partition_point(|s| s.key < record.key);
+            if position < SAMPLE_LIMIT {
+                samples.insert(position, record);
+                samples.truncate(SAMPLE_LIMIT);
             }
         }
     }
