@@ -31,11 +31,13 @@ fn scan(args: ScanArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Res
     let progress = Progress::new(args.quiet);
     let analysis = runtime.block_on(crate::scan::run(&config, &progress))?;
     let report = Report::new(analysis, config.target.display().to_owned());
-    let format = args.format.unwrap_or(if stdout_is_terminal && args.output.is_none() {
-        Format::Terminal
-    } else {
-        Format::Json
-    });
+    let format = args
+        .format
+        .unwrap_or(if stdout_is_terminal && args.output.is_none() {
+            Format::Terminal
+        } else {
+            Format::Json
+        });
     write_report(&report, format, args.output.as_deref(), stdout)?;
     Ok(exit_code_for(&report, args.strict, args.fail_on))
 }
@@ -108,7 +110,11 @@ fn write_report(
 }
 
 /// The one place a report becomes an exit code.
-pub fn exit_code_for(report: &Report, strict: bool, fail_on: Option<crate::analyze::Severity>) -> u8 {
+pub fn exit_code_for(
+    report: &Report,
+    strict: bool,
+    fail_on: Option<crate::analyze::Severity>,
+) -> u8 {
     match report.verdict {
         Verdict::Inconsistent => return exit_code::FAILED_CHECK,
         Verdict::Indeterminate => return exit_code::INDETERMINATE,

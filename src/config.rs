@@ -81,17 +81,16 @@ impl Target {
             "postgres" | "postgresql" => Dialect::Postgres,
             "mysql" | "mariadb" => Dialect::MySql,
             _ => {
-                return Err(ConfigError::UnsupportedScheme {
-                    url: redact(&url),
-                });
+                return Err(ConfigError::UnsupportedScheme { url: redact(&url) });
             }
         };
         if url.scheme() == "mariadb" {
-            url = url::Url::parse(&format!("mysql{}", &url.as_str()["mariadb".len()..]))
-                .map_err(|e| ConfigError::InvalidUrl {
+            url = url::Url::parse(&format!("mysql{}", &url.as_str()["mariadb".len()..])).map_err(
+                |e| ConfigError::InvalidUrl {
                     url: redact_unparsed(raw),
                     reason: e.to_string(),
-                })?;
+                },
+            )?;
         }
         Ok(Self {
             display: redact(&url),
@@ -276,7 +275,8 @@ fn jdbc_target(
         url.set_username(&user).map_err(|()| unsupported())?;
     }
     if let Some(password) = password {
-        url.set_password(Some(&password)).map_err(|()| unsupported())?;
+        url.set_password(Some(&password))
+            .map_err(|()| unsupported())?;
     }
     Target::from_url(url.as_str())
 }
@@ -332,9 +332,13 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_the_display() {
-        let target = Target::from_url("postgres://alice:s3cret@db:5432/app?password=x&sslmode=disable")
-            .unwrap();
-        assert_eq!(target.display(), "postgres://alice@db:5432/app?sslmode=disable");
+        let target =
+            Target::from_url("postgres://alice:s3cret@db:5432/app?password=x&sslmode=disable")
+                .unwrap();
+        assert_eq!(
+            target.display(),
+            "postgres://alice@db:5432/app?sslmode=disable"
+        );
         assert!(target.connection_url().contains("s3cret"));
         assert!(!format!("{target:?}").contains("s3cret"));
         let err = Target::from_url("postgres://alice:s3cret@[bad/").unwrap_err();
@@ -386,7 +390,10 @@ mod tests {
              scalar.db.jdbc.table_metadata.schema: meta\n",
         )
         .unwrap();
-        assert_eq!(props.target.display(), "postgres://scalar@db.internal:5433/app");
+        assert_eq!(
+            props.target.display(),
+            "postgres://scalar@db.internal:5433/app"
+        );
         assert!(props.target.connection_url().contains("p%40ss%3Aword"));
         assert_eq!(props.coordinator_namespace.as_deref(), Some("coord"));
         assert_eq!(props.metadata_schema.as_deref(), Some("meta"));
@@ -399,7 +406,10 @@ mod tests {
             "scalar.db.storage=cassandra\nscalar.db.contact_points=localhost",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("scalar.db.storage=cassandra"), "{err}");
+        assert!(
+            err.to_string().contains("scalar.db.storage=cassandra"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,9 +51,8 @@ impl Task {
     pub fn finish(&self, records: u64) {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = u32::try_from(records).map_or(f64::MAX, f64::from) / seconds;
-        self.bar.finish_with_message(format!(
-            "{records} records in {seconds:.1} s ({rate:.0}/s)"
-        ));
+        self.bar
+            .finish_with_message(format!("{records} records in {seconds:.1} s ({rate:.0}/s)"));
     }
 
     pub fn fail(&self, message: &str) {

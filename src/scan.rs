@@ -10,11 +10,13 @@ use crate::analyze::{
 use crate::config::ScanConfig;
 use crate::error::Error;
 use crate::progress::Progress;
-use crate::store::{DiscoveredTable, SqlStore, TableSchema};
 use crate::store::discover_settings;
+use crate::store::{DiscoveredTable, SqlStore, TableSchema};
 
 pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<Analysis, Error> {
-    let connections = u32::try_from(config.jobs).unwrap_or(u32::MAX).saturating_add(1);
+    let connections = u32::try_from(config.jobs)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
     let store = SqlStore::connect(
         config.target.connection_url(),
         config.target.dialect,
@@ -73,9 +75,7 @@ async fn scan_with(
     let phase_one = stream::iter(schemas.iter().zip(&tasks))
         .map(|(schema, task)| async move {
             task.phase("counting and reading unresolved records");
-            let scan = store
-                .scan_exceptional(schema, coordinator_schema)
-                .await;
+            let scan = store.scan_exceptional(schema, coordinator_schema).await;
             if let Err(e) = &scan {
                 task.fail(&e.to_string());
             }

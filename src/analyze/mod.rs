@@ -711,8 +711,11 @@ fn judge_transactions(
             _ => summary.roll_back += 1,
         }
         // The smallest evidence, so that the report does not depend on row order.
-        let (first_table, first_key, first_state) =
-            tx.table_and_key.iter().min().expect("an unresolved tx has records");
+        let (first_table, first_key, first_state) = tx
+            .table_and_key
+            .iter()
+            .min()
+            .expect("an unresolved tx has records");
         if *state == CoordinatorState::Absent && !tx.committed.is_empty() {
             summary.torn += 1;
             let (committed_table, committed_key) =

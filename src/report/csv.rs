@@ -26,7 +26,11 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             finding.severity.as_str(),
             finding.check.as_str(),
             finding.table.as_deref().unwrap_or(""),
-            &finding.key.as_ref().map(ToString::to_string).unwrap_or_default(),
+            &finding
+                .key
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             finding.tx_id.as_deref().unwrap_or(""),
             finding.tx_state.as_deref().unwrap_or(""),
             finding.coordinator_state.as_deref().unwrap_or(""),

@@ -10,7 +10,11 @@ const MAX_FINDINGS_SHOWN: usize = 40;
 
 pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let summary = &report.summary;
-    writeln!(out, "scalardb-verify {} — {}", report.tool.version, report.target)?;
+    writeln!(
+        out,
+        "scalardb-verify {} — {}",
+        report.tool.version, report.target
+    )?;
     writeln!(out)?;
     writeln!(
         out,
@@ -84,8 +88,13 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(skew) = summary.watermark_skew_ms {
         writeln!(out, "watermark skew between tables: {skew} ms")?;
     }
-    let counts = [Outcome::RollForwardCommit, Outcome::RollForwardDelete, Outcome::RollBackRestore, Outcome::RollBackDelete]
-        .map(|o| report.predictions.iter().filter(|p| p.outcome == o).count());
+    let counts = [
+        Outcome::RollForwardCommit,
+        Outcome::RollForwardDelete,
+        Outcome::RollBackRestore,
+        Outcome::RollBackDelete,
+    ]
+    .map(|o| report.predictions.iter().filter(|p| p.outcome == o).count());
     if counts.iter().any(|&c| c > 0) {
         writeln!(
             out,
@@ -118,7 +127,9 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 
 fn explain(verdict: Verdict) -> &'static str {
     match verdict {
-        Verdict::Consistent => "nothing unresolved; the restore point is transactionally consistent",
+        Verdict::Consistent => {
+            "nothing unresolved; the restore point is transactionally consistent"
+        }
         Verdict::Recoverable => {
             "unresolved records, all of which lazy recovery resolves without contradiction"
         }

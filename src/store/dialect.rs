@@ -40,7 +40,11 @@ impl Dialect {
         match self {
             Self::Sqlite => self.quote(&format!("{}${}", table.namespace, table.table)),
             Self::Postgres | Self::MySql => {
-                format!("{}.{}", self.quote(&table.namespace), self.quote(&table.table))
+                format!(
+                    "{}.{}",
+                    self.quote(&table.namespace),
+                    self.quote(&table.table)
+                )
             }
         }
     }
@@ -78,7 +82,11 @@ impl Dialect {
     }
 
     fn substr(self, expr: &str, from: usize, len: Option<usize>) -> String {
-        let func = if self == Self::MySql { "SUBSTRING" } else { "SUBSTR" };
+        let func = if self == Self::MySql {
+            "SUBSTRING"
+        } else {
+            "SUBSTR"
+        };
         match len {
             Some(len) => format!("{func}({expr}, {from}, {len})"),
             None => format!("{func}({expr}, {from})"),
@@ -163,7 +171,12 @@ impl Dialect {
             .map(|key| self.key_text(&format!("r.{}", self.quote(&key.name)), key.kind))
             .collect();
         columns.push(self.text("r.tx_id"));
-        for column in ["tx_state", "tx_version", "tx_prepared_at", "tx_committed_at"] {
+        for column in [
+            "tx_state",
+            "tx_version",
+            "tx_prepared_at",
+            "tx_committed_at",
+        ] {
             columns.push(self.int(&format!("r.{column}")));
         }
         columns.push(self.text("r.before_tx_id"));
@@ -233,7 +246,8 @@ impl Dialect {
         )
     }
 
-    const INVALID_COORDINATOR_ROW: &'static str = "CASE WHEN tx_state IN (3, 4) AND tx_created_at IS NOT NULL THEN 0 ELSE 1 END";
+    const INVALID_COORDINATOR_ROW: &'static str =
+        "CASE WHEN tx_state IN (3, 4) AND tx_created_at IS NOT NULL THEN 0 ELSE 1 END";
 
     /// A bounded sample of Coordinator rows ScalarDB could not have written.
     pub fn invalid_coordinator_rows(self, coordinator: &CoordinatorSchema, limit: usize) -> String {
@@ -409,12 +423,26 @@ mod tests {
 
     #[test]
     fn group_commit_lookup_joins_the_parent_row_only_when_child_ids_exist() {
-        let without = Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator(false));
+        let without =
+            Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator(false));
         assert!(!without.contains(" p ON "), "{without}");
         let with = Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator(true));
-        assert!(with.contains("LEFT JOIN \"coordinator\".\"state\" p ON p.tx_id = SUBSTR(r.tx_id, 1, 24)"), "{with}");
-        assert!(with.contains("strpos(',' || p.tx_child_ids || ','"), "{with}");
+        assert!(
+            with.contains(
+                "LEFT JOIN \"coordinator\".\"state\" p ON p.tx_id = SUBSTR(r.tx_id, 1, 24)"
+            ),
+            "{with}"
+        );
+        assert!(
+            with.contains("strpos(',' || p.tx_child_ids || ','"),
+            "{with}"
+        );
         let mysql = Dialect::MySql.unconfirmed_committed_records(&accounts(), &coordinator(true));
-        assert!(mysql.contains("LOCATE(CONCAT(',', SUBSTRING(r.tx_id, 26), ','), CONCAT(',', p.tx_child_ids, ','))"), "{mysql}");
+        assert!(
+            mysql.contains(
+                "LOCATE(CONCAT(',', SUBSTRING(r.tx_id, 26), ','), CONCAT(',', p.tx_child_ids, ','))"
+            ),
+            "{mysql}"
+        );
     }
 }

@@ -154,8 +154,11 @@ pub fn discover(
                 .copied()
                 .filter(|c| rows.iter().any(|r| r.column_name == *c))
                 .collect();
-            if listed_meta.is_empty() {
-                continue; // a storage-only (non-transactional) table
+            let coordinator_shaped = rows.iter().any(|r| r.column_name == "tx_created_at");
+            if listed_meta.is_empty() || coordinator_shaped {
+                // A storage-only (non-transactional) table, or a Coordinator table of
+                // another namespace than the one configured.
+                continue;
             }
             let Some(catalog_table) = catalog.get(&table) else {
                 discovery.tables.push(DiscoveredTable::Missing(table));
@@ -319,7 +322,10 @@ mod tests {
     #[test]
     fn scalardb_metadata_decides_tables_and_key_order() {
         let mut catalog = BTreeMap::new();
-        catalog.insert(TableRef::new("bank", "accounts"), transactional(&["ck", "pk"]));
+        catalog.insert(
+            TableRef::new("bank", "accounts"),
+            transactional(&["ck", "pk"]),
+        );
         catalog.insert(TableRef::new("coordinator", "state"), coordinator_table());
         let rows = metadata_rows(
             "bank.accounts",
@@ -343,7 +349,11 @@ mod tests {
     #[test]
     fn a_listed_table_absent_from_the_catalog_is_missing() {
         let catalog = BTreeMap::new();
-        let rows = metadata_rows("bank.gone", &[("id", "PARTITION")], &TRANSACTION_META_COLUMNS);
+        let rows = metadata_rows(
+            "bank.gone",
+            &[("id", "PARTITION")],
+            &TRANSACTION_META_COLUMNS,
+        );
         let filter = TableFilter::default();
         let discovery = discover(&catalog, Some(&rows), &settings(&filter));
         assert_eq!(present(&discovery), ["missing bank.gone"]);
@@ -371,7 +381,11 @@ mod tests {
         let mut catalog = BTreeMap::new();
         catalog.insert(TableRef::new("bank", "accounts"), transactional(&["id"]));
         catalog.insert(TableRef::new("bank", "history"), transactional(&["id"]));
-        let rows = metadata_rows("bank.accounts", &[("id", "PARTITION")], &["tx_id", "tx_state"]);
+        let rows = metadata_rows(
+            "bank.accounts",
+            &[("id", "PARTITION")],
+            &["tx_id", "tx_state"],
+        );
         let filter = TableFilter::default();
         let discovery = discover(&catalog, Some(&rows), &settings(&filter));
         assert_eq!(present(&discovery), ["bank.accounts", "bank.history"]);

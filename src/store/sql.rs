@@ -176,9 +176,9 @@ impl SqlStore {
             .await
             .map_err(catalog_error)?;
         for row in &rows {
-            let schema: String = row.try_get(0).map_err(catalog_error)?;
-            let table: String = row.try_get(1).map_err(catalog_error)?;
-            let column: String = row.try_get(2).map_err(catalog_error)?;
+            let schema = text(row, 0).map_err(catalog_error)?.unwrap_or_default();
+            let table = required_text(row, 1).map_err(catalog_error)?;
+            let column = required_text(row, 2).map_err(catalog_error)?;
             if let Some(table) = self.table_ref(schema, &table) {
                 catalog.entry(table).or_default().primary_key.push(column);
             }
@@ -197,13 +197,10 @@ impl SqlStore {
             let mut metadata = Vec::with_capacity(rows.len());
             for row in &rows {
                 metadata.push(MetadataRow {
-                    full_table_name: row.try_get(0).map_err(metadata_error)?,
-                    column_name: row.try_get(1).map_err(metadata_error)?,
-                    data_type: row
-                        .try_get::<Option<String>, _>(2)
-                        .map_err(metadata_error)?
-                        .unwrap_or_default(),
-                    key_type: row.try_get(3).map_err(metadata_error)?,
+                    full_table_name: required_text(row, 0).map_err(metadata_error)?,
+                    column_name: required_text(row, 1).map_err(metadata_error)?,
+                    data_type: text(row, 2).map_err(metadata_error)?.unwrap_or_default(),
+                    key_type: text(row, 3).map_err(metadata_error)?,
                 });
             }
             Some(metadata)
@@ -277,7 +274,9 @@ impl SqlStore {
             source,
         };
         let mut conn = self.read_only_connection().await.map_err(scan_error)?;
-        let sql = self.dialect.unconfirmed_committed_records(table, coordinator);
+        let sql = self
+            .dialect
+            .unconfirmed_committed_records(table, coordinator);
         let mut rows = sqlx::query(&sql).fetch(&mut *conn);
         while let Some(row) = rows.try_next().await.map_err(scan_error)? {
             retention.file(scan, decode_record(&row, table).map_err(scan_error)?);
@@ -319,20 +318,49 @@ impl SqlStore {
                 .await
                 .map_err(error)?
             {
-                scan.invalid_rows
-                    .push(decode_coordinator_row(&row, 0).map_err(error)?.unwrap_or_else(
-                        || CoordinatorRow {
+                scan.invalid_rows.push(
+                    decode_coordinator_row(&row, 0)
+                        .map_err(error)?
+                        .unwrap_or_else(|| CoordinatorRow {
                             tx_id: "NULL".to_owned(),
                             tx_state: None,
                             tx_created_at: None,
                             tx_child_ids: None,
-                        },
-                    ));
+                        }),
+                );
             }
         }
         Self::end(&mut conn).await.map_err(error)?;
         Ok(scan)
     }
+}
+
+/// Reads a text column. MySQL reports `CAST(… AS CHAR)` of a LONGTEXT as a BLOB type to the
+/// `Any` driver, so bytes are accepted too, as UTF-8.
+fn text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
+    match row.try_get::<Option<String>, _>(index) {
+        Ok(value) => Ok(value),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let bytes: Option<Vec<u8>> = row.try_get(index)?;
+            bytes
+                .map(|b| {
+                    String::from_utf8(b).map_err(|e| sqlx::Error::ColumnDecode {
+                        index: index.to_string(),
+                        source: Box::new(e),
+                    })
+                })
+                .transpose()
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A text column that must not be NULL.
+fn required_text(row: &AnyRow, index: usize) -> Result<String, sqlx::Error> {
+    text(row, index)?.ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: index.to_string(),
+        source: "unexpected NULL".into(),
+    })
 }
 
 fn is_transient(error: &sqlx::Error) -> bool {
@@ -347,10 +375,10 @@ fn count(row: &AnyRow, index: usize) -> Result<u64, sqlx::Error> {
 
 fn decode_four(row: &AnyRow) -> Result<(String, String, String, String), sqlx::Error> {
     Ok((
-        row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-        row.try_get(1)?,
-        row.try_get(2)?,
-        row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+        text(row, 0)?.unwrap_or_default(),
+        required_text(row, 1)?,
+        required_text(row, 2)?,
+        text(row, 3)?.unwrap_or_default(),
     ))
 }
 
@@ -358,20 +386,23 @@ fn decode_record(row: &AnyRow, table: &TableSchema) -> Result<ObservedRecord, sq
     let key_len = table.keys.len();
     let mut key = Vec::with_capacity(key_len);
     for (index, column) in table.keys.iter().enumerate() {
-        let value: Option<String> = row.try_get(index)?;
-        key.push((column.name.clone(), value.unwrap_or_else(|| "NULL".to_owned())));
+        let value = text(row, index)?;
+        key.push((
+            column.name.clone(),
+            value.unwrap_or_else(|| "NULL".to_owned()),
+        ));
     }
     let at = |offset: usize| key_len + offset;
     debug_assert_eq!(row.len(), key_len + RECORD_TAIL_COLUMNS);
     Ok(ObservedRecord {
         key: RecordKey(key),
         meta: RecordMeta {
-            tx_id: row.try_get(at(0))?,
+            tx_id: text(row, at(0))?,
             tx_state: row.try_get(at(1))?,
             tx_version: row.try_get(at(2))?,
             tx_prepared_at: row.try_get(at(3))?,
             tx_committed_at: row.try_get(at(4))?,
-            before_tx_id: row.try_get(at(5))?,
+            before_tx_id: text(row, at(5))?,
             before_tx_state: row.try_get(at(6))?,
             before_tx_version: row.try_get(at(7))?,
         },
@@ -386,14 +417,14 @@ fn decode_coordinator_row(
     row: &AnyRow,
     start: usize,
 ) -> Result<Option<CoordinatorRow>, sqlx::Error> {
-    let tx_id: Option<String> = row.try_get(start)?;
+    let tx_id = text(row, start)?;
     Ok(match tx_id {
         None => None,
         Some(tx_id) => Some(CoordinatorRow {
             tx_id,
             tx_state: row.try_get(start + 1)?,
             tx_created_at: row.try_get(start + 2)?,
-            tx_child_ids: row.try_get(start + 3)?,
+            tx_child_ids: text(row, start + 3)?,
         }),
     })
 }

@@ -1,0 +1,8 @@
+//! Integration tests of `scalardb-verify scan` against real SQLite files and real
+//! PostgreSQL and MariaDB servers that the tests start themselves (local server processes
+//! in a temporary directory on a free loopback port). One binary, one module per theme.
+
+mod bad_input;
+mod fixtures;
+mod reports;
+mod support;
