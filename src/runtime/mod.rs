@@ -1,1 +1,19 @@
-//! Disposable database instances (placeholder; owned by the runtime work).
+//! Disposable database instances that a backup is restored into and scanned from.
+//!
+//! This module owns the life cycle of those instances: creating them, handing out a
+//! connection URL, loading SQL into them with the engine's own client, and tearing them down
+//! so that nothing outlives the run. Every instance is labelled on disk so that a run killed
+//! before its teardown can be swept later ([`local::sweep_leftovers`]).
+//!
+//! It must not scan or interpret data (that is `store` and `analyze`), and it must never touch
+//! a server or data directory it did not create.
+//!
+//! - [`local`]: servers started from the PostgreSQL and MariaDB binaries installed on this
+//!   machine, in a temporary directory, on a free loopback port.
+
+pub mod local;
+
+pub use local::{
+    Engine, LocalInstance, LocalOptions, LocalRuntimeError, SweepScope, SweptInstance, sweep,
+    sweep_in, sweep_leftovers,
+};

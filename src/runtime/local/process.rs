@@ -1,0 +1,188 @@
+//! The operating-system side of an instance: which account its server runs as, and how a
+//! process is identified, signalled and checked for life.
+//!
+//! Owns every use of `nix` and of `/proc` in the runtime. A process is named by its pid
+//! together with its start time, so that a pid the kernel has since reused for an unrelated
+//! process is never signalled.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Gid, Pid, Uid, User, geteuid};
+use serde::{Deserialize, Serialize};
+
+use super::{Engine, LocalRuntimeError};
+
+/// An unprivileged account that server processes run as when we are root.
+#[derive(Debug, Clone)]
+pub(super) struct ServiceAccount {
+    pub(super) name: String,
+    uid: Uid,
+    gid: Gid,
+}
+
+impl ServiceAccount {
+    /// The account to run `engine`'s processes as: `None` when we are not root (they then
+    /// run as ourselves), else the engine's Debian system user, else `nobody`.
+    ///
+    /// PostgreSQL refuses to run as root, and MariaDB only does so with `--user`; switching
+    /// the uid ourselves treats both alike and needs no `runuser` or `setpriv`.
+    pub(super) fn for_engine(engine: Engine) -> Result<Option<Self>, LocalRuntimeError> {
+        if !geteuid().is_root() {
+            return Ok(None);
+        }
+        let candidates = match engine {
+            Engine::Postgres => ["postgres", "nobody"],
+            Engine::MariaDb => ["mysql", "nobody"],
+        };
+        for name in candidates {
+            let user = User::from_name(name).map_err(|source| LocalRuntimeError::Account {
+                user: name.to_owned(),
+                source,
+            })?;
+            if let Some(user) = user {
+                return Ok(Some(Self {
+                    name: user.name,
+                    uid: user.uid,
+                    gid: user.gid,
+                }));
+            }
+        }
+        Err(LocalRuntimeError::NoServiceAccount {
+            engine,
+            tried: candidates.join(", "),
+        })
+    }
+
+    /// Gives `path` to this account, so the server can create its files there.
+    pub(super) fn chown(&self, path: &Path) -> Result<(), LocalRuntimeError> {
+        std::os::unix::fs::chown(path, Some(self.uid.as_raw()), Some(self.gid.as_raw())).map_err(
+            |source| LocalRuntimeError::Chown {
+                path: path.to_path_buf(),
+                user: self.name.clone(),
+                source,
+            },
+        )
+    }
+
+    /// Makes `command` run as this account. Rust drops the supplementary groups too when
+    /// a uid is set while running as root.
+    pub(super) fn apply_std(&self, command: &mut std::process::Command) {
+        command.uid(self.uid.as_raw()).gid(self.gid.as_raw());
+    }
+
+    /// Makes `command` run as this account.
+    pub(super) fn apply_tokio(&self, command: &mut tokio::process::Command) {
+        command.uid(self.uid.as_raw()).gid(self.gid.as_raw());
+    }
+}
+
+/// A process named so that pid reuse cannot fool us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ProcessId {
+    pub(super) pid: u32,
+    /// Field 22 of `/proc/<pid>/stat`, in clock ticks since boot.
+    pub(super) start_time: u64,
+}
+
+impl ProcessId {
+    /// Names the live process `pid`, or `None` if it is gone.
+    pub(super) fn of(pid: u32) -> Option<Self> {
+        let stat = read_stat(pid)?;
+        Some(Self {
+            pid,
+            start_time: stat.start_time,
+        })
+    }
+
+    /// Names this process.
+    pub(super) fn current() -> Option<Self> {
+        Self::of(std::process::id())
+    }
+
+    /// Whether this very process still runs. A zombie does not: it holds no files and
+    /// serves nothing, it only waits for its parent to reap it.
+    pub(super) fn is_running(&self) -> bool {
+        read_stat(self.pid)
+            .is_some_and(|stat| stat.start_time == self.start_time && stat.state != 'Z')
+    }
+
+    /// Sends SIGKILL to this process's group when it leads one (the servers we start do),
+    /// else to the process alone. Checks identity first; the race left between the check and
+    /// the signal is a pid recycled within microseconds, which we accept.
+    pub(super) fn kill_group(&self) {
+        if !self.is_running() {
+            return;
+        }
+        kill_group_unchecked(self.pid);
+    }
+}
+
+/// Sends SIGKILL to the process group led by `pid`, falling back to `pid` alone.
+///
+/// Only for a child we have not reaped yet: until then its pid cannot be reused.
+pub(super) fn kill_group_unchecked(pid: u32) {
+    let Some(pid) = as_pid(pid) else { return };
+    // Errors mean the group or process is already gone, which is what we want.
+    if killpg(pid, Signal::SIGKILL).is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+}
+
+/// Sends `signal` to `pid` only (a graceful shutdown request to a server we started and
+/// have not reaped).
+pub(super) fn signal_unchecked(pid: u32, signal: Signal) {
+    if let Some(pid) = as_pid(pid) {
+        let _ = kill(pid, signal);
+    }
+}
+
+fn as_pid(pid: u32) -> Option<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .map(Pid::from_raw)
+}
+
+struct Stat {
+    state: char,
+    start_time: u64,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2 is the command name in parentheses and may itself contain spaces or ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // `rest` starts at field 3 (state); start time is field 22, 19 further on.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(Stat { state, start_time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_process_is_running_and_a_forged_start_time_is_not() {
+        let me = ProcessId::current().expect("/proc is readable");
+        assert!(me.is_running());
+        let forged = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!forged.is_running());
+    }
+
+    #[test]
+    fn reaped_child_is_not_running() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessId::of(child.id());
+        child.wait().unwrap();
+        if let Some(id) = id {
+            assert!(!id.is_running());
+        }
+    }
+}
