@@ -62,6 +62,22 @@ fn is_running(pid: u32) -> bool {
     })
 }
 
+/// The id of the System V segment a running PostgreSQL server holds (line 7 of
+/// `postmaster.pid`).
+fn postgres_shmid(data_dir: &Path) -> u64 {
+    let pid_file = std::fs::read_to_string(data_dir.join("postmaster.pid")).unwrap();
+    let line = pid_file.lines().nth(6).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn shm_segment_exists(shmid: u64) -> bool {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .any(|line| line.split_whitespace().nth(1) == Some(&shmid.to_string()))
+}
+
 fn process_uid(pid: u32) -> u32 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
@@ -322,9 +338,14 @@ async fn dropping_an_instance_without_stop_leaves_nothing_behind() {
     for engine in [Engine::Postgres, Engine::MariaDb] {
         let instance = start(engine, &options("drop")).await;
         let (dir, pid) = (instance.dir().to_path_buf(), instance.pid().unwrap());
+        let shmid = (engine == Engine::Postgres).then(|| postgres_shmid(instance.data_dir()));
         instance.execute_sql("SELECT 1").await.unwrap();
         drop(instance);
         assert_gone(&dir, pid);
+        // A killed PostgreSQL leaves its interlock segment unless we remove it.
+        if let Some(shmid) = shmid {
+            assert!(!shm_segment_exists(shmid), "segment {shmid} leaked");
+        }
     }
 }
 
@@ -387,6 +408,7 @@ fn sweep_removes_the_instances_of_a_killed_run() {
     let (pid, dir) = ready.split_once(' ').unwrap();
     let (pid, dir): (u32, PathBuf) = (pid.parse().unwrap(), dir.into());
     assert_eq!(dir.parent(), Some(parent.path()));
+    let shmid = postgres_shmid(&dir.join("data"));
 
     // While its owner lives, an instance is not a leftover.
     assert_eq!(sweep_in(parent.path(), &SweepScope::Orphaned).unwrap(), []);
@@ -406,6 +428,7 @@ fn sweep_removes_the_instances_of_a_killed_run() {
     assert_eq!(swept[0].engine, Engine::Postgres);
     assert_eq!(swept[0].killed_pid, Some(pid));
     assert_gone(&dir, pid);
+    assert!(!shm_segment_exists(shmid), "segment {shmid} leaked");
 }
 
 #[tokio::test]

@@ -35,12 +35,16 @@ use self::process::{ProcessId, ServiceAccount};
 /// How many free ports to try when another process takes ours between our check and the
 /// server's bind.
 const PORT_ATTEMPTS: u32 = 5;
+/// How long one readiness probe may take before it is abandoned and retried.
+const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a server may take to shut down cleanly before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How much of a server log or client stderr an error carries.
 const TAIL_LINES: usize = 40;
 /// The longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
+/// The server's data directory inside the instance directory.
+const DATA_DIR: &str = "data";
 /// SQL that mariadbd runs at startup, before serving clients: sets the root password.
 const MARIADB_INIT_FILE: &str = "init.sql";
 
@@ -308,7 +312,7 @@ impl LocalInstance {
         let mut instance = Self {
             engine,
             port: 0,
-            data_dir: dir.join("data"),
+            data_dir: dir.join(DATA_DIR),
             dir,
             server: None,
             removed: false,
@@ -392,8 +396,9 @@ impl LocalInstance {
         self.server.as_ref().map(std::process::Child::id)
     }
 
-    /// Runs the SQL file at `path` with the engine's own client (`psql` stopping at the
-    /// first error, or `mariadb`), as the superuser, in `database` or the default one.
+    /// Runs the SQL file at `path` with the engine's own client (`psql`, `mariadb`) as the
+    /// superuser, stopping at the first error. `database: None` means `postgres` on
+    /// PostgreSQL and no database selected on MariaDB (so a dump's own `USE` applies).
     pub async fn load_sql_file(
         &self,
         path: &Path,
@@ -416,13 +421,14 @@ impl LocalInstance {
         })
     }
 
-    /// Runs `sql` (any number of statements) with the engine's own client in the default
-    /// database, stopping at the first error.
+    /// Runs `sql` (any number of statements) with the engine's own client, stopping at the
+    /// first error: `execute_sql_in(None, sql)`.
     pub async fn execute_sql(&self, sql: &str) -> Result<(), LocalRuntimeError> {
         self.execute_sql_in(None, sql).await
     }
 
-    /// Runs `sql` with the engine's own client in `database` (or the default one).
+    /// Runs `sql` with the engine's own client in `database`, as
+    /// [`load_sql_file`](Self::load_sql_file) runs a file.
     pub async fn execute_sql_in(
         &self,
         database: Option<&str>,
@@ -470,6 +476,7 @@ impl LocalInstance {
                 .map_err(io::Error::other)
                 .map_err(stop_error)?
                 .map_err(stop_error)?;
+            self.release_ipc();
         }
         match tokio::fs::remove_dir_all(&self.dir).await {
             Ok(()) => {}
@@ -484,6 +491,13 @@ impl LocalInstance {
         }
         self.removed = true;
         Ok(())
+    }
+
+    /// Frees what the kernel keeps for a dead server outside its directory.
+    fn release_ipc(&self) {
+        if self.engine == Engine::Postgres {
+            process::release_postgres_interlock(&self.data_dir);
+        }
     }
 
     fn socket_path(&self, port: u16) -> PathBuf {
@@ -623,6 +637,10 @@ impl LocalInstance {
                         "wal_level=minimal",
                         "-c",
                         "max_wal_senders=0",
+                        // Dynamic shared memory as files in the data directory rather than
+                        // in /dev/shm, where a killed server would leak them.
+                        "-c",
+                        "dynamic_shared_memory_type=mmap",
                     ]);
             }
             Engine::MariaDb => {
@@ -701,7 +719,10 @@ impl LocalInstance {
                     StartFailure::Fatal(error)
                 });
             }
-            match tokio::time::timeout_at(deadline, self.probe()).await {
+            // Capped per attempt, so one connection stuck half-open does not use up the
+            // whole deadline.
+            let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
+            match tokio::time::timeout_at(attempt_deadline, self.probe()).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) if is_transient(&e) => {}
                 Ok(Err(source)) => {
@@ -848,6 +869,7 @@ impl Drop for LocalInstance {
             // Not yet reaped, so the pid cannot have been reused.
             process::kill_group_unchecked(child.id());
             let _ = child.wait();
+            self.release_ipc();
         }
         if !self.removed {
             let _ = std::fs::remove_dir_all(&self.dir);

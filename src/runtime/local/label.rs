@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::process::ProcessId;
+use super::process::{self, ProcessId};
 use super::{Engine, LocalRuntimeError};
 
 /// Every instance directory's name starts with this.
@@ -167,7 +167,9 @@ pub fn sweep_in(root: &Path, scope: &SweepScope) -> Result<Vec<SweptInstance>, L
             continue;
         };
         let selected = match scope {
-            SweepScope::Orphaned => !label.owner.is_some_and(|owner| owner.is_running()),
+            // An instance whose owner cannot be named is left alone rather than risk
+            // killing a live run's server.
+            SweepScope::Orphaned => label.owner.is_some_and(|owner| !owner.is_running()),
             SweepScope::Run(run_id) => &label.run_id == run_id,
         };
         if !selected {
@@ -178,6 +180,9 @@ pub fn sweep_in(root: &Path, scope: &SweepScope) -> Result<Vec<SweptInstance>, L
             wait_until_gone(server, Duration::from_secs(5));
             server.pid
         });
+        if label.engine == Engine::Postgres {
+            process::release_postgres_interlock(&dir.join(super::DATA_DIR));
+        }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             // Its owner removed it meanwhile: swept all the same.

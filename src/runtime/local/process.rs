@@ -138,6 +138,31 @@ pub(super) fn signal_unchecked(pid: u32, signal: Signal) {
     }
 }
 
+/// Removes the System V shared memory segment a dead PostgreSQL server left behind.
+///
+/// PostgreSQL keeps a 56-byte segment as an interlock against two servers on one data
+/// directory, and removes it on a clean shutdown only; every SIGKILL would leak one, up to
+/// the kernel's limit. Its id is on line 7 of `postmaster.pid`, which a clean shutdown also
+/// removes, so this does nothing after one. Best effort: `ipcrm` ships with util-linux.
+pub(super) fn release_postgres_interlock(data_dir: &Path) {
+    let Ok(pid_file) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return;
+    };
+    let shmid = pid_file
+        .lines()
+        .nth(6)
+        .and_then(|line| line.split_whitespace().nth(1))
+        .filter(|id| id.parse::<u64>().is_ok());
+    if let Some(shmid) = shmid {
+        let _ = std::process::Command::new("ipcrm")
+            .args(["-m", shmid])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 fn as_pid(pid: u32) -> Option<Pid> {
     i32::try_from(pid)
         .ok()
