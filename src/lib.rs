@@ -11,6 +11,7 @@
 //! - `runtime`: disposable database instances (local server processes).
 pub mod analyze;
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod error;
