@@ -274,7 +274,6 @@ pub enum LocalRuntimeError {
 ///
 /// Call [`stop`](Self::stop) when done; dropping it instead kills the server without a
 /// clean shutdown and still removes the directory.
-#[derive(Debug)]
 pub struct LocalInstance {
     engine: Engine,
     port: u16,
@@ -289,6 +288,19 @@ pub struct LocalInstance {
     account: Option<ServiceAccount>,
     password: Option<String>,
     label: Label,
+}
+
+impl fmt::Debug for LocalInstance {
+    // By hand, to keep the password out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalInstance")
+            .field("engine", &self.engine)
+            .field("port", &self.port)
+            .field("dir", &self.dir)
+            .field("pid", &self.pid())
+            .field("account", &self.account.as_ref().map(|a| &a.name))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why one attempt to bring the server up failed.
