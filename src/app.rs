@@ -2,14 +2,16 @@
 //! report, decide the exit code. The writer and the terminal check are passed in.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
-use crate::analyze::{AnalysisSettings, Verdict};
-use crate::cli::{Cli, Command, ScanArgs};
+use crate::analyze::{AnalysisSettings, PauseWindow, Severity, Verdict};
+use crate::cli::{CleanupArgs, Cli, Command, CommonArgs, DrillArgs, ScanArgs};
 use crate::config::{
     ConfigError, DEFAULT_COORDINATOR_NAMESPACE, DEFAULT_METADATA_SCHEMA, ScalarDbProperties,
     ScanConfig, Target, parse_as_of, parse_duration_ms,
 };
+use crate::drill::{DrillConfig, Invariant};
 use crate::error::{Error, exit_code};
 use crate::progress::Progress;
 use crate::report::{Format, Report};
@@ -19,27 +21,158 @@ use crate::store::TableFilter;
 pub fn run(cli: Cli, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
     match cli.command {
         Command::Scan(args) => scan(args, stdout, stdout_is_terminal),
+        Command::Drill(args) => drill(args, stdout, stdout_is_terminal),
+        Command::Cleanup(args) => cleanup(&args, stdout),
     }
+}
+
+fn async_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
 }
 
 fn scan(args: ScanArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
     let config = scan_config(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    let progress = Progress::new(args.quiet);
-    let analysis = runtime.block_on(crate::scan::run(&config, &progress))?;
+    let progress = Progress::new(args.common.quiet);
+    let analysis = async_runtime()?
+        .block_on(crate::scan::run(&config, &progress))?
+        .analysis;
     let report = Report::new(analysis, config.target.display().to_owned());
-    let format = args
+    emit(&report, &args.common, stdout, stdout_is_terminal)?;
+    Ok(exit_code_for(
+        &report,
+        args.common.strict,
+        args.common.fail_on,
+    ))
+}
+
+fn drill(args: DrillArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
+    let config = drill_config(&args)?;
+    let progress = Progress::new(args.common.quiet);
+    let outcome = async_runtime()?.block_on(async {
+        tokio::select! {
+            outcome = crate::drill::run(&config, &progress) => outcome,
+            // Dropping the drill's future tears its instance down (Drop of the instance and
+            // kill-on-drop of every client), so only then is the interruption reported.
+            () = shutdown_signal() => Err(Error::Interrupted),
+        }
+    })?;
+    if let Some(kept) = &outcome.section.kept_at {
+        eprintln!(
+            "kept the instance running: {kept}\nremove it with: scalardb-verify cleanup --run-id {}",
+            outcome.section.run_id
+        );
+    }
+    let drill_failed = outcome.section.failed();
+    let report = Report::new(outcome.scan.analysis, outcome.target).with_drill(outcome.section);
+    emit(&report, &args.common, stdout, stdout_is_terminal)?;
+    let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
+    Ok(if code == exit_code::OK && drill_failed {
+        exit_code::FAILED_CHECK
+    } else {
+        code
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn cleanup(args: &CleanupArgs, stdout: &mut dyn Write) -> Result<u8, Error> {
+    use crate::runtime::{SweepScope, sweep};
+    let scope = match &args.run_id {
+        Some(run_id) => SweepScope::Run(run_id.clone()),
+        None => SweepScope::Orphaned,
+    };
+    let removed = sweep(&scope).map_err(Error::Cleanup)?;
+    let mut lines = Vec::new();
+    for instance in &removed {
+        lines.push(format!(
+            "removed {} instance of run {} at {}{}",
+            instance.engine,
+            instance.run_id,
+            instance.dir.display(),
+            instance
+                .killed_pid
+                .map(|pid| format!(" (killed server pid {pid})"))
+                .unwrap_or_default()
+        ));
+    }
+    lines.extend(sweep_sqlite_copies(args.run_id.as_deref()));
+    if lines.is_empty() {
+        lines.push("nothing to remove".to_owned());
+    }
+    for line in lines {
+        writeln!(stdout, "{line}").map_err(Error::WriteStdout)?;
+    }
+    Ok(exit_code::OK)
+}
+
+/// SQLite copies of killed drills: temporary directories named for their run, whose run
+/// id carries the drill's pid. Copies of drills still running are left alone.
+fn sweep_sqlite_copies(run_id: Option<&str>) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let run = name
+                .strip_prefix("scalardb-verify-")?
+                .split_once("-sqlite-")?
+                .0
+                .to_owned();
+            let wanted = match run_id {
+                Some(id) => run == id,
+                None => !run
+                    .strip_prefix("drill")
+                    .and_then(|pid| pid.parse::<i32>().ok())
+                    .is_some_and(process_is_alive),
+            };
+            wanted.then(|| entry.path())
+        })
+        .filter_map(|path| {
+            std::fs::remove_dir_all(&path)
+                .ok()
+                .map(|()| format!("removed SQLite copy {}", path.display()))
+        })
+        .collect()
+}
+
+fn process_is_alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+fn emit(
+    report: &Report,
+    common: &CommonArgs,
+    stdout: &mut dyn Write,
+    stdout_is_terminal: bool,
+) -> Result<(), Error> {
+    let format = common
         .format
-        .unwrap_or(if stdout_is_terminal && args.output.is_none() {
+        .unwrap_or(if stdout_is_terminal && common.output.is_none() {
             Format::Terminal
         } else {
             Format::Json
         });
-    write_report(&report, format, args.output.as_deref(), stdout)?;
-    Ok(exit_code_for(&report, args.strict, args.fail_on))
+    write_report(report, format, common.output.as_deref(), stdout)
 }
 
 pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
@@ -54,40 +187,134 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
     let from_properties = |pick: fn(&ScalarDbProperties) -> &Option<String>| {
         properties.as_ref().and_then(|p| pick(p).clone())
     };
+    let common = &args.common;
     Ok(ScanConfig {
         target,
-        coordinator_namespace: args
+        coordinator_namespace: common
             .coordinator_namespace
             .clone()
             .or_else(|| from_properties(|p| &p.coordinator_namespace))
             .unwrap_or_else(|| DEFAULT_COORDINATOR_NAMESPACE.to_owned()),
-        metadata_schema: args
+        metadata_schema: common
             .metadata_schema
             .clone()
             .or_else(|| from_properties(|p| &p.metadata_schema))
             .unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned()),
-        filter: TableFilter {
-            include: args.include.clone(),
-            exclude: args.exclude.clone(),
-        },
-        jobs: usize::from(args.jobs),
-        connect_timeout: Duration::from_secs(args.connect_timeout),
-        analysis: AnalysisSettings {
-            as_of: args.as_of.as_deref().map(parse_as_of).transpose()?,
-            skew_threshold_ms: parse_duration_ms(&args.skew_threshold)?,
-        },
+        filter: filter(common),
+        jobs: usize::from(common.jobs),
+        connect_timeout: Duration::from_secs(common.connect_timeout),
+        analysis: analysis_settings(common)?,
     })
+}
+
+fn filter(common: &CommonArgs) -> TableFilter {
+    TableFilter {
+        include: common.include.clone(),
+        exclude: common.exclude.clone(),
+    }
+}
+
+fn analysis_settings(common: &CommonArgs) -> Result<AnalysisSettings, ConfigError> {
+    Ok(AnalysisSettings {
+        as_of: common.as_of.as_deref().map(parse_as_of).transpose()?,
+        skew_threshold_ms: parse_duration_ms(&common.skew_threshold)?,
+        pause_window: common
+            .pause_window
+            .as_deref()
+            .map(read_pause_window)
+            .transpose()?,
+    })
+}
+
+/// The JSON scalar-admin-for-kubernetes prints after a successful pause.
+fn read_pause_window(path: &Path) -> Result<PauseWindow, ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidPauseWindow {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let field = |name: &str| {
+        json.get(name)
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| invalid(format!("no integer {name}")))
+    };
+    let window = PauseWindow {
+        start_ms: field("pause_start_timestamp_ms")?,
+        end_ms: field("pause_end_timestamp_ms")?,
+    };
+    if window.end_ms < window.start_ms {
+        return Err(invalid("the pause ends before it starts".to_owned()));
+    }
+    Ok(window)
+}
+
+fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
+    let format = crate::backup::inspect(&args.backup)
+        .map_err(|e| Error::from(crate::drill::RestoreError::Backup(e)))?;
+    let mut invariants = Vec::new();
+    for check in &args.checks {
+        invariants.push(parse_invariant(check, "--check")?);
+    }
+    if let Some(path) = &args.checks_file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadChecks {
+            path: path.to_owned(),
+            source,
+        })?;
+        for line in text.lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                invariants.push(parse_invariant(line, &path.display().to_string())?);
+            }
+        }
+    }
+    let common = &args.common;
+    Ok(DrillConfig {
+        backup: args.backup.clone(),
+        format,
+        run_id: format!("drill{}", std::process::id()),
+        recover: args.recover,
+        invariants,
+        rto: args.rto_seconds.map(Duration::from_secs),
+        startup_timeout: Duration::from_secs(args.startup_timeout),
+        keep: args.keep,
+        coordinator_namespace: common
+            .coordinator_namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_COORDINATOR_NAMESPACE.to_owned()),
+        metadata_schema: common
+            .metadata_schema
+            .clone()
+            .unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned()),
+        filter: filter(common),
+        jobs: usize::from(common.jobs),
+        connect_timeout: Duration::from_secs(common.connect_timeout),
+        analysis: analysis_settings(common)?,
+    })
+}
+
+fn parse_invariant(text: &str, origin: &str) -> Result<Invariant, ConfigError> {
+    match text.split_once('=') {
+        Some((name, sql)) if !name.trim().is_empty() && !sql.trim().is_empty() => Ok(Invariant {
+            name: name.trim().to_owned(),
+            sql: sql.trim().to_owned(),
+        }),
+        _ => Err(ConfigError::InvalidCheck {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+        }),
+    }
 }
 
 fn write_report(
     report: &Report,
     format: Format,
-    output: Option<&std::path::Path>,
+    output: Option<&Path>,
     stdout: &mut dyn Write,
 ) -> Result<(), Error> {
     match output {
         Some(path) => {
-            // Write beside the target, then rename: a reader never sees half a report.
+            // Written beside the target, then renamed: a reader never sees half a report.
             let write_error = |source| Error::WriteReport {
                 path: path.to_owned(),
                 source,
@@ -95,7 +322,7 @@ fn write_report(
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
+                .unwrap_or(Path::new("."));
             let mut file = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
             report.render(format, &mut file).map_err(write_error)?;
             file.persist(path).map_err(|e| write_error(e.error))?;
@@ -110,11 +337,7 @@ fn write_report(
 }
 
 /// The one place a report becomes an exit code.
-pub fn exit_code_for(
-    report: &Report,
-    strict: bool,
-    fail_on: Option<crate::analyze::Severity>,
-) -> u8 {
+pub fn exit_code_for(report: &Report, strict: bool, fail_on: Option<Severity>) -> u8 {
     match report.verdict {
         Verdict::Inconsistent => return exit_code::FAILED_CHECK,
         Verdict::Indeterminate => return exit_code::INDETERMINATE,

@@ -35,6 +35,16 @@ scalardb-verify scan sqlite://fixtures/bank/recoverable/bank.sqlite\n  \
 scalardb-verify scan postgres://verifier@127.0.0.1:5432/app --format json --output report.json\n  \
 scalardb-verify scan --properties database.properties --strict --format junit --output junit.xml")]
     Scan(ScanArgs),
+    /// Restore a backup into a disposable instance, verify it, optionally rehearse recovery
+    /// and run invariants, report, and tear everything down.
+    #[command(after_help = "Examples:\n  \
+scalardb-verify drill nightly.dump --recover --check 'money=SELECT sum(balance) = 1000000 FROM bank.accounts'\n  \
+scalardb-verify drill app.sql.gz --rto-seconds 600 --format junit --output drill.xml\n  \
+scalardb-verify drill app.sqlite --keep")]
+    Drill(DrillArgs),
+    /// Remove what an earlier, killed run left behind (instance directories and their
+    /// server processes) and list what was removed.
+    Cleanup(CleanupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +60,70 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "url")]
     pub properties: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The backup: a pg_dump file (plain, gzip, -Fc, -Fd directory or -Ft), a mysqldump file
+    /// (plain or gzip) or a SQLite database file. The format is read from its bytes; the
+    /// backup is never modified.
+    #[arg(value_name = "BACKUP")]
+    pub backup: PathBuf,
+
+    /// Where the disposable instance runs: local server binaries in a temporary directory.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub runtime: RuntimeChoice,
+
+    /// Rehearse recovery: apply exactly what ScalarDB's lazy recovery would do to the
+    /// disposable instance, then scan again; it must leave nothing unresolved.
+    #[arg(long)]
+    pub recover: bool,
+
+    /// An invariant, NAME=SQL, returning one boolean or number (it passes when true or
+    /// non-zero), evaluated on the restored state and again after --recover. Repeatable.
+    #[arg(long = "check", value_name = "NAME=SQL")]
+    pub checks: Vec<String>,
+
+    /// A file of invariants, one NAME=SQL per line (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub checks_file: Option<PathBuf>,
+
+    /// The recovery time objective: the drill fails if the restore takes longer.
+    #[arg(long, value_name = "N")]
+    pub rto_seconds: Option<u64>,
+
+    /// Seconds the disposable server may take to start answering.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub startup_timeout: u64,
+
+    /// Leave the instance running after the drill and print how to connect to it.
+    #[arg(long)]
+    pub keep: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeChoice {
+    /// Docker when an engine answers, else local binaries.
+    Auto,
+    /// Server binaries found on this machine (PostgreSQL's initdb/postgres, MariaDB's mariadbd).
+    Local,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Only what one run left behind (the run id printed by `drill --keep`).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
+/// Options shared by `scan` and `drill`.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
     /// Namespace of the Coordinator table (scalar.db.consensus_commit.coordinator.namespace).
     #[arg(long, value_name = "NS")]
     pub coordinator_namespace: Option<String>,
@@ -79,6 +153,12 @@ pub struct ScanArgs {
     /// than this (e.g. 90s, 5m, 1h).
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub skew_threshold: String,
+
+    /// The JSON scalar-admin-for-kubernetes printed for the pause the backup was taken in
+    /// (pause_start_timestamp_ms, pause_end_timestamp_ms): the restore point must hold no
+    /// write from after the pause started and no transaction in flight during it.
+    #[arg(long, value_name = "FILE")]
+    pub pause_window: Option<PathBuf>,
 
     /// Report format. Default: terminal when stdout is a terminal, JSON otherwise.
     #[arg(long, value_enum)]

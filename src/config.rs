@@ -45,6 +45,16 @@ pub enum ConfigError {
     InvalidAsOf { value: String },
     #[error("parse --skew-threshold {value}: expected a duration such as 90s, 5m or 1h")]
     InvalidDuration { value: String },
+    #[error("read the pause window {path}: {reason}")]
+    InvalidPauseWindow { path: PathBuf, reason: String },
+    #[error("read checks file {path}")]
+    ReadChecks {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parse the check {text:?} from {origin}: expected NAME=SQL")]
+    InvalidCheck { origin: String, text: String },
 }
 
 /// A database to scan. The URL may hold a password; never print it.

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
-use crate::store::SqlError;
+use crate::drill::RestoreError;
+use crate::runtime::LocalRuntimeError;
+use crate::store::{SqlError, WriteError};
 
 /// Exit codes, documented in the README. Never renumber one.
 pub mod exit_code {
@@ -17,6 +19,8 @@ pub mod exit_code {
     pub const UNREACHABLE: u8 = 3;
     /// Indeterminate: a check could not run or the evidence can't decide.
     pub const INDETERMINATE: u8 = 4;
+    /// Interrupted by SIGINT or SIGTERM (after tearing down): 128 + SIGINT, by convention.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Each message reads after "failed to"; causes travel as `source`.
@@ -36,6 +40,14 @@ pub enum Error {
     WriteStdout(#[source] std::io::Error),
     #[error("start the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Restore(Box<RestoreError>),
+    #[error("rehearse recovery on the disposable instance")]
+    Rehearse(#[from] WriteError),
+    #[error("remove what earlier runs left behind")]
+    Cleanup(#[source] LocalRuntimeError),
+    #[error("finish: interrupted, and the disposable instance was torn down")]
+    Interrupted,
 }
 
 impl Error {
@@ -47,6 +59,14 @@ impl Error {
             Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
             Self::Store(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
+            Self::Restore(_) | Self::Rehearse(_) | Self::Cleanup(_) => exit_code::UNREACHABLE,
+            Self::Interrupted => exit_code::INTERRUPTED,
         }
+    }
+}
+
+impl From<RestoreError> for Error {
+    fn from(error: RestoreError) -> Self {
+        Self::Restore(Box::new(error))
     }
 }

@@ -14,6 +14,7 @@ pub mod app;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod drill;
 pub mod error;
 pub mod model;
 pub mod progress;

@@ -11,9 +11,16 @@ use crate::config::ScanConfig;
 use crate::error::Error;
 use crate::progress::Progress;
 use crate::store::discover_settings;
-use crate::store::{DiscoveredTable, SqlStore, TableSchema};
+use crate::store::{CoordinatorSchema, DiscoveredTable, SqlStore, TableSchema};
 
-pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<Analysis, Error> {
+/// An analysis with the schemas it was made from (the recovery rehearsal writes by them).
+pub struct ScanOutcome {
+    pub analysis: Analysis,
+    pub tables: Vec<TableSchema>,
+    pub coordinator: Option<CoordinatorSchema>,
+}
+
+pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<ScanOutcome, Error> {
     let connections = u32::try_from(config.jobs)
         .unwrap_or(u32::MAX)
         .saturating_add(1);
@@ -34,7 +41,7 @@ async fn scan_with(
     store: &SqlStore,
     config: &ScanConfig,
     progress: &Progress,
-) -> Result<Analysis, Error> {
+) -> Result<ScanOutcome, Error> {
     let discovery = store
         .discover(&discover_settings(
             &config.coordinator_namespace,
@@ -147,7 +154,12 @@ async fn scan_with(
         coordinator,
         discovery: discovery.notes,
     };
-    Ok(analyze(&observation, &config.analysis))
+    let analysis = analyze(&observation, &config.analysis);
+    Ok(ScanOutcome {
+        analysis,
+        tables: schemas.into_iter().cloned().collect(),
+        coordinator: discovery.coordinator.clone(),
+    })
 }
 
 /// "scan t: caused by …": an error and its causes on one line, for a finding's message.

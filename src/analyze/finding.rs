@@ -41,6 +41,8 @@ pub enum CheckName {
     WatermarkSkew,
     /// The Coordinator table exists and holds only valid rows.
     CoordinatorTable,
+    /// The restore point lies inside the pause the backup was taken in (`--pause-window`).
+    PauseWindow,
 }
 
 impl CheckName {
@@ -62,6 +64,7 @@ impl CheckName {
             Self::CoordinatorCoverage => "coordinator-coverage",
             Self::WatermarkSkew => "watermark-skew",
             Self::CoordinatorTable => "coordinator-table",
+            Self::PauseWindow => "pause-window",
         }
     }
 
@@ -109,6 +112,10 @@ pub enum Code {
     CommittedWithoutCoordinatorState,
     WatermarkSkew,
     InFlightAtCut,
+    /// A table holds writes from after the pause started: the restore point is past it.
+    WrittenAfterPauseStart,
+    /// A transaction was in flight when the pause started, which a pause drains.
+    InFlightDuringPause,
 }
 
 impl Code {
@@ -129,6 +136,8 @@ impl Code {
             Self::CommittedWithoutCoordinatorState => "committed-without-coordinator-state",
             Self::WatermarkSkew => "watermark-skew",
             Self::InFlightAtCut => "in-flight-at-cut",
+            Self::WrittenAfterPauseStart => "written-after-pause-start",
+            Self::InFlightDuringPause => "in-flight-during-pause",
         }
     }
 
@@ -142,7 +151,9 @@ impl Code {
             | Self::CoordinatorMissing
             | Self::TableMissing
             | Self::TableScanFailed
-            | Self::NoTransactionalTables => Severity::Error,
+            | Self::NoTransactionalTables
+            | Self::WrittenAfterPauseStart
+            | Self::InFlightDuringPause => Severity::Error,
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
@@ -168,6 +179,7 @@ impl Code {
             Self::CommittedWithoutCoordinatorState => CheckName::CoordinatorCoverage,
             Self::WatermarkSkew => CheckName::WatermarkSkew,
             Self::InFlightAtCut => CheckName::LazyRecovery,
+            Self::WrittenAfterPauseStart | Self::InFlightDuringPause => CheckName::PauseWindow,
         }
     }
 
@@ -182,7 +194,9 @@ impl Code {
             | Self::CoordinatorMissing
             | Self::TableMissing
             | Self::TableScanFailed
-            | Self::NoTransactionalTables => VerdictEffect::Indeterminate,
+            | Self::NoTransactionalTables
+            | Self::WrittenAfterPauseStart
+            | Self::InFlightDuringPause => VerdictEffect::Indeterminate,
             Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
             | Self::WatermarkSkew

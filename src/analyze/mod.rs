@@ -32,6 +32,8 @@ pub struct AnalysisSettings {
     /// A table whose newest write is this much older (or newer) than the Coordinator's
     /// newest entry is reported as possibly copied at another moment.
     pub skew_threshold_ms: i64,
+    /// The pause the backup was taken in, when known (`--pause-window`).
+    pub pause_window: Option<PauseWindow>,
 }
 
 impl Default for AnalysisSettings {
@@ -39,8 +41,16 @@ impl Default for AnalysisSettings {
         Self {
             as_of: None,
             skew_threshold_ms: 60_000,
+            pause_window: None,
         }
     }
+}
+
+/// A pause of ScalarDB's transaction processing (scalar-admin-for-kubernetes output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PauseWindow {
+    pub start_ms: i64,
+    pub end_ms: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -177,6 +187,8 @@ pub struct Analysis {
     pub watermark_skew_ms: Option<i64>,
     pub findings: Vec<Finding>,
     pub predictions: Vec<Prediction>,
+    /// The pause window the restore point was checked against, if any.
+    pub pause_window: Option<PauseWindow>,
 }
 
 impl Analysis {
@@ -400,6 +412,9 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         &mut findings,
     );
     let watermark_skew_ms = check_watermarks(&tables, &coordinator, settings, &mut findings);
+    if let Some(pause) = settings.pause_window {
+        check_pause_window(pause, &tables, &unresolved, &mut findings);
+    }
 
     predictions.sort_by(|a, b| (&a.table, &a.key).cmp(&(&b.table, &b.key)));
     findings.sort_by(|a, b| {
@@ -416,6 +431,62 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         watermark_skew_ms,
         findings,
         predictions,
+        pause_window: settings.pause_window,
+    }
+}
+
+/// A restore point inside a pause holds no write from after the pause started, and no
+/// transaction that was in flight when it started (the pause drains them): every unresolved
+/// record must be an older crash.
+fn check_pause_window(
+    pause: PauseWindow,
+    tables: &[TableSummary],
+    unresolved: &BTreeMap<String, UnresolvedTx>,
+    findings: &mut Vec<Finding>,
+) {
+    for table in tables {
+        let newest = table.max_tx_prepared_at.max(table.max_tx_committed_at);
+        if let Some(newest) = newest.filter(|&n| n > pause.start_ms) {
+            findings.push(
+                Finding::new(
+                    Code::WrittenAfterPauseStart,
+                    format!(
+                        "the table holds a write at {newest}, {} ms after the pause started at {}: \
+                         the restore point is not inside the pause window",
+                        newest - pause.start_ms,
+                        pause.start_ms
+                    ),
+                )
+                .table(&table.table),
+            );
+        }
+    }
+    for (tx_id, tx) in unresolved {
+        if tx
+            .newest_prepared_at
+            .saturating_add(TRANSACTION_LIFETIME_MS)
+            > pause.start_ms
+        {
+            let (table, key, state) = tx
+                .table_and_key
+                .iter()
+                .min()
+                .expect("an unresolved tx has records");
+            findings.push(
+                Finding::new(
+                    Code::InFlightDuringPause,
+                    format!(
+                        "transaction prepared at {} was still within its 15 s lifetime when the \
+                         pause started at {}: a pause drains in-flight transactions",
+                        tx.newest_prepared_at, pause.start_ms
+                    ),
+                )
+                .table(table)
+                .key(key)
+                .tx_id(Some(tx_id))
+                .tx_state(state),
+            );
+        }
     }
 }
 

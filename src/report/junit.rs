@@ -43,7 +43,57 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
         suites[position].add_test_case(case);
     }
+    if let Some(drill) = &report.drill {
+        suites.push(drill_suite(drill));
+    }
     junit.add_test_suites(suites);
     junit.serialize(&mut *out).map_err(io::Error::other)?;
     writeln!(out)
+}
+
+/// The drill's own checks: the restore against the RTO, the rehearsal, each invariant.
+fn drill_suite(drill: &crate::drill::DrillSection) -> TestSuite {
+    let mut suite = TestSuite::new("drill");
+    let case = |name: &str, failure: Option<String>| {
+        let status = match failure {
+            None => TestCaseStatus::success(),
+            Some(message) => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status.set_message(message);
+                status
+            }
+        };
+        let mut case = TestCase::new(name, status);
+        case.set_classname("scalardb-verify.drill");
+        case
+    };
+    suite.add_test_case(case(
+        "restore",
+        (drill.restore_within_rto == Some(false)).then(|| {
+            format!(
+                "restore took {:.1} s, over the RTO of {} s",
+                drill.restore_seconds,
+                drill.rto_seconds.unwrap_or_default()
+            )
+        }),
+    ));
+    if let Some(recovery) = &drill.recovery {
+        suite.add_test_case(case(
+            "recovery-rehearsal",
+            (!recovery.succeeded).then(|| {
+                format!(
+                    "{} record(s) still unresolved after the rehearsal; unexpected writes: {}",
+                    recovery.unresolved_after,
+                    recovery.writes.unexpected.join("; ")
+                )
+            }),
+        ));
+    }
+    for invariant in &drill.invariants {
+        suite.add_test_case(case(
+            &format!("invariant {}", invariant.name),
+            (!invariant.passed).then(|| invariant.message.clone()),
+        ));
+    }
+    suite
 }

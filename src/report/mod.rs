@@ -13,6 +13,7 @@ use crate::analyze::{
     Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Prediction, TableSummary,
     TransactionSummary, Verdict,
 };
+use crate::drill::DrillSection;
 use crate::model::TableRef;
 
 /// Bumped whenever a field changes meaning or disappears; adding a field does not bump it.
@@ -42,6 +43,9 @@ pub struct Report {
     pub checks: Vec<CheckResult>,
     pub findings: Vec<Finding>,
     pub predictions: Vec<Prediction>,
+    /// Present in the report of a `drill`: the restore, the rehearsal, the invariants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSection>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -107,7 +111,13 @@ impl Report {
             checks,
             findings: analysis.findings,
             predictions: analysis.predictions,
+            drill: None,
         }
+    }
+
+    pub fn with_drill(mut self, drill: DrillSection) -> Self {
+        self.drill = Some(drill);
+        self
     }
 
     pub fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
@@ -139,7 +149,8 @@ fn checks(analysis: &Analysis) -> Vec<CheckResult> {
     };
     let mut checks = Vec::new();
     for table in &analysis.tables {
-        for check in CheckName::PER_TABLE {
+        let pause = analysis.pause_window.map(|_| CheckName::PauseWindow);
+        for check in CheckName::PER_TABLE.into_iter().chain(pause) {
             checks.push(result(check, Some(&table.table), table.table.to_string()));
         }
     }

@@ -102,6 +102,9 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             counts[0], counts[1], counts[2], counts[3]
         )?;
     }
+    if let Some(drill) = &report.drill {
+        render_drill(drill, out)?;
+    }
     if !report.findings.is_empty() {
         writeln!(out)?;
         writeln!(out, "findings:")?;
@@ -138,4 +141,57 @@ fn explain(verdict: Verdict) -> &'static str {
         }
         Verdict::Indeterminate => "a check could not run or the evidence cannot decide",
     }
+}
+
+fn render_drill(drill: &crate::drill::DrillSection, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "drill: {} ({}), run {}",
+        drill.backup, drill.format, drill.run_id
+    )?;
+    let phases: Vec<String> = drill
+        .phases
+        .iter()
+        .map(|p| format!("{} {:.1} s", p.name, p.seconds))
+        .collect();
+    writeln!(out, "  phases: {}", phases.join(", "))?;
+    if let (Some(rto), Some(within)) = (drill.rto_seconds, drill.restore_within_rto) {
+        writeln!(
+            out,
+            "  restore {:.1} s against an RTO of {rto} s: {}",
+            drill.restore_seconds,
+            if within { "within" } else { "OVER" }
+        )?;
+    }
+    if let Some(recovery) = &drill.recovery {
+        let w = &recovery.writes;
+        writeln!(
+            out,
+            "  recovery rehearsal: committed {}, deleted {} (forward); restored {}, deleted {} (back); {} ABORTED state(s) written; afterwards {} unresolved, {}",
+            w.committed,
+            w.deleted_forward,
+            w.restored,
+            w.deleted_back,
+            w.abort_states,
+            recovery.unresolved_after,
+            recovery.verdict_after.as_str()
+        )?;
+        for unexpected in &w.unexpected {
+            writeln!(out, "    unexpected: {unexpected}")?;
+        }
+    }
+    for invariant in &drill.invariants {
+        writeln!(
+            out,
+            "  invariant {}: {} ({})",
+            invariant.name,
+            if invariant.passed { "passed" } else { "FAILED" },
+            invariant.message
+        )?;
+    }
+    if let Some(kept) = &drill.kept_at {
+        writeln!(out, "  kept running: {kept}")?;
+    }
+    Ok(())
 }

@@ -433,6 +433,53 @@ impl LocalInstance {
         })
     }
 
+    /// Restores a `pg_dump` custom, directory or tar archive into `database` with the
+    /// server's own `pg_restore`, `jobs` at a time (tar archives restore with one), without
+    /// owners or privileges, whose roles a disposable instance does not have.
+    pub async fn pg_restore(
+        &self,
+        archive: &Path,
+        database: &str,
+        jobs: usize,
+    ) -> Result<(), LocalRuntimeError> {
+        let program = self.binaries.client.with_file_name("pg_restore");
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args(["--no-owner", "--no-privileges", "--exit-on-error", "-w"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg(format!("--dbname={database}"))
+            .arg(format!("--jobs={}", jobs.max(1)))
+            .arg(archive)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(password) = &self.password {
+            command.env("PGPASSWORD", password);
+        }
+        let output = command
+            .output()
+            .await
+            .map_err(|source| LocalRuntimeError::Spawn { program, source })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(LocalRuntimeError::LoadSql {
+            engine: self.engine,
+            path: archive.to_path_buf(),
+            database: Some(database.to_owned()),
+            status: output.status.to_string(),
+            stderr: tail(&String::from_utf8_lossy(&output.stderr)),
+        })
+    }
+
     /// Runs `sql` (any number of statements) with the engine's own client, stopping at the
     /// first error: `execute_sql_in(None, sql)`.
     pub async fn execute_sql(&self, sql: &str) -> Result<(), LocalRuntimeError> {

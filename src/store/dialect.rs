@@ -4,7 +4,7 @@
 //! Every value is cast in SQL to BIGINT or TEXT so that decoding is the same on every
 //! backend, and so that a corrupt value is reported rather than mis-decoded.
 
-use super::{CoordinatorSchema, KeyKind, TableSchema};
+use super::{CoordinatorSchema, KeyColumn, KeyKind, TableSchema};
 use crate::model::TableRef;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -336,6 +336,133 @@ impl Dialect {
         )
     }
 
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Self::Postgres => format!("${n}"),
+            Self::MySql | Self::Sqlite => "?".to_owned(),
+        }
+    }
+
+    /// A bound key value, given as text, converted to the column's type in SQL so that the
+    /// primary-key index is used.
+    fn key_value(self, key: &KeyColumn, n: usize) -> String {
+        let p = self.placeholder(n);
+        match (key.kind, self) {
+            (KeyKind::Blob, Self::Postgres) => format!("decode({p}, 'hex')"),
+            (KeyKind::Blob, Self::MySql) => format!("UNHEX({p})"),
+            (KeyKind::Blob, Self::Sqlite) => format!("unhex({p})"),
+            (KeyKind::Boolean, Self::MySql | Self::Sqlite) => format!("({p} = 'true')"),
+            (_, Self::Postgres) if !key.sql_type.is_empty() => {
+                format!("CAST({p} AS {})", key.sql_type)
+            }
+            _ => p,
+        }
+    }
+
+    /// `key = … AND tx_id = … AND tx_state = …`: the condition ScalarDB's recovery writes
+    /// are conditioned on. Parameters: the key values, the tx id, the observed state.
+    fn recovery_condition(self, table: &TableSchema, first: usize) -> String {
+        let mut parts: Vec<String> = table
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                format!(
+                    "{} = {}",
+                    self.quote(&key.name),
+                    self.key_value(key, first + i)
+                )
+            })
+            .collect();
+        let next = first + table.keys.len();
+        parts.push(format!("tx_id = {}", self.placeholder(next)));
+        parts.push(format!("tx_state = {}", self.placeholder(next + 1)));
+        parts.join(" AND ")
+    }
+
+    fn null_before_images(self, table: &TableSchema) -> Vec<String> {
+        table
+            .after_image_columns
+            .iter()
+            .map(|c| format!("{} = NULL", self.quote(&format!("before_{c}"))))
+            .chain(
+                [
+                    "before_tx_id",
+                    "before_tx_state",
+                    "before_tx_version",
+                    "before_tx_prepared_at",
+                    "before_tx_committed_at",
+                ]
+                .iter()
+                .map(|c| format!("{c} = NULL")),
+            )
+            .collect()
+    }
+
+    /// Roll forward of a PREPARED record (ScalarDB 3.16+: before images set to NULL).
+    /// Parameters: committed_at, the key values, the tx id, the observed state.
+    pub fn roll_forward_commit(self, table: &TableSchema) -> String {
+        let mut set = vec![
+            "tx_state = 3".to_owned(),
+            format!("tx_committed_at = {}", self.placeholder(1)),
+        ];
+        set.extend(self.null_before_images(table));
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table_name(&table.table),
+            set.join(", "),
+            self.recovery_condition(table, 2)
+        )
+    }
+
+    /// Roll back with a before image: every `before_X` copied into `X`, metadata included
+    /// (`before_tx_version` 0 restores NULL metadata), then the before image cleared.
+    /// MySQL assigns left to right, so the before columns are cleared last.
+    /// Parameters: the key values, the tx id, the observed state.
+    pub fn restore_before_image(self, table: &TableSchema) -> String {
+        let mut set: Vec<String> = table
+            .after_image_columns
+            .iter()
+            .map(|c| format!("{} = {}", self.quote(c), self.quote(&format!("before_{c}"))))
+            .collect();
+        set.extend([
+            "tx_id = before_tx_id".to_owned(),
+            "tx_state = before_tx_state".to_owned(),
+            "tx_version = CASE WHEN before_tx_version = 0 THEN NULL ELSE before_tx_version END"
+                .to_owned(),
+            "tx_prepared_at = before_tx_prepared_at".to_owned(),
+            "tx_committed_at = before_tx_committed_at".to_owned(),
+        ]);
+        set.extend(self.null_before_images(table));
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table_name(&table.table),
+            set.join(", "),
+            self.recovery_condition(table, 1)
+        )
+    }
+
+    /// Physical delete (roll forward of a DELETED record, or roll back of a record with no
+    /// before image). Parameters: the key values, the tx id, the observed state.
+    pub fn delete_record(self, table: &TableSchema) -> String {
+        format!(
+            "DELETE FROM {} WHERE {}",
+            self.table_name(&table.table),
+            self.recovery_condition(table, 1)
+        )
+    }
+
+    /// The ABORTED state a lazy reader writes for an expired transaction without one.
+    /// Parameters: the tx id, created_at.
+    pub fn insert_abort_state(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "INSERT INTO {} (tx_id, tx_state, tx_created_at) VALUES ({}, 4, {})",
+            self.table_name(&coordinator.table),
+            self.placeholder(1),
+            self.placeholder(2)
+        )
+    }
+
     /// Starts the read-only transaction every scan runs in.
     pub fn begin_read_only(self) -> &'static str {
         match self {
@@ -350,7 +477,6 @@ impl Dialect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::KeyColumn;
 
     fn accounts() -> TableSchema {
         TableSchema {
@@ -359,12 +485,15 @@ mod tests {
                 KeyColumn {
                     name: "id".into(),
                     kind: KeyKind::Text,
+                    sql_type: "text".into(),
                 },
                 KeyColumn {
                     name: "flag".into(),
                     kind: KeyKind::Boolean,
+                    sql_type: "boolean".into(),
                 },
             ],
+            after_image_columns: vec!["balance".into()],
         }
     }
 
@@ -374,6 +503,33 @@ mod tests {
             has_child_ids,
             has_write_set: false,
         }
+    }
+
+    #[test]
+    fn recovery_writes_are_conditioned_like_scalardb_and_clear_before_images_last() {
+        let restore = Dialect::MySql.restore_before_image(&accounts());
+        assert!(
+            restore.starts_with(
+                "UPDATE `bank`.`accounts` SET `balance` = `before_balance`, tx_id = before_tx_id"
+            ),
+            "{restore}"
+        );
+        assert!(
+            restore.ends_with(
+                "WHERE `id` = ? AND `flag` = (? = 'true') AND tx_id = ? AND tx_state = ?"
+            ),
+            "{restore}"
+        );
+        let balance = restore.find("`balance` = `before_balance`").unwrap();
+        let cleared = restore.find("`before_balance` = NULL").unwrap();
+        assert!(balance < cleared, "{restore}");
+        let commit = Dialect::Postgres.roll_forward_commit(&accounts());
+        assert!(commit.contains("tx_committed_at = $1"), "{commit}");
+        assert!(commit.ends_with("WHERE \"id\" = CAST($2 AS text) AND \"flag\" = CAST($3 AS boolean) AND tx_id = $4 AND tx_state = $5"), "{commit}");
+        assert_eq!(
+            Dialect::Sqlite.insert_abort_state(&coordinator(false)),
+            "INSERT INTO \"coordinator$state\" (tx_id, tx_state, tx_created_at) VALUES (?, 4, ?)"
+        );
     }
 
     #[test]

@@ -87,8 +87,33 @@ impl CatalogTable {
             .map(|name| KeyColumn {
                 name: name.clone(),
                 kind: KeyKind::from_type_name(self.column_type(name)),
+                sql_type: self.column_type(name).to_owned(),
             })
             .collect()
+    }
+
+    /// The table as discovered: `keys` decided by ScalarDB's metadata or the catalog, the
+    /// rest from the catalog.
+    fn schema(&self, table: TableRef, mut keys: Vec<KeyColumn>) -> TableSchema {
+        for key in &mut keys {
+            key.sql_type = self.column_type(&key.name).to_owned();
+        }
+        let after_image_columns = self
+            .columns
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| {
+                !TRANSACTION_META_COLUMNS.contains(&name.as_str())
+                    && !keys.iter().any(|k| &k.name == *name)
+                    && self.has_column(&format!("before_{name}"))
+            })
+            .cloned()
+            .collect();
+        TableSchema {
+            table,
+            keys,
+            after_image_columns,
+        }
     }
 }
 
@@ -174,6 +199,7 @@ pub fn discover(
                 .map(|r| KeyColumn {
                     name: r.column_name.clone(),
                     kind: KeyKind::from_type_name(&r.data_type),
+                    sql_type: String::new(),
                 })
                 .collect();
             let mut missing: Vec<String> = TRANSACTION_META_COLUMNS
@@ -190,17 +216,16 @@ pub fn discover(
                     missing_columns: missing,
                 });
                 if catalog_table.is_transactional() && !catalog_table.primary_key.is_empty() {
-                    discovery.tables.push(DiscoveredTable::Present(TableSchema {
-                        table,
-                        keys: catalog_table.keys(),
-                    }));
+                    let keys = catalog_table.keys();
+                    discovery
+                        .tables
+                        .push(DiscoveredTable::Present(catalog_table.schema(table, keys)));
                 }
                 continue;
             }
-            discovery.tables.push(DiscoveredTable::Present(TableSchema {
-                table,
-                keys: metadata_keys,
-            }));
+            discovery.tables.push(DiscoveredTable::Present(
+                catalog_table.schema(table, metadata_keys),
+            ));
         }
     }
     for (table, catalog_table) in catalog {
@@ -218,10 +243,9 @@ pub fn discover(
         if catalog_table.primary_key.is_empty() {
             continue;
         }
-        discovery.tables.push(DiscoveredTable::Present(TableSchema {
-            table: table.clone(),
-            keys: catalog_table.keys(),
-        }));
+        discovery.tables.push(DiscoveredTable::Present(
+            catalog_table.schema(table.clone(), catalog_table.keys()),
+        ));
     }
     if discovery.tables.is_empty() {
         discovery.notes.push(DiscoveryNote::NoTransactionalTables {

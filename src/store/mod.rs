@@ -8,7 +8,7 @@ mod sql;
 
 pub use dialect::Dialect;
 pub use discover::{DiscoveredTable, Discovery, DiscoverySettings, TableFilter};
-pub use sql::{SqlError, SqlStore};
+pub use sql::{DisposableWriter, Param, Scalar, SqlError, SqlStore, WriteError};
 
 use crate::model::TableRef;
 
@@ -38,6 +38,9 @@ impl KeyKind {
 pub struct KeyColumn {
     pub name: String,
     pub kind: KeyKind,
+    /// The column's type as the database catalog names it (`integer`, `varchar`, …), for
+    /// binding key values in the recovery rehearsal's writes.
+    pub sql_type: String,
 }
 
 /// A transactional table and its key (partition columns, then clustering columns).
@@ -45,6 +48,8 @@ pub struct KeyColumn {
 pub struct TableSchema {
     pub table: TableRef,
     pub keys: Vec<KeyColumn>,
+    /// Non-key user columns that have a `before_` twin: what a roll back restores.
+    pub after_image_columns: Vec<String>,
 }
 
 /// The Coordinator table and the optional columns that change how it is read.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
+use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Executor, Row};
@@ -427,4 +428,161 @@ fn decode_coordinator_row(
             tx_child_ids: text(row, start + 3)?,
         }),
     })
+}
+
+/// A value bound to a recovery write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// What an invariant query returned.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Null,
+}
+
+impl Scalar {
+    /// SQL truthiness: true, or a non-zero number. NULL and text are not.
+    pub fn is_truthy(&self) -> bool {
+        match self {
+            Self::Bool(b) => *b,
+            Self::Int(i) => *i != 0,
+            Self::Float(f) => *f != 0.0,
+            Self::Text(_) | Self::Null => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Float(x) => write!(f, "{x}"),
+            Self::Text(t) => write!(f, "{t:?}"),
+            Self::Null => f.write_str("NULL"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("connect to the disposable instance {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("execute {sql}")]
+    Execute {
+        sql: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("run check query {sql}")]
+    Query {
+        sql: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("run check query {sql}: it returned no row")]
+    NoRow { sql: String },
+}
+
+/// A writable connection to an instance this run created and will destroy: the recovery
+/// rehearsal's only way to write. Nothing else in the tool can obtain one for a target the
+/// user named, because only `drill` calls `connect`, with its own instance's URL.
+pub struct DisposableWriter {
+    pool: AnyPool,
+}
+
+impl DisposableWriter {
+    pub async fn connect(url: &str, target: &str) -> Result<Self, WriteError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(|source| WriteError::Connect {
+                target: target.to_owned(),
+                source,
+            })?;
+        Ok(Self { pool })
+    }
+
+    /// Executes one write; returns the rows it affected.
+    pub async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, WriteError> {
+        let mut query = sqlx::query(sql);
+        for param in params {
+            query = match param {
+                Param::Text(text) => query.bind(text.clone()),
+                Param::Int(int) => query.bind(*int),
+            };
+        }
+        query
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|source| WriteError::Execute {
+                sql: sql.to_owned(),
+                source,
+            })
+    }
+
+    /// Runs a user's invariant query and returns the first column of its first row.
+    pub async fn scalar(&self, sql: &str) -> Result<Scalar, WriteError> {
+        let row = sqlx::query(sql)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|source| WriteError::Query {
+                sql: sql.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| WriteError::NoRow {
+                sql: sql.to_owned(),
+            })?;
+        let raw = row.try_get_raw(0).map_err(|source| WriteError::Query {
+            sql: sql.to_owned(),
+            source,
+        })?;
+        if sqlx::ValueRef::is_null(&raw) {
+            return Ok(Scalar::Null);
+        }
+        if let Ok(b) = row.try_get::<bool, _>(0) {
+            return Ok(Scalar::Bool(b));
+        }
+        if let Ok(i) = row.try_get::<i64, _>(0) {
+            return Ok(Scalar::Int(i));
+        }
+        if let Ok(i) = row.try_get::<i32, _>(0) {
+            return Ok(Scalar::Int(i64::from(i)));
+        }
+        if let Ok(f) = row.try_get::<f64, _>(0) {
+            return Ok(Scalar::Float(f));
+        }
+        match text(&row, 0) {
+            // Numerics (SUM over integers on PostgreSQL and MySQL) arrive as text.
+            Ok(Some(t)) => Ok(t
+                .parse::<i64>()
+                .map(Scalar::Int)
+                .or_else(|_| t.parse::<f64>().map(Scalar::Float))
+                .unwrap_or(Scalar::Text(t))),
+            Ok(None) => Ok(Scalar::Null),
+            Err(source) => Err(WriteError::Query {
+                sql: sql.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
 }
