@@ -1,0 +1,395 @@
+package com.scalar.verify.oracle;
+
+import com.scalar.db.api.DistributedTransaction;
+import com.scalar.db.api.DistributedTransactionAdmin;
+import com.scalar.db.api.DistributedTransactionManager;
+import com.scalar.db.api.Isolation;
+import com.scalar.db.api.TwoPhaseCommitTransaction;
+import com.scalar.db.api.TwoPhaseCommitTransactionManager;
+import com.scalar.db.config.DatabaseConfig;
+import com.scalar.db.service.TransactionFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * One case being generated: its live database, ScalarDB managers, the write log, the transactions
+ * the scenario started (with the crash point each was left at) and the cuts (backups) taken.
+ */
+final class CaseContext implements AutoCloseable {
+  static final String COORDINATOR_NS_PROP = "scalar.db.consensus_commit.coordinator.namespace";
+  static final String GROUP_COMMIT_PROP = "scalar.db.consensus_commit.coordinator.group_commit.enabled";
+  static final String ISOLATION_PROP = "scalar.db.consensus_commit.isolation_level";
+
+  /** A transaction the scenario started, and where its records were when the data was cut. */
+  static final class Tx {
+    final String id;
+    String crashPoint;
+    final int writes;
+    final List<String> notes = new ArrayList<>();
+
+    Tx(String id, String crashPoint, int writes, String note) {
+      this.id = id;
+      this.crashPoint = crashPoint;
+      this.writes = writes;
+      notes.add(note);
+    }
+
+    void crashPointNote(String step) {
+      notes.add(step);
+    }
+  }
+
+  final CaseSpec spec;
+  final String caseName;
+  final Backend backend;
+  final Backend.Namespaces namespaces;
+  final Path work;
+  final WriteLog log;
+  final Properties live;
+  final List<Tx> txs = new ArrayList<>();
+  final Map<Integer, Integer> steps = new LinkedHashMap<>();
+  private int nextSlot;
+
+  DistributedTransactionManager tm;
+  private DistributedTransactionManager serializableTm;
+  private TwoPhaseCommitTransactionManager coordinatorTm;
+  private TwoPhaseCommitTransactionManager participantTm;
+
+  Map<String, String> liveStates = new LinkedHashMap<>();
+  WriteLog.Snapshot dataCut;
+  WriteLog.Snapshot coordinatorCut;
+  final List<Path> parts = new ArrayList<>();
+  Path dataPart;
+  Path coordinatorPart;
+
+  CaseContext(CaseSpec spec, String caseName, Backend backend, Path work) throws Exception {
+    this.spec = spec;
+    this.caseName = caseName;
+    this.backend = backend;
+    this.work = work;
+    this.namespaces =
+        new Backend.Namespaces(spec.coordinatorNamespace(), "scalardb", List.of(Bank.NS_A, Bank.NS_B));
+    this.log = new WriteLog(spec.coordinatorNamespace());
+    Files.createDirectories(work);
+    this.live = backend.freshDatabase(caseId(), work);
+  }
+
+  /** A file-name and database-name friendly id. */
+  String caseId() {
+    return caseName.replaceAll("[^A-Za-z0-9]", "_").toLowerCase();
+  }
+
+  /** ScalarDB properties for this case against the given connection properties. */
+  Properties scalarProps(Properties connection, boolean faulty) {
+    Properties p = new Properties();
+    p.putAll(connection);
+    p.setProperty(DatabaseConfig.STORAGE, faulty ? FaultyStorageProvider.NAME : "jdbc");
+    p.setProperty(DatabaseConfig.TRANSACTION_MANAGER, "consensus-commit");
+    if (!spec.coordinatorNamespace().equals("coordinator")) {
+      p.setProperty(COORDINATOR_NS_PROP, spec.coordinatorNamespace());
+    }
+    p.setProperty(GROUP_COMMIT_PROP, Boolean.toString(spec.groupCommit()));
+    return p;
+  }
+
+  void open() throws Exception {
+    FaultyStorageProvider.attach(log, spec.coordinatorNamespace());
+    Faults.disarm();
+    DistributedTransactionAdmin admin =
+        TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
+    try {
+      Bank.createSchema(admin);
+    } finally {
+      admin.close();
+    }
+    tm = TransactionFactory.create(scalarProps(live, true)).getTransactionManager();
+  }
+
+  DistributedTransactionManager serializable() {
+    if (serializableTm == null) {
+      Properties p = scalarProps(live, true);
+      p.setProperty(ISOLATION_PROP, "SERIALIZABLE");
+      serializableTm = TransactionFactory.create(p).getTransactionManager();
+    }
+    return serializableTm;
+  }
+
+  TwoPhaseCommitTransactionManager coordinatorSide() {
+    if (coordinatorTm == null) {
+      coordinatorTm = TransactionFactory.create(scalarProps(live, true)).getTwoPhaseCommitTransactionManager();
+    }
+    return coordinatorTm;
+  }
+
+  TwoPhaseCommitTransactionManager participantSide() {
+    if (participantTm == null) {
+      participantTm = TransactionFactory.create(scalarProps(live, true)).getTwoPhaseCommitTransactionManager();
+    }
+    return participantTm;
+  }
+
+  // ---- slots and seeding ----
+
+  /** Allocates n fresh slots and seeds them in one committed transaction. */
+  int[] seed(int n) throws Exception {
+    int[] slots = new int[n];
+    DistributedTransaction tx = tm.begin();
+    for (int i = 0; i < n; i++) {
+      slots[i] = nextSlot++;
+      steps.put(slots[i], 0);
+      Bank.seedSlot(tx, slots[i]);
+    }
+    tx.commit();
+    register(tx.getId(), "committed", 4 * n, "seed");
+    return slots;
+  }
+
+  int nextStep(int slot) {
+    int s = steps.get(slot) + 1;
+    steps.put(slot, s);
+    return s;
+  }
+
+  Tx register(String id, String crashPoint, int writes, String note) {
+    Tx t = new Tx(id, crashPoint, writes, note);
+    txs.add(t);
+    return t;
+  }
+
+  // ---- one-phase transfers ----
+
+  /** A one-phase transfer of slot s, committed normally. */
+  String transfer(int s) throws Exception {
+    DistributedTransaction tx = tm.begin();
+    int step = nextStep(s);
+    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+    tx.commit();
+    register(tx.getId(), "committed", writes, "one-phase transfer");
+    return tx.getId();
+  }
+
+  /**
+   * A one-phase transfer of slot s whose commit() runs with a crash rule armed. The rule is
+   * disarmed afterwards; whatever ScalarDB raised is recorded in the note.
+   */
+  String transferWithCrash(int s, Faults.Rule rule, String crashPoint) throws Exception {
+    return transferWithCrash(tm, s, rule, crashPoint);
+  }
+
+  String transferWithCrash(
+      DistributedTransactionManager manager, int s, Faults.Rule rule, String crashPoint)
+      throws Exception {
+    DistributedTransaction tx = manager.begin();
+    int step = nextStep(s);
+    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+    String outcome = commitUnder(tx, rule);
+    register(tx.getId(), crashPoint, writes, "one-phase transfer, crash rule armed; commit(): " + outcome);
+    return tx.getId();
+  }
+
+  static String commitUnder(DistributedTransaction tx, Faults.Rule rule) {
+    Faults.arm(rule);
+    try {
+      tx.commit();
+      return "returned";
+    } catch (Exception e) {
+      return e.getClass().getSimpleName();
+    } finally {
+      Faults.disarm();
+    }
+  }
+
+  /**
+   * Runs one-phase transfers of the given slots concurrently (so that group commit puts them in
+   * one group), each committing with the rule armed for the whole batch. Returns the tx ids.
+   */
+  List<String> concurrentTransfers(int[] slots, Faults.Rule rule, String crashPoint, long[] delaysMillis)
+      throws Exception {
+    ExecutorService pool = Executors.newFixedThreadPool(slots.length);
+    List<Future<String[]>> futures = new ArrayList<>();
+    int[] stepOf = new int[slots.length];
+    for (int i = 0; i < slots.length; i++) {
+      stepOf[i] = nextStep(slots[i]);
+    }
+    if (rule != null) {
+      Faults.arm(rule);
+    }
+    try {
+      for (int i = 0; i < slots.length; i++) {
+        final int idx = i;
+        futures.add(
+            pool.submit(
+                () -> {
+                  DistributedTransaction tx = tm.begin();
+                  int s = slots[idx];
+                  int step = stepOf[idx];
+                  int writes =
+                      Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+                  if (delaysMillis != null && delaysMillis[idx] > 0) {
+                    Thread.sleep(delaysMillis[idx]);
+                  }
+                  String outcome;
+                  try {
+                    tx.commit();
+                    outcome = "returned";
+                  } catch (Exception e) {
+                    outcome = e.getClass().getSimpleName();
+                  }
+                  return new String[] {tx.getId(), Integer.toString(writes), outcome};
+                }));
+      }
+      List<String> ids = new ArrayList<>();
+      for (Future<String[]> f : futures) {
+        String[] r = f.get(60, TimeUnit.SECONDS);
+        ids.add(r[0]);
+        register(r[0], crashPoint, Integer.parseInt(r[1]), "concurrent one-phase transfer; commit(): " + r[2]);
+      }
+      return ids;
+    } finally {
+      Faults.disarm();
+      pool.shutdownNow();
+    }
+  }
+
+  // ---- two-phase transfers: bank_a on the coordinator side, bank_b on the participant side ----
+
+  /** A two-phase transfer whose steps the scenario drives one by one. */
+  final class TwoPc {
+    final TwoPhaseCommitTransaction coordinator;
+    final TwoPhaseCommitTransaction participant;
+    final Tx tx;
+
+    TwoPc(int s, String crashPoint) throws Exception {
+      coordinator = coordinatorSide().begin();
+      participant = participantSide().join(coordinator.getId());
+      int step = nextStep(s);
+      int writes =
+          Bank.debitA(coordinator, s, 10L * step, step) + Bank.creditB(participant, s, 10L * step, step);
+      tx = register(coordinator.getId(), crashPoint, writes, "two-phase transfer");
+    }
+
+    String id() {
+      return coordinator.getId();
+    }
+
+    TwoPc note(String step) {
+      tx.crashPointNote(step);
+      return this;
+    }
+
+    TwoPc prepareCoordinator() throws Exception {
+      coordinator.prepare();
+      return note("coordinator.prepare()");
+    }
+
+    TwoPc prepareParticipant() throws Exception {
+      participant.prepare();
+      return note("participant.prepare()");
+    }
+
+    TwoPc prepareAll() throws Exception {
+      return prepareCoordinator().prepareParticipant();
+    }
+
+    TwoPc validateAll() throws Exception {
+      coordinator.validate();
+      participant.validate();
+      return note("validate() both");
+    }
+
+    TwoPc commitCoordinator() throws Exception {
+      coordinator.commit();
+      return note("coordinator.commit()");
+    }
+
+    TwoPc commitParticipant() throws Exception {
+      participant.commit();
+      return note("participant.commit()");
+    }
+
+    TwoPc commitCoordinatorUnder(Faults.Rule rule) {
+      Faults.arm(rule);
+      try {
+        coordinator.commit();
+        return note("coordinator.commit() under a crash rule: returned");
+      } catch (Exception e) {
+        return note("coordinator.commit() under a crash rule: " + e.getClass().getSimpleName());
+      } finally {
+        Faults.disarm();
+      }
+    }
+
+    TwoPc rollbackCoordinator() throws Exception {
+      coordinator.rollback();
+      return note("coordinator.rollback()");
+    }
+
+    TwoPc rollbackParticipant() throws Exception {
+      participant.rollback();
+      return note("participant.rollback()");
+    }
+
+    /** TwoPhaseCommitTransactionManager#rollback(txId): ScalarDB's "abort by id" API. */
+    TwoPc abortById() throws Exception {
+      Object state = coordinatorSide().rollback(id());
+      return note("manager.rollback(txId) -> " + state);
+    }
+  }
+
+  TwoPc twoPc(int s, String crashPoint) throws Exception {
+    return new TwoPc(s, crashPoint);
+  }
+
+  // ---- cuts ----
+
+  /** A single-instant backup of everything. */
+  void cut() throws Exception {
+    dataCut = log.snapshot();
+    coordinatorCut = dataCut;
+    Path p = backend.dump(live, Backend.Part.ALL, namespaces, work, caseId() + ".all");
+    parts.clear();
+    parts.add(p);
+  }
+
+  /** The Coordinator table's part of a torn backup. */
+  void cutCoordinator() throws Exception {
+    coordinatorCut = log.snapshot();
+    coordinatorPart = backend.dump(live, Backend.Part.COORDINATOR, namespaces, work, caseId() + ".coordinator");
+  }
+
+  /** The data tables' part of a torn backup. */
+  void cutData() throws Exception {
+    dataCut = log.snapshot();
+    dataPart = backend.dump(live, Backend.Part.DATA, namespaces, work, caseId() + ".data");
+  }
+
+  List<Path> backupParts() {
+    if (dataPart != null && coordinatorPart != null) {
+      return List.of(dataPart, coordinatorPart);
+    }
+    return parts;
+  }
+
+  @Override
+  public void close() {
+    Faults.disarm();
+    for (AutoCloseable c : new AutoCloseable[] {tm, serializableTm, coordinatorTm, participantTm}) {
+      if (c != null) {
+        try {
+          c.close();
+        } catch (Exception ignored) {
+          // closing after a crash may fail; the database is dumped already
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,254 @@
+package com.scalar.verify.oracle;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.regex.Pattern;
+
+/**
+ * Entry point: {@code generate --backend sqlite|postgres|mariadb --out DIR [--only REGEX]}.
+ *
+ * <p>Phase 1 runs every case's workload against a fresh live database and takes its backup. Phase 2
+ * waits until every prepared record is older than ScalarDB's 15 s transaction lifetime, then opens
+ * a fresh copy of each backup with ScalarDB, lets lazy recovery run, and writes truth.json.
+ * Progress goes to stderr; exit status 1 if any case failed its self-checks.
+ */
+public final class Main {
+  private static final long TRANSACTION_LIFETIME_MILLIS = 15_000;
+
+  private Main() {}
+
+  public static void main(String[] args) throws Exception {
+    Map<String, String> opts = new HashMap<>();
+    if (args.length == 0 || !(args[0].equals("generate") || args[0].equals("list"))) {
+      usage();
+    }
+    for (int i = 1; i < args.length; i++) {
+      if (!args[i].startsWith("--") || i + 1 >= args.length) {
+        usage();
+      }
+      opts.put(args[i].substring(2), args[++i]);
+    }
+    Pattern only = Pattern.compile(opts.getOrDefault("only", ".*"));
+    List<CaseSpec> specs = new ArrayList<>();
+    for (CaseSpec s : Scenarios.all()) {
+      if (only.matcher(s.id()).find()) {
+        specs.add(s);
+      }
+    }
+    if (args[0].equals("list")) {
+      specs.forEach(s -> System.out.println(s.id()));
+      return;
+    }
+    Backend backend = backend(opts);
+    String version = scalarDbVersion();
+    Path out = Paths.get(opts.getOrDefault("out", "oracle-cases")).toAbsolutePath();
+    Path work = Paths.get(opts.getOrDefault("work", out.resolve(".work").toString())).toAbsolutePath();
+    Files.createDirectories(out);
+    Files.createDirectories(work);
+    System.exit(new Main().generate(backend, version, specs, out, work) ? 0 : 1);
+  }
+
+  private static void usage() {
+    System.err.println(
+        "usage: generate --backend sqlite|postgres|mariadb --out DIR [--only REGEX] [--work DIR]\n"
+            + "         postgres: --host H --port P --user U [--password W] --bin DIR (pg_dump, psql)\n"
+            + "         mariadb:  --host H --port P --user U [--password W] --bin DIR (mysqldump, mysql)\n"
+            + "       list [--only REGEX]");
+    System.exit(2);
+  }
+
+  private static Backend backend(Map<String, String> o) {
+    String b = o.getOrDefault("backend", "sqlite");
+    switch (b) {
+      case "sqlite":
+        return new SqliteBackend();
+      case "postgres":
+        return new PostgresBackend(
+            o.getOrDefault("host", "127.0.0.1"), Integer.parseInt(o.get("port")),
+            o.getOrDefault("user", "postgres"), o.getOrDefault("password", ""), o.getOrDefault("bin", ""));
+      case "mariadb":
+        return new MariaDbBackend(
+            o.getOrDefault("host", "127.0.0.1"), Integer.parseInt(o.get("port")),
+            o.getOrDefault("user", "root"), o.getOrDefault("password", ""), o.getOrDefault("bin", ""));
+      default:
+        throw new IllegalArgumentException("unknown backend " + b);
+    }
+  }
+
+  static String scalarDbVersion() throws Exception {
+    try (InputStream in = Main.class.getResourceAsStream("/oracle.properties")) {
+      Properties p = new Properties();
+      p.load(in);
+      return p.getProperty("scalardb.version");
+    }
+  }
+
+  private boolean generate(Backend backend, String version, List<CaseSpec> specs, Path out, Path work)
+      throws Exception {
+    boolean ok = true;
+    List<CaseContext> done = new ArrayList<>();
+    long started = System.currentTimeMillis();
+    long lastWrite = 0;
+    for (CaseSpec spec : specs) {
+      String name = backend.name() + "-" + version + "-" + spec.id();
+      long t0 = System.currentTimeMillis();
+      CaseContext ctx = new CaseContext(spec, name, backend, work.resolve(name));
+      try {
+        ctx.open();
+        spec.scenario().run(ctx);
+        if (ctx.dataCut == null || ctx.coordinatorCut == null) {
+          throw new IllegalStateException("the scenario took no backup");
+        }
+        List<String> problems = Truth.checkCrashPoints(ctx);
+        if (!problems.isEmpty()) {
+          throw new IllegalStateException("crash points not reached:\n  " + String.join("\n  ", problems));
+        }
+        Map<String, String> liveStates = new LinkedHashMap<>();
+        for (CaseContext.Tx tx : ctx.txs) {
+          liveStates.put(tx.id, ctx.tm.getState(tx.id).name());
+        }
+        ctx.liveStates = liveStates;
+        Path dir = out.resolve(name);
+        Files.createDirectories(dir);
+        Files.deleteIfExists(dir.resolve("truth.json"));
+        backend.assemble(ctx.backupParts(), ctx.namespaces, dir.resolve(backend.backupFileName()));
+        done.add(ctx);
+        lastWrite = Math.max(lastWrite, ctx.log.lastWriteMillis());
+        log("generated %s (%d ms, %d writes, %d transactions)", name, System.currentTimeMillis() - t0,
+            ctx.log.snapshot().seq(), ctx.txs.size());
+      } catch (Exception e) {
+        ok = false;
+        log("FAILED to generate %s: %s", name, e);
+        e.printStackTrace();
+      } finally {
+        ctx.close();
+        try {
+          backend.release(ctx.caseId(), ctx.namespaces);
+        } catch (Exception e) {
+          log("could not release %s: %s", name, e);
+        }
+      }
+    }
+    long waitUntil = lastWrite + TRANSACTION_LIFETIME_MILLIS + 1500;
+    long wait = waitUntil - System.currentTimeMillis();
+    if (wait > 0) {
+      log("waiting %d ms for every prepared record to pass ScalarDB's 15 s transaction lifetime", wait);
+      Thread.sleep(wait);
+    }
+    for (CaseContext ctx : done) {
+      long t0 = System.currentTimeMillis();
+      try {
+        writeTruth(backend, version, ctx, out.resolve(ctx.caseName));
+        log("recovered %s (%d ms)", ctx.caseName, System.currentTimeMillis() - t0);
+      } catch (Exception e) {
+        ok = false;
+        log("FAILED to recover %s: %s", ctx.caseName, e);
+        e.printStackTrace();
+      } finally {
+        try {
+          backend.release("r_" + ctx.caseId(), ctx.namespaces);
+        } catch (Exception e) {
+          log("could not release restored %s: %s", ctx.caseName, e);
+        }
+      }
+    }
+    log("%d of %d cases generated in %d s", done.size(), specs.size(), (System.currentTimeMillis() - started) / 1000);
+    return ok;
+  }
+
+  private void writeTruth(Backend backend, String version, CaseContext ctx, Path dir) throws Exception {
+    Path backup = dir.resolve(backend.backupFileName());
+    Properties restored = backend.restore(backup, "r_" + ctx.caseId(), ctx.namespaces, ctx.work);
+    List<String> ids = new ArrayList<>();
+    ctx.txs.forEach(t -> ids.add(t.id));
+    Recovery.Result0 r = Recovery.run(ctx.scalarProps(restored, false), ids);
+
+    // Self-checks: the backup holds exactly the pending records the write log predicts, and
+    // ScalarDB reads the same Coordinator states from it as the model has.
+    Set<String> modelPending = new TreeSet<>();
+    ctx.dataCut.records().forEach((k, m) -> {
+      if (Truth.pending(m)) {
+        modelPending.add(k + " " + m.txId() + " " + m.txState());
+      }
+    });
+    Set<String> backupPending = new TreeSet<>();
+    r.before().forEach((k, raw) -> {
+      if (Recovery.pending(raw)) {
+        backupPending.add(k + " " + raw.txId() + " " + raw.txState());
+      }
+    });
+    if (!modelPending.equals(backupPending)) {
+      throw new IllegalStateException(
+          "the backup's pending records differ from the write log's\n  log:    " + modelPending
+              + "\n  backup: " + backupPending);
+    }
+    Map<String, Object> truth = new LinkedHashMap<>();
+    truth.put("case", ctx.caseName);
+    truth.put("scalardb_version", version);
+    truth.put("backend", backend.name());
+    truth.put("group_commit", ctx.spec.groupCommit());
+    truth.put("coordinator_namespace", ctx.spec.coordinatorNamespace());
+    truth.put("metadata_schema", ctx.namespaces.metadata());
+    truth.put("cut", ctx.spec.cut());
+    truth.put("expected_verdict", Truth.verdict(ctx.dataCut, ctx.coordinatorCut));
+    List<Object> txs = new ArrayList<>();
+    for (CaseContext.Tx tx : ctx.txs) {
+      String modelState =
+          Truth.state(ctx.coordinatorCut, tx.id).map(v -> v == 3 ? "COMMITTED" : "ABORTED").orElse("UNKNOWN");
+      String scalarState = r.statesInBackup().get(tx.id);
+      if (!modelState.equals(scalarState)) {
+        throw new IllegalStateException(
+            "ScalarDB's getState(" + tx.id + ") on the backup is " + scalarState + ", the write log says " + modelState);
+      }
+      Map<String, Object> t = new LinkedHashMap<>();
+      t.put("tx_id", tx.id);
+      t.put("crash_point", tx.crashPoint);
+      t.put("committed", modelState.equals("COMMITTED"));
+      t.put("state_in_backup", scalarState);
+      t.put("live_state", ctx.liveStates.get(tx.id));
+      t.put("writes", tx.writes);
+      t.put("notes", tx.notes);
+      txs.add(t);
+    }
+    truth.put("transactions", txs);
+    List<Object> recovered = new ArrayList<>();
+    for (Recovery.Outcome o : r.outcomes()) {
+      Map<String, Object> e = new LinkedHashMap<>();
+      e.put("table", o.key().table());
+      e.put("key", o.key().key());
+      e.put("backup_tx_id", o.before().txId());
+      e.put("backup_tx_state", o.before().txState());
+      e.put("exists", o.after() != null);
+      e.put("tx_id", o.after() == null ? null : o.after().txId());
+      e.put("tx_state", o.after() == null ? null : o.after().txState());
+      recovered.add(e);
+      if (o.after() != null && Recovery.pending(o.after())) {
+        throw new IllegalStateException("ScalarDB did not resolve " + o.key() + " within the deadline");
+      }
+    }
+    truth.put("recovered", recovered);
+    Map<String, Object> gen = new LinkedHashMap<>();
+    gen.put("records_in_backup", r.before().size());
+    gen.put("read_rounds", r.readRounds());
+    gen.put("read_errors", r.readErrors());
+    truth.put("generation", gen);
+    ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    json.writeValue(dir.resolve("truth.json").toFile(), truth);
+  }
+
+  static void log(String fmt, Object... args) {
+    System.err.println("oracle: " + String.format(fmt, args));
+  }
+}

@@ -1,0 +1,171 @@
+package com.scalar.verify.oracle;
+
+import com.scalar.db.api.Delete;
+import com.scalar.db.api.Mutation;
+import com.scalar.db.api.Put;
+import com.scalar.db.io.Column;
+import com.scalar.db.io.Key;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+
+/**
+ * The ground truth of a case: every storage write that ScalarDB made and that succeeded, replayed
+ * into a model of each record's (tx_id, tx_state) and of each Coordinator row.
+ *
+ * <p>The faulty storage wrapper calls {@link #applied} after the wrapped JDBC storage has committed
+ * a batch. Nothing here reads the database: a cut is a copy of the model at the moment a backup is
+ * taken, so the expected verdict comes from what happened, not from what a scan of the backup shows.
+ */
+final class WriteLog {
+  /** A record's identity: "ns.table" plus its key columns rendered as strings, in key order. */
+  record RecordKey(String table, Map<String, String> key) implements Comparable<RecordKey> {
+    @Override
+    public int compareTo(RecordKey o) {
+      int c = table.compareTo(o.table);
+      return c != 0 ? c : key.toString().compareTo(o.key.toString());
+    }
+  }
+
+  /** The transaction metadata of a record as the model knows it. */
+  record RecordMeta(String txId, Integer txState) {}
+
+  /** A Coordinator row. childIds is empty unless the row was written by a group commit. */
+  record CoordinatorRow(String txId, int state, List<String> childIds) {}
+
+  /** An immutable copy of the model. */
+  record Snapshot(
+      int seq,
+      Map<RecordKey, RecordMeta> records,
+      Map<String, CoordinatorRow> coordinator) {
+
+    /** ScalarDB's lookup rule for a (possibly group-commit) id: parent row listing the child, else the full id. */
+    Optional<CoordinatorRow> stateOf(String txId) {
+      if (txId.length() > 24 && txId.charAt(24) == '$') {
+        CoordinatorRow parent = coordinator.get(txId.substring(0, 24));
+        if (parent != null && parent.childIds().contains(txId.substring(25))) {
+          return Optional.of(parent);
+        }
+      }
+      return Optional.ofNullable(coordinator.get(txId));
+    }
+  }
+
+  private final String coordinatorTable;
+  private final Map<RecordKey, RecordMeta> records = new TreeMap<>();
+  private final Map<String, CoordinatorRow> coordinator = new LinkedHashMap<>();
+  private final List<String> trace = new ArrayList<>();
+  private long lastWriteMillis;
+  private int seq;
+
+  WriteLog(String coordinatorNamespace) {
+    this.coordinatorTable = coordinatorNamespace + ".state";
+  }
+
+  static String tableOf(Mutation m) {
+    return m.forNamespace().orElseThrow() + "." + m.forTable().orElseThrow();
+  }
+
+  static Map<String, String> render(Key partition, Optional<Key> clustering) {
+    Map<String, String> key = new LinkedHashMap<>();
+    for (Column<?> c : partition.getColumns()) {
+      key.put(c.getName(), renderValue(c));
+    }
+    clustering.ifPresent(ck -> ck.getColumns().forEach(c -> key.put(c.getName(), renderValue(c))));
+    return key;
+  }
+
+  /** The contract's key rendering: integers in decimal, TEXT as is, BOOLEAN true/false, BLOB hex. */
+  static String renderValue(Column<?> c) {
+    if (c.hasNullValue()) {
+      return null;
+    }
+    switch (c.getDataType()) {
+      case INT:
+        return Integer.toString(c.getIntValue());
+      case BIGINT:
+        return Long.toString(c.getBigIntValue());
+      case TEXT:
+        return c.getTextValue();
+      case BOOLEAN:
+        return Boolean.toString(c.getBooleanValue());
+      case BLOB:
+        StringBuilder sb = new StringBuilder();
+        for (byte b : c.getBlobValueAsBytes()) {
+          sb.append(String.format("%02x", b));
+        }
+        return sb.toString();
+      default:
+        return String.valueOf(c.getValueAsObject());
+    }
+  }
+
+  synchronized void applied(List<? extends Mutation> batch) {
+    seq++;
+    lastWriteMillis = System.currentTimeMillis();
+    for (Mutation m : batch) {
+      String table = tableOf(m);
+      if (table.equals(coordinatorTable)) {
+        applyCoordinator(m);
+        continue;
+      }
+      RecordKey key = new RecordKey(table, render(m.getPartitionKey(), m.getClusteringKey()));
+      if (m instanceof Delete) {
+        records.remove(key);
+        trace.add(seq + " delete " + key);
+        continue;
+      }
+      Put put = (Put) m;
+      RecordMeta old = records.getOrDefault(key, new RecordMeta(null, null));
+      Map<String, Column<?>> cols = put.getColumns();
+      String txId = old.txId();
+      Integer state = old.txState();
+      if (cols.containsKey("tx_id")) {
+        txId = cols.get("tx_id").hasNullValue() ? null : cols.get("tx_id").getTextValue();
+      }
+      if (cols.containsKey("tx_state")) {
+        state = cols.get("tx_state").hasNullValue() ? null : cols.get("tx_state").getIntValue();
+      }
+      records.put(key, new RecordMeta(txId, state));
+      trace.add(seq + " put " + key + " tx_id=" + txId + " tx_state=" + state);
+    }
+  }
+
+  private void applyCoordinator(Mutation m) {
+    String id = m.getPartitionKey().getColumns().get(0).getTextValue();
+    if (m instanceof Delete) {
+      coordinator.remove(id);
+      trace.add(seq + " coordinator delete " + id);
+      return;
+    }
+    Map<String, Column<?>> cols = ((Put) m).getColumns();
+    int state = cols.get("tx_state").getIntValue();
+    List<String> children = Collections.emptyList();
+    Column<?> childCol = cols.get("tx_child_ids");
+    if (childCol != null && !childCol.hasNullValue() && !childCol.getTextValue().isEmpty()) {
+      children = Arrays.asList(childCol.getTextValue().split(","));
+    }
+    coordinator.put(id, new CoordinatorRow(id, state, children));
+    trace.add(seq + " coordinator put " + id + " state=" + state + " children=" + children);
+  }
+
+  synchronized Snapshot snapshot() {
+    return new Snapshot(
+        seq,
+        Collections.unmodifiableMap(new TreeMap<>(records)),
+        Collections.unmodifiableMap(new LinkedHashMap<>(coordinator)));
+  }
+
+  synchronized long lastWriteMillis() {
+    return lastWriteMillis;
+  }
+
+  synchronized List<String> trace() {
+    return new ArrayList<>(trace);
+  }
+}
