@@ -251,6 +251,10 @@ struct UnresolvedTx {
     newest_prepared_at: i64,
     committed: Vec<(TableRef, RecordKey)>,
     group_parent_row_missing: bool,
+    /// Some record's roll back differs from its roll forward. A DELETED record without a
+    /// before image (the tombstone of a delete of an absent key) is deleted either way, so
+    /// a transaction whose only unresolved records are tombstones cannot be torn by them.
+    decisive: bool,
 }
 
 /// Analyses one scan. Deterministic: the same observation gives the same analysis.
@@ -321,6 +325,9 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
                     .newest_prepared_at
                     .max(record.meta.tx_prepared_at.unwrap_or(i64::MIN));
                 tx.group_parent_row_missing = record.coordinator.parent.is_none();
+                let tombstone =
+                    prediction.tx_state == TxState::Deleted && !record.meta.has_before_image();
+                tx.decisive |= !tombstone;
                 predictions.push(prediction);
             } else if matches!(
                 record.meta.state(),
@@ -361,7 +368,7 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
                     ),
                 ),
                 CoordinatorState::Absent => {
-                    if let Some(tx) = unresolved.get_mut(tx_id) {
+                    if let Some(tx) = unresolved.get_mut(tx_id).filter(|tx| tx.decisive) {
                         tx.committed.push((table.clone(), record.key.clone()));
                     } else {
                         if let Some(id) = GroupCommitId::parse(tx_id) {
@@ -814,6 +821,7 @@ fn judge_transactions(
         }
         let group_parent = GroupCommitId::parse(tx_id).map(|id| id.parent);
         if *state == CoordinatorState::Absent
+            && tx.decisive
             && tx.group_parent_row_missing
             && group_parent.is_some_and(|parent| orphan_group_parents.contains(parent))
         {

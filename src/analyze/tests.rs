@@ -363,3 +363,34 @@ fn retention_keeps_only_what_the_atomicity_check_needs() {
     assert_eq!(scan.unconfirmed_other_count, 10);
     assert_eq!(scan.unconfirmed_other_samples.len(), SAMPLE_LIMIT);
 }
+
+#[test]
+fn a_transaction_whose_only_unresolved_records_are_tombstones_is_not_torn() {
+    // A delete of an absent key leaves a DELETED tombstone with no before image: recovery
+    // deletes it whether the transaction committed or not, so nothing contradicts.
+    let analysis = run(vec![
+        table("accounts", vec![prepared(1, "t1", 2, None)], vec![]),
+        table("history", vec![], vec![committed(7, "t1")]),
+    ]);
+    assert_eq!(analysis.verdict, Verdict::Recoverable);
+    // In flight too: the restore point is estimated from these very records.
+    assert_eq!(
+        codes(&analysis),
+        [Code::CommittedWithoutCoordinatorState, Code::InFlightAtCut]
+    );
+    assert_eq!(analysis.predictions[0].outcome, Outcome::RollBackDelete);
+}
+
+#[test]
+fn a_tombstone_beside_a_prepared_record_does_not_hide_a_tear() {
+    let analysis = run(vec![
+        table(
+            "accounts",
+            vec![prepared(1, "t1", 2, None), prepared(2, "t1", 1, Some("t0"))],
+            vec![],
+        ),
+        table("history", vec![], vec![committed(7, "t1")]),
+    ]);
+    assert_eq!(analysis.verdict, Verdict::Inconsistent);
+    assert_eq!(codes(&analysis), [Code::TornTransaction]);
+}

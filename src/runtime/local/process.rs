@@ -119,15 +119,69 @@ impl ProcessId {
     }
 }
 
-/// Sends SIGKILL to the process group led by `pid`, falling back to `pid` alone.
+/// Sends SIGKILL to the process group led by `pid` and to every descendant of `pid`, then
+/// waits (up to 5 s) until they are all gone.
+///
+/// Descendants matter: PostgreSQL's backends call `setsid()`, so they are not in the
+/// postmaster's group, and a backend busy loading data keeps writing into the data
+/// directory for a while after its postmaster died. Removing the directory before they
+/// are gone leaves half of it behind.
 ///
 /// Only for a child we have not reaped yet: until then its pid cannot be reused.
 pub(super) fn kill_group_unchecked(pid: u32) {
-    let Some(pid) = as_pid(pid) else { return };
-    // Errors mean the group or process is already gone, which is what we want.
-    if killpg(pid, Signal::SIGKILL).is_err() {
-        let _ = kill(pid, Signal::SIGKILL);
+    // Collected before the leader dies: afterwards its children are re-parented to init.
+    let descendants: Vec<ProcessId> = descendants_of(pid)
+        .into_iter()
+        .filter_map(ProcessId::of)
+        .collect();
+    if let Some(leader) = as_pid(pid) {
+        // Errors mean the group or process is already gone, which is what we want.
+        if killpg(leader, Signal::SIGKILL).is_err() {
+            let _ = kill(leader, Signal::SIGKILL);
+        }
     }
+    for process in &descendants {
+        if process.is_running() {
+            signal_unchecked(process.pid, Signal::SIGKILL);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while descendants.iter().any(ProcessId::is_running) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Every process below `pid` in the process tree, read from `/proc`.
+fn descendants_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| Some((child, read_parent(child)?)))
+        .collect();
+    let mut found = vec![pid];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn read_parent(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state); the parent pid is field 4.
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Sends `signal` to `pid` only (a graceful shutdown request to a server we started and

@@ -1,0 +1,161 @@
+//! Teardown always happens; an interrupted drill leaves nothing behind; a killed one is
+//! swept by `cleanup`; `--keep` leaves the instance reachable.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::*;
+
+/// A pg_dump large enough that its restore takes a few seconds.
+async fn big_dump(dir: &std::path::Path) -> std::path::PathBuf {
+    let server = postgres_with("clean").await;
+    server
+        .execute_sql_in(
+            Some("source"),
+            "CREATE TABLE bank.filler AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 1500000) g;",
+        )
+        .await
+        .unwrap();
+    let dump = dir.join("big.sql");
+    pg_dump(&server, &[], &dump);
+    server.stop().await.unwrap();
+    dump
+}
+
+/// Spawns a drill and waits until its instance directory exists (the restore has begun).
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is returned to the caller, which waits for it"
+)]
+fn spawn_until_restoring(
+    backup: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, std::path::PathBuf) {
+    let mut child = Command::new(BIN)
+        .arg("drill")
+        .arg(backup)
+        .args(["--quiet", "--format", "json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(dir) = leftovers_of(child.id()).into_iter().next() {
+            // The server is up once its data directory has a postmaster.pid.
+            if dir.join("data/postmaster.pid").exists() {
+                std::thread::sleep(Duration::from_millis(700));
+                return (child, dir);
+            }
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the drill never started its instance");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_in_the_middle_of_a_restore_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = big_dump(dir.path()).await;
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        let (child, instance_dir) = spawn_until_restoring(&dump, &[]);
+        let pid = child.id();
+        kill(Pid::from_raw(i32::try_from(pid).unwrap()), signal).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(130),
+            "{signal}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            leftovers_of(pid).is_empty(),
+            "{signal}: {:?}",
+            leftovers_of(pid)
+        );
+        assert!(
+            processes_in(&instance_dir).is_empty(),
+            "{signal}: server still running"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_drill_is_swept_by_cleanup() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = big_dump(dir.path()).await;
+    let (mut child, instance_dir) = spawn_until_restoring(&dump, &[]);
+    let pid = child.id();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !leftovers_of(pid).is_empty(),
+        "SIGKILL cannot tear down: something must be left"
+    );
+    let output = Command::new(BIN).arg("cleanup").output().unwrap();
+    assert!(output.status.success());
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(listing.contains(&format!("drill{pid}")), "{listing}");
+    assert!(leftovers_of(pid).is_empty(), "{:?}", leftovers_of(pid));
+    assert!(
+        processes_in(&instance_dir).is_empty(),
+        "server still running"
+    );
+}
+
+#[test]
+fn keep_leaves_the_instance_running_until_cleanup() {
+    let backup = fixture("recoverable").join("bank.sqlite");
+    let output = Command::new(BIN)
+        .arg("drill")
+        .arg(&backup)
+        .args(["--keep", "--quiet", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("scalardb-verify cleanup --run-id"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let run_id = report["drill"]["run_id"].as_str().unwrap().to_owned();
+    let kept = report["drill"]["kept_at"].as_str().unwrap().to_owned();
+    let path = kept.strip_prefix("sqlite://").unwrap();
+    assert!(std::path::Path::new(path).exists(), "{kept}");
+    let output = Command::new(BIN)
+        .args(["cleanup", "--run-id", &run_id])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("removed SQLite copy"));
+    assert!(!std::path::Path::new(path).exists());
+}
+
+#[test]
+fn every_drill_tears_down_on_success_and_on_failure() {
+    for backup in [
+        fixture("clean").join("bank.sqlite"),
+        fixture("torn").join("bank.sqlite"),
+    ] {
+        let child = Command::new(BIN)
+            .arg("drill")
+            .arg(&backup)
+            .args(["--quiet", "--format", "json", "--recover"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.code().is_some());
+        assert!(leftovers_of(pid).is_empty(), "{:?}", leftovers_of(pid));
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of `scalardb-verify drill` and `cleanup`: real backups made with the
+//! real pg_dump and mariadb-dump, restored into disposable local servers, verified, torn down.
+
+mod backups;
+mod lifecycle;
+mod support;

@@ -1,0 +1,139 @@
+//! Shared helpers: run the binary, make real backups, find what a run left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use scalardb_verify::runtime::local::{Engine, LocalInstance, LocalOptions};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_scalardb-verify");
+
+pub fn fixture(state: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/bank")
+        .join(state)
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}); exit {}; stdout:\n{}\nstderr:\n{}",
+                self.code, self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+pub fn drill(backup: &Path, extra: &[&str]) -> Run {
+    let output = Command::new(BIN)
+        .arg("drill")
+        .arg(backup)
+        .args(["--format", "json", "--quiet"])
+        .args(extra)
+        .output()
+        .expect("run scalardb-verify");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub async fn start(engine: Engine) -> LocalInstance {
+    LocalInstance::start(
+        engine,
+        &LocalOptions::new(format!("drill-tests-{}", std::process::id())),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "cannot start a local {engine} server for this test: {}\n\
+                 run scripts/install-test-deps to install the servers the tests need",
+            scalardb_verify::scan::error_chain(&e)
+        )
+    })
+}
+
+/// A PostgreSQL server holding the fixture `state` in database `source`.
+pub async fn postgres_with(state: &str) -> LocalInstance {
+    let server = start(Engine::Postgres).await;
+    server.execute_sql("CREATE DATABASE source").await.unwrap();
+    server
+        .load_sql_file(&fixture(state).join("postgres.sql"), Some("source"))
+        .await
+        .unwrap();
+    server
+}
+
+/// Runs the server's pg_dump with `args` into `out`.
+pub fn pg_dump(server: &LocalInstance, args: &[&str], out: &Path) {
+    let status = Command::new("pg_dump")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port().to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(args)
+        .arg("-f")
+        .arg(out)
+        .arg("source")
+        .status()
+        .expect("run pg_dump");
+    assert!(status.success(), "pg_dump {args:?} failed");
+}
+
+/// Directories in the temp dir that a drill with this pid left behind.
+pub fn leftovers_of(pid: u32) -> Vec<PathBuf> {
+    let marker = format!("scalardb-verify-drill{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&marker))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Server processes whose command line names `dir`.
+pub fn processes_in(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+pub fn outcomes(report: &Value) -> Vec<(String, String)> {
+    report["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                format!("{} {}", p["table"], p["key"]),
+                p["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn expected(state: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(state).join("expected.json")).unwrap())
+        .unwrap()
+}
