@@ -11,7 +11,7 @@ use crate::config::ScanConfig;
 use crate::error::Error;
 use crate::progress::Progress;
 use crate::store::discover_settings;
-use crate::store::{CoordinatorSchema, DiscoveredTable, SqlStore, TableSchema};
+use crate::store::{CoordinatorSchema, DiscoveredTable, SqlStore, Store, TableSchema};
 
 /// An analysis with the schemas it was made from (the recovery rehearsal writes by them).
 pub struct ScanOutcome {
@@ -37,11 +37,15 @@ pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<ScanOutcome
     result
 }
 
-async fn scan_with(
-    store: &SqlStore,
+/// The scan's phases over any backend.
+pub async fn scan_with<S: Store>(
+    store: &S,
     config: &ScanConfig,
     progress: &Progress,
-) -> Result<ScanOutcome, Error> {
+) -> Result<ScanOutcome, Error>
+where
+    Error: From<S::Error>,
+{
     let discovery = store
         .discover(&discover_settings(
             &config.coordinator_namespace,

@@ -10,7 +10,47 @@ pub use dialect::Dialect;
 pub use discover::{DiscoveredTable, Discovery, DiscoverySettings, TableFilter};
 pub use sql::{DisposableWriter, Param, Scalar, SqlError, SqlStore, WriteError};
 
+use crate::analyze::{CoordinatorScan, Retention, TableScan};
 use crate::model::TableRef;
+
+/// What a backend must offer the scan job. Implemented by `SqlStore` (PostgreSQL, MySQL,
+/// SQLite); a backend without joins (Cassandra) implements the same phases its own way.
+/// Used generically under one runtime's `block_on`, never as `dyn`, so futures need not be
+/// `Send`.
+#[expect(
+    async_fn_in_trait,
+    reason = "used generically under block_on, never as dyn or across threads"
+)]
+pub trait Store {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The transactional tables, their keys, and the Coordinator table.
+    async fn discover(&self, settings: &DiscoverySettings<'_>) -> Result<Discovery, Self::Error>;
+
+    /// Counts and watermarks of the Coordinator, and its invalid rows.
+    async fn scan_coordinator(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<CoordinatorScan, Self::Error>;
+
+    /// Phase 1 of a table: counts, watermarks and every record that is not plainly
+    /// committed, each with the Coordinator rows for its transaction.
+    async fn scan_exceptional(
+        &self,
+        table: &TableSchema,
+        coordinator: Option<&CoordinatorSchema>,
+    ) -> Result<TableScan, Self::Error>;
+
+    /// Phase 2 of a table: COMMITTED records the Coordinator does not confirm, filed
+    /// through `retention` into `scan`.
+    async fn scan_unconfirmed(
+        &self,
+        table: &TableSchema,
+        coordinator: &CoordinatorSchema,
+        retention: &Retention,
+        scan: &mut TableScan,
+    ) -> Result<(), Self::Error>;
+}
 
 /// How a key column's values are rendered as text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

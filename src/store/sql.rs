@@ -364,6 +364,39 @@ fn required_text(row: &AnyRow, index: usize) -> Result<String, sqlx::Error> {
     })
 }
 
+impl super::Store for SqlStore {
+    type Error = SqlError;
+
+    async fn discover(&self, settings: &DiscoverySettings<'_>) -> Result<Discovery, SqlError> {
+        SqlStore::discover(self, settings).await
+    }
+
+    async fn scan_coordinator(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<CoordinatorScan, SqlError> {
+        SqlStore::scan_coordinator(self, coordinator).await
+    }
+
+    async fn scan_exceptional(
+        &self,
+        table: &TableSchema,
+        coordinator: Option<&CoordinatorSchema>,
+    ) -> Result<TableScan, SqlError> {
+        SqlStore::scan_exceptional(self, table, coordinator).await
+    }
+
+    async fn scan_unconfirmed(
+        &self,
+        table: &TableSchema,
+        coordinator: &CoordinatorSchema,
+        retention: &Retention,
+        scan: &mut TableScan,
+    ) -> Result<(), SqlError> {
+        SqlStore::scan_unconfirmed(self, table, coordinator, retention, scan).await
+    }
+}
+
 fn is_transient(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
 }
