@@ -159,6 +159,10 @@ final class CaseContext implements AutoCloseable {
     return s;
   }
 
+  void relabel(String id, String crashPoint) {
+    txs.stream().filter(t -> t.id.equals(id)).forEach(t -> t.crashPoint = crashPoint);
+  }
+
   Tx register(String id, String crashPoint, int writes, String note) {
     Tx t = new Tx(id, crashPoint, writes, note);
     txs.add(t);

@@ -42,7 +42,7 @@ public final class Main {
     }
     Pattern only = Pattern.compile(opts.getOrDefault("only", ".*"));
     List<CaseSpec> specs = new ArrayList<>();
-    for (CaseSpec s : Scenarios.all()) {
+    for (CaseSpec s : Scenarios.all(scalarDbVersion())) {
       if (only.matcher(s.id()).find()) {
         specs.add(s);
       }

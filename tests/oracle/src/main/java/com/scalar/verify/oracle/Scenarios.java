@@ -30,7 +30,27 @@ final class Scenarios {
     return new CaseSpec(id, false, DEFAULT_NS, "single_instant", s);
   }
 
-  static List<CaseSpec> all() {
+  private static CaseSpec torn(String id, String ns, CaseSpec.Scenario s) {
+    return new CaseSpec(id, false, ns, "torn", s);
+  }
+
+  private static CaseSpec group(String id, String ns, String cut, CaseSpec.Scenario s) {
+    return new CaseSpec(id, true, ns, cut, s);
+  }
+
+  /**
+   * ScalarDB 3.16 made the JDBC adapter prepare and commit all of a transaction's records in one
+   * database transaction (MutationsGrouper, atomicity unit STORAGE); up to 3.15 each partition was
+   * its own storage mutation, so a one-phase commit can crash between partitions.
+   */
+  static boolean partitionAtomicity(String version) {
+    String[] v = version.split("\\.");
+    int major = Integer.parseInt(v[0]);
+    int minor = Integer.parseInt(v[1]);
+    return major < 3 || (major == 3 && minor < 16);
+  }
+
+  static List<CaseSpec> all(String version) {
     List<CaseSpec> out = new ArrayList<>();
 
     // ---- single-instant backups, group commit off ----
@@ -57,10 +77,7 @@ final class Scenarios {
     out.add(single("tpc-state-committed-no-records", ctx -> {
       int[] s = ctx.seed(2);
       ctx.transfer(s[0]);
-      ctx.twoPc(s[1], "state_committed_no_records")
-          .prepareAll()
-          .validateAll()
-          .commitCoordinatorUnder(crashAfter(b -> b.isCoordinatorState(3)));
+      tpcStateCommittedNoRecords(ctx, s[1]);
       ctx.cut();
     }));
     out.add(single("tpc-committed-some", ctx -> {
@@ -99,25 +116,204 @@ final class Scenarios {
       ctx.transferWithCrash(s[1], crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
       ctx.cut();
     }));
-    out.add(single("opc-prepared-some", ctx -> {
-      int[] s = ctx.seed(2);
-      ctx.transfer(s[0]);
-      ctx.transferWithCrash(s[1], crashAfter(Faults.Batch::isPrepare), "prepared_some");
-      ctx.cut();
-    }));
-    out.add(single("opc-committed-some", ctx -> {
-      int[] s = ctx.seed(2);
-      ctx.transfer(s[0]);
-      ctx.transferWithCrash(s[1], crashAfter(Faults.Batch::isRecordCommit), "committed_some");
-      ctx.cut();
-    }));
+    if (partitionAtomicity(version)) {
+      out.add(single("opc-prepared-some", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.transferWithCrash(s[1], crashAfter(Faults.Batch::isPrepare), "prepared_some");
+        ctx.cut();
+      }));
+      out.add(single("opc-committed-some", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.transferWithCrash(s[1], crashAfter(Faults.Batch::isRecordCommit), "committed_some");
+        ctx.cut();
+      }));
+      out.add(single("opc-aborted-prepared-some", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        // The second partition's prepare fails: ScalarDB writes ABORTED, then its rollback of the
+        // first partition dies with the process.
+        ctx.transferWithCrash(s[1], abortAfterPartialPrepare(), "aborted_prepared_some");
+        ctx.cut();
+      }));
+    }
     out.add(single("opc-aborted-validation", ctx -> {
       int[] s = ctx.seed(2);
       ctx.transfer(s[0]);
       validationAbort(ctx, s[1], s[0]);
       ctx.cut();
     }));
+    out.add(single("mixed", Scenarios::mixed));
+    out.add(new CaseSpec("mixed-custom-coordinator", false, CUSTOM_NS, "single_instant", Scenarios::mixed));
+
+    // ---- torn backups: the Coordinator table and the data tables copied at different moments ----
+    out.add(torn("torn-coordinator-first-committed-some", DEFAULT_NS, ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      ctx.cutCoordinator();
+      ctx.transfer(s[1]);
+      ctx.twoPc(s[2], "committed_some").prepareAll().validateAll().commitCoordinator();
+      ctx.cutData();
+    }));
+    out.add(torn("torn-coordinator-first-committed-some-custom-coordinator", CUSTOM_NS, ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      ctx.twoPc(s[1], "prepared_all").prepareAll();
+      ctx.cutCoordinator();
+      ctx.twoPc(s[2], "committed_some").prepareAll().validateAll().commitCoordinator();
+      ctx.cutData();
+    }));
+    out.add(torn("torn-coordinator-first-state-committed-no-records", DEFAULT_NS, ctx -> {
+      int[] s = ctx.seed(2);
+      ctx.transfer(s[0]);
+      ctx.cutCoordinator();
+      tpcStateCommittedNoRecords(ctx, s[1]);
+      ctx.cutData();
+    }));
+    out.add(torn("torn-coordinator-first-committed", DEFAULT_NS, ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      ctx.cutCoordinator();
+      ctx.transfer(s[1]);
+      ctx.twoPc(s[2], "committed").prepareAll().validateAll().commitCoordinator().commitParticipant();
+      ctx.cutData();
+    }));
+    out.add(torn("torn-data-first-roll-forward", DEFAULT_NS, ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      CaseContext.TwoPc t = ctx.twoPc(s[1], "prepared_all").prepareAll();
+      CaseContext.TwoPc u = ctx.twoPc(s[2], "committed_some").prepareAll().validateAll().commitCoordinator();
+      ctx.cutData();
+      t.validateAll().commitCoordinator().commitParticipant();
+      u.commitParticipant();
+      ctx.relabel(ctx.transfer(s[0]), "after_data_cut");
+      ctx.cutCoordinator();
+    }));
+    out.add(torn("torn-data-first-roll-back", DEFAULT_NS, ctx -> {
+      int[] s = ctx.seed(2);
+      ctx.transfer(s[0]);
+      CaseContext.TwoPc t = ctx.twoPc(s[1], "prepared_all").prepareAll();
+      ctx.cutData();
+      t.rollbackCoordinator().rollbackParticipant();
+      ctx.cutCoordinator();
+    }));
+
+    // ---- group commit (one-phase interface only; 2PC refuses to start with it) ----
+    out.add(group("gc-committed", DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.concurrentTransfers(s, null, "committed", null);
+      ctx.cut();
+    }));
+    out.add(group("gc-state-committed-no-records", DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(4);
+      ctx.transfer(s[0]);
+      ctx.concurrentTransfers(
+          new int[] {s[1], s[2], s[3]}, crashAfter(b -> b.isCoordinatorState(3)),
+          "state_committed_no_records", null);
+      ctx.cut();
+    }));
+    out.add(group("gc-prepared-all", DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(4);
+      ctx.transfer(s[0]);
+      ctx.concurrentTransfers(
+          new int[] {s[1], s[2], s[3]}, crashAt(b -> b.isCoordinatorState(3)), "prepared_all", null);
+      ctx.cut();
+    }));
+    out.add(group("gc-delayed-state-committed-no-records", DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      // s[2]'s transaction stays busy past delayed_slot_move_timeout (1.2 s): ScalarDB moves it out
+      // of the group and commits it alone under its full id. The crash follows that write.
+      List<String> ids =
+          ctx.concurrentTransfers(
+              new int[] {s[1], s[2]}, crashAfterNth(b -> b.isCoordinatorState(3), 2), null,
+              new long[] {0, 2500});
+      ctx.relabel(ids.get(0), "committed");
+      ctx.relabel(ids.get(1), "state_committed_no_records");
+      ctx.cut();
+    }));
+    out.add(group("gc-aborted-validation", DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(2);
+      ctx.transfer(s[0]);
+      validationAbort(ctx, s[1], s[0]);
+      ctx.cut();
+    }));
+    out.add(group("gc-mixed-custom-coordinator", CUSTOM_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(8);
+      ctx.transfer(s[0]);
+      ctx.concurrentTransfers(new int[] {s[1], s[2]}, null, "committed", null);
+      ctx.concurrentTransfers(
+          new int[] {s[3], s[4]}, crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records", null);
+      ctx.concurrentTransfers(
+          new int[] {s[5], s[6]}, crashAt(b -> b.isCoordinatorState(3)), "prepared_all", null);
+      validationAbort(ctx, s[7], s[0]);
+      ctx.cut();
+    }));
+    out.add(group("gc-torn-coordinator-first", DEFAULT_NS, "torn", ctx -> {
+      int[] s = ctx.seed(4);
+      ctx.transfer(s[0]);
+      ctx.cutCoordinator();
+      ctx.concurrentTransfers(new int[] {s[1]}, null, "committed", null);
+      ctx.concurrentTransfers(
+          new int[] {s[2], s[3]}, crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records", null);
+      ctx.cutData();
+    }));
     return out;
+  }
+
+  /**
+   * Both sides prepared and validated; the coordinator side's commit() writes the COMMITTED state
+   * and then dies before any record is committed; the participant never commits.
+   */
+  static void tpcStateCommittedNoRecords(CaseContext ctx, int s) throws Exception {
+    ctx.twoPc(s, "state_committed_no_records")
+        .prepareAll()
+        .validateAll()
+        .commitCoordinatorUnder(crashAfter(b -> b.isCoordinatorState(3)));
+  }
+
+  /** Every crash point that one backup can hold, each on its own slot. */
+  static void mixed(CaseContext ctx) throws Exception {
+    int[] s = ctx.seed(11);
+    ctx.transfer(s[0]);
+    ctx.transfer(s[0]);
+    ctx.twoPc(s[1], "committed").prepareAll().validateAll().commitCoordinator().commitParticipant();
+    ctx.twoPc(s[2], "prepared_some").prepareCoordinator();
+    ctx.twoPc(s[3], "prepared_all").prepareAll();
+    tpcStateCommittedNoRecords(ctx, s[4]);
+    ctx.twoPc(s[5], "committed_some").prepareAll().validateAll().commitCoordinator();
+    ctx.twoPc(s[6], "aborted_prepared_some").prepareCoordinator().abortById();
+    ctx.twoPc(s[7], "aborted_state_written").prepareAll().abortById();
+    ctx.twoPc(s[8], "aborted_rolled_back_some").prepareAll().rollbackCoordinator();
+    ctx.transferWithCrash(s[9], crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
+    validationAbort(ctx, s[10], s[0]);
+    ctx.cut();
+  }
+
+  /**
+   * ≤3.15 only: the first partition's prepare passes, the second fails (ScalarDB then writes
+   * ABORTED), and every write after the ABORTED row fails, so the rollback never happens.
+   */
+  static Faults.Rule abortAfterPartialPrepare() {
+    return new Faults.Rule() {
+      int prepares;
+      boolean dead;
+
+      @Override
+      public Faults.Decision decide(Faults.Batch b) {
+        if (dead) {
+          return Faults.Decision.FAIL;
+        }
+        if (b.isPrepare() && ++prepares == 2) {
+          return Faults.Decision.FAIL;
+        }
+        if (b.isCoordinatorState(4)) {
+          dead = true;
+        }
+        return Faults.Decision.PASS;
+      }
+    };
   }
 
   /**

@@ -97,6 +97,7 @@ final class Truth {
       case "aborted":
         return "ABORTED/none";
       case "not_written":
+      case "after_data_cut":
         return "NONE/none";
       default:
         return null;
