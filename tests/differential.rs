@@ -1,0 +1,478 @@
+//! Differential test against ScalarDB itself.
+//!
+//! Every case under `fixtures/oracle/` (and, when `SCALARDB_VERIFY_ORACLE_CASES` names a
+//! directory, every case in it) is a backup that `scripts/oracle` produced by driving the real
+//! ScalarDB library into a crash state, plus a `truth.json` recording what ScalarDB's own lazy
+//! recovery did to every PREPARED/DELETED record of that backup (see tests/oracle/README.md).
+//! This test restores each backup, scans it with the built binary and checks that the verdict
+//! and every recovery prediction agree with what ScalarDB did.
+//!
+//! All cases run before anything is asserted, so one run lists every disagreement. The test
+//! never passes vacuously: no case in `fixtures/oracle/` is a failure.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use scalardb_verify::runtime::local::{Engine, LocalInstance, LocalOptions};
+use serde::Deserialize;
+
+const BIN: &str = env!("CARGO_BIN_EXE_scalardb-verify");
+const CASES_ENV: &str = "SCALARDB_VERIFY_ORACLE_CASES";
+
+type Key = BTreeMap<String, String>;
+
+#[derive(Debug, Deserialize)]
+struct Truth {
+    case: String,
+    scalardb_version: String,
+    backend: String,
+    group_commit: bool,
+    coordinator_namespace: String,
+    metadata_schema: String,
+    cut: String,
+    expected_verdict: String,
+    transactions: Vec<TruthTx>,
+    recovered: Vec<Recovered>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TruthTx {
+    tx_id: String,
+    crash_point: String,
+    committed: bool,
+}
+
+/// What ScalarDB's recovery did to one record that was PREPARED or DELETED in the backup.
+#[derive(Debug, Deserialize)]
+struct Recovered {
+    table: String,
+    key: Key,
+    backup_tx_id: String,
+    backup_tx_state: i32,
+    exists: bool,
+    tx_id: Option<String>,
+    tx_state: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Report {
+    verdict: String,
+    #[serde(default)]
+    predictions: Vec<Prediction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Prediction {
+    table: String,
+    key: Key,
+    tx_id: String,
+    tx_state: String,
+    outcome: String,
+    restores_tx_id: Option<String>,
+}
+
+/// One case directory: its truth and its backup file.
+struct Case {
+    dir: PathBuf,
+    truth: Truth,
+}
+
+impl Case {
+    fn backup(&self) -> PathBuf {
+        let name = match self.truth.backend.as_str() {
+            "sqlite" => "backup.sqlite",
+            "postgres" => "backup.pg.sql",
+            "mariadb" => "backup.mysql.sql",
+            other => panic!("{}: unknown backend {other:?}", self.dir.display()),
+        };
+        self.dir.join(name)
+    }
+}
+
+fn load_cases(root: &Path) -> Vec<Case> {
+    let mut dirs: Vec<PathBuf> = match std::fs::read_dir(root) {
+        Ok(entries) => entries
+            .map(|e| e.expect("read a directory entry").path())
+            .filter(|p| p.join("truth.json").is_file())
+            .collect(),
+        Err(e) => panic!("cannot read the oracle cases in {}: {e}", root.display()),
+    };
+    dirs.sort();
+    dirs.into_iter()
+        .map(|dir| {
+            let text = std::fs::read_to_string(dir.join("truth.json"))
+                .unwrap_or_else(|e| panic!("read {}/truth.json: {e}", dir.display()));
+            let truth: Truth = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("parse {}/truth.json: {e}", dir.display()));
+            Case { dir, truth }
+        })
+        .collect()
+}
+
+/// The servers this run started, one per engine, shared by the cases.
+#[derive(Default)]
+struct Servers {
+    postgres: Option<LocalInstance>,
+    mariadb: Option<LocalInstance>,
+}
+
+impl Servers {
+    async fn get(&mut self, engine: Engine) -> &LocalInstance {
+        let slot = match engine {
+            Engine::Postgres => &mut self.postgres,
+            Engine::MariaDb => &mut self.mariadb,
+        };
+        if slot.is_none() {
+            let opts = LocalOptions::new(format!("differential-{}", std::process::id()));
+            let server = LocalInstance::start(engine, &opts)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start a local {engine} server for the oracle cases: {}\n\
+                     run scripts/install-test-deps to install the servers the tests need",
+                        scalardb_verify::scan::error_chain(&e)
+                    )
+                });
+            *slot = Some(server);
+        }
+        slot.as_ref().expect("just started")
+    }
+
+    async fn stop(self) {
+        for server in [self.postgres, self.mariadb].into_iter().flatten() {
+            server.stop().await.expect("stop a local server");
+        }
+    }
+}
+
+/// Restores the case's backup somewhere the tool can scan and returns the scan URL. The
+/// backup file itself is never modified.
+async fn restore(case: &Case, servers: &mut Servers, scratch: &Path, n: usize) -> String {
+    let backup = case.backup();
+    match case.truth.backend.as_str() {
+        "sqlite" => {
+            let copy = scratch.join(format!("case-{n}.sqlite"));
+            std::fs::copy(&backup, &copy)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", backup.display()));
+            format!("sqlite://{}", copy.display())
+        }
+        "postgres" => {
+            let server = servers.get(Engine::Postgres).await;
+            let db = format!("oracle_case_{n}");
+            server
+                .execute_sql(&format!(
+                    "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db};"
+                ))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("create {db}: {}", scalardb_verify::scan::error_chain(&e))
+                });
+            server
+                .load_sql_file(&backup, Some(&db))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "load {}: {}",
+                        backup.display(),
+                        scalardb_verify::scan::error_chain(&e)
+                    )
+                });
+            server.url_for(&db)
+        }
+        "mariadb" => {
+            let server = servers.get(Engine::MariaDb).await;
+            // A namespace is a database on MariaDB, so cases share names: drop every database
+            // this dump creates before loading it.
+            let text = std::fs::read_to_string(&backup)
+                .unwrap_or_else(|e| panic!("read {}: {e}", backup.display()));
+            let mut drops = String::new();
+            for db in dump_databases(&text) {
+                let _ = write!(drops, "DROP DATABASE IF EXISTS `{db}`;");
+            }
+            if !drops.is_empty() {
+                server.execute_sql(&drops).await.unwrap_or_else(|e| {
+                    panic!(
+                        "drop old databases: {}",
+                        scalardb_verify::scan::error_chain(&e)
+                    )
+                });
+            }
+            server
+                .load_sql_file(&backup, None)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "load {}: {}",
+                        backup.display(),
+                        scalardb_verify::scan::error_chain(&e)
+                    )
+                });
+            server.url()
+        }
+        other => panic!("unknown backend {other}"),
+    }
+}
+
+/// The databases a mysqldump `--databases` file creates.
+fn dump_databases(sql: &str) -> BTreeSet<String> {
+    sql.lines()
+        .filter(|l| l.starts_with("CREATE DATABASE"))
+        .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
+        .collect()
+}
+
+struct Scan {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn scan(url: &str, truth: &Truth) -> Scan {
+    let output = Command::new(BIN)
+        .args(["scan", url, "--format", "json", "--quiet"])
+        .args(["--coordinator-namespace", &truth.coordinator_namespace])
+        .args(["--metadata-schema", &truth.metadata_schema])
+        .output()
+        .expect("run scalardb-verify");
+    Scan {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// What ScalarDB's recovery did to a record, in the terms of the tool's outcomes.
+fn scalardb_did(r: &Recovered) -> String {
+    match (r.exists, r.tx_id.as_deref(), r.tx_state) {
+        (false, _, _) => "deleted the record".to_owned(),
+        (true, Some(id), Some(3)) if id == r.backup_tx_id => {
+            "committed the record (rolled forward)".to_owned()
+        }
+        (true, Some(id), state) if id != r.backup_tx_id => {
+            format!("restored the before image (tx_id {id}, tx_state {state:?})")
+        }
+        (true, None, state) => {
+            format!("restored an imported record (tx_id NULL, tx_state {state:?})")
+        }
+        (true, id, state) => format!("left it as tx_id {id:?}, tx_state {state:?}"),
+    }
+}
+
+/// Checks one prediction against ScalarDB's result; returns why they disagree, if they do.
+fn disagreement(r: &Recovered, p: &Prediction, committed: Option<bool>) -> Option<String> {
+    let agrees = match p.outcome.as_str() {
+        "roll_forward_commit" => {
+            r.exists && r.tx_id.as_deref() == Some(r.backup_tx_id.as_str()) && r.tx_state == Some(3)
+        }
+        "roll_forward_delete" | "roll_back_delete" => !r.exists,
+        "roll_back_restore" => {
+            r.exists
+                && r.tx_id.as_deref() != Some(r.backup_tx_id.as_str())
+                && p.restores_tx_id
+                    .as_ref()
+                    .is_none_or(|want| r.tx_id.as_ref() == Some(want))
+        }
+        other => return Some(format!("unknown outcome {other:?}")),
+    };
+    if !agrees {
+        return Some("the outcome differs".to_owned());
+    }
+    if p.tx_id != r.backup_tx_id {
+        return Some(format!(
+            "the prediction names tx {} but the record's tx_id was {}",
+            p.tx_id, r.backup_tx_id
+        ));
+    }
+    let want_state = match r.backup_tx_state {
+        1 => "PREPARED",
+        2 => "DELETED",
+        _ => "?",
+    };
+    if p.tx_state != want_state {
+        return Some(format!(
+            "the prediction says {} but the record was {want_state}",
+            p.tx_state
+        ));
+    }
+    // Both deletes look alike afterwards; the direction tells them apart: ScalarDB rolls a
+    // record forward only if its transaction is COMMITTED in the backup's Coordinator table.
+    if let Some(committed) = committed {
+        let forward = p.outcome.starts_with("roll_forward");
+        if forward != committed {
+            return Some(format!(
+                "the prediction rolls {} but the transaction is {} in the backup",
+                if forward { "forward" } else { "back" },
+                if committed {
+                    "COMMITTED"
+                } else {
+                    "not COMMITTED"
+                }
+            ));
+        }
+    }
+    None
+}
+
+/// Runs one case; returns its disagreements (empty when the tool agrees with ScalarDB).
+fn check(case: &Case, run: &Scan) -> Vec<String> {
+    let t = &case.truth;
+    let mut problems = Vec::new();
+    let report: Report = match serde_json::from_str(&run.stdout) {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![format!(
+                "the report is not JSON ({e}); exit {}; stderr:\n{}",
+                run.code, run.stderr
+            )];
+        }
+    };
+    if report.verdict != t.expected_verdict {
+        problems.push(format!(
+            "verdict: the tool says {:?}, the expected verdict is {:?}",
+            report.verdict, t.expected_verdict
+        ));
+    }
+    let want_code = if t.expected_verdict == "inconsistent" {
+        1
+    } else {
+        0
+    };
+    if run.code != want_code {
+        problems.push(format!(
+            "exit code {} for an expected {} verdict (want {want_code}); stderr: {}",
+            run.code,
+            t.expected_verdict,
+            run.stderr.trim()
+        ));
+    }
+    let committed: HashMap<&str, bool> = t
+        .transactions
+        .iter()
+        .map(|x| (x.tx_id.as_str(), x.committed))
+        .collect();
+    let crash_point: HashMap<&str, &str> = t
+        .transactions
+        .iter()
+        .map(|x| (x.tx_id.as_str(), x.crash_point.as_str()))
+        .collect();
+
+    let mut by_key: BTreeMap<(String, Key), Vec<&Prediction>> = BTreeMap::new();
+    for p in &report.predictions {
+        by_key
+            .entry((p.table.clone(), p.key.clone()))
+            .or_default()
+            .push(p);
+    }
+    let mut seen = BTreeSet::new();
+    for r in &t.recovered {
+        let id = (r.table.clone(), r.key.clone());
+        seen.insert(id.clone());
+        let record = format!(
+            "{} {:?} (backup: tx_id {}, tx_state {}, crash point {})",
+            r.table,
+            r.key,
+            r.backup_tx_id,
+            r.backup_tx_state,
+            crash_point.get(r.backup_tx_id.as_str()).unwrap_or(&"?")
+        );
+        match by_key.get(&id).map(Vec::as_slice) {
+            None | Some([]) => problems.push(format!(
+                "{record}: ScalarDB {}, the tool predicted nothing",
+                scalardb_did(r)
+            )),
+            Some([p]) => {
+                if let Some(why) =
+                    disagreement(r, p, committed.get(r.backup_tx_id.as_str()).copied())
+                {
+                    problems.push(format!(
+                        "{record}: ScalarDB {}; the tool predicted {} (restores_tx_id {:?}): {why}",
+                        scalardb_did(r),
+                        p.outcome,
+                        p.restores_tx_id
+                    ));
+                }
+            }
+            Some(many) => problems.push(format!(
+                "{record}: {} predictions for one record: {:?}",
+                many.len(),
+                many.iter().map(|p| &p.outcome).collect::<Vec<_>>()
+            )),
+        }
+    }
+    for ((table, key), ps) in &by_key {
+        if !seen.contains(&(table.clone(), key.clone())) {
+            for p in ps {
+                problems.push(format!(
+                    "{table} {key:?}: the tool predicted {} for tx {} ({}), but the record was not \
+                     PREPARED/DELETED in the backup as far as ScalarDB is concerned",
+                    p.outcome, p.tx_id, p.tx_state
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn repo_cases() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/oracle")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oracle_cases_agree_with_scalardb() {
+    let mut cases = load_cases(&repo_cases());
+    assert!(
+        !cases.is_empty(),
+        "no oracle case in {}: regenerate them (see fixtures/oracle/README.md)",
+        repo_cases().display()
+    );
+    if let Some(dir) = std::env::var_os(CASES_ENV) {
+        let extra = load_cases(Path::new(&dir));
+        assert!(
+            !extra.is_empty(),
+            "{CASES_ENV}={} holds no case",
+            Path::new(&dir).display()
+        );
+        cases.extend(extra);
+    }
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let mut servers = Servers::default();
+    let mut failures = Vec::new();
+    let mut records = 0;
+    for (n, case) in cases.iter().enumerate() {
+        let url = restore(case, &mut servers, scratch.path(), n).await;
+        let run = scan(&url, &case.truth);
+        records += case.truth.recovered.len();
+        let problems = check(case, &run);
+        if !problems.is_empty() {
+            let t = &case.truth;
+            failures.push(format!(
+                "case {} ({}; ScalarDB {}, {}, group commit {}, coordinator {}, {} cut, expected {}):\n  {}",
+                t.case,
+                case.dir.display(),
+                t.scalardb_version,
+                t.backend,
+                t.group_commit,
+                t.coordinator_namespace,
+                t.cut,
+                t.expected_verdict,
+                problems.join("\n  ")
+            ));
+        }
+    }
+    servers.stop().await;
+    eprintln!(
+        "differential: {} cases, {} recovered records, {} cases disagree",
+        cases.len(),
+        records,
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "scalardb-verify disagrees with ScalarDB on {} of {} cases:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
