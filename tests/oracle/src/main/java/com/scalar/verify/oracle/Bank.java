@@ -275,4 +275,26 @@ final class Bank {
     }
     return writes;
   }
+
+  /**
+   * Deletes a key that does not exist (audit row 999 of slot s on bank_a, transfer "ghost-s" on
+   * bank_b): ScalarDB still writes a DELETED tombstone with no before image for it.
+   */
+  static int ghostDelete(TransactionCrudOperable tx, String ns, int s) throws CrudException {
+    Key pk;
+    Key ck;
+    String table;
+    if (ns.equals(NS_A)) {
+      table = AUDIT;
+      pk = Key.ofText("branch", "slot-" + s);
+      ck = Key.ofBigInt("seq", 999L);
+    } else {
+      table = TRANSFERS;
+      pk = Key.ofBigInt("day", SEED_DAY);
+      ck = Key.of("transfer_id", "ghost-" + s, "leg", 0);
+    }
+    tx.get(Get.newBuilder().namespace(ns).table(table).partitionKey(pk).clusteringKey(ck).build());
+    tx.delete(Delete.newBuilder().namespace(ns).table(table).partitionKey(pk).clusteringKey(ck).build());
+    return 1;
+  }
 }

@@ -61,6 +61,7 @@ final class CaseContext implements AutoCloseable {
 
   DistributedTransactionManager tm;
   private DistributedTransactionManager serializableTm;
+  private DistributedTransactionManager extraWriteTm;
   private TwoPhaseCommitTransactionManager coordinatorTm;
   private TwoPhaseCommitTransactionManager participantTm;
 
@@ -121,6 +122,17 @@ final class CaseContext implements AutoCloseable {
       serializableTm = TransactionFactory.create(p).getTransactionManager();
     }
     return serializableTm;
+  }
+
+  /** ≤3.15: SERIALIZABLE with the EXTRA_WRITE strategy (removed in 3.16). */
+  DistributedTransactionManager extraWrite() {
+    if (extraWriteTm == null) {
+      Properties p = scalarProps(live, true);
+      p.setProperty(ISOLATION_PROP, "SERIALIZABLE");
+      p.setProperty("scalar.db.consensus_commit.serializable_strategy", "EXTRA_WRITE");
+      extraWriteTm = TransactionFactory.create(p).getTransactionManager();
+    }
+    return extraWriteTm;
   }
 
   TwoPhaseCommitTransactionManager coordinatorSide() {
@@ -216,7 +228,8 @@ final class CaseContext implements AutoCloseable {
    * Runs one-phase transfers of the given slots concurrently (so that group commit puts them in
    * one group), each committing with the rule armed for the whole batch. Returns the tx ids.
    */
-  List<String> concurrentTransfers(int[] slots, Faults.Rule rule, String crashPoint, long[] delaysMillis)
+  List<String> concurrentTransfers(
+      int[] slots, Faults.Rule rule, String crashPoint, long[] delaysMillis)
       throws Exception {
     ExecutorService pool = Executors.newFixedThreadPool(slots.length);
     List<Future<String[]>> futures = new ArrayList<>();
@@ -272,13 +285,17 @@ final class CaseContext implements AutoCloseable {
     final TwoPhaseCommitTransaction participant;
     final Tx tx;
 
-    TwoPc(int s, String crashPoint) throws Exception {
+    TwoPc(int s, String crashPoint, boolean ghosts) throws Exception {
       coordinator = coordinatorSide().begin();
       participant = participantSide().join(coordinator.getId());
       int step = nextStep(s);
       int writes =
           Bank.debitA(coordinator, s, 10L * step, step) + Bank.creditB(participant, s, 10L * step, step);
-      tx = register(coordinator.getId(), crashPoint, writes, "two-phase transfer");
+      if (ghosts) {
+        writes += Bank.ghostDelete(coordinator, Bank.NS_A, s) + Bank.ghostDelete(participant, Bank.NS_B, s);
+      }
+      tx = register(coordinator.getId(), crashPoint, writes,
+          ghosts ? "two-phase transfer that also deletes two absent keys" : "two-phase transfer");
     }
 
     String id() {
@@ -350,7 +367,12 @@ final class CaseContext implements AutoCloseable {
   }
 
   TwoPc twoPc(int s, String crashPoint) throws Exception {
-    return new TwoPc(s, crashPoint);
+    return new TwoPc(s, crashPoint, false);
+  }
+
+  /** A two-phase transfer whose sides also delete a key that does not exist. */
+  TwoPc twoPcWithGhosts(int s, String crashPoint) throws Exception {
+    return new TwoPc(s, crashPoint, true);
   }
 
   // ---- cuts ----
@@ -386,7 +408,7 @@ final class CaseContext implements AutoCloseable {
   @Override
   public void close() {
     Faults.disarm();
-    for (AutoCloseable c : new AutoCloseable[] {tm, serializableTm, coordinatorTm, participantTm}) {
+    for (AutoCloseable c : new AutoCloseable[] {tm, serializableTm, extraWriteTm, coordinatorTm, participantTm}) {
       if (c != null) {
         try {
           c.close();

@@ -32,7 +32,8 @@ final class External {
       throw new IllegalStateException("timed out: " + cmd);
     }
     if (p.exitValue() != 0) {
-      throw new IllegalStateException("failed (exit " + p.exitValue() + "): " + cmd + "\n" + err);
+      throw new IllegalStateException(
+          cmd.get(0) + " failed (exit " + p.exitValue() + "): " + err.trim() + "\n  command: " + cmd);
     }
   }
 }

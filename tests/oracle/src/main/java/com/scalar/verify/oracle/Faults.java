@@ -125,6 +125,22 @@ final class Faults {
     };
   }
 
+  /** Fails the n-th batch matching the predicate and everything after it. */
+  static Rule crashAtNth(Predicate<Batch> at, int n) {
+    return new Rule() {
+      int seen;
+      boolean dead;
+
+      @Override
+      public Decision decide(Batch b) {
+        if (!dead && at.test(b) && ++seen == n) {
+          dead = true;
+        }
+        return dead ? Decision.FAIL : Decision.PASS;
+      }
+    };
+  }
+
   /** Lets the first batch matching the predicate through, then fails everything after it. */
   static Rule crashAfter(Predicate<Batch> after) {
     return crashAfterNth(after, 1);

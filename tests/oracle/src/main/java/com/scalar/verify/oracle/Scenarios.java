@@ -3,6 +3,7 @@ package com.scalar.verify.oracle;
 import static com.scalar.verify.oracle.Faults.crashAfter;
 import static com.scalar.verify.oracle.Faults.crashAfterNth;
 import static com.scalar.verify.oracle.Faults.crashAt;
+import static com.scalar.verify.oracle.Faults.crashAtNth;
 
 import com.scalar.db.api.DistributedTransaction;
 import com.scalar.db.api.Get;
@@ -144,6 +145,43 @@ final class Scenarios {
       validationAbort(ctx, s[1], s[0]);
       ctx.cut();
     }));
+    out.add(single("tpc-ghost-deletes-prepared-all", ctx -> {
+      int[] s = ctx.seed(2);
+      ctx.transfer(s[0]);
+      ctx.twoPcWithGhosts(s[1], "prepared_all").prepareAll();
+      ctx.cut();
+    }));
+    out.add(single("tpc-ghost-deletes-state-committed-no-records", ctx -> {
+      int[] s = ctx.seed(2);
+      ctx.transfer(s[0]);
+      ctx.twoPcWithGhosts(s[1], "state_committed_no_records")
+          .prepareAll()
+          .validateAll()
+          .commitCoordinatorUnder(crashAfter(b -> b.isCoordinatorState(3)));
+      ctx.cut();
+    }));
+    out.add(single("tpc-ghost-deletes-committed-some", ctx -> {
+      int[] s = ctx.seed(2);
+      ctx.transfer(s[0]);
+      ctx.twoPcWithGhosts(s[1], "committed_some").prepareAll().validateAll().commitCoordinator();
+      ctx.cut();
+    }));
+    if (partitionAtomicity(version)) {
+      // ≤3.15 SERIALIZABLE with EXTRA_WRITE turns reads into writes: the read account is
+      // re-prepared unchanged and the read of an absent key leaves a DELETED tombstone.
+      out.add(single("opc-extra-write-prepared-all", ctx -> {
+        int[] s = ctx.seed(3);
+        ctx.transfer(s[0]);
+        extraWrite(ctx, s[1], s[2], crashAt(b -> b.isCoordinatorState(3)), "prepared_all");
+        ctx.cut();
+      }));
+      out.add(single("opc-extra-write-state-committed-no-records", ctx -> {
+        int[] s = ctx.seed(3);
+        ctx.transfer(s[0]);
+        extraWrite(ctx, s[1], s[2], crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
+        ctx.cut();
+      }));
+    }
     out.add(single("mixed", Scenarios::mixed));
     out.add(new CaseSpec("mixed-custom-coordinator", false, CUSTOM_NS, "single_instant", Scenarios::mixed));
 
@@ -177,6 +215,16 @@ final class Scenarios {
       ctx.cutCoordinator();
       ctx.transfer(s[1]);
       ctx.twoPc(s[2], "committed").prepareAll().validateAll().commitCoordinator().commitParticipant();
+      ctx.cutData();
+    }));
+    out.add(torn("torn-coordinator-first-restores-later-commit", DEFAULT_NS, ctx -> {
+      int[] s = ctx.seed(2);
+      ctx.transfer(s[0]);
+      ctx.cutCoordinator();
+      // Committed after the Coordinator copy: its rows are missing from the backup, its records
+      // are not. The next transaction prepares over them and is rolled back to them.
+      ctx.transfer(s[1]);
+      ctx.twoPc(s[1], "prepared_all").prepareAll();
       ctx.cutData();
     }));
     out.add(torn("torn-data-first-roll-forward", DEFAULT_NS, ctx -> {
@@ -233,6 +281,20 @@ final class Scenarios {
       ctx.relabel(ids.get(1), "state_committed_no_records");
       ctx.cut();
     }));
+    out.add(group("gc-delayed-prepared-all-parent-committed", DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      // The group's parent row is COMMITTED but lists only the first child; the delayed second
+      // transaction dies before its own full-id row: its records must be aborted, not rolled
+      // forward under the parent's state.
+      List<String> ids =
+          ctx.concurrentTransfers(
+              new int[] {s[1], s[2]}, crashAtNth(b -> b.isCoordinatorState(3), 2), null,
+              new long[] {0, 2500});
+      ctx.relabel(ids.get(0), "committed");
+      ctx.relabel(ids.get(1), "prepared_all");
+      ctx.cut();
+    }));
     out.add(group("gc-aborted-validation", DEFAULT_NS, "single_instant", ctx -> {
       int[] s = ctx.seed(2);
       ctx.transfer(s[0]);
@@ -263,6 +325,34 @@ final class Scenarios {
   }
 
   /**
+   * ≤3.15: a SERIALIZABLE one-phase transfer of slot s under the EXTRA_WRITE strategy that also
+   * read slot `other`'s bank_b account and an absent bank_a account, committed under a crash rule.
+   */
+  static void extraWrite(CaseContext ctx, int s, int other, Faults.Rule rule, String crashPoint)
+      throws Exception {
+    DistributedTransaction tx = ctx.extraWrite().start();
+    tx.get(
+        Get.newBuilder()
+            .namespace(Bank.NS_B)
+            .table(Bank.ACCOUNTS)
+            .partitionKey(Bank.accountBKey(other))
+            .clusteringKey(Bank.accountBCk(other))
+            .build());
+    tx.get(
+        Get.newBuilder()
+            .namespace(Bank.NS_A)
+            .table(Bank.ACCOUNTS)
+            .partitionKey(Bank.accountAKey(9000 + s))
+            .clusteringKey(Bank.accountACk(s))
+            .build());
+    int step = ctx.nextStep(s);
+    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step) + 2;
+    String outcome = CaseContext.commitUnder(tx, rule);
+    ctx.register(tx.getId(), crashPoint, writes,
+        "SERIALIZABLE/EXTRA_WRITE transfer that read one more account and one absent key; commit(): " + outcome);
+  }
+
+  /**
    * Both sides prepared and validated; the coordinator side's commit() writes the COMMITTED state
    * and then dies before any record is committed; the participant never commits.
    */
@@ -280,7 +370,7 @@ final class Scenarios {
     ctx.transfer(s[0]);
     ctx.twoPc(s[1], "committed").prepareAll().validateAll().commitCoordinator().commitParticipant();
     ctx.twoPc(s[2], "prepared_some").prepareCoordinator();
-    ctx.twoPc(s[3], "prepared_all").prepareAll();
+    ctx.twoPcWithGhosts(s[3], "prepared_all").prepareAll();
     tpcStateCommittedNoRecords(ctx, s[4]);
     ctx.twoPc(s[5], "committed_some").prepareAll().validateAll().commitCoordinator();
     ctx.twoPc(s[6], "aborted_prepared_some").prepareCoordinator().abortById();
