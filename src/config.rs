@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::analyze::AnalysisSettings;
-use crate::store::{Dialect, TableFilter};
+use crate::store::{CassandraCredentials, Dialect, ReadConsistency, TableFilter};
 
 pub const DEFAULT_COORDINATOR_NAMESPACE: &str = "coordinator";
 pub const DEFAULT_METADATA_SCHEMA: &str = "scalardb";
@@ -20,7 +20,7 @@ pub enum ConfigError {
     #[error("parse target URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error(
-        "use target {url}: unsupported scheme (use postgres://, mysql://, mariadb:// or sqlite://)"
+        "use target {url}: unsupported scheme (use postgres://, mysql://, mariadb://, sqlite:// or cassandra://)"
     )]
     UnsupportedScheme { url: String },
     #[error("open SQLite database {path}: no such file")]
@@ -36,7 +36,7 @@ pub enum ConfigError {
     #[error("use properties file {path}: {key} is not set")]
     MissingProperty { path: PathBuf, key: &'static str },
     #[error(
-        "use properties file {path}: scalar.db.storage={storage} is not supported yet (jdbc is)"
+        "use properties file {path}: scalar.db.storage={storage} is not supported yet (jdbc and cassandra are)"
     )]
     UnsupportedStorage { path: PathBuf, storage: String },
     #[error("use properties file {path}: unsupported JDBC URL {url}")]
@@ -62,8 +62,30 @@ pub enum ConfigError {
 pub struct Target {
     url: String,
     display: String,
+    /// The SQL dialect of a `Backend::Sql` target (unused, `Postgres`, for Cassandra).
     pub dialect: Dialect,
+    pub backend: Backend,
 }
+
+/// Which kind of store a target is.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// PostgreSQL, MySQL/MariaDB or SQLite: `dialect` and the connection URL.
+    Sql,
+    Cassandra(CassandraTarget),
+}
+
+/// A Cassandra cluster: `cassandra://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]…][?consistency=ONE|QUORUM|ALL…]`.
+#[derive(Clone, Debug)]
+pub struct CassandraTarget {
+    /// `host:port` of each contact point.
+    pub contact_points: Vec<String>,
+    pub credentials: Option<CassandraCredentials>,
+    pub consistency: ReadConsistency,
+}
+
+/// CQL's native protocol port.
+pub const DEFAULT_CASSANDRA_PORT: u16 = 9042;
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,8 +97,11 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// Parses a `postgres://`, `mysql://`, `mariadb://` or `sqlite://` URL.
+    /// Parses a `postgres://`, `mysql://`, `mariadb://`, `sqlite://` or `cassandra://` URL.
     pub fn from_url(raw: &str) -> Result<Self, ConfigError> {
+        if let Some(rest) = raw.strip_prefix("cassandra://") {
+            return Self::cassandra_url(raw, rest);
+        }
         if let Some(path) = raw
             .strip_prefix("sqlite://")
             .or_else(|| raw.strip_prefix("sqlite:"))
@@ -106,6 +131,87 @@ impl Target {
             display: redact(&url),
             url: url.to_string(),
             dialect,
+            backend: Backend::Sql,
+        })
+    }
+
+    fn cassandra_url(raw: &str, rest: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidUrl {
+            url: redact_unparsed(raw),
+            reason: reason.to_owned(),
+        };
+        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = authority.trim_end_matches('/');
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let mut consistency = ReadConsistency::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("consistency", value)) => {
+                    consistency = ReadConsistency::parse(value).ok_or_else(|| {
+                        invalid("consistency must be ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM or ALL")
+                    })?;
+                }
+                _ => return Err(invalid("the only parameter is consistency=")),
+            }
+        }
+        let credentials = userinfo.map(|userinfo| {
+            let (username, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            CassandraCredentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }
+        });
+        let target = Self::cassandra(hosts.split(','), None, credentials, consistency)
+            .map_err(|reason| invalid(&reason))?;
+        Ok(target)
+    }
+
+    /// A Cassandra cluster from its contact points (`host`, `host:port`, `[v6]:port`).
+    fn cassandra<'a>(
+        hosts: impl Iterator<Item = &'a str>,
+        port: Option<u16>,
+        credentials: Option<CassandraCredentials>,
+        consistency: ReadConsistency,
+    ) -> Result<Self, String> {
+        let port = port.unwrap_or(DEFAULT_CASSANDRA_PORT);
+        let mut contact_points = Vec::new();
+        for host in hosts.map(str::trim).filter(|h| !h.is_empty()) {
+            let has_port = match host.rsplit_once(':') {
+                Some((name, p))
+                    if !name.is_empty() && (!name.contains(':') || name.ends_with(']')) =>
+                {
+                    p.parse::<u16>()
+                        .map_err(|_| format!("bad port in contact point {host}"))?;
+                    true
+                }
+                _ => false,
+            };
+            contact_points.push(if has_port {
+                host.to_owned()
+            } else {
+                format!("{host}:{port}")
+            });
+        }
+        if contact_points.is_empty() {
+            return Err("no contact point".to_owned());
+        }
+        let user = credentials
+            .as_ref()
+            .map(|c| format!("{}@", c.username))
+            .unwrap_or_default();
+        let display = format!("cassandra://{user}{}", contact_points.join(","));
+        Ok(Self {
+            url: display.clone(),
+            display,
+            dialect: Dialect::Postgres,
+            backend: Backend::Cassandra(CassandraTarget {
+                contact_points,
+                credentials,
+                consistency,
+            }),
         })
     }
 
@@ -143,6 +249,7 @@ impl Target {
             url: format!("sqlite://{}?mode=ro", path.display()),
             display,
             dialect: Dialect::Sqlite,
+            backend: Backend::Sql,
         })
     }
 
@@ -204,6 +311,38 @@ impl ScalarDbProperties {
         let properties = parse_properties(text);
         let get = |key: &str| properties.get(key).filter(|v| !v.is_empty()).cloned();
         let storage = get("scalar.db.storage").unwrap_or_else(|| "cassandra".to_owned());
+        if storage == "cassandra" {
+            let hosts = get("scalar.db.contact_points").ok_or(ConfigError::MissingProperty {
+                path: path.to_owned(),
+                key: "scalar.db.contact_points",
+            })?;
+            let port = get("scalar.db.contact_port")
+                .map(|p| p.parse::<u16>())
+                .transpose()
+                .map_err(|_| ConfigError::MissingProperty {
+                    path: path.to_owned(),
+                    key: "scalar.db.contact_port (as a port number)",
+                })?;
+            let credentials = get("scalar.db.username").map(|username| CassandraCredentials {
+                username,
+                password: get("scalar.db.password").unwrap_or_default(),
+            });
+            let target = Target::cassandra(
+                hosts.split(','),
+                port,
+                credentials,
+                ReadConsistency::default(),
+            )
+            .map_err(|reason| ConfigError::InvalidUrl {
+                url: format!("scalar.db.contact_points in {}", path.display()),
+                reason,
+            })?;
+            return Ok(Self {
+                target,
+                coordinator_namespace: get("scalar.db.consensus_commit.coordinator.namespace"),
+                metadata_schema: get("scalar.db.system_namespace_name"),
+            });
+        }
         if storage != "jdbc" {
             return Err(ConfigError::UnsupportedStorage {
                 path: path.to_owned(),
@@ -410,16 +549,44 @@ mod tests {
     }
 
     #[test]
-    fn cassandra_properties_are_refused_clearly() {
-        let err = ScalarDbProperties::parse(
+    fn cassandra_targets_come_from_urls_and_properties() {
+        let props = ScalarDbProperties::parse(
             Path::new("p"),
-            "scalar.db.storage=cassandra\nscalar.db.contact_points=localhost",
+            "scalar.db.storage=cassandra\nscalar.db.contact_points=db1, db2:9999\n\
+             scalar.db.contact_port=9043\nscalar.db.username=cassandra\n\
+             scalar.db.password=s3cret\n",
         )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("scalar.db.storage=cassandra"),
-            "{err}"
+        .unwrap();
+        let Backend::Cassandra(cassandra) = &props.target.backend else {
+            panic!("not a Cassandra target");
+        };
+        assert_eq!(cassandra.contact_points, ["db1:9043", "db2:9999"]);
+        assert_eq!(
+            props.target.display(),
+            "cassandra://cassandra@db1:9043,db2:9999"
         );
+        assert!(!format!("{:?}", props.target).contains("s3cret"));
+        // ScalarDB's default storage is Cassandra.
+        let props = ScalarDbProperties::parse(Path::new("p"), "scalar.db.contact_points=localhost")
+            .unwrap();
+        assert!(matches!(props.target.backend, Backend::Cassandra(_)));
+
+        let target =
+            Target::from_url("cassandra://u:pw@127.0.0.1,127.0.0.2:19042?consistency=all").unwrap();
+        let Backend::Cassandra(cassandra) = &target.backend else {
+            panic!("not a Cassandra target");
+        };
+        assert_eq!(
+            cassandra.contact_points,
+            ["127.0.0.1:9042", "127.0.0.2:19042"]
+        );
+        assert_eq!(cassandra.consistency, ReadConsistency::All);
+        assert_eq!(
+            target.display(),
+            "cassandra://u@127.0.0.1:9042,127.0.0.2:19042"
+        );
+        assert!(Target::from_url("cassandra://h?consistency=SOME").is_err());
+        assert!(Target::from_url("cassandra://").is_err());
     }
 
     #[test]

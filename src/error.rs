@@ -30,6 +30,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] SqlError),
+    #[error(transparent)]
+    Cassandra(#[from] crate::store::CassandraError),
     #[error("write the report to {path}")]
     WriteReport {
         path: PathBuf,
@@ -57,7 +59,7 @@ impl Error {
                 exit_code::UNREACHABLE
             }
             Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
-            Self::Store(_) => exit_code::UNREACHABLE,
+            Self::Store(_) | Self::Cassandra(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
             Self::Restore(_) | Self::Rehearse(_) | Self::Cleanup(_) => exit_code::UNREACHABLE,
             Self::Interrupted => exit_code::INTERRUPTED,

@@ -7,11 +7,14 @@ use crate::analyze::{
     Analysis, CoordinatorObservation, Observation, Retention, TableObservation, TableOutcome,
     TableScan, analyze,
 };
-use crate::config::ScanConfig;
+use crate::config::{Backend, ScanConfig};
 use crate::error::Error;
 use crate::progress::Progress;
 use crate::store::discover_settings;
-use crate::store::{CoordinatorSchema, DiscoveredTable, SqlStore, Store, TableSchema};
+use crate::store::{
+    CassandraScanOptions, CassandraStore, CoordinatorSchema, DiscoveredTable, SqlStore, Store,
+    TableSchema,
+};
 
 /// An analysis with the schemas it was made from (the recovery rehearsal writes by them).
 pub struct ScanOutcome {
@@ -21,6 +24,20 @@ pub struct ScanOutcome {
 }
 
 pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<ScanOutcome, Error> {
+    if let Backend::Cassandra(cassandra) = &config.target.backend {
+        let options = CassandraScanOptions {
+            consistency: cassandra.consistency,
+            connect_timeout: config.connect_timeout,
+            ..CassandraScanOptions::default()
+        };
+        let store = CassandraStore::connect_with(
+            &cassandra.contact_points,
+            cassandra.credentials.as_ref(),
+            options,
+        )
+        .await?;
+        return scan_with(&store, config, progress).await;
+    }
     let connections = u32::try_from(config.jobs)
         .unwrap_or(u32::MAX)
         .saturating_add(1);

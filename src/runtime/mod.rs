@@ -10,7 +10,10 @@
 //!
 //! - [`local`]: servers started from the PostgreSQL and MariaDB binaries installed on this
 //!   machine, in a temporary directory, on a free loopback port.
+//! - [`cassandra`]: Apache Cassandra nodes run from the Maven Central jars that
+//!   `scripts/install-cassandra` fetches, on a free port of a loopback address.
 
+pub mod cassandra;
 pub mod local;
 
 pub use local::{

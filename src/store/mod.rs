@@ -1,11 +1,17 @@
 //! Reading ScalarDB's tables: discovery of the transactional tables and the Coordinator,
 //! and the scans that feed `analyze`. `sql.rs` is the only file that talks to sqlx;
 //! `dialect.rs` builds the SQL it sends; `discover.rs` turns catalogs into table schemas.
+//! `cassandra.rs` is the only file that talks to the scylla driver.
 
+mod cassandra;
 mod dialect;
 mod discover;
 mod sql;
 
+pub use cassandra::{
+    CassandraCredentials, CassandraError, CassandraScanOptions, CassandraStore, CassandraWriter,
+    CqlFailure, CqlParam, ReadConsistency,
+};
 pub use dialect::Dialect;
 pub use discover::{DiscoveredTable, Discovery, DiscoverySettings, TableFilter};
 pub use sql::{DisposableWriter, Param, Scalar, SqlError, SqlStore, WriteError};

@@ -1,0 +1,859 @@
+//! Disposable Apache Cassandra nodes run from the jars `scripts/install-cassandra` fetched
+//! from Maven Central (`java -cp 'lib/*' org.apache.cassandra.service.CassandraDaemon`).
+//!
+//! A [`CassandraInstance`] owns one JVM, a temporary directory (config, data, commit log,
+//! log, label) and free ports on its loopback address. It is tuned for speed, not safety:
+//! periodic commit-log sync, no auto snapshots, few tokens, a small heap. Readiness is a
+//! real CQL session answering `SELECT release_version FROM system.local`. Teardown is
+//! explicit ([`CassandraInstance::stop`]); `Drop` kills and removes as a fallback;
+//! [`sweep_cassandra`] removes what a killed run left.
+//!
+//! The directory label mirrors `local/label.rs` (same prefix, same fields) with engine
+//! `cassandra`, which the SQL runtime's sweep does not parse and so leaves alone.
+//!
+//! This module must not listen anywhere but loopback, nor interpret the data it holds; it
+//! talks CQL only through `store` (the one scylla user).
+
+use std::io::{self, Write as _};
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::local::SweepScope;
+use crate::store::{CassandraStore, ReadConsistency};
+
+/// The version `scripts/install-cassandra` installs by default.
+pub const DEFAULT_CASSANDRA_VERSION: &str = "5.0.6";
+/// Same prefix as the SQL runtime's directories.
+const DIR_PREFIX: &str = "scalardb-verify-";
+const LABEL_FILE: &str = "scalardb-verify-instance.json";
+const TOOL: &str = "scalardb-verify";
+const ENGINE: &str = "cassandra";
+const PORT_ATTEMPTS: u32 = 3;
+const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_GRACE: Duration = Duration::from_secs(15);
+const TAIL_LINES: usize = 40;
+/// Java options Cassandra 5.0 needs on Java 17 (its `conf/jvm17-server.options`).
+const JVM17_OPTIONS: &[&str] = &[
+    "-Djdk.attach.allowAttachSelf=true",
+    "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports=java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports=java.sql/java.sql=ALL-UNNAMED",
+    "--add-exports=java.base/java.lang.ref=ALL-UNNAMED",
+    "--add-exports=jdk.unsupported/sun.misc=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.util.jar=ALL-UNNAMED",
+    "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "--add-opens=java.base/java.util=ALL-UNNAMED",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+];
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct CassandraOptions {
+    /// Labels the instance directory, so `sweep_cassandra(&SweepScope::Run(run_id))` finds it.
+    pub run_id: String,
+    /// Covers writing the config, starting the JVM and the first CQL answer.
+    pub startup_timeout: Duration,
+    /// The loopback address to listen on; a second node of a cluster may use 127.0.0.2.
+    pub listen_address: Ipv4Addr,
+    /// Seed nodes as `address:storage_port`; empty: this node is its own seed.
+    pub seeds: Vec<String>,
+    /// The inter-node port: every node of one cluster must use the same. `None`: a free one.
+    pub storage_port: Option<u16>,
+    /// The install directory (with `lib/`); `None`: `SCALARDB_VERIFY_CASSANDRA_HOME`, else
+    /// `~/.cache/scalardb-verify/cassandra-5.0.6`.
+    pub home: Option<PathBuf>,
+    /// Where the instance directory is created; `None` is [`std::env::temp_dir`].
+    pub parent_dir: Option<PathBuf>,
+}
+
+impl CassandraOptions {
+    /// A 120-second startup timeout on 127.0.0.1, its own seed.
+    pub fn new(run_id: impl Into<String>) -> Self {
+        Self {
+            run_id: run_id.into(),
+            startup_timeout: Duration::from_secs(120),
+            listen_address: Ipv4Addr::LOCALHOST,
+            seeds: Vec::new(),
+            storage_port: None,
+            home: None,
+            parent_dir: None,
+        }
+    }
+}
+
+/// Messages read after "failed to".
+#[derive(Debug, thiserror::Error)]
+pub enum CassandraRuntimeError {
+    #[error(
+        "find Cassandra's jars in {} (run scripts/install-cassandra to install them)",
+        home.display()
+    )]
+    NotInstalled { home: PathBuf },
+    #[error("find a Java 17 runtime (set SCALARDB_VERIFY_CASSANDRA_JAVA or JAVA_HOME)")]
+    NoJava,
+    #[error("create an instance directory under {}", parent.display())]
+    CreateDir {
+        parent: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("write {}", path.display())]
+    WriteFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reserve a free port on {address}")]
+    FreePort {
+        address: Ipv4Addr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("run {}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "start Cassandra: the JVM exited during startup ({status}); its log ends with:\n{log_tail}"
+    )]
+    Start { status: String, log_tail: String },
+    #[error(
+        "get Cassandra to answer CQL on {address}:{port} within {timeout:?}; its log ends with:\n{log_tail}"
+    )]
+    NotReady {
+        address: Ipv4Addr,
+        port: u16,
+        timeout: Duration,
+        log_tail: String,
+    },
+    #[error("take snapshot {tag} with nodetool ({status}):\n{output}")]
+    Snapshot {
+        tag: String,
+        status: String,
+        output: String,
+    },
+    #[error("stop Cassandra (pid {pid})")]
+    Stop {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("remove the instance directory {}", path.display())]
+    RemoveDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("scan {} for leftover instances", dir.display())]
+    Sweep {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A process named by pid and start time, so a reused pid is never signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct ProcessId {
+    pid: u32,
+    start_time: u64,
+}
+
+impl ProcessId {
+    fn of(pid: u32) -> Option<Self> {
+        let (start_time, _) = read_stat(pid)?;
+        Some(Self { pid, start_time })
+    }
+
+    fn is_running(&self) -> bool {
+        read_stat(self.pid).is_some_and(|(start, state)| start == self.start_time && state != 'Z')
+    }
+}
+
+/// Field 22 (start time) and field 3 (state) of `/proc/<pid>/stat`.
+fn read_stat(pid: u32) -> Option<(u64, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        fields.get(19)?.parse().ok()?,
+        fields.first()?.chars().next()?,
+    ))
+}
+
+fn kill_group(pid: u32) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    let pid = Pid::from_raw(raw);
+    if killpg(pid, Signal::SIGKILL).is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+}
+
+/// The instance directory's label, in the SQL runtime's format with engine `cassandra`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Label {
+    tool: String,
+    run_id: String,
+    engine: String,
+    owner: Option<ProcessId>,
+    server: Option<ProcessId>,
+    port: Option<u16>,
+    created_at: String,
+}
+
+impl Label {
+    fn write(&self, dir: &Path) -> Result<(), CassandraRuntimeError> {
+        let path = dir.join(LABEL_FILE);
+        let error = |source| CassandraRuntimeError::WriteFile {
+            path: path.clone(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(io::Error::from)
+            .map_err(error)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
+        tmp.write_all(&json).map_err(error)?;
+        tmp.persist(&path).map_err(|e| error(e.error))?;
+        Ok(())
+    }
+
+    fn read(dir: &Path) -> Option<Self> {
+        let label: Self =
+            serde_json::from_slice(&std::fs::read(dir.join(LABEL_FILE)).ok()?).ok()?;
+        (label.tool == TOOL && label.engine == ENGINE).then_some(label)
+    }
+}
+
+/// A running Cassandra node in a temporary directory.
+#[derive(Debug)]
+pub struct CassandraInstance {
+    dir: PathBuf,
+    home: PathBuf,
+    java: PathBuf,
+    address: Ipv4Addr,
+    native_port: u16,
+    storage_port: u16,
+    jmx_port: u16,
+    server: Option<std::process::Child>,
+    label: Label,
+    removed: bool,
+    started_in: Duration,
+}
+
+impl CassandraInstance {
+    /// Writes a config, starts the JVM and waits for a CQL answer, within
+    /// `opts.startup_timeout`.
+    pub async fn start(opts: &CassandraOptions) -> Result<Self, CassandraRuntimeError> {
+        let began = Instant::now();
+        let deadline = began + opts.startup_timeout;
+        let home = opts.home.clone().unwrap_or_else(default_home);
+        if !home.join(".complete").exists() || !home.join("lib").is_dir() {
+            return Err(CassandraRuntimeError::NotInstalled { home });
+        }
+        let java = find_java()?;
+        let parent = opts.parent_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let dir = tempfile::Builder::new()
+            .prefix(&dir_prefix(&opts.run_id))
+            .tempdir_in(&parent)
+            .map_err(|source| CassandraRuntimeError::CreateDir {
+                parent: parent.clone(),
+                source,
+            })?
+            .keep();
+        let mut instance = Self {
+            dir,
+            home,
+            java,
+            address: opts.listen_address,
+            native_port: 0,
+            storage_port: 0,
+            jmx_port: 0,
+            server: None,
+            label: Label {
+                tool: TOOL.to_owned(),
+                run_id: opts.run_id.clone(),
+                engine: ENGINE.to_owned(),
+                owner: ProcessId::of(std::process::id()),
+                server: None,
+                port: None,
+                created_at: jiff::Timestamp::now().to_string(),
+            },
+            removed: false,
+            started_in: Duration::ZERO,
+        };
+        instance.label.write(&instance.dir)?;
+        let mut attempt = 1;
+        loop {
+            instance.native_port = free_port(opts.listen_address)?;
+            instance.storage_port = match opts.storage_port {
+                Some(port) => port,
+                None => free_port(opts.listen_address)?,
+            };
+            instance.jmx_port = free_port(Ipv4Addr::LOCALHOST)?;
+            instance.write_config(opts)?;
+            instance.spawn()?;
+            match instance.wait_ready(deadline, opts.startup_timeout).await {
+                Ok(()) => {
+                    instance.started_in = began.elapsed();
+                    return Ok(instance);
+                }
+                Err(e)
+                    if attempt < PORT_ATTEMPTS
+                        && instance.log_tail().contains("Address already in use") =>
+                {
+                    drop(e);
+                    instance.kill();
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `address:port` of the CQL native transport.
+    pub fn contact_point(&self) -> String {
+        format!("{}:{}", self.address, self.native_port)
+    }
+
+    /// `address:storage_port`, for another node's `seeds`.
+    pub fn seed(&self) -> String {
+        format!("{}:{}", self.address, self.storage_port)
+    }
+
+    pub fn storage_port(&self) -> u16 {
+        self.storage_port
+    }
+
+    pub fn native_port(&self) -> u16 {
+        self.native_port
+    }
+
+    /// The `cassandra://` URL the scan takes.
+    pub fn url(&self) -> String {
+        format!("cassandra://{}", self.contact_point())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the node keeps its SSTables: `<data>/<keyspace>/<table>-<id>/`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data").join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(std::process::Child::id)
+    }
+
+    /// How long `start` took, JVM launch to first CQL answer.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// Flushes and snapshots `keyspaces` (all when empty) under `tag` with nodetool over
+    /// the node's local JMX port. Snapshots land in `data_dir()/<ks>/<table>/snapshots/<tag>`.
+    pub async fn snapshot(
+        &self,
+        tag: &str,
+        keyspaces: &[&str],
+    ) -> Result<(), CassandraRuntimeError> {
+        let classpath = format!("{}/*", self.home.join("lib").display());
+        let output = tokio::process::Command::new(&self.java)
+            .args(["-Xmx256m", "-cp", &classpath])
+            .arg(format!(
+                "-Dcassandra.storagedir={}",
+                self.dir.join("data").display()
+            ))
+            .arg(
+                "-Dlogback.configurationFile=".to_owned()
+                    + &self.dir.join("logback-tools.xml").display().to_string(),
+            )
+            .arg("org.apache.cassandra.tools.NodeTool")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.jmx_port.to_string(),
+                "snapshot",
+                "-t",
+                tag,
+            ])
+            .args(keyspaces)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|source| CassandraRuntimeError::Spawn {
+                program: self.java.clone(),
+                source,
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        Err(CassandraRuntimeError::Snapshot {
+            tag: tag.to_owned(),
+            status: output.status.to_string(),
+            output: tail(&text),
+        })
+    }
+
+    /// The snapshot directories `snapshot(tag)` made, one per table.
+    pub fn snapshot_dirs(&self, tag: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let Ok(keyspaces) = std::fs::read_dir(self.data_dir()) else {
+            return found;
+        };
+        for keyspace in keyspaces.flatten() {
+            let Ok(tables) = std::fs::read_dir(keyspace.path()) else {
+                continue;
+            };
+            for table in tables.flatten() {
+                let dir = table.path().join("snapshots").join(tag);
+                if dir.is_dir() {
+                    found.push(dir);
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Asks the JVM to shut down (SIGTERM), kills it after 15 s, removes the directory.
+    pub async fn stop(mut self) -> Result<(), CassandraRuntimeError> {
+        if let Some(mut child) = self.server.take() {
+            let pid = child.id();
+            if let Ok(raw) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+            }
+            let deadline = std::time::Instant::now() + STOP_GRACE;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok(None) => {
+                        kill_group(pid);
+                        child
+                            .wait()
+                            .map_err(|source| CassandraRuntimeError::Stop { pid, source })?;
+                        break;
+                    }
+                    Err(source) => return Err(CassandraRuntimeError::Stop { pid, source }),
+                }
+            }
+        }
+        match tokio::fs::remove_dir_all(&self.dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(CassandraRuntimeError::RemoveDir {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        }
+        self.removed = true;
+        Ok(())
+    }
+
+    fn write_config(&self, opts: &CassandraOptions) -> Result<(), CassandraRuntimeError> {
+        let data = self.dir.join("data");
+        let seeds = if opts.seeds.is_empty() {
+            self.seed()
+        } else {
+            opts.seeds.join(",")
+        };
+        let yaml = format!(
+            "# Written by scalardb-verify for a disposable test node; tuned for speed, not safety.\n\
+             cluster_name: scalardb-verify\n\
+             num_tokens: 4\n\
+             allocate_tokens_for_local_replication_factor: 1\n\
+             partitioner: org.apache.cassandra.dht.Murmur3Partitioner\n\
+             auto_bootstrap: false\n\
+             data_file_directories: [{data}/data]\n\
+             commitlog_directory: {data}/commitlog\n\
+             saved_caches_directory: {data}/saved_caches\n\
+             hints_directory: {data}/hints\n\
+             cdc_raw_directory: {data}/cdc_raw\n\
+             commitlog_sync: periodic\n\
+             commitlog_sync_period: 10000ms\n\
+             seed_provider:\n  - class_name: org.apache.cassandra.locator.SimpleSeedProvider\n    parameters:\n      - seeds: \"{seeds}\"\n\
+             listen_address: {address}\n\
+             rpc_address: {address}\n\
+             storage_port: {storage}\n\
+             native_transport_port: {native}\n\
+             start_native_transport: true\n\
+             endpoint_snitch: SimpleSnitch\n\
+             dynamic_snitch: false\n\
+             auto_snapshot: false\n\
+             snapshot_before_compaction: false\n\
+             authenticator: AllowAllAuthenticator\n\
+             authorizer: AllowAllAuthorizer\n\
+             concurrent_compactors: 1\n\
+             compaction_throughput: 0MiB/s\n\
+             read_request_timeout: 30000ms\n\
+             range_request_timeout: 60000ms\n\
+             write_request_timeout: 10000ms\n\
+             request_timeout: 60000ms\n",
+            data = data.display(),
+            address = self.address,
+            storage = self.storage_port,
+            native = self.native_port,
+        );
+        self.write_file("cassandra.yaml", &yaml)?;
+        let logback = |level: &str| {
+            format!(
+                "<configuration>\n  <appender name=\"STDOUT\" class=\"ch.qos.logback.core.ConsoleAppender\">\n    \
+                 <encoder><pattern>%d{{HH:mm:ss.SSS}} %-5level [%thread] %logger{{20}} - %msg%n</pattern></encoder>\n  \
+                 </appender>\n  <root level=\"{level}\"><appender-ref ref=\"STDOUT\"/></root>\n</configuration>\n"
+            )
+        };
+        self.write_file("logback.xml", &logback("INFO"))?;
+        self.write_file("logback-tools.xml", &logback("WARN"))?;
+        Ok(())
+    }
+
+    fn write_file(&self, name: &str, contents: &str) -> Result<(), CassandraRuntimeError> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents)
+            .map_err(|source| CassandraRuntimeError::WriteFile { path, source })
+    }
+
+    fn spawn(&mut self) -> Result<(), CassandraRuntimeError> {
+        let log_path = self.log_path();
+        let log_error = |source| CassandraRuntimeError::WriteFile {
+            path: log_path.clone(),
+            source,
+        };
+        let log = std::fs::File::create(&log_path).map_err(log_error)?;
+        let log_err = log.try_clone().map_err(log_error)?;
+        let data = self.dir.join("data");
+        let classpath = format!("{}/*", self.home.join("lib").display());
+        let mut command = std::process::Command::new(&self.java);
+        command
+            .args(["-Xms512m", "-Xmx1g", "-Xss512k", "-XX:+UseG1GC"])
+            .args(["-XX:+ExitOnOutOfMemoryError", "-XX:+PerfDisableSharedMem"])
+            .args(JVM17_OPTIONS)
+            .arg(format!(
+                "-Dcassandra.config=file://{}",
+                self.dir.join("cassandra.yaml").display()
+            ))
+            .arg(format!(
+                "-Dlogback.configurationFile={}",
+                self.dir.join("logback.xml").display()
+            ))
+            .arg(format!("-Dcassandra.storagedir={}", data.display()))
+            .arg(format!("-Dcassandra.logdir={}", self.dir.display()))
+            .arg(format!("-Dcassandra.jmx.local.port={}", self.jmx_port))
+            .args([
+                "-Dcassandra-foreground=yes",
+                "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+                "-Dcassandra.ring_delay_ms=1000",
+                "-Dcassandra.disable_max_map_count_check=true",
+            ])
+            .args([
+                "-cp",
+                &classpath,
+                "org.apache.cassandra.service.CassandraDaemon",
+            ])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        let child = command
+            .spawn()
+            .map_err(|source| CassandraRuntimeError::Spawn {
+                program: self.java.clone(),
+                source,
+            })?;
+        self.label.server = ProcessId::of(child.id());
+        self.label.port = Some(self.native_port);
+        self.server = Some(child);
+        self.label.write(&self.dir)
+    }
+
+    async fn wait_ready(
+        &mut self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), CassandraRuntimeError> {
+        let contact = vec![self.contact_point()];
+        loop {
+            let exited = self
+                .server
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.server = None;
+                return Err(CassandraRuntimeError::Start {
+                    status: status.to_string(),
+                    log_tail: self.log_tail(),
+                });
+            }
+            // Probe only once the node says it listens: a connection attempt before that
+            // costs the driver's whole connect timeout.
+            if std::fs::read_to_string(self.log_path())
+                .is_ok_and(|log| log.contains("Starting listening for CQL clients"))
+            {
+                let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
+                let probe = async {
+                    let store =
+                        CassandraStore::connect(&contact, None, ReadConsistency::One).await?;
+                    store.release_version().await
+                };
+                if let Ok(Ok(_version)) = tokio::time::timeout_at(attempt_deadline, probe).await {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(CassandraRuntimeError::NotReady {
+                    address: self.address,
+                    port: self.native_port,
+                    timeout,
+                    log_tail: self.log_tail(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            kill_group(child.id());
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&std::fs::read_to_string(self.log_path()).unwrap_or_default())
+    }
+}
+
+impl Drop for CassandraInstance {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.removed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One leftover node a sweep removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptNode {
+    pub dir: PathBuf,
+    pub run_id: String,
+    pub killed_pid: Option<u32>,
+}
+
+/// Removes the labelled Cassandra instances under `root` that `scope` selects, killing
+/// their JVMs first. The SQL runtime's `sweep_in` does the same for its engines.
+pub fn sweep_cassandra_in(
+    root: &Path,
+    scope: &SweepScope,
+) -> Result<Vec<SweptNode>, CassandraRuntimeError> {
+    let scan_error = |source| CassandraRuntimeError::Sweep {
+        dir: root.to_path_buf(),
+        source,
+    };
+    let mut swept = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(scan_error)? {
+        let entry = entry.map_err(scan_error)?;
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        if !is_ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dir = entry.path();
+        let Some(label) = Label::read(&dir) else {
+            continue;
+        };
+        let selected = match scope {
+            SweepScope::Orphaned => label.owner.is_some_and(|owner| !owner.is_running()),
+            SweepScope::Run(run_id) => &label.run_id == run_id,
+        };
+        if !selected {
+            continue;
+        }
+        let killed_pid = label.server.filter(ProcessId::is_running).map(|server| {
+            kill_group(server.pid);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while server.is_running() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            server.pid
+        });
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(CassandraRuntimeError::RemoveDir { path: dir, source }),
+        }
+        swept.push(SweptNode {
+            dir,
+            run_id: label.run_id,
+            killed_pid,
+        });
+    }
+    Ok(swept)
+}
+
+/// [`sweep_cassandra_in`] over the temporary directory.
+pub fn sweep_cassandra(scope: &SweepScope) -> Result<Vec<SweptNode>, CassandraRuntimeError> {
+    sweep_cassandra_in(&std::env::temp_dir(), scope)
+}
+
+/// Where `scripts/install-cassandra` puts the jars by default.
+pub fn default_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("SCALARDB_VERIFY_CASSANDRA_HOME") {
+        return PathBuf::from(home);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cache"));
+    cache
+        .join("scalardb-verify")
+        .join(format!("cassandra-{DEFAULT_CASSANDRA_VERSION}"))
+}
+
+/// Cassandra 5.0 runs on Java 11 or 17, not later: prefer an explicit choice, then a
+/// Java 17 install, then `java` on the PATH.
+fn find_java() -> Result<PathBuf, CassandraRuntimeError> {
+    if let Some(java) = std::env::var_os("SCALARDB_VERIFY_CASSANDRA_JAVA") {
+        return Ok(PathBuf::from(java));
+    }
+    let candidates = [
+        "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
+        "/usr/lib/jvm/java-17-openjdk-arm64/bin/java",
+        "/usr/lib/jvm/java-17-openjdk/bin/java",
+    ];
+    if let Some(found) = candidates.iter().map(PathBuf::from).find(|p| p.exists()) {
+        return Ok(found);
+    }
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        let java = PathBuf::from(home).join("bin").join("java");
+        if java.exists() {
+            return Ok(java);
+        }
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("java"))
+                .find(|p| p.exists())
+        })
+        .ok_or(CassandraRuntimeError::NoJava)
+}
+
+fn dir_prefix(run_id: &str) -> String {
+    let safe: String = run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect();
+    format!("{DIR_PREFIX}{safe}-{ENGINE}-")
+}
+
+fn free_port(address: Ipv4Addr) -> Result<u16, CassandraRuntimeError> {
+    let error = |source| CassandraRuntimeError::FreePort { address, source };
+    let listener = std::net::TcpListener::bind((address, 0)).map_err(error)?;
+    Ok(listener.local_addr().map_err(error)?.port())
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_removes_orphaned_cassandra_dirs_only() {
+        let root = tempfile::tempdir().unwrap();
+        let orphan = root.path().join(format!("{DIR_PREFIX}orphan-cassandra-x"));
+        std::fs::create_dir(&orphan).unwrap();
+        let mut label = Label {
+            tool: TOOL.into(),
+            run_id: "orphan".into(),
+            engine: ENGINE.into(),
+            owner: ProcessId::of(std::process::id()),
+            server: None,
+            port: None,
+            created_at: String::new(),
+        };
+        label.owner = label.owner.map(|o| ProcessId {
+            start_time: o.start_time + 1,
+            ..o
+        });
+        label.write(&orphan).unwrap();
+        let live = root.path().join(format!("{DIR_PREFIX}live-cassandra-x"));
+        std::fs::create_dir(&live).unwrap();
+        Label {
+            run_id: "live".into(),
+            owner: ProcessId::of(std::process::id()),
+            ..label.clone()
+        }
+        .write(&live)
+        .unwrap();
+        let postgres = root.path().join(format!("{DIR_PREFIX}pg"));
+        std::fs::create_dir(&postgres).unwrap();
+        Label {
+            engine: "postgres".into(),
+            ..label
+        }
+        .write(&postgres)
+        .unwrap();
+
+        let swept = sweep_cassandra_in(root.path(), &SweepScope::Orphaned).unwrap();
+        assert_eq!(swept.len(), 1, "{swept:?}");
+        assert!(!orphan.exists() && live.exists() && postgres.exists());
+    }
+
+    #[test]
+    fn prefix_is_safe() {
+        assert_eq!(dir_prefix("a/b c"), "scalardb-verify-a_b_c-cassandra-");
+    }
+}

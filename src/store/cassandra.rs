@@ -1,0 +1,1627 @@
+//! The only scylla user: reads ScalarDB's tables from Apache Cassandra (or ScyllaDB) and
+//! implements the scan's phases without joins.
+//!
+//! ScalarDB's Cassandra layout (protocol document §6): a namespace is a keyspace, every
+//! column (metadata and `before_*` included) is a regular CQL column, and there is no
+//! ScalarDB metadata table, so discovery reads `system_schema.columns`.
+//!
+//! Cassandra cannot join, so the Coordinator is loaded once, lazily, into a
+//! [`CoordinatorIndex`]: a sorted vector of 64-bit words, each a 62-bit keyed hash of a
+//! `tx_id` with its state in the two low bits (8 bytes per row), plus exact rows for
+//! group-commit parents. A miss is definitive; a hit that matters is confirmed by a point
+//! read of `coordinator.state` (see [`CoordinatorIndex`] for why a collision cannot change
+//! a verdict that depends on an unresolved transaction).
+//!
+//! Tables are scanned by splitting the Murmur3 token ring into ranges, read page by page,
+//! a bounded number at a time, selecting only the key and metadata columns. Phase 1 also
+//! keeps (up to a bound) the COMMITTED records the index does not confirm, so that phase 2
+//! usually needs no second pass over the table.
+//!
+//! Reads only. The one writer, [`CassandraWriter`], is for nodes the tests and benchmarks
+//! create themselves.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::{ColumnIterator, RawColumn};
+use scylla::deserialize::value::DeserializeValue;
+use scylla::deserialize::{DeserializationError, TypeCheckError};
+use scylla::errors::{
+    ExecutionError, IntoRowsResultError, NewSessionError, PrepareError, RowsError,
+};
+use scylla::response::PagingState;
+use scylla::statement::Consistency;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
+use tokio::sync::OnceCell;
+
+use super::discover::{CatalogTable, Discovery, DiscoverySettings, discover};
+use super::{CoordinatorSchema, TableSchema};
+use crate::analyze::{
+    CoordinatorScan, DiscoveryNote, ObservedRecord, Retention, SAMPLE_LIMIT, TableScan,
+};
+use crate::model::{
+    CoordinatorRow, CoordinatorRows, CoordinatorState, GroupCommitId, RecordKey, RecordMeta,
+    StoredState, TableRef, TxState,
+};
+
+/// How many invalid Coordinator rows are kept as evidence (the smallest ids, as SQL does).
+const INVALID_COORDINATOR_SAMPLE: usize = 20;
+/// The partitioner whose token ring the parallel scan splits.
+const MURMUR3: &str = "org.apache.cassandra.dht.Murmur3Partitioner";
+
+/// A read consistency level, as ScalarDB's `scalar.db.cassandra` users know them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadConsistency {
+    One,
+    LocalOne,
+    /// The default: what ScalarDB's own reads use (SEQUENTIAL maps to QUORUM), so the scan
+    /// sees what a ScalarDB client reading the same cluster would see.
+    #[default]
+    Quorum,
+    LocalQuorum,
+    All,
+}
+
+impl ReadConsistency {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_uppercase().as_str() {
+            "ONE" => Some(Self::One),
+            "LOCAL_ONE" => Some(Self::LocalOne),
+            "QUORUM" => Some(Self::Quorum),
+            "LOCAL_QUORUM" => Some(Self::LocalQuorum),
+            "ALL" => Some(Self::All),
+            _ => None,
+        }
+    }
+
+    fn to_cql(self) -> Consistency {
+        match self {
+            Self::One => Consistency::One,
+            Self::LocalOne => Consistency::LocalOne,
+            Self::Quorum => Consistency::Quorum,
+            Self::LocalQuorum => Consistency::LocalQuorum,
+            Self::All => Consistency::All,
+        }
+    }
+}
+
+/// How a scan reads: consistency, parallelism and paging.
+#[derive(Clone, Debug)]
+pub struct CassandraScanOptions {
+    pub consistency: ReadConsistency,
+    /// How many token ranges each table is split into.
+    pub ranges: usize,
+    /// How many range requests one table scan keeps in flight.
+    pub concurrency: usize,
+    pub page_size: i32,
+    /// How many Coordinator-unconfirmed COMMITTED records phase 1 keeps per table so that
+    /// phase 2 need not read the table again; past it, phase 2 rescans.
+    pub unconfirmed_stash_limit: usize,
+    /// Connection timeout per contact point.
+    pub connect_timeout: Duration,
+    /// Server-side and client-side timeout of one request (one page).
+    pub request_timeout: Duration,
+    /// Split tables by token ranges. Off, every table is read as one stream of pages.
+    pub split_token_ranges: bool,
+}
+
+impl Default for CassandraScanOptions {
+    fn default() -> Self {
+        Self {
+            consistency: ReadConsistency::default(),
+            ranges: 256,
+            concurrency: 16,
+            page_size: 5000,
+            unconfirmed_stash_limit: 100_000,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            split_token_ranges: true,
+        }
+    }
+}
+
+/// What a CQL request failed with (boxed: the driver's errors are large).
+#[derive(Debug, thiserror::Error)]
+pub enum CqlFailure {
+    #[error(transparent)]
+    Prepare(Box<PrepareError>),
+    #[error(transparent)]
+    Execute(Box<ExecutionError>),
+    #[error(transparent)]
+    NotRows(Box<IntoRowsResultError>),
+    #[error(transparent)]
+    Rows(Box<RowsError>),
+    #[error(transparent)]
+    TypeCheck(Box<TypeCheckError>),
+    #[error(transparent)]
+    Deserialize(Box<DeserializationError>),
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+macro_rules! cql_failure_from {
+    ($($error:ident => $variant:ident),* $(,)?) => {
+        $(impl From<$error> for CqlFailure {
+            fn from(error: $error) -> Self {
+                Self::$variant(Box::new(error))
+            }
+        })*
+    };
+}
+
+cql_failure_from!(
+    PrepareError => Prepare,
+    ExecutionError => Execute,
+    IntoRowsResultError => NotRows,
+    RowsError => Rows,
+    TypeCheckError => TypeCheck,
+    DeserializationError => Deserialize,
+);
+
+/// Each message reads after "failed to"; context travels as fields, the cause as source.
+#[derive(Debug, thiserror::Error)]
+pub enum CassandraError {
+    #[error("connect to Cassandra at {contact_points}")]
+    Connect {
+        contact_points: String,
+        #[source]
+        source: Box<NewSessionError>,
+    },
+    #[error("read the schema of {target} (system_schema.columns)")]
+    Catalog {
+        target: String,
+        #[source]
+        source: CqlFailure,
+    },
+    #[error("read the node's version and partitioner from system.local on {target}")]
+    Version {
+        target: String,
+        #[source]
+        source: CqlFailure,
+    },
+    #[error("scan {table}")]
+    Scan {
+        table: String,
+        #[source]
+        source: CqlFailure,
+    },
+    #[error("read the Coordinator table {table}")]
+    Coordinator {
+        table: String,
+        #[source]
+        source: CqlFailure,
+    },
+    #[error("read the Coordinator row of {tx_id} from {table}")]
+    PointRead {
+        table: String,
+        tx_id: String,
+        #[source]
+        source: CqlFailure,
+    },
+    #[error("execute {statement}")]
+    Execute {
+        statement: String,
+        #[source]
+        source: CqlFailure,
+    },
+}
+
+impl CassandraError {
+    /// Whether the cluster could not be reached at all (as opposed to failing mid-scan).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
+}
+
+/// Credentials for Cassandra's PasswordAuthenticator. Never printed.
+#[derive(Clone)]
+pub struct CassandraCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for CassandraCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn open_session(
+    contact_points: &[String],
+    credentials: Option<&CassandraCredentials>,
+    consistency: Consistency,
+    options: &CassandraScanOptions,
+) -> Result<Session, CassandraError> {
+    let profile = ExecutionProfile::builder()
+        .consistency(consistency)
+        .request_timeout(Some(options.request_timeout))
+        .build()
+        .into_handle();
+    let mut builder = SessionBuilder::new()
+        .known_nodes(contact_points)
+        .connection_timeout(options.connect_timeout)
+        .default_execution_profile_handle(profile);
+    if let Some(credentials) = credentials {
+        builder = builder.user(&credentials.username, &credentials.password);
+    }
+    builder
+        .build()
+        .await
+        .map_err(|source| CassandraError::Connect {
+            contact_points: contact_points.join(","),
+            source: Box::new(source),
+        })
+}
+
+/// A read-only view of one Cassandra cluster for the scan.
+pub struct CassandraStore {
+    session: Session,
+    target: String,
+    options: CassandraScanOptions,
+    /// `None` until read: whether the token ring is Murmur3's, which ranges can split.
+    murmur3: OnceCell<bool>,
+    index: OnceCell<Arc<CoordinatorIndex>>,
+    point_read: OnceCell<PreparedStatement>,
+    /// Coordinator rows read by id (`None`: no row), so each is read once.
+    rows_cache: Mutex<HashMap<String, Option<CoordinatorRow>>>,
+    /// Transactions with PREPARED or DELETED records, gathered by phase 1.
+    unresolved: Mutex<HashSet<String>>,
+    /// Of those, the ids the index calls COMMITTED but a point read does not (a hash
+    /// collision): records of these are always looked up exactly.
+    suspects: OnceCell<HashSet<String>>,
+    /// Phase 1's unconfirmed COMMITTED records per table; `None` when over the limit.
+    stash: Mutex<HashMap<TableRef, Option<Vec<ObservedRecord>>>>,
+    /// The partition key columns of each discovered table, for `token(…)`.
+    partition_keys: Mutex<HashMap<TableRef, Vec<String>>>,
+}
+
+impl CassandraStore {
+    /// Connects with the default scan options and `consistency`.
+    pub async fn connect(
+        contact_points: &[String],
+        credentials: Option<&CassandraCredentials>,
+        consistency: ReadConsistency,
+    ) -> Result<Self, CassandraError> {
+        Self::connect_with(
+            contact_points,
+            credentials,
+            CassandraScanOptions {
+                consistency,
+                ..CassandraScanOptions::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn connect_with(
+        contact_points: &[String],
+        credentials: Option<&CassandraCredentials>,
+        options: CassandraScanOptions,
+    ) -> Result<Self, CassandraError> {
+        let session = open_session(
+            contact_points,
+            credentials,
+            options.consistency.to_cql(),
+            &options,
+        )
+        .await?;
+        Ok(Self {
+            session,
+            target: format!("cassandra://{}", contact_points.join(",")),
+            options,
+            murmur3: OnceCell::new(),
+            index: OnceCell::new(),
+            point_read: OnceCell::new(),
+            rows_cache: Mutex::default(),
+            unresolved: Mutex::default(),
+            suspects: OnceCell::new(),
+            stash: Mutex::default(),
+            partition_keys: Mutex::default(),
+        })
+    }
+
+    /// `release_version` of the node the driver asks: the readiness probe of a local node.
+    pub async fn release_version(&self) -> Result<String, CassandraError> {
+        let (version, _) = self.local_info().await?;
+        Ok(version)
+    }
+
+    async fn local_info(&self) -> Result<(String, String), CassandraError> {
+        let error = |source| CassandraError::Version {
+            target: self.target.clone(),
+            source,
+        };
+        let rows = self
+            .query_all::<(Option<String>, Option<String>)>(
+                "SELECT release_version, partitioner FROM system.local",
+                Consistency::One,
+            )
+            .await
+            .map_err(error)?;
+        let (version, partitioner) = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| error(CqlFailure::Unexpected("system.local is empty".into())))?;
+        Ok((version.unwrap_or_default(), partitioner.unwrap_or_default()))
+    }
+
+    async fn query_all<R>(&self, cql: &str, consistency: Consistency) -> Result<Vec<R>, CqlFailure>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        let mut statement = scylla::statement::Statement::new(cql);
+        statement.set_consistency(consistency);
+        statement.set_page_size(self.options.page_size);
+        let mut rows = Vec::new();
+        let mut pager = self
+            .session
+            .query_iter(statement, &[])
+            .await
+            .map_err(|e| CqlFailure::Unexpected(e.to_string()))?
+            .rows_stream::<R>()
+            .map_err(|e| CqlFailure::Unexpected(e.to_string()))?;
+        while let Some(row) = pager.next().await {
+            rows.push(row.map_err(|e| CqlFailure::Unexpected(e.to_string()))?);
+        }
+        Ok(rows)
+    }
+
+    /// Reads `system_schema.columns` and decides what to scan. There is no ScalarDB
+    /// metadata table on Cassandra: a table is transactional when it has the ten metadata
+    /// columns.
+    pub async fn discover(
+        &self,
+        settings: &DiscoverySettings<'_>,
+    ) -> Result<Discovery, CassandraError> {
+        type ColumnRow = (String, String, String, String, i32, String);
+        let rows = self
+            .query_all::<ColumnRow>(
+                "SELECT keyspace_name, table_name, column_name, kind, position, type \
+                 FROM system_schema.columns",
+                Consistency::One,
+            )
+            .await
+            .map_err(|source| CassandraError::Catalog {
+                target: self.target.clone(),
+                source,
+            })?;
+        let (discovery, partition_keys) = discover_from_columns(rows, settings);
+        *self.partition_keys.lock().expect("not poisoned") = partition_keys;
+        Ok(discovery)
+    }
+
+    /// The table's partition key, as discovered; empty (no token split) if unknown.
+    fn partition_keys_of(&self, table: &TableRef) -> Vec<String> {
+        self.partition_keys
+            .lock()
+            .expect("not poisoned")
+            .get(table)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn is_murmur3(&self) -> Result<bool, CassandraError> {
+        self.murmur3
+            .get_or_try_init(|| async {
+                let (_, partitioner) = self.local_info().await?;
+                Ok(partitioner == MURMUR3)
+            })
+            .await
+            .copied()
+    }
+
+    async fn prepare(&self, cql: &str) -> Result<PreparedStatement, CqlFailure> {
+        let mut prepared = self.session.prepare(cql).await?;
+        prepared.set_page_size(self.options.page_size);
+        prepared.set_is_idempotent(true);
+        Ok(prepared)
+    }
+
+    /// Reads every row of `SELECT {columns} FROM {table}` (token-range split when the ring
+    /// is Murmur3's), folding each range's rows into an accumulator with `visit`, then
+    /// merging the accumulators with `merge`.
+    async fn scan_table<A, V, M>(
+        &self,
+        table: &TableRef,
+        columns: &str,
+        partition_keys: &[String],
+        visit: V,
+        merge: M,
+    ) -> Result<A, CassandraError>
+    where
+        A: Default,
+        V: Fn(&mut A, ColumnIterator<'_, '_>) -> Result<(), CqlFailure>,
+        M: Fn(&mut A, A),
+    {
+        let error = |source| CassandraError::Scan {
+            table: table.to_string(),
+            source,
+        };
+        let from = format!("SELECT {columns} FROM {}", cql_table(table));
+        let split = self.options.split_token_ranges
+            && self.options.ranges > 1
+            && !partition_keys.is_empty()
+            && self.is_murmur3().await?;
+        if !split {
+            let prepared = self.prepare(&from).await.map_err(error)?;
+            let mut acc = A::default();
+            self.read_pages(&prepared, (), &mut acc, &visit)
+                .await
+                .map_err(error)?;
+            return Ok(acc);
+        }
+        let token = format!(
+            "token({})",
+            partition_keys
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let prepared = self
+            .prepare(&format!("{from} WHERE {token} > ? AND {token} <= ?"))
+            .await
+            .map_err(error)?;
+        let prepared = &prepared;
+        let visit = &visit;
+        stream::iter(token_ranges(self.options.ranges))
+            .map(|range| async move {
+                let mut acc = A::default();
+                self.read_pages(prepared, range, &mut acc, visit).await?;
+                Ok::<A, CqlFailure>(acc)
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .try_fold(A::default(), |mut total, part| {
+                merge(&mut total, part);
+                async { Ok(total) }
+            })
+            .await
+            .map_err(error)
+    }
+
+    async fn read_pages<A, V>(
+        &self,
+        prepared: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+        acc: &mut A,
+        visit: &V,
+    ) -> Result<(), CqlFailure>
+    where
+        V: Fn(&mut A, ColumnIterator<'_, '_>) -> Result<(), CqlFailure>,
+    {
+        let mut paging = PagingState::start();
+        loop {
+            let (result, response) = self
+                .session
+                .execute_single_page(prepared, &values, paging)
+                .await?;
+            let rows = result.into_rows_result()?;
+            for row in rows.rows::<ColumnIterator>()? {
+                visit(acc, row?)?;
+            }
+            match response.into_paging_control_flow() {
+                ControlFlow::Break(()) => return Ok(()),
+                ControlFlow::Continue(next) => paging = next,
+            }
+        }
+    }
+
+    /// The Coordinator, read once, whichever phase needs it first.
+    async fn coordinator_index(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<Arc<CoordinatorIndex>, CassandraError> {
+        self.index
+            .get_or_try_init(|| async {
+                let columns = if coordinator.has_child_ids {
+                    "tx_id, tx_state, tx_created_at, tx_child_ids"
+                } else {
+                    "tx_id, tx_state, tx_created_at"
+                };
+                let hasher = RandomState::new();
+                let builder = self
+                    .scan_table(
+                        &coordinator.table,
+                        columns,
+                        &["tx_id".to_owned()],
+                        |acc: &mut IndexBuilder, mut row| {
+                            let row = decode_coordinator_row(&mut row)?;
+                            acc.add(&hasher, row);
+                            Ok(())
+                        },
+                        IndexBuilder::merge,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        CassandraError::Scan { table, source } => {
+                            CassandraError::Coordinator { table, source }
+                        }
+                        other => other,
+                    })?;
+                Ok(Arc::new(builder.build(hasher, coordinator)))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The Coordinator row keyed by `tx_id`, read at most once.
+    async fn coordinator_row(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+    ) -> Result<Option<CoordinatorRow>, CassandraError> {
+        if let Some(row) = self.rows_cache.lock().expect("not poisoned").get(tx_id) {
+            return Ok(row.clone());
+        }
+        let error = |source| CassandraError::PointRead {
+            table: coordinator.table.to_string(),
+            tx_id: tx_id.to_owned(),
+            source,
+        };
+        let prepared = self
+            .point_read
+            .get_or_try_init(|| async {
+                let columns = if coordinator.has_child_ids {
+                    "tx_id, tx_state, tx_created_at, tx_child_ids"
+                } else {
+                    "tx_id, tx_state, tx_created_at"
+                };
+                self.prepare(&format!(
+                    "SELECT {columns} FROM {} WHERE tx_id = ?",
+                    cql_table(&coordinator.table)
+                ))
+                .await
+            })
+            .await
+            .map_err(error)?;
+        let result = self
+            .session
+            .execute_unpaged(prepared, (tx_id,))
+            .await
+            .map_err(|e| error(e.into()))?
+            .into_rows_result()
+            .map_err(|e| error(e.into()))?;
+        let mut found = None;
+        for row in result
+            .rows::<ColumnIterator>()
+            .map_err(|e| error(e.into()))?
+        {
+            let mut row = row.map_err(|e| error(e.into()))?;
+            found = Some(decode_coordinator_row(&mut row).map_err(error)?);
+        }
+        self.rows_cache
+            .lock()
+            .expect("not poisoned")
+            .insert(tx_id.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// The Coordinator rows for one transaction id, exactly what the SQL backends' joins
+    /// return: the row keyed by the id and, for a group-commit id, its parent's row.
+    async fn coordinator_rows(
+        &self,
+        coordinator: &CoordinatorSchema,
+        index: &CoordinatorIndex,
+        tx_id: &str,
+    ) -> Result<CoordinatorRows, CassandraError> {
+        if let Some(rows) = index.rows_without_reading(tx_id) {
+            return Ok(rows);
+        }
+        let exact = if index.may_contain(tx_id) {
+            self.coordinator_row(coordinator, tx_id).await?
+        } else {
+            None
+        };
+        let parent = match index.group_parent(tx_id) {
+            None => None,
+            Some(parent) => match index.parents.get(parent) {
+                Some(row) => Some(row.clone()),
+                None if index.may_contain(parent) => {
+                    self.coordinator_row(coordinator, parent).await?
+                }
+                None => None,
+            },
+        };
+        Ok(CoordinatorRows { exact, parent })
+    }
+
+    /// Attaches the Coordinator rows to records, `concurrency` point reads at a time.
+    async fn attach_rows(
+        &self,
+        coordinator: &CoordinatorSchema,
+        index: &CoordinatorIndex,
+        records: Vec<ObservedRecord>,
+    ) -> Result<Vec<ObservedRecord>, CassandraError> {
+        stream::iter(records)
+            .map(|mut record| async move {
+                if let Some(tx_id) = record.meta.tx_id.as_deref() {
+                    record.coordinator = self.coordinator_rows(coordinator, index, tx_id).await?;
+                }
+                Ok::<_, CassandraError>(record)
+            })
+            .buffered(self.options.concurrency.max(1))
+            .try_collect()
+            .await
+    }
+
+    /// Counts, watermarks and every record that is not plainly committed.
+    pub async fn scan_exceptional(
+        &self,
+        table: &TableSchema,
+        coordinator: Option<&CoordinatorSchema>,
+    ) -> Result<TableScan, CassandraError> {
+        let index = match coordinator {
+            Some(coordinator) => Some(self.coordinator_index(coordinator).await?),
+            None => None,
+        };
+        let limit = self.options.unconfirmed_stash_limit;
+        let index_ref = index.as_deref();
+        let phase = self
+            .scan_table(
+                &table.table,
+                &record_columns(table),
+                &self.partition_keys_of(&table.table),
+                |acc: &mut PhaseOne, mut row| {
+                    let meta = decode_meta(&mut row)?;
+                    acc.scan.records += 1;
+                    acc.scan.max_prepared_at = acc.scan.max_prepared_at.max(meta.tx_prepared_at);
+                    acc.scan.max_committed_at = acc.scan.max_committed_at.max(meta.tx_committed_at);
+                    if !meta.is_plainly_committed() {
+                        let key = decode_key(table, &mut row)?;
+                        acc.scan.exceptional.push(observed(key, meta));
+                    } else if let (Some(index), Some(tx_id), false) =
+                        (index_ref, meta.tx_id.as_deref(), acc.overflow)
+                    {
+                        if index.look_up(tx_id) == Lookup::Committed {
+                            // Confirmed: nothing to keep.
+                        } else if acc.unconfirmed.len() >= limit {
+                            acc.overflow = true;
+                            acc.unconfirmed = Vec::new();
+                        } else {
+                            let key = decode_key(table, &mut row)?;
+                            acc.unconfirmed.push(observed(key, meta));
+                        }
+                    }
+                    Ok(())
+                },
+                |total: &mut PhaseOne, part| total.merge(part, limit),
+            )
+            .await?;
+        let PhaseOne {
+            mut scan,
+            unconfirmed,
+            overflow,
+        } = phase;
+        {
+            let mut unresolved = self.unresolved.lock().expect("not poisoned");
+            for record in &scan.exceptional {
+                if let (StoredState::Known(TxState::Prepared | TxState::Deleted), Some(tx_id)) =
+                    (record.meta.state(), &record.meta.tx_id)
+                {
+                    unresolved.insert(tx_id.clone());
+                }
+            }
+        }
+        if let (Some(coordinator), Some(index)) = (coordinator, &index) {
+            let records = std::mem::take(&mut scan.exceptional);
+            scan.exceptional = self.attach_rows(coordinator, index, records).await?;
+            self.stash
+                .lock()
+                .expect("not poisoned")
+                .insert(table.table.clone(), (!overflow).then_some(unconfirmed));
+        }
+        Ok(scan)
+    }
+
+    /// The unresolved transactions the index calls COMMITTED but whose rows do not: a
+    /// hash collision. Computed once, after every table's phase 1.
+    async fn suspects(
+        &self,
+        coordinator: &CoordinatorSchema,
+        index: &CoordinatorIndex,
+    ) -> Result<&HashSet<String>, CassandraError> {
+        self.suspects
+            .get_or_try_init(|| async {
+                let ids: Vec<String> = self
+                    .unresolved
+                    .lock()
+                    .expect("not poisoned")
+                    .iter()
+                    .filter(|id| index.look_up(id) == Lookup::Committed)
+                    .cloned()
+                    .collect();
+                let mut suspects = HashSet::new();
+                for id in ids {
+                    let rows = self.coordinator_rows(coordinator, index, &id).await?;
+                    if !matches!(
+                        CoordinatorState::look_up(&id, &rows),
+                        CoordinatorState::Committed { .. }
+                    ) {
+                        suspects.insert(id);
+                    }
+                }
+                Ok(suspects)
+            })
+            .await
+    }
+
+    /// Files the COMMITTED records whose transaction the Coordinator does not confirm.
+    pub async fn scan_unconfirmed(
+        &self,
+        table: &TableSchema,
+        coordinator: &CoordinatorSchema,
+        retention: &Retention,
+        scan: &mut TableScan,
+    ) -> Result<(), CassandraError> {
+        let index = self.coordinator_index(coordinator).await?;
+        let suspects = self.suspects(coordinator, &index).await?;
+        let stashed = self
+            .stash
+            .lock()
+            .expect("not poisoned")
+            .remove(&table.table)
+            .flatten();
+        let needs_look =
+            |tx_id: &str| index.look_up(tx_id) != Lookup::Committed || suspects.contains(tx_id);
+        let part = match stashed {
+            Some(records) if suspects.is_empty() => {
+                let mut part = PhaseTwo::default();
+                for record in records {
+                    part.file(&index, retention, record);
+                }
+                part
+            }
+            _ => {
+                let index_ref = &*index;
+                self.scan_table(
+                    &table.table,
+                    &record_columns(table),
+                    &self.partition_keys_of(&table.table),
+                    |acc: &mut PhaseTwo, mut row| {
+                        let meta = decode_meta(&mut row)?;
+                        let candidate = meta.tx_state == Some(3)
+                            && meta.tx_version.is_some_and(|v| v >= 1)
+                            && meta.tx_id.as_deref().is_some_and(needs_look);
+                        if candidate {
+                            let key = decode_key(table, &mut row)?;
+                            acc.file(index_ref, retention, observed(key, meta));
+                        }
+                        Ok(())
+                    },
+                    PhaseTwo::merge,
+                )
+                .await?
+            }
+        };
+        let PhaseTwo { filed, to_read } = part;
+        merge_filed(scan, filed);
+        for record in self.attach_rows(coordinator, &index, to_read).await? {
+            retention.file(scan, record);
+        }
+        Ok(())
+    }
+
+    /// Counts and watermarks of the Coordinator and a sample of its invalid rows.
+    pub async fn scan_coordinator(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<CoordinatorScan, CassandraError> {
+        let index = self.coordinator_index(coordinator).await?;
+        Ok(CoordinatorScan {
+            table: Some(coordinator.table.clone()),
+            rows: index.stats.rows,
+            committed: index.stats.committed,
+            aborted: index.stats.aborted,
+            max_created_at: index.stats.max_created_at,
+            has_child_ids: coordinator.has_child_ids,
+            has_write_set: coordinator.has_write_set,
+            invalid_rows: index.stats.invalid_sample.clone(),
+            invalid_count: index.stats.invalid_count,
+        })
+    }
+
+    /// Heap bytes of the Coordinator index and its row count, once loaded.
+    pub fn coordinator_index_size(&self) -> Option<(usize, u64)> {
+        self.index
+            .get()
+            .map(|index| (index.heap_bytes(), index.stats.rows))
+    }
+
+    /// Reads every record of `table` as one stream of pages and counts them, with nothing
+    /// else: the baseline the benchmark compares the parallel scan with.
+    pub async fn count_single_stream(&self, table: &TableRef) -> Result<u64, CassandraError> {
+        let error = |source| CassandraError::Scan {
+            table: table.to_string(),
+            source,
+        };
+        let prepared = self
+            .prepare(&format!(
+                "SELECT tx_id, tx_state, tx_version, tx_prepared_at, tx_committed_at, \
+                 before_tx_id, before_tx_state, before_tx_version FROM {}",
+                cql_table(table)
+            ))
+            .await
+            .map_err(error)?;
+        let mut count = 0_u64;
+        self.read_pages(&prepared, (), &mut count, &|count: &mut u64, mut row| {
+            decode_meta(&mut row)?;
+            *count += 1;
+            Ok(())
+        })
+        .await
+        .map_err(error)?;
+        Ok(count)
+    }
+}
+
+impl super::Store for CassandraStore {
+    type Error = CassandraError;
+
+    async fn discover(
+        &self,
+        settings: &DiscoverySettings<'_>,
+    ) -> Result<Discovery, CassandraError> {
+        CassandraStore::discover(self, settings).await
+    }
+
+    async fn scan_coordinator(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<CoordinatorScan, CassandraError> {
+        CassandraStore::scan_coordinator(self, coordinator).await
+    }
+
+    async fn scan_exceptional(
+        &self,
+        table: &TableSchema,
+        coordinator: Option<&CoordinatorSchema>,
+    ) -> Result<TableScan, CassandraError> {
+        CassandraStore::scan_exceptional(self, table, coordinator).await
+    }
+
+    async fn scan_unconfirmed(
+        &self,
+        table: &TableSchema,
+        coordinator: &CoordinatorSchema,
+        retention: &Retention,
+        scan: &mut TableScan,
+    ) -> Result<(), CassandraError> {
+        CassandraStore::scan_unconfirmed(self, table, coordinator, retention, scan).await
+    }
+}
+
+/// Builds the catalog from `system_schema.columns` rows and runs the shared discovery.
+fn discover_from_columns(
+    rows: Vec<(String, String, String, String, i32, String)>,
+    settings: &DiscoverySettings<'_>,
+) -> (Discovery, HashMap<TableRef, Vec<String>>) {
+    #[derive(Default)]
+    struct Columns {
+        partition: Vec<(i32, String, String)>,
+        clustering: Vec<(i32, String, String)>,
+        regular: Vec<(String, String)>,
+    }
+    let mut tables: BTreeMap<TableRef, Columns> = BTreeMap::new();
+    for (keyspace, table, column, kind, position, cql_type) in rows {
+        if keyspace.starts_with("system") {
+            continue;
+        }
+        let columns = tables.entry(TableRef::new(keyspace, table)).or_default();
+        match kind.as_str() {
+            "partition_key" => columns.partition.push((position, column, cql_type)),
+            "clustering" => columns.clustering.push((position, column, cql_type)),
+            _ => columns.regular.push((column, cql_type)),
+        }
+    }
+    let mut partition_keys = HashMap::new();
+    let catalog: BTreeMap<TableRef, CatalogTable> = tables
+        .into_iter()
+        .map(|(table, mut columns)| {
+            columns.partition.sort();
+            partition_keys.insert(
+                table.clone(),
+                columns
+                    .partition
+                    .iter()
+                    .map(|(_, name, _)| name.clone())
+                    .collect(),
+            );
+            columns.clustering.sort();
+            columns.regular.sort();
+            let keys: Vec<(String, String)> = columns
+                .partition
+                .into_iter()
+                .chain(columns.clustering)
+                .map(|(_, name, cql_type)| (name, cql_type))
+                .collect();
+            let primary_key = keys.iter().map(|(name, _)| name.clone()).collect();
+            let mut all = keys;
+            all.extend(columns.regular);
+            (
+                table,
+                CatalogTable {
+                    columns: all,
+                    primary_key,
+                },
+            )
+        })
+        .collect();
+    let mut discovery = discover(&catalog, None, settings);
+    for note in &mut discovery.notes {
+        if let DiscoveryNote::NoTransactionalTables { searched } = note {
+            *searched = "Cassandra has no ScalarDB metadata table; searched every keyspace's \
+                         tables for ScalarDB's metadata columns"
+                .to_owned();
+        }
+    }
+    (discovery, partition_keys)
+}
+
+/// `"ks"."table"`.
+fn cql_table(table: &TableRef) -> String {
+    format!("{}.{}", quote(&table.namespace), quote(&table.table))
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The metadata columns (in `decode_meta`'s order), then the key columns.
+fn record_columns(table: &TableSchema) -> String {
+    let mut columns = vec![
+        "tx_id",
+        "tx_state",
+        "tx_version",
+        "tx_prepared_at",
+        "tx_committed_at",
+        "before_tx_id",
+        "before_tx_state",
+        "before_tx_version",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
+    columns.extend(table.keys.iter().map(|k| quote(&k.name)));
+    columns.join(", ")
+}
+
+/// `(lo, hi]` bounds covering the whole Murmur3 ring in `n` ranges. Murmur3 never yields
+/// `i64::MIN` as a token (it maps it to `i64::MAX`), so `> i64::MIN` misses nothing.
+fn token_ranges(n: usize) -> Vec<(i64, i64)> {
+    let n = i128::try_from(n.max(1)).unwrap_or(1);
+    let min = i128::from(i64::MIN);
+    let span = i128::from(i64::MAX) - min;
+    let bound = |i: i128| -> i64 {
+        i64::try_from(min + span * i / n).expect("bounds stay within the ring")
+    };
+    (0..n).map(|i| (bound(i), bound(i + 1))).collect()
+}
+
+fn observed(key: RecordKey, meta: RecordMeta) -> ObservedRecord {
+    ObservedRecord {
+        key,
+        meta,
+        coordinator: CoordinatorRows::default(),
+    }
+}
+
+fn next_column<'f, 'm>(row: &mut ColumnIterator<'f, 'm>) -> Result<RawColumn<'f, 'm>, CqlFailure> {
+    match row.next() {
+        Some(column) => Ok(column?),
+        None => Err(CqlFailure::Unexpected(
+            "the row has fewer columns than selected".into(),
+        )),
+    }
+}
+
+fn text_column(row: &mut ColumnIterator<'_, '_>) -> Result<Option<String>, CqlFailure> {
+    let column = next_column(row)?;
+    let typ = column.spec.typ();
+    <Option<&str> as DeserializeValue>::type_check(typ)?;
+    Ok(<Option<&str> as DeserializeValue>::deserialize(typ, column.slice)?.map(str::to_owned))
+}
+
+/// An integer column of any CQL integer type, widened to `i64`.
+fn int_column(row: &mut ColumnIterator<'_, '_>) -> Result<Option<i64>, CqlFailure> {
+    let column = next_column(row)?;
+    let value =
+        <Option<CqlValue> as DeserializeValue>::deserialize(column.spec.typ(), column.slice)?;
+    match value {
+        None => Ok(None),
+        Some(CqlValue::Int(v)) => Ok(Some(i64::from(v))),
+        Some(CqlValue::BigInt(v)) => Ok(Some(v)),
+        Some(CqlValue::SmallInt(v)) => Ok(Some(i64::from(v))),
+        Some(CqlValue::TinyInt(v)) => Ok(Some(i64::from(v))),
+        Some(other) => Err(CqlFailure::Unexpected(format!(
+            "column {} holds {other:?}, not an integer",
+            column.spec.name()
+        ))),
+    }
+}
+
+/// The eight metadata columns, in `record_columns`' order.
+fn decode_meta(row: &mut ColumnIterator<'_, '_>) -> Result<RecordMeta, CqlFailure> {
+    Ok(RecordMeta {
+        tx_id: text_column(row)?,
+        tx_state: int_column(row)?,
+        tx_version: int_column(row)?,
+        tx_prepared_at: int_column(row)?,
+        tx_committed_at: int_column(row)?,
+        before_tx_id: text_column(row)?,
+        before_tx_state: int_column(row)?,
+        before_tx_version: int_column(row)?,
+    })
+}
+
+fn decode_key(
+    table: &TableSchema,
+    row: &mut ColumnIterator<'_, '_>,
+) -> Result<RecordKey, CqlFailure> {
+    let mut key = Vec::with_capacity(table.keys.len());
+    for column in &table.keys {
+        let raw = next_column(row)?;
+        let value = <Option<CqlValue> as DeserializeValue>::deserialize(raw.spec.typ(), raw.slice)?;
+        key.push((column.name.clone(), render_key(value)));
+    }
+    Ok(RecordKey(key))
+}
+
+/// `tx_id, tx_state, tx_created_at[, tx_child_ids]`.
+fn decode_coordinator_row(row: &mut ColumnIterator<'_, '_>) -> Result<CoordinatorRow, CqlFailure> {
+    let tx_id = text_column(row)?.unwrap_or_default();
+    let tx_state = int_column(row)?;
+    let tx_created_at = int_column(row)?;
+    let tx_child_ids = if row.columns_remaining() > 0 {
+        text_column(row)?
+    } else {
+        None
+    };
+    Ok(CoordinatorRow {
+        tx_id,
+        tx_state,
+        tx_created_at,
+        tx_child_ids,
+    })
+}
+
+/// A key value as text, the same on every backend: integers in decimal, text as is,
+/// booleans `true`/`false`, blobs in lowercase hex.
+fn render_key(value: Option<CqlValue>) -> String {
+    use std::fmt::Write as _;
+    let Some(value) = value else {
+        return "NULL".to_owned();
+    };
+    match value {
+        CqlValue::Int(v) => v.to_string(),
+        CqlValue::BigInt(v) => v.to_string(),
+        CqlValue::SmallInt(v) => v.to_string(),
+        CqlValue::TinyInt(v) => v.to_string(),
+        CqlValue::Text(v) | CqlValue::Ascii(v) => v,
+        CqlValue::Boolean(v) => v.to_string(),
+        CqlValue::Blob(bytes) => bytes.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        }),
+        CqlValue::Float(v) => v.to_string(),
+        CqlValue::Double(v) => v.to_string(),
+        CqlValue::Uuid(v) => v.to_string(),
+        CqlValue::Timeuuid(v) => v.to_string(),
+        CqlValue::Inet(v) => v.to_string(),
+        CqlValue::Timestamp(v) => jiff::Timestamp::from_millisecond(v.0)
+            .map_or_else(|_| v.0.to_string(), |t| t.to_string()),
+        CqlValue::Date(v) => {
+            let days = i64::from(v.0) - (1_i64 << 31);
+            jiff::civil::date(1970, 1, 1)
+                .checked_add(jiff::Span::new().days(days))
+                .map_or_else(|_| days.to_string(), |d| d.to_string())
+        }
+        CqlValue::Time(v) => jiff::civil::Time::MIN
+            .checked_add(jiff::Span::new().nanoseconds(v.0))
+            .map_or_else(|_| v.0.to_string(), |t| t.to_string()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// What phase 1 gathers from one range (and, merged, from the table).
+#[derive(Default)]
+struct PhaseOne {
+    scan: TableScan,
+    unconfirmed: Vec<ObservedRecord>,
+    overflow: bool,
+}
+
+impl PhaseOne {
+    fn merge(&mut self, part: Self, limit: usize) {
+        self.scan.records += part.scan.records;
+        self.scan.max_prepared_at = self.scan.max_prepared_at.max(part.scan.max_prepared_at);
+        self.scan.max_committed_at = self.scan.max_committed_at.max(part.scan.max_committed_at);
+        self.scan.exceptional.extend(part.scan.exceptional);
+        self.overflow |= part.overflow;
+        if !self.overflow {
+            self.unconfirmed.extend(part.unconfirmed);
+            if self.unconfirmed.len() > limit {
+                self.overflow = true;
+            }
+        }
+        if self.overflow {
+            self.unconfirmed = Vec::new();
+        }
+    }
+}
+
+/// What phase 2 gathers from one range: records filed without a point read, and those
+/// that need one.
+#[derive(Default)]
+struct PhaseTwo {
+    filed: TableScan,
+    to_read: Vec<ObservedRecord>,
+}
+
+impl PhaseTwo {
+    /// Files a candidate whose Coordinator rows the index knows exactly (no row at all,
+    /// or a group parent it keeps), or sets it aside for a point read.
+    fn file(
+        &mut self,
+        index: &CoordinatorIndex,
+        retention: &Retention,
+        mut record: ObservedRecord,
+    ) {
+        let Some(tx_id) = record.meta.tx_id.as_deref() else {
+            return;
+        };
+        match index.rows_without_reading(tx_id) {
+            Some(rows) => {
+                record.coordinator = rows;
+                retention.file(&mut self.filed, record);
+            }
+            None => self.to_read.push(record),
+        }
+    }
+
+    fn merge(&mut self, part: Self) {
+        merge_filed(&mut self.filed, part.filed);
+        self.to_read.extend(part.to_read);
+    }
+}
+
+/// Adds what `Retention::file` put into `part` to `total`, keeping the smallest samples.
+fn merge_filed(total: &mut TableScan, part: TableScan) {
+    total.unconfirmed_relevant.extend(part.unconfirmed_relevant);
+    total.unconfirmed_other_count += part.unconfirmed_other_count;
+    for sample in part.unconfirmed_other_samples {
+        let samples = &mut total.unconfirmed_other_samples;
+        let position = samples.partition_point(|s| s.key < sample.key);
+        if position < SAMPLE_LIMIT {
+            samples.insert(position, sample);
+            samples.truncate(SAMPLE_LIMIT);
+        }
+    }
+}
+
+/// What the index answers for a transaction id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lookup {
+    /// No Coordinator row applies: definitive.
+    Absent,
+    /// COMMITTED, by a group parent row kept exactly or by a hash hit (see the type docs).
+    Committed,
+    /// A row may apply that is not plainly COMMITTED: read it to decide.
+    Read,
+}
+
+/// The state bits of an index entry.
+const STATE_COMMITTED: u64 = 0;
+const STATE_ABORTED: u64 = 1;
+const STATE_OTHER: u64 = 2;
+const STATE_MASK: u64 = 3;
+
+/// The Coordinator in a few bytes per row.
+///
+/// `entries` is sorted; each is a keyed 62-bit hash of a row's `tx_id` (SipHash with this
+/// process's random keys, so ids cannot be crafted to collide) with the row's state in the
+/// two low bits: 8 bytes per row. Group-commit parent rows (`tx_child_ids` set) are kept
+/// exactly in `parents`, because the lookup rule needs their child lists.
+///
+/// A miss is definitive: no row has that id. Two ids with equal hashes make the entry
+/// ambiguous, and the lookup asks for a point read. The one undetectable case is an id
+/// with no row whose hash equals exactly one COMMITTED row's: its record would be taken as
+/// confirmed. For the records verdicts depend on, that cannot happen: the scan confirms
+/// every unresolved transaction's state with a point read (`suspects`), and records of a
+/// transaction whose hit is refuted are looked up exactly. For the others (COMMITTED
+/// records of transactions with nothing unresolved, which only count towards
+/// `committed-without-coordinator-state`), the chance is about `rows / 2^62` per record.
+#[derive(Debug, Default)]
+struct CoordinatorIndex {
+    hasher: RandomState,
+    entries: Vec<u64>,
+    parents: HashMap<String, CoordinatorRow>,
+    group_commit: bool,
+    stats: CoordinatorStats,
+}
+
+#[derive(Debug, Default, Clone)]
+struct CoordinatorStats {
+    rows: u64,
+    committed: u64,
+    aborted: u64,
+    max_created_at: Option<i64>,
+    invalid_count: u64,
+    /// The invalid rows with the smallest ids, sorted.
+    invalid_sample: Vec<CoordinatorRow>,
+}
+
+impl CoordinatorIndex {
+    fn fingerprint(hasher: &RandomState, tx_id: &str) -> u64 {
+        hasher.hash_one(tx_id) & !STATE_MASK
+    }
+
+    /// The state bits of the entries whose hash is `tx_id`'s: none, one, or (ambiguous)
+    /// several.
+    fn probe(&self, tx_id: &str) -> Option<u64> {
+        let key = Self::fingerprint(&self.hasher, tx_id);
+        let start = self.entries.partition_point(|e| *e & !STATE_MASK < key);
+        let mut hits = self.entries[start..]
+            .iter()
+            .take_while(|e| **e & !STATE_MASK == key);
+        let first = hits.next()?;
+        Some(if hits.next().is_some() {
+            STATE_OTHER
+        } else {
+            first & STATE_MASK
+        })
+    }
+
+    fn may_contain(&self, tx_id: &str) -> bool {
+        self.probe(tx_id).is_some()
+    }
+
+    fn group_parent<'a>(&self, tx_id: &'a str) -> Option<&'a str> {
+        if !self.group_commit {
+            return None;
+        }
+        GroupCommitId::parse(tx_id).map(|id| id.parent)
+    }
+
+    /// `Coordinator.getState`'s rule over the index.
+    fn look_up(&self, tx_id: &str) -> Lookup {
+        let listing_parent = GroupCommitId::parse(tx_id)
+            .filter(|_| self.group_commit)
+            .and_then(|id| {
+                self.parents.get(id.parent).filter(|parent| {
+                    parent
+                        .tx_child_ids
+                        .as_deref()
+                        .is_some_and(|ids| ids.split(',').any(|c| c == id.child))
+                })
+            });
+        if let Some(parent) = listing_parent {
+            return if parent.tx_state == Some(TxState::Committed.id()) {
+                Lookup::Committed
+            } else {
+                Lookup::Read
+            };
+        }
+        match self.probe(tx_id) {
+            None => Lookup::Absent,
+            Some(STATE_COMMITTED) => Lookup::Committed,
+            Some(_) => Lookup::Read,
+        }
+    }
+
+    /// The rows for `tx_id` when the index knows them exactly: no row keyed by the id, and
+    /// a parent row that is kept exactly or surely absent. `None`: read them.
+    fn rows_without_reading(&self, tx_id: &str) -> Option<CoordinatorRows> {
+        if self.may_contain(tx_id) {
+            return None;
+        }
+        let parent = match self.group_parent(tx_id) {
+            None => None,
+            Some(parent) => match self.parents.get(parent) {
+                Some(row) => Some(row.clone()),
+                None if self.may_contain(parent) => return None,
+                None => None,
+            },
+        };
+        Some(CoordinatorRows {
+            exact: None,
+            parent,
+        })
+    }
+
+    /// Heap bytes held, for the memory test and the benchmark.
+    fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<u64>()
+            + self
+                .parents
+                .iter()
+                .map(|(k, v)| {
+                    k.capacity()
+                        + v.tx_id.capacity()
+                        + v.tx_child_ids.as_ref().map_or(0, String::capacity)
+                        + std::mem::size_of::<(String, CoordinatorRow)>()
+                })
+                .sum::<usize>()
+    }
+}
+
+/// Gathers one range of the Coordinator.
+#[derive(Default)]
+struct IndexBuilder {
+    entries: Vec<u64>,
+    parents: HashMap<String, CoordinatorRow>,
+    stats: CoordinatorStats,
+}
+
+impl IndexBuilder {
+    fn add(&mut self, hasher: &RandomState, row: CoordinatorRow) {
+        let stats = &mut self.stats;
+        stats.rows += 1;
+        stats.max_created_at = stats.max_created_at.max(row.tx_created_at);
+        let valid = row.tx_created_at.is_some();
+        let state = match row.tx_state {
+            Some(3) => {
+                stats.committed += 1;
+                if valid { STATE_COMMITTED } else { STATE_OTHER }
+            }
+            Some(4) => {
+                stats.aborted += 1;
+                if valid { STATE_ABORTED } else { STATE_OTHER }
+            }
+            _ => STATE_OTHER,
+        };
+        if !(valid && matches!(row.tx_state, Some(3 | 4))) {
+            stats.invalid_count += 1;
+            let sample = &mut stats.invalid_sample;
+            let position = sample.partition_point(|r| r.tx_id < row.tx_id);
+            if position < INVALID_COORDINATOR_SAMPLE {
+                sample.insert(position, row.clone());
+                sample.truncate(INVALID_COORDINATOR_SAMPLE);
+            }
+        }
+        self.entries
+            .push(CoordinatorIndex::fingerprint(hasher, &row.tx_id) | state);
+        if row.tx_child_ids.is_some() {
+            self.parents.insert(row.tx_id.clone(), row);
+        }
+    }
+
+    fn merge(&mut self, part: Self) {
+        if self.entries.is_empty() {
+            self.entries = part.entries;
+        } else {
+            self.entries.extend(part.entries);
+        }
+        self.parents.extend(part.parents);
+        let (stats, other) = (&mut self.stats, part.stats);
+        stats.rows += other.rows;
+        stats.committed += other.committed;
+        stats.aborted += other.aborted;
+        stats.max_created_at = stats.max_created_at.max(other.max_created_at);
+        stats.invalid_count += other.invalid_count;
+        stats.invalid_sample.extend(other.invalid_sample);
+        stats.invalid_sample.sort_by(|a, b| a.tx_id.cmp(&b.tx_id));
+        stats.invalid_sample.truncate(INVALID_COORDINATOR_SAMPLE);
+    }
+
+    fn build(mut self, hasher: RandomState, coordinator: &CoordinatorSchema) -> CoordinatorIndex {
+        self.entries.sort_unstable();
+        self.entries.shrink_to_fit();
+        self.parents.shrink_to_fit();
+        CoordinatorIndex {
+            hasher,
+            entries: self.entries,
+            parents: self.parents,
+            group_commit: coordinator.has_child_ids,
+            stats: self.stats,
+        }
+    }
+}
+
+/// A writable session to a node the caller created and will destroy (tests, benchmarks):
+/// the tool itself never writes to a cluster it scans.
+pub struct CassandraWriter {
+    session: Session,
+}
+
+/// A value bound to a [`CassandraWriter::insert`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum CqlParam {
+    Int(i32),
+    BigInt(i64),
+    Text(String),
+    Null,
+}
+
+impl CassandraWriter {
+    pub async fn connect(contact_points: &[String]) -> Result<Self, CassandraError> {
+        let options = CassandraScanOptions::default();
+        let session = open_session(contact_points, None, Consistency::One, &options).await?;
+        Ok(Self { session })
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&self, cql: &str) -> Result<(), CassandraError> {
+        self.session
+            .query_unpaged(cql, &[])
+            .await
+            .map(|_| ())
+            .map_err(|source| CassandraError::Execute {
+                statement: cql.to_owned(),
+                source: source.into(),
+            })
+    }
+
+    /// Runs a script: statements end with `;` at the end of a line; `--` lines are comments.
+    pub async fn execute_script(&self, script: &str) -> Result<(), CassandraError> {
+        let mut statement = String::new();
+        for line in script.lines() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with("--") {
+                continue;
+            }
+            statement.push_str(line);
+            statement.push('\n');
+            if trimmed.ends_with(';') {
+                self.execute(statement.trim().trim_end_matches(';')).await?;
+                statement.clear();
+            }
+        }
+        if !statement.trim().is_empty() {
+            self.execute(statement.trim()).await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `rows` with one prepared statement, `concurrency` requests in flight.
+    pub async fn insert(
+        &self,
+        cql: &str,
+        rows: impl IntoIterator<Item = Vec<CqlParam>>,
+        concurrency: usize,
+    ) -> Result<u64, CassandraError> {
+        let error = |source: CqlFailure| CassandraError::Execute {
+            statement: cql.to_owned(),
+            source,
+        };
+        let prepared = self
+            .session
+            .prepare(cql)
+            .await
+            .map_err(|e| error(e.into()))?;
+        let prepared = &prepared;
+        stream::iter(rows)
+            .map(|row| async move {
+                let values: Vec<Option<CqlValue>> = row
+                    .into_iter()
+                    .map(|param| match param {
+                        CqlParam::Int(v) => Some(CqlValue::Int(v)),
+                        CqlParam::BigInt(v) => Some(CqlValue::BigInt(v)),
+                        CqlParam::Text(v) => Some(CqlValue::Text(v)),
+                        CqlParam::Null => None,
+                    })
+                    .collect();
+                self.session
+                    .execute_unpaged(prepared, values)
+                    .await
+                    .map(|_| 1_u64)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_fold(0_u64, |total, n| async move { Ok(total + n) })
+            .await
+            .map_err(|e| error(e.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(tx_id: &str, state: i64, children: Option<&str>) -> CoordinatorRow {
+        CoordinatorRow {
+            tx_id: tx_id.into(),
+            tx_state: Some(state),
+            tx_created_at: Some(1),
+            tx_child_ids: children.map(Into::into),
+        }
+    }
+
+    fn index(rows: Vec<CoordinatorRow>, group_commit: bool) -> CoordinatorIndex {
+        let hasher = RandomState::new();
+        let mut builder = IndexBuilder::default();
+        for row in rows {
+            builder.add(&hasher, row);
+        }
+        builder.build(
+            hasher,
+            &CoordinatorSchema {
+                table: TableRef::new("coordinator", "state"),
+                has_child_ids: group_commit,
+                has_write_set: false,
+            },
+        )
+    }
+
+    #[test]
+    fn token_ranges_cover_the_ring_without_gaps() {
+        let ranges = token_ranges(7);
+        assert_eq!(ranges.len(), 7);
+        assert_eq!(ranges[0].0, i64::MIN);
+        assert_eq!(ranges[6].1, i64::MAX);
+        for pair in ranges.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0);
+            assert!(pair[0].0 < pair[0].1);
+        }
+        assert_eq!(token_ranges(1), [(i64::MIN, i64::MAX)]);
+    }
+
+    #[test]
+    fn the_index_answers_like_the_lookup_rule() {
+        const PARENT: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";
+        let index = index(
+            vec![
+                row("c", 3, None),
+                row("a", 4, None),
+                row(PARENT, 3, Some("k1,k2")),
+                row("bad", 9, None),
+            ],
+            true,
+        );
+        assert_eq!(index.look_up("c"), Lookup::Committed);
+        assert_eq!(index.look_up("a"), Lookup::Read);
+        assert_eq!(index.look_up("bad"), Lookup::Read);
+        assert_eq!(index.look_up("nope"), Lookup::Absent);
+        assert_eq!(index.look_up(&format!("{PARENT}$k2")), Lookup::Committed);
+        assert_eq!(index.look_up(&format!("{PARENT}$k3")), Lookup::Absent);
+        let rows = index
+            .rows_without_reading(&format!("{PARENT}$k3"))
+            .expect("known exactly");
+        assert_eq!(rows.parent.unwrap().tx_id, PARENT);
+        assert!(index.rows_without_reading("a").is_none());
+        assert_eq!(index.stats.invalid_count, 1);
+        assert_eq!(index.stats.committed, 2);
+    }
+
+    #[test]
+    fn colliding_entries_are_ambiguous_never_committed() {
+        let mut index = index(vec![row("x", 3, None)], false);
+        // Forge a collision: another row with x's hash, ABORTED.
+        let key = index.entries[0] & !STATE_MASK;
+        index.entries.push(key | STATE_ABORTED);
+        index.entries.sort_unstable();
+        assert_eq!(index.look_up("x"), Lookup::Read);
+    }
+
+    #[test]
+    fn a_coordinator_entry_takes_eight_bytes() {
+        let n: usize = 1_000_000;
+        let rows = (0..n).map(|i| row(&format!("{i:08x}-0000-0000-0000-000000000000"), 3, None));
+        let index = index(rows.collect(), false);
+        let per_entry = index.heap_bytes() as f64 / n as f64;
+        eprintln!("coordinator index: {per_entry:.2} bytes per row for {n} rows");
+        assert!(per_entry <= 8.01, "{per_entry} bytes per row");
+        assert_eq!(
+            index.look_up("00000007-0000-0000-0000-000000000000"),
+            Lookup::Committed
+        );
+    }
+
+    #[test]
+    fn keys_render_like_the_sql_backends() {
+        assert_eq!(render_key(Some(CqlValue::Int(-7))), "-7");
+        assert_eq!(render_key(Some(CqlValue::BigInt(1 << 40))), "1099511627776");
+        assert_eq!(render_key(Some(CqlValue::Text("a b".into()))), "a b");
+        assert_eq!(render_key(Some(CqlValue::Boolean(true))), "true");
+        assert_eq!(render_key(Some(CqlValue::Blob(vec![0, 0xAB]))), "00ab");
+        assert_eq!(render_key(None), "NULL");
+    }
+}

@@ -1,0 +1,144 @@
+//! Shared helpers: start a node (failing, never skipping, when Cassandra isn't installed),
+//! load CQL, run the binary and parse its JSON back.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use scalardb_verify::runtime::cassandra::{CassandraInstance, CassandraOptions};
+use scalardb_verify::store::CassandraWriter;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_scalardb-verify");
+
+pub const STATES: [&str; 4] = ["clean", "recoverable", "torn", "coordinator-behind"];
+
+pub fn fixture(state: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/bank")
+        .join(state)
+}
+
+/// Starts a node, failing with the reason (and the install command) when it can't.
+pub async fn start_node() -> CassandraInstance {
+    let options = CassandraOptions::new(format!("cassandra-tests-{}", std::process::id()));
+    let node = CassandraInstance::start(&options)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start a local Cassandra node for this test: {}\n\
+                 run scripts/install-cassandra to install it",
+                scalardb_verify::scan::error_chain(&e)
+            )
+        });
+    eprintln!(
+        "cassandra node on {} ready in {:.1?}",
+        node.contact_point(),
+        node.started_in()
+    );
+    node
+}
+
+pub async fn writer(node: &CassandraInstance) -> CassandraWriter {
+    CassandraWriter::connect(&[node.contact_point()])
+        .await
+        .unwrap_or_else(|e| panic!("connect: {}", scalardb_verify::scan::error_chain(&e)))
+}
+
+pub async fn run_cql(writer: &CassandraWriter, cql: &str) {
+    writer
+        .execute_script(cql)
+        .await
+        .unwrap_or_else(|e| panic!("{}", scalardb_verify::scan::error_chain(&e)));
+}
+
+/// Drops the fixtures' keyspaces, so the next state loads into an empty node.
+pub async fn reset(writer: &CassandraWriter) {
+    for keyspace in ["bank", "ledger", "coordinator", "scalardb"] {
+        run_cql(writer, &format!("DROP KEYSPACE IF EXISTS \"{keyspace}\";")).await;
+    }
+}
+
+pub async fn load_state(writer: &CassandraWriter, state: &str) {
+    reset(writer).await;
+    let cql = std::fs::read_to_string(fixture(state).join("cassandra.cql")).unwrap_or_else(|e| {
+        panic!("read fixtures/bank/{state}/cassandra.cql ({e}); run scripts/gen-fixtures")
+    });
+    run_cql(writer, &cql).await;
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}); exit {}; stdout:\n{}\nstderr:\n{}",
+                self.code, self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `scan TARGET --format json --quiet` on a blocking thread.
+pub async fn scan_json(target: &str) -> Run {
+    let target = target.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(BIN)
+            .args(["scan", &target, "--format", "json", "--quiet"])
+            .output()
+            .expect("run scalardb-verify");
+        Run {
+            code: output.status.code().expect("exited normally"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+pub fn expected(state: &str) -> Value {
+    let text =
+        std::fs::read_to_string(fixture(state).join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json parses")
+}
+
+pub fn expected_code(state: &str) -> i32 {
+    match std::fs::read_to_string(fixture(state).join("verdict"))
+        .unwrap()
+        .trim()
+    {
+        "consistent" | "recoverable" => 0,
+        "inconsistent" => 1,
+        other => panic!("unexpected verdict {other}"),
+    }
+}
+
+pub fn normalized(mut report: Value) -> Value {
+    report["target"] = Value::String("<target>".into());
+    report
+}
+
+pub fn assert_same_report(actual: &Value, expected: &Value, context: &str) {
+    if actual != expected {
+        panic!(
+            "{context}: report differs from the expected one\n--- expected\n{}\n--- actual\n{}",
+            serde_json::to_string_pretty(expected).unwrap(),
+            serde_json::to_string_pretty(actual).unwrap()
+        );
+    }
+}
+
+pub fn codes(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_owned())
+        .collect()
+}
