@@ -14,8 +14,13 @@
 //!   `scripts/install-cassandra` fetches, on a free port of a loopback address.
 
 pub mod cassandra;
+pub mod docker;
 pub mod local;
 
+pub use docker::{
+    DockerInstance, DockerOptions, DockerRuntimeError, ExecOutput, LabelledContainer,
+    docker_available, labelled_containers, sweep_containers,
+};
 pub use local::{
     Engine, LocalInstance, LocalOptions, LocalRuntimeError, SweepScope, SweptInstance, sweep,
     sweep_in, sweep_leftovers,

@@ -1,0 +1,1002 @@
+//! Disposable PostgreSQL and MySQL/MariaDB servers in Docker containers.
+//!
+//! A [`DockerInstance`] owns one container, started from an official image (`postgres:16`,
+//! `mysql:8.4`) or any image with the same contract, on the host's network: the server
+//! listens on a free loopback port we chose and passed as an argument, with durability off.
+//! Loading runs the image's own client (`psql`, `mysql`/`mariadb`) inside the container,
+//! with the host file streamed to its stdin, so the host needs nothing but the engine.
+//! Every container is labelled (`scalardb-verify.tool`, `.run-id`, `.engine`); teardown is
+//! explicit ([`DockerInstance::stop`]), `Drop` removes as a fallback, and
+//! [`sweep_containers`] removes what a killed run left.
+//!
+//! This is the only module that talks to the Docker engine, and only through
+//! [`client`]. It must not touch containers it did not label, publish ports beyond
+//! loopback, or interpret the data it holds. The engine must run on this host (host
+//! networking on Linux): the server is reached at 127.0.0.1.
+//!
+//! - `client`: the bollard facade, one error variant per engine operation.
+//! - `spec`: each engine's image contract (environment, server arguments, client command).
+//! - `archive`: host files as a streamed tar, for [`DockerInstance::copy_into`].
+
+mod archive;
+mod client;
+mod spec;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use tokio::time::Instant;
+
+pub use self::client::EngineError;
+use self::client::{Client, ContainerSpec, ExecRequest};
+use super::Engine;
+
+/// Label keys every container of this tool carries.
+pub const LABEL_TOOL: &str = "scalardb-verify.tool";
+pub const LABEL_RUN_ID: &str = "scalardb-verify.run-id";
+pub const LABEL_ENGINE: &str = "scalardb-verify.engine";
+pub const LABEL_PORT: &str = "scalardb-verify.port";
+pub const LABEL_CREATED_AT: &str = "scalardb-verify.created-at";
+/// The value of [`LABEL_TOOL`].
+pub const TOOL: &str = "scalardb-verify";
+
+/// How long `docker_available` and connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many free ports to try when another process takes ours before the server binds it.
+const PORT_ATTEMPTS: u32 = 5;
+/// How long one readiness probe may take before it is abandoned and retried.
+const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// With no ready line in the log (an unfamiliar image), a server counts as ready once it has
+/// answered probes this far apart without restarting in between.
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
+/// How long the `Drop` fallback may spend removing the container.
+const DROP_REMOVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How many log lines an error carries.
+const LOG_TAIL_LINES: usize = 40;
+/// How much of a client's stderr an error carries.
+const STDERR_TAIL_BYTES: usize = 64 * 1024;
+/// How much of each output stream [`DockerInstance::exec`] keeps (the end of it).
+const EXEC_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
+/// Where [`DockerInstance::copy_into`] puts uploads inside the container.
+const UPLOAD_PARENT: &str = "/tmp";
+
+/// How to start a container.
+#[derive(Clone)]
+pub struct DockerOptions {
+    /// `None`: `postgres:16` for PostgreSQL, `mysql:8.4` for the MySQL family. Any image
+    /// with the official images' contract works (environment, extra server arguments as
+    /// the command, the engine's client inside). A missing image is pulled first, outside
+    /// the startup timeout.
+    pub image: Option<String>,
+    /// Labels the container, so `sweep_containers(Some(run_id))` finds it.
+    pub run_id: String,
+    /// Covers creating and starting the container and waiting until the server answers.
+    pub startup_timeout: Duration,
+    /// The superuser's password (`postgres`, `root`). `None`: PostgreSQL trusts every
+    /// connection, and MySQL's root has an empty password.
+    pub superuser_password: Option<String>,
+}
+
+impl DockerOptions {
+    /// The default image, a 120-second startup timeout (a first start initializes the data
+    /// directory), and no password.
+    pub fn new(run_id: impl Into<String>) -> Self {
+        Self {
+            image: None,
+            run_id: run_id.into(),
+            startup_timeout: Duration::from_secs(120),
+            superuser_password: None,
+        }
+    }
+}
+
+impl fmt::Debug for DockerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerOptions")
+            .field("image", &self.image)
+            .field("run_id", &self.run_id)
+            .field("startup_timeout", &self.startup_timeout)
+            .field(
+                "superuser_password",
+                &self.superuser_password.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// What went wrong in the docker runtime: one variant per engine operation, then the
+/// database-level failures. Messages read after "failed to".
+#[derive(Debug, thiserror::Error)]
+pub enum DockerRuntimeError {
+    #[error("connect to the Docker engine at {host}")]
+    Connect {
+        host: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error(
+        "reach the Docker engine at {host} within {timeout:?} (is it running? scripts/install-docker starts one)"
+    )]
+    Unreachable {
+        host: String,
+        timeout: Duration,
+        #[source]
+        source: Option<EngineError>,
+    },
+    #[error("inspect the image {image}")]
+    InspectImage {
+        image: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error(
+        "pull the image {image}, which is not present locally (scripts/build-test-images builds the test images)"
+    )]
+    PullImage {
+        image: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("reserve a free port on 127.0.0.1")]
+    FreePort {
+        #[source]
+        source: io::Error,
+    },
+    #[error("create the container {name} from {image}")]
+    CreateContainer {
+        image: String,
+        name: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("start the container {container}")]
+    StartContainer {
+        container: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("inspect the container {container}")]
+    InspectContainer {
+        container: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("read the log of the container {container}")]
+    ContainerLogs {
+        container: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("create an exec of `{command}` in the container {container}")]
+    CreateExec {
+        container: String,
+        command: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("run `{command}` in the container {container}")]
+    Exec {
+        container: String,
+        command: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("feed the input of `{command}` in the container {container}")]
+    ExecInput {
+        container: String,
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("get the exit code of `{command}` in the container {container}")]
+    InspectExec {
+        container: String,
+        command: String,
+        #[source]
+        source: Option<EngineError>,
+    },
+    #[error("upload into {dir} in the container {container}")]
+    Upload {
+        container: String,
+        dir: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("remove the container {container}")]
+    RemoveContainer {
+        container: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("list the containers labelled {LABEL_TOOL}={TOOL}")]
+    ListContainers {
+        #[source]
+        source: EngineError,
+    },
+    #[error("{what} for {engine} from {image} within {timeout:?}")]
+    Timeout {
+        engine: Engine,
+        image: String,
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error(
+        "start {engine} in the container {container}: it exited during startup ({status}); its log ends with:\n{log_tail}"
+    )]
+    Exited {
+        engine: Engine,
+        container: String,
+        status: String,
+        log_tail: String,
+    },
+    #[error(
+        "get {engine} in the container {container} to answer on port {port} within {timeout:?}; its log ends with:\n{log_tail}"
+    )]
+    NotReady {
+        engine: Engine,
+        container: String,
+        port: u16,
+        timeout: Duration,
+        log_tail: String,
+    },
+    #[error("probe {engine} on port {port}")]
+    Probe {
+        engine: Engine,
+        port: u16,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("read {}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("archive {} for the container {container}", path.display())]
+    Archive {
+        path: PathBuf,
+        container: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("load {} into {engine} in the container {container} (exit code {exit_code}):\n{stderr}", path.display())]
+    LoadSql {
+        engine: Engine,
+        container: String,
+        path: PathBuf,
+        database: Option<String>,
+        exit_code: i64,
+        stderr: String,
+    },
+    #[error(
+        "execute sql on {engine} in the container {container} (exit code {exit_code}):\n{stderr}"
+    )]
+    ExecuteSql {
+        engine: Engine,
+        container: String,
+        database: Option<String>,
+        exit_code: i64,
+        stderr: String,
+    },
+    #[error("restore {} with pg_restore in the container {container} (exit code {exit_code}):\n{stderr}", path.display())]
+    PgRestore {
+        container: String,
+        path: PathBuf,
+        database: String,
+        exit_code: i64,
+        stderr: String,
+    },
+}
+
+/// What a command run with [`DockerInstance::exec`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    /// At most the last 16 MiB, decoded lossily.
+    pub stdout: String,
+    /// At most the last 16 MiB, decoded lossily.
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.exit_code == 0
+    }
+}
+
+/// A container of this tool, as listed by [`labelled_containers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledContainer {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// `running`, `exited`, ...
+    pub state: Option<String>,
+    pub run_id: Option<String>,
+    pub engine: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// A database server running in a container on the host's network, at 127.0.0.1.
+///
+/// Call [`stop`](Self::stop) when done; dropping it instead removes the container on a
+/// helper thread, blocking the dropping thread for up to 15 s.
+pub struct DockerInstance {
+    client: Client,
+    engine: Engine,
+    image: String,
+    container_id: String,
+    name: String,
+    port: u16,
+    password: Option<String>,
+    removed: bool,
+    uploads: AtomicU64,
+}
+
+impl fmt::Debug for DockerInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerInstance")
+            .field("engine", &self.engine)
+            .field("image", &self.image)
+            .field("container_id", &self.container_id)
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("removed", &self.removed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one attempt to bring the server up failed.
+enum StartFailure {
+    /// Someone else bound the port first; another port may work.
+    PortTaken(DockerRuntimeError),
+    Fatal(DockerRuntimeError),
+}
+
+impl DockerInstance {
+    /// Starts a labelled container of `opts.image` (pulling it first if missing) with the
+    /// server on a free loopback port, and waits until it answers `SELECT 1` from this host
+    /// and its log says it is ready, within `opts.startup_timeout`. If the container exits
+    /// during startup, fails at once with the end of its log; the container is removed on
+    /// every failure.
+    pub async fn start(engine: Engine, opts: &DockerOptions) -> Result<Self, DockerRuntimeError> {
+        let client = Client::connect(CONNECT_TIMEOUT).await?;
+        let image = opts
+            .image
+            .clone()
+            .unwrap_or_else(|| spec::default_image(engine).to_owned());
+        if !client.image_exists(&image).await? {
+            client.pull(&image).await?;
+        }
+
+        let deadline = Instant::now() + opts.startup_timeout;
+        let mut attempt = 1;
+        loop {
+            let port = free_port()?;
+            let spec = container_spec(engine, &image, port, opts);
+            let container_id = tokio::time::timeout_at(deadline, client.create_container(&spec))
+                .await
+                .map_err(|_elapsed| DockerRuntimeError::Timeout {
+                    engine,
+                    image: image.clone(),
+                    what: "create a container",
+                    timeout: opts.startup_timeout,
+                })??;
+            // From here on, an early return drops `instance`, which removes the container.
+            let instance = Self {
+                client: client.clone(),
+                engine,
+                image: image.clone(),
+                container_id,
+                name: spec.name,
+                port,
+                password: opts.superuser_password.clone(),
+                removed: false,
+                uploads: AtomicU64::new(0),
+            };
+            let failure = match instance
+                .client
+                .start_container(&instance.container_id)
+                .await
+            {
+                Ok(()) => match instance.wait_ready(deadline, opts.startup_timeout).await {
+                    Ok(()) => return Ok(instance),
+                    Err(failure) => failure,
+                },
+                Err(e) => StartFailure::Fatal(e),
+            };
+            // Removed before retrying or failing, so a retry never finds a stale container.
+            let removed = instance.stop().await;
+            match failure {
+                StartFailure::PortTaken(_) if attempt < PORT_ATTEMPTS => {
+                    removed?;
+                    attempt += 1;
+                }
+                StartFailure::PortTaken(e) | StartFailure::Fatal(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The sqlx URL of the superuser on the default database, e.g.
+    /// `postgres://postgres:PW@127.0.0.1:PORT/postgres` or `mysql://root@127.0.0.1:PORT/mysql`.
+    pub fn url(&self) -> String {
+        self.url_for(self.engine.default_database())
+    }
+
+    /// The sqlx URL of the superuser on `database`.
+    pub fn url_for(&self, database: &str) -> String {
+        let scheme = match self.engine {
+            Engine::Postgres => "postgres",
+            Engine::MariaDb => "mysql",
+        };
+        let mut url = url::Url::parse(&format!("{scheme}://127.0.0.1:{}/", self.port))
+            .expect("a scheme, an IPv4 address and a port always make a valid URL");
+        // Neither can fail on a URL with a host.
+        let _ = url.set_username(self.engine.superuser());
+        let _ = url.set_password(self.password.as_deref());
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push(database);
+        }
+        url.into()
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The port the server listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    pub fn container_name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// Runs the SQL file at `path` with the image's own client (`psql`, `mariadb` or
+    /// `mysql`) inside the container as the superuser, streaming the file to its stdin and
+    /// stopping at the first error. `database: None` means `postgres` on PostgreSQL and no
+    /// database selected on MySQL and MariaDB (so a dump's own `USE` applies).
+    pub async fn load_sql_file(
+        &self,
+        path: &Path,
+        database: Option<&str>,
+    ) -> Result<(), DockerRuntimeError> {
+        let file =
+            tokio::fs::File::open(path)
+                .await
+                .map_err(|source| DockerRuntimeError::ReadFile {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        let result = self.run_sql_client(database, Box::new(file)).await?;
+        if result.exit_code == 0 {
+            return Ok(());
+        }
+        Err(DockerRuntimeError::LoadSql {
+            engine: self.engine,
+            container: self.name.clone(),
+            path: path.to_path_buf(),
+            database: database.map(str::to_owned),
+            exit_code: result.exit_code,
+            stderr: tail_lines(&String::from_utf8_lossy(&result.stderr)),
+        })
+    }
+
+    /// Runs `sql` (any number of statements) with the image's own client: `execute_sql_in(None,
+    /// sql)`.
+    pub async fn execute_sql(&self, sql: &str) -> Result<(), DockerRuntimeError> {
+        self.execute_sql_in(None, sql).await
+    }
+
+    /// Runs `sql` with the image's own client in `database`, as
+    /// [`load_sql_file`](Self::load_sql_file) runs a file.
+    pub async fn execute_sql_in(
+        &self,
+        database: Option<&str>,
+        sql: &str,
+    ) -> Result<(), DockerRuntimeError> {
+        let result = self
+            .run_sql_client(database, Box::new(sql.as_bytes()))
+            .await?;
+        if result.exit_code == 0 {
+            return Ok(());
+        }
+        Err(DockerRuntimeError::ExecuteSql {
+            engine: self.engine,
+            container: self.name.clone(),
+            database: database.map(str::to_owned),
+            exit_code: result.exit_code,
+            stderr: tail_lines(&String::from_utf8_lossy(&result.stderr)),
+        })
+    }
+
+    /// Runs `cmd` inside the container as its image's default user and waits for it. The
+    /// engine's tools reach the server with no flags: `PGHOST`, `PGPORT`, `PGUSER` and
+    /// `PGPASSWORD` are set for PostgreSQL, `MYSQL_HOST`, `MYSQL_TCP_PORT` and `MYSQL_PWD` for
+    /// MySQL and MariaDB. A non-zero exit code is an `Ok` result, for the caller to judge.
+    pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerRuntimeError> {
+        let result = self
+            .client
+            .exec(
+                &self.container_id,
+                ExecRequest {
+                    cmd: cmd.iter().map(|&arg| arg.to_owned()).collect(),
+                    env: self.client_env(),
+                    stdin: None,
+                    limit: EXEC_OUTPUT_LIMIT,
+                },
+            )
+            .await?;
+        Ok(ExecOutput {
+            exit_code: result.exit_code,
+            stdout: String::from_utf8_lossy(&result.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
+        })
+    }
+
+    /// Uploads the file or directory at `host_path` into a fresh directory of the container
+    /// (under `/tmp`, readable by every user there), returning its path inside the
+    /// container: `/tmp/scalardb-verify-upload-N/<file name>`. Streams: a large archive is
+    /// never held in memory.
+    pub async fn copy_into(&self, host_path: &Path) -> Result<String, DockerRuntimeError> {
+        let read_error = |source| DockerRuntimeError::ReadFile {
+            path: host_path.to_path_buf(),
+            source,
+        };
+        tokio::fs::metadata(host_path).await.map_err(read_error)?;
+        let name = host_path
+            .file_name()
+            .map_or_else(|| "upload".to_owned(), |n| n.to_string_lossy().into_owned());
+        let top = format!(
+            "scalardb-verify-upload-{}",
+            self.uploads.fetch_add(1, Ordering::Relaxed)
+        );
+        let (tar, builder) =
+            archive::tar_stream(host_path.to_path_buf(), top.clone(), name.clone());
+        let uploaded = self
+            .client
+            .upload(&self.container_id, UPLOAD_PARENT, tar)
+            .await;
+        let archive_error = |source| DockerRuntimeError::Archive {
+            path: host_path.to_path_buf(),
+            container: self.name.clone(),
+            source,
+        };
+        // The archive's own error first: an upload cut short by it only says "ended early".
+        builder
+            .await
+            .map_err(|e| archive_error(io::Error::other(e)))?
+            .map_err(archive_error)?;
+        uploaded?;
+        Ok(format!("{UPLOAD_PARENT}/{top}/{name}"))
+    }
+
+    /// Restores a `pg_dump` custom, directory or tar archive into `database` with the
+    /// image's own `pg_restore`, `jobs` at a time (give 1 for a tar archive), without owners
+    /// or privileges, whose roles a disposable instance does not have. The archive is
+    /// uploaded first and removed from the container afterwards.
+    pub async fn pg_restore(
+        &self,
+        archive: &Path,
+        database: &str,
+        jobs: usize,
+    ) -> Result<(), DockerRuntimeError> {
+        let inside = self.copy_into(archive).await?;
+        let jobs = format!("--jobs={}", jobs.max(1));
+        let dbname = format!("--dbname={database}");
+        let restored = self
+            .exec(&[
+                "pg_restore",
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "-w",
+                &jobs,
+                &dbname,
+                &inside,
+            ])
+            .await;
+        if let Some(dir) = Path::new(&inside).parent().and_then(Path::to_str) {
+            // Best effort: the container and its files go at `stop` anyway.
+            let _ = self.exec(&["rm", "-rf", dir]).await;
+        }
+        let restored = restored?;
+        if restored.success() {
+            return Ok(());
+        }
+        Err(DockerRuntimeError::PgRestore {
+            container: self.name.clone(),
+            path: archive.to_path_buf(),
+            database: database.to_owned(),
+            exit_code: restored.exit_code,
+            stderr: tail_lines(&restored.stderr),
+        })
+    }
+
+    /// The last lines of the container's log (the server's output).
+    pub async fn log_tail(&self, lines: usize) -> Result<String, DockerRuntimeError> {
+        self.client.logs_tail(&self.container_id, lines).await
+    }
+
+    /// Kills the container and removes it with its anonymous volumes. The data is
+    /// disposable, so there is no clean shutdown to wait for.
+    pub async fn stop(mut self) -> Result<(), DockerRuntimeError> {
+        self.client.remove_container(&self.container_id).await?;
+        self.removed = true;
+        Ok(())
+    }
+
+    /// Probes the server until it answers `SELECT 1` and its log says it is ready, it
+    /// exits, or the deadline passes.
+    async fn wait_ready(&self, deadline: Instant, timeout: Duration) -> Result<(), StartFailure> {
+        let fatal = StartFailure::Fatal;
+        let mut pause = Duration::from_millis(20);
+        let mut answering_since: Option<Instant> = None;
+        loop {
+            let state = self
+                .client
+                .container_state(&self.container_id)
+                .await
+                .map_err(fatal)?;
+            if !state.running {
+                let log_tail = self.log_tail_or_note().await;
+                let port_taken = log_tail.contains("Address already in use");
+                let status = match state.exit_code {
+                    Some(code) => format!("{}, exit code {code}", state.status),
+                    None => state.status,
+                };
+                let error = DockerRuntimeError::Exited {
+                    engine: self.engine,
+                    container: self.name.clone(),
+                    status,
+                    log_tail,
+                };
+                return Err(if port_taken {
+                    StartFailure::PortTaken(error)
+                } else {
+                    StartFailure::Fatal(error)
+                });
+            }
+            // Capped per attempt, so one connection stuck half-open does not use up the
+            // whole deadline.
+            let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
+            match tokio::time::timeout_at(attempt_deadline, self.probe()).await {
+                Ok(Ok(())) => {
+                    let now = Instant::now();
+                    let since = *answering_since.get_or_insert(now);
+                    if now - since >= CONFIRM_AFTER || self.log_says_ready().await.map_err(fatal)? {
+                        return Ok(());
+                    }
+                }
+                // A server that answered and then stopped answering is restarting.
+                Ok(Err(e)) if is_transient(&e) => answering_since = None,
+                Ok(Err(source)) => {
+                    return Err(fatal(DockerRuntimeError::Probe {
+                        engine: self.engine,
+                        port: self.port,
+                        source,
+                    }));
+                }
+                Err(_elapsed) => answering_since = None,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(fatal(DockerRuntimeError::NotReady {
+                    engine: self.engine,
+                    container: self.name.clone(),
+                    port: self.port,
+                    timeout,
+                    log_tail: self.log_tail_or_note().await,
+                }));
+            }
+            // A short backoff between probes, not a guess at how long startup takes.
+            tokio::time::sleep_until((now + pause).min(deadline)).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    async fn probe(&self) -> Result<(), sqlx::Error> {
+        let url = self.url();
+        match self.engine {
+            Engine::Postgres => {
+                let mut conn = sqlx::postgres::PgConnection::connect(&url).await?;
+                sqlx::query("SELECT 1").execute(&mut conn).await?;
+                conn.close().await
+            }
+            Engine::MariaDb => {
+                let mut conn = sqlx::mysql::MySqlConnection::connect(&url).await?;
+                sqlx::query("SELECT 1").execute(&mut conn).await?;
+                conn.close().await
+            }
+        }
+    }
+
+    async fn log_says_ready(&self) -> Result<bool, DockerRuntimeError> {
+        let log = self.client.logs_tail(&self.container_id, 200).await?;
+        Ok(log.contains(spec::ready_line(self.engine)))
+    }
+
+    async fn log_tail_or_note(&self) -> String {
+        match self
+            .client
+            .logs_tail(&self.container_id, LOG_TAIL_LINES)
+            .await
+        {
+            Ok(log) => log.trim_end().to_owned(),
+            Err(e) => format!("(no log: {e})"),
+        }
+    }
+
+    fn client_env(&self) -> Vec<String> {
+        spec::client_env(self.engine, self.port, self.password.as_deref())
+    }
+
+    async fn run_sql_client(
+        &self,
+        database: Option<&str>,
+        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin + '_>,
+    ) -> Result<client::ExecResult, DockerRuntimeError> {
+        self.client
+            .exec(
+                &self.container_id,
+                ExecRequest {
+                    cmd: spec::sql_client(self.engine, self.port, database),
+                    env: self.client_env(),
+                    stdin: Some(stdin),
+                    limit: STDERR_TAIL_BYTES,
+                },
+            )
+            .await
+    }
+}
+
+impl Drop for DockerInstance {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        // A fresh client on a fresh runtime in its own thread: the instance may be dropped
+        // inside an async context (where blocking on this one's runtime would deadlock) or
+        // while that runtime shuts down (where a spawned task would never run).
+        let id = self.container_id.clone();
+        let remover = std::thread::Builder::new()
+            .name("scalardb-verify-docker-drop".to_owned())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async {
+                    let _ = tokio::time::timeout(DROP_REMOVE_TIMEOUT, async {
+                        let client = Client::connect(CONNECT_TIMEOUT).await?;
+                        client.remove_container(&id).await
+                    })
+                    .await;
+                });
+            });
+        if let Ok(remover) = remover {
+            // A panic in the helper is ignored: Drop must not panic.
+            let _ = remover.join();
+        }
+    }
+}
+
+/// Whether a Docker engine answers at `DOCKER_HOST` (or `/var/run/docker.sock`) within
+/// about two seconds: for `--runtime auto`.
+pub async fn docker_available() -> bool {
+    let ping = async {
+        match Client::connect(CONNECT_TIMEOUT).await {
+            Ok(client) => client.ping(CONNECT_TIMEOUT).await,
+            Err(_) => false,
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, ping)
+        .await
+        .unwrap_or(false)
+}
+
+/// Every container labelled by this tool, running or not; with `run_id`, only that run's.
+pub async fn labelled_containers(
+    run_id: Option<&str>,
+) -> Result<Vec<LabelledContainer>, DockerRuntimeError> {
+    let client = Client::connect(CONNECT_TIMEOUT).await?;
+    let listed = client.list_labelled(&label_filter(run_id)).await?;
+    Ok(listed
+        .into_iter()
+        .map(|c| LabelledContainer {
+            run_id: c.labels.get(LABEL_RUN_ID).cloned(),
+            engine: c.labels.get(LABEL_ENGINE).cloned(),
+            port: c.labels.get(LABEL_PORT).and_then(|p| p.parse().ok()),
+            id: c.id,
+            name: c.name,
+            image: c.image,
+            state: c.state,
+        })
+        .collect())
+}
+
+/// Removes (kills first if running) every container labelled by this tool, with its
+/// anonymous volumes; with `run_id`, only that run's. Returns the ids of the containers it
+/// removed (not those a concurrent removal got to first).
+///
+/// With `None` this includes the containers of runs still going, so it is for when none is:
+/// after a killed run, or in CI. A run cleaning up after itself passes its own id.
+pub async fn sweep_containers(run_id: Option<&str>) -> Result<Vec<String>, DockerRuntimeError> {
+    let client = Client::connect(CONNECT_TIMEOUT).await?;
+    let listed = client.list_labelled(&label_filter(run_id)).await?;
+    let mut removed = Vec::new();
+    for container in listed {
+        // The engine filtered on the labels; checked again so that a filter the engine
+        // ignored can never widen a sweep to containers that are not ours.
+        if container.labels.get(LABEL_TOOL).map(String::as_str) != Some(TOOL) {
+            continue;
+        }
+        if run_id
+            .is_some_and(|id| container.labels.get(LABEL_RUN_ID).map(String::as_str) != Some(id))
+        {
+            continue;
+        }
+        if client.remove_container(&container.id).await? {
+            removed.push(container.id);
+        }
+    }
+    Ok(removed)
+}
+
+fn label_filter(run_id: Option<&str>) -> Vec<String> {
+    let mut labels = vec![format!("{LABEL_TOOL}={TOOL}")];
+    if let Some(run_id) = run_id {
+        labels.push(format!("{LABEL_RUN_ID}={run_id}"));
+    }
+    labels
+}
+
+fn container_spec(engine: Engine, image: &str, port: u16, opts: &DockerOptions) -> ContainerSpec {
+    let labels = HashMap::from([
+        (LABEL_TOOL.to_owned(), TOOL.to_owned()),
+        (LABEL_RUN_ID.to_owned(), opts.run_id.clone()),
+        (LABEL_ENGINE.to_owned(), engine.to_string()),
+        (LABEL_PORT.to_owned(), port.to_string()),
+        (
+            LABEL_CREATED_AT.to_owned(),
+            jiff::Timestamp::now().to_string(),
+        ),
+    ]);
+    ContainerSpec {
+        name: container_name(&opts.run_id, engine, port),
+        image: image.to_owned(),
+        cmd: spec::server_args(engine, port),
+        env: spec::server_env(engine, opts.superuser_password.as_deref()),
+        labels,
+        stop_signal: spec::stop_signal(engine).map(str::to_owned),
+    }
+}
+
+/// `scalardb-verify-<run id>-<engine>-<port>-<unique>`: readable in `docker ps`, unique
+/// within this process and, through the pid, across processes.
+fn container_name(run_id: &str, engine: Engine, port: u16) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let safe: String = run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!(
+        "{TOOL}-{safe}-{engine}-{port}-{:x}{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A port on 127.0.0.1 that was free a moment ago. Another process may take it before the
+/// server binds it; `start` then retries with another.
+fn free_port() -> Result<u16, DockerRuntimeError> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|source| DockerRuntimeError::FreePort { source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| DockerRuntimeError::FreePort { source })?
+        .port();
+    Ok(port)
+}
+
+/// Errors a starting server gives before it accepts queries.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        // Connection refused until the server listens; reset if it stops accepting.
+        sqlx::Error::Io(_) => true,
+        // 57P03: PostgreSQL accepts connections while still starting up, and says so.
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
+/// The last lines of `text`, for an error message.
+fn tail_lines(text: &str) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+    lines[start..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_are_valid_and_unique() {
+        let a = container_name("run 1/é", Engine::Postgres, 5432);
+        let b = container_name("run 1/é", Engine::Postgres, 5432);
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("scalardb-verify-run_1__-postgres-5432-"),
+            "{a}"
+        );
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        );
+    }
+
+    #[test]
+    fn every_container_is_labelled_with_tool_run_and_engine() {
+        let spec = container_spec(
+            Engine::MariaDb,
+            "mysql:8.4",
+            4000,
+            &DockerOptions::new("r1"),
+        );
+        assert_eq!(spec.labels[LABEL_TOOL], TOOL);
+        assert_eq!(spec.labels[LABEL_RUN_ID], "r1");
+        assert_eq!(spec.labels[LABEL_ENGINE], "mariadb");
+        assert_eq!(spec.labels[LABEL_PORT], "4000");
+    }
+
+    #[test]
+    fn sweep_filters_on_the_tool_and_the_run() {
+        assert_eq!(label_filter(None), ["scalardb-verify.tool=scalardb-verify"]);
+        assert_eq!(
+            label_filter(Some("r")),
+            [
+                "scalardb-verify.tool=scalardb-verify",
+                "scalardb-verify.run-id=r"
+            ]
+        );
+    }
+
+    #[test]
+    fn options_debug_hides_the_password() {
+        let mut opts = DockerOptions::new("r");
+        opts.superuser_password = Some("hunter2".into());
+        assert!(!format!("{opts:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn instances_and_errors_can_move_between_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<DockerInstance>();
+        send_sync::<DockerRuntimeError>();
+    }
+}

@@ -1,0 +1,185 @@
+//! Host files and directories as a tar stream, for uploading into a container.
+//!
+//! The archive is built on a blocking thread and streamed in chunks, so an upload of a
+//! multi-gigabyte `pg_dump` directory never sits in memory. Owners and times are left out
+//! (every entry belongs to root and is readable by all), so any user in the container can
+//! read what was uploaded.
+//!
+//! This module must not talk to the engine; it only produces bytes.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::mpsc;
+
+/// The size of one streamed chunk.
+const CHUNK: usize = 256 * 1024;
+/// Chunks built ahead of the upload.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// A tar archive of `source` under `top/name`, where `top` is a fresh directory.
+///
+/// Returns the byte stream and a handle on the builder's result: when the stream ends early
+/// or with an error, the handle says why (a file that could not be read, say).
+pub(super) fn tar_stream(
+    source: PathBuf,
+    top: String,
+    name: String,
+) -> (
+    impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+    tokio::task::JoinHandle<io::Result<()>>,
+) {
+    let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let builder = tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter {
+            sender,
+            buffer: Vec::with_capacity(CHUNK),
+        };
+        let result = write_archive(&mut writer, &source, &top, &name);
+        match &result {
+            Ok(()) => writer.flush_chunk(),
+            // Ends the stream with the error, so the engine never unpacks half an archive
+            // as if it were all of it.
+            Err(e) => {
+                let _ = writer
+                    .sender
+                    .blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
+                Ok(())
+            }
+        }
+        .and(result)
+    });
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    (stream, builder)
+}
+
+fn write_archive(
+    writer: &mut ChannelWriter,
+    source: &Path,
+    top: &str,
+    name: &str,
+) -> io::Result<()> {
+    let mut builder = tar::Builder::new(writer);
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder.follow_symlinks(true);
+
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    builder.append_data(&mut header, format!("{top}/"), io::empty())?;
+
+    let path_in_archive = format!("{top}/{name}");
+    if std::fs::metadata(source)?.is_dir() {
+        builder.append_dir_all(&path_in_archive, source)?;
+    } else {
+        builder.append_path_with_name(source, &path_in_archive)?;
+    }
+    builder.into_inner()?.flush()
+}
+
+/// Sends what is written to it down a channel, a chunk at a time.
+struct ChannelWriter {
+    sender: mpsc::Sender<Result<Bytes, io::Error>>,
+    buffer: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.sender
+            .blocking_send(Ok(Bytes::from(chunk)))
+            // The upload stopped reading: it failed, and says why.
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload ended early"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_chunk()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt as _;
+
+    use super::*;
+
+    async fn entries(source: PathBuf) -> Vec<(String, u32, Vec<u8>)> {
+        let (stream, builder) = tar_stream(source, "top".into(), "name".into());
+        let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
+        builder.await.unwrap().unwrap();
+        let bytes: Vec<u8> = chunks.concat();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut out = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mode = entry.header().mode().unwrap();
+            let mut data = Vec::new();
+            io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            out.push((path, mode, data));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_file_lands_under_a_fresh_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dump.custom");
+        let data: Vec<u8> = (0..CHUNK * 3 + 17)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        std::fs::write(&file, &data).unwrap();
+        let entries = entries(file).await;
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].0, "top/");
+        assert_eq!(entries[1].0, "top/name");
+        assert_eq!(entries[1].1 & 0o444, 0o444, "readable by all");
+        assert_eq!(entries[1].2, data);
+    }
+
+    #[tokio::test]
+    async fn a_directory_is_archived_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("toc.dat"), b"toc").unwrap();
+        std::fs::write(dir.path().join("sub/3001.dat"), b"rows").unwrap();
+        let mut names: Vec<String> = entries(dir.path().to_owned())
+            .await
+            .into_iter()
+            .map(|(path, _, _)| path)
+            .collect();
+        names.sort();
+        assert!(names.contains(&"top/name/toc.dat".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"top/name/sub/3001.dat".to_owned()),
+            "{names:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_source_ends_the_stream_with_an_error() {
+        let (stream, builder) = tar_stream("/nonexistent/x".into(), "top".into(), "n".into());
+        let collected: Result<Vec<Bytes>, io::Error> = stream.try_collect().await;
+        assert!(collected.is_err());
+        let built = builder.await.unwrap();
+        assert_eq!(built.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,487 @@
+//! The docker runtime against a real Docker engine and real containers: start, load through
+//! the in-container client, query from the host, restore a `pg_dump -Fc` archive with
+//! `pg_restore` inside, stop; and that nothing is left behind by `stop`, by `Drop`, or by
+//! a run that never cleaned up (the sweep).
+//!
+//! The images are the local test images (`scripts/build-test-images`), passed explicitly;
+//! `SCALARDB_VERIFY_TEST_PG_IMAGE` and `SCALARDB_VERIFY_TEST_MYSQL_IMAGE` override them
+//! (e.g. with the official `postgres:16` and `mysql:8.4` where a registry is reachable).
+//!
+//! No test skips when the engine or an image is missing: it fails, saying to run
+//! `scripts/install-docker` and `scripts/build-test-images`. The `docker` command line is
+//! the independent witness that a container is gone.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use scalardb_verify::runtime::{
+    DockerInstance, DockerOptions, DockerRuntimeError, Engine, docker_available,
+    labelled_containers, sweep_containers,
+};
+use sqlx::Connection as _;
+use sqlx::mysql::MySqlConnection;
+use sqlx::postgres::PgConnection;
+
+const PG_IMAGE: &str = "scalardb-verify-test/postgres:15";
+const MYSQL_IMAGE: &str = "scalardb-verify-test/mariadb:10.11";
+const SETUP_HINT: &str = "run scripts/install-docker (starts an engine) and \
+                          scripts/build-test-images (builds the test images)";
+
+fn image(engine: Engine) -> String {
+    let (var, default) = match engine {
+        Engine::Postgres => ("SCALARDB_VERIFY_TEST_PG_IMAGE", PG_IMAGE),
+        Engine::MariaDb => ("SCALARDB_VERIFY_TEST_MYSQL_IMAGE", MYSQL_IMAGE),
+    };
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+fn options(test: &str, engine: Engine, password: Option<&str>) -> DockerOptions {
+    let mut options = DockerOptions::new(format!("t-{test}-{}", std::process::id()));
+    options.image = Some(image(engine));
+    options.startup_timeout = Duration::from_secs(120);
+    options.superuser_password = password.map(str::to_owned);
+    options
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!("\ncaused by: {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+async fn require_engine() {
+    assert!(
+        docker_available().await,
+        "no Docker engine answers at DOCKER_HOST or /var/run/docker.sock; {SETUP_HINT}"
+    );
+}
+
+async fn start(engine: Engine, options: &DockerOptions) -> DockerInstance {
+    require_engine().await;
+    let started = Instant::now();
+    let instance = DockerInstance::start(engine, options)
+        .await
+        .unwrap_or_else(|e| panic!("failed to {}\n({SETUP_HINT})", error_chain(&e)));
+    eprintln!(
+        "{engine} ({}) ready in {:?}",
+        instance.image(),
+        started.elapsed()
+    );
+    instance
+}
+
+/// `docker inspect` of a container, or `None` if the engine does not know it.
+fn inspect(id: &str) -> Option<serde_json::Value> {
+    let output = std::process::Command::new("docker")
+        .args(["inspect", "--type", "container", id])
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run the docker command line ({e}); {SETUP_HINT}"));
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("No such"),
+            "docker inspect failed unexpectedly: {stderr}"
+        );
+        return None;
+    }
+    let mut all: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    Some(all.remove(0))
+}
+
+fn assert_gone(id: &str) {
+    assert!(inspect(id).is_none(), "container {id} is left behind");
+}
+
+fn assert_labelled(instance: &DockerInstance, options: &DockerOptions, engine: &str) {
+    let container = inspect(instance.container_id()).expect("the container exists");
+    let labels = &container["Config"]["Labels"];
+    assert_eq!(labels["scalardb-verify.tool"], "scalardb-verify");
+    assert_eq!(labels["scalardb-verify.run-id"], options.run_id.as_str());
+    assert_eq!(labels["scalardb-verify.engine"], engine);
+    assert_eq!(
+        labels["scalardb-verify.port"],
+        instance.port().to_string().as_str()
+    );
+    assert_eq!(container["HostConfig"]["NetworkMode"], "host");
+    assert_eq!(container["State"]["Running"], true);
+}
+
+fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Decodes `od -An -tx1 -v` output.
+fn from_od_hex(text: &str) -> Vec<u8> {
+    text.split_whitespace()
+        .map(|byte| u8::from_str_radix(byte, 16).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn postgres_loads_sql_restores_an_archive_and_stop_removes_it() {
+    let password = "p@ss w'rd";
+    let options = options("pg", Engine::Postgres, Some(password));
+    let pg = start(Engine::Postgres, &options).await;
+    let id = pg.container_id().to_owned();
+    assert_labelled(&pg, &options, "postgres");
+    assert_eq!(
+        pg.url(),
+        format!(
+            "postgres://postgres:p%40ss%20w'rd@127.0.0.1:{}/postgres",
+            pg.port()
+        )
+    );
+
+    // Loaded by psql inside the container, from a host file streamed to its stdin: big
+    // enough to take many chunks.
+    let dir = tempfile::tempdir().unwrap();
+    let mut sql =
+        String::from("CREATE TABLE accounts (id int PRIMARY KEY, balance bigint, note text);\n");
+    for chunk in 0..200 {
+        sql.push_str("INSERT INTO accounts VALUES ");
+        let rows: Vec<String> = (0..100)
+            .map(|i| {
+                let id = chunk * 100 + i;
+                format!("({id}, {}, 'note {id} {}')", id * 7, "x".repeat(40))
+            })
+            .collect();
+        sql.push_str(&rows.join(", "));
+        sql.push_str(";\n");
+    }
+    let file = write_file(dir.path(), "load.sql", &sql);
+    assert!(sql.len() > 1_000_000);
+    pg.load_sql_file(&file, None).await.unwrap();
+
+    let mut conn = PgConnection::connect(&pg.url()).await.unwrap();
+    let (count, sum): (i64, i64) =
+        sqlx::query_as("SELECT count(*), sum(balance)::bigint FROM accounts")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((count, sum), (20_000, 7 * (19_999 * 20_000 / 2)));
+    let settings: Vec<String> = sqlx::query_scalar(
+        "SELECT current_setting(name) FROM unnest(array['listen_addresses', 'fsync', \
+         'synchronous_commit', 'full_page_writes']) AS name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(settings, ["127.0.0.1", "off", "off", "off"]);
+
+    // ON_ERROR_STOP: the statement after the error must not run, and stderr is reported.
+    let bad = write_file(
+        dir.path(),
+        "bad.sql",
+        "SELEC broken;\nCREATE TABLE after_error (id int);\n",
+    );
+    let err = pg.load_sql_file(&bad, None).await.unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::LoadSql { stderr, .. } if stderr.contains("syntax error")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("bad.sql"), "{err}");
+    let after: Option<String> = sqlx::query_scalar("SELECT to_regclass('after_error')::text")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(after, None);
+    // A client that stops reading early (the first statement fails) while a large file is
+    // still being streamed: reported, not hung.
+    let bad_big = write_file(dir.path(), "bad_big.sql", &format!("SELEC broken;\n{sql}"));
+    let failing = Instant::now();
+    let err = pg.load_sql_file(&bad_big, None).await.unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::LoadSql { stderr, .. } if stderr.contains("syntax error")),
+        "{err:?}"
+    );
+    assert!(failing.elapsed() < Duration::from_secs(30));
+    let err = pg
+        .execute_sql_in(Some("nonexistent"), "SELECT 1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::ExecuteSql { stderr, .. } if stderr.contains("nonexistent")),
+        "{err:?}"
+    );
+
+    // exec: exit code and both streams, with the client environment set.
+    let out = pg
+        .exec(&["sh", "-c", "echo out; echo err >&2; echo $PGPORT; exit 3"])
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 3);
+    assert_eq!(out.stdout, format!("out\n{}\n", pg.port()));
+    assert_eq!(out.stderr, "err\n");
+
+    // A custom-format archive made by the server's own pg_dump (hex on stdout, so any
+    // image's pg_dump works whatever the host has), restored with pg_restore --jobs 2 inside.
+    let dumped = pg
+        .exec(&["sh", "-c", "pg_dump -Fc -d postgres | od -An -tx1 -v"])
+        .await
+        .unwrap();
+    assert!(dumped.success(), "{}", dumped.stderr);
+    let archive = dir.path().join("bank.custom");
+    std::fs::write(&archive, from_od_hex(&dumped.stdout)).unwrap();
+    assert!(std::fs::read(&archive).unwrap().starts_with(b"PGDMP"));
+    pg.execute_sql("CREATE DATABASE restored").await.unwrap();
+    let restoring = Instant::now();
+    pg.pg_restore(&archive, "restored", 2).await.unwrap();
+    eprintln!("pg_restore --jobs 2 took {:?}", restoring.elapsed());
+    let mut restored = PgConnection::connect(&pg.url_for("restored"))
+        .await
+        .unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")
+        .fetch_one(&mut restored)
+        .await
+        .unwrap();
+    assert_eq!(count, 20_000);
+
+    // The same by hand: copy_into, then pg_restore through exec.
+    let inside = pg.copy_into(&archive).await.unwrap();
+    assert!(
+        inside.starts_with("/tmp/scalardb-verify-upload-"),
+        "{inside}"
+    );
+    assert!(inside.ends_with("/bank.custom"), "{inside}");
+    pg.execute_sql("CREATE DATABASE by_hand").await.unwrap();
+    let out = pg
+        .exec(&[
+            "pg_restore",
+            "--jobs",
+            "2",
+            "--no-owner",
+            "-d",
+            "by_hand",
+            &inside,
+        ])
+        .await
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    let mut by_hand = PgConnection::connect(&pg.url_for("by_hand")).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")
+        .fetch_one(&mut by_hand)
+        .await
+        .unwrap();
+    assert_eq!(count, 20_000);
+
+    // A corrupt archive: pg_restore's own error comes back.
+    let corrupt = write_file(dir.path(), "corrupt.custom", "PGDMP but not really");
+    let err = pg.pg_restore(&corrupt, "restored", 1).await.unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::PgRestore { stderr, .. } if stderr.contains("pg_restore")),
+        "{err:?}"
+    );
+
+    // Open connections must not hold up the removal.
+    let stopping = Instant::now();
+    pg.stop().await.unwrap();
+    eprintln!("postgres container removed in {:?}", stopping.elapsed());
+    assert_gone(&id);
+    assert!(
+        labelled_containers(Some(&options.run_id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop((conn, restored, by_hand));
+}
+
+#[tokio::test]
+async fn mysql_family_loads_a_dump_and_stop_removes_it() {
+    let options = options("maria", Engine::MariaDb, None);
+    let db = start(Engine::MariaDb, &options).await;
+    let id = db.container_id().to_owned();
+    assert_labelled(&db, &options, "mariadb");
+    assert_eq!(
+        db.url(),
+        format!("mysql://root@127.0.0.1:{}/mysql", db.port())
+    );
+
+    // A dump names its own database: loaded with no database selected.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        dir.path(),
+        "dump.sql",
+        "CREATE DATABASE bank;\nUSE bank;\n\
+         CREATE TABLE accounts (id int PRIMARY KEY, owner varchar(20));\n\
+         INSERT INTO accounts VALUES (1, 'ann'), (2, 'bob'), (3, 'zoë');\n",
+    );
+    db.load_sql_file(&file, None).await.unwrap();
+    let mut conn = MySqlConnection::connect(&db.url_for("bank")).await.unwrap();
+    let owners: Vec<String> = sqlx::query_scalar("SELECT owner FROM accounts ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(owners, ["ann", "bob", "zoë"]);
+    let (bind, log_bin): (String, i64) = sqlx::query_as("SELECT @@bind_address, @@log_bin")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((bind.as_str(), log_bin), ("127.0.0.1", 0));
+
+    db.execute_sql_in(Some("bank"), "INSERT INTO accounts VALUES (4, 'dan');")
+        .await
+        .unwrap();
+    let bad = write_file(
+        dir.path(),
+        "bad.sql",
+        "SELEC broken;\nCREATE TABLE bank.after_error (id int);\n",
+    );
+    let err = db.load_sql_file(&bad, None).await.unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::LoadSql { stderr, .. } if stderr.contains("ERROR 1064")),
+        "{err:?}"
+    );
+
+    // The image's client reaches the server through the environment exec sets.
+    let out = db
+        .exec(&[
+            "sh",
+            "-c",
+            "c=mysql; command -v mariadb >/dev/null && c=mariadb; \
+             $c --protocol=TCP -N -e 'SELECT count(*) FROM bank.accounts'",
+        ])
+        .await
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "4");
+
+    db.stop().await.unwrap();
+    assert_gone(&id);
+    drop(conn);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_rejected_by_both_engines() {
+    let pg_options = options("pw-pg", Engine::Postgres, Some("right-pw"));
+    let my_options = options("pw-my", Engine::MariaDb, Some("right-pw"));
+    // Two containers on the host's network at once, each on its own port.
+    let (pg, my) = tokio::join!(
+        start(Engine::Postgres, &pg_options),
+        start(Engine::MariaDb, &my_options)
+    );
+    assert_ne!(pg.port(), my.port());
+
+    PgConnection::connect(&pg.url()).await.unwrap();
+    let wrong = pg.url().replace("right-pw", "wrong-pw");
+    let err = PgConnection::connect(&wrong).await.unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("28P01"),
+        "{err}"
+    );
+    let nopw = pg.url().replace(":right-pw", "");
+    assert!(PgConnection::connect(&nopw).await.is_err());
+
+    MySqlConnection::connect(&my.url()).await.unwrap();
+    let wrong = my.url().replace("right-pw", "wrong-pw");
+    let err = MySqlConnection::connect(&wrong).await.unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("28000"),
+        "{err}"
+    );
+    let (pg_id, my_id) = (pg.container_id().to_owned(), my.container_id().to_owned());
+    let (a, b) = tokio::join!(pg.stop(), my.stop());
+    a.unwrap();
+    b.unwrap();
+    assert_gone(&pg_id);
+    assert_gone(&my_id);
+}
+
+#[tokio::test]
+async fn a_dropped_instance_is_removed() {
+    let options = options("drop", Engine::Postgres, None);
+    let pg = start(Engine::Postgres, &options).await;
+    let id = pg.container_id().to_owned();
+    assert!(inspect(&id).is_some());
+    let dropping = Instant::now();
+    drop(pg);
+    eprintln!(
+        "dropped postgres container removed in {:?}",
+        dropping.elapsed()
+    );
+    assert_gone(&id);
+}
+
+#[tokio::test]
+async fn sweep_removes_a_leftover_labelled_container() {
+    let options = options("sweep", Engine::MariaDb, None);
+    let db = start(Engine::MariaDb, &options).await;
+    let id = db.container_id().to_owned();
+    // A run killed before its teardown: neither stop nor Drop runs.
+    std::mem::forget(db);
+    assert_eq!(inspect(&id).unwrap()["State"]["Running"], true);
+
+    let listed = labelled_containers(Some(&options.run_id)).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].engine.as_deref(), Some("mariadb"));
+
+    // Another run's sweep leaves it alone.
+    let other = sweep_containers(Some("t-some-other-run")).await.unwrap();
+    assert!(!other.contains(&id));
+    assert!(inspect(&id).is_some());
+
+    let swept = sweep_containers(Some(&options.run_id)).await.unwrap();
+    assert_eq!(swept, [id.as_str()]);
+    assert_gone(&id);
+    assert!(
+        sweep_containers(Some(&options.run_id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_container_that_exits_during_startup_fails_at_once_with_its_log() {
+    require_engine().await;
+    // The MariaDB image given PostgreSQL's command line: its entrypoint runs `postgres`,
+    // which it does not have, and the container exits at once.
+    let mut options = options("exits", Engine::Postgres, None);
+    options.image = Some(image(Engine::MariaDb));
+    let started = Instant::now();
+    let err = DockerInstance::start(Engine::Postgres, &options)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(&err, DockerRuntimeError::Exited { log_tail, .. } if log_tail.contains("postgres")),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+    assert!(
+        labelled_containers(Some(&options.run_id))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the failed container was not removed"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_image_is_reported_with_the_way_to_build_it() {
+    require_engine().await;
+    let mut options = options("noimage", Engine::Postgres, None);
+    options.image = Some("scalardb-verify-test/does-not-exist:0".to_owned());
+    let err = DockerInstance::start(Engine::Postgres, &options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::PullImage { .. }),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(
+        err.to_string().contains("scripts/build-test-images"),
+        "{err}"
+    );
+}
