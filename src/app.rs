@@ -114,6 +114,7 @@ fn cleanup(args: &CleanupArgs, stdout: &mut dyn Write) -> Result<u8, Error> {
         ));
     }
     lines.extend(sweep_sqlite_copies(args.run_id.as_deref()));
+    lines.extend(async_runtime()?.block_on(sweep_dead_containers(args.run_id.as_deref())));
     if lines.is_empty() {
         lines.push("nothing to remove".to_owned());
     }
@@ -121,6 +122,48 @@ fn cleanup(args: &CleanupArgs, stdout: &mut dyn Write) -> Result<u8, Error> {
         writeln!(stdout, "{line}").map_err(Error::WriteStdout)?;
     }
     Ok(exit_code::OK)
+}
+
+/// Containers of killed drills (their run id names the drill's pid), or of one run.
+/// Without a Docker engine there is nothing to sweep.
+async fn sweep_dead_containers(run_id: Option<&str>) -> Vec<String> {
+    use crate::runtime::{docker_available, labelled_containers, sweep_containers};
+    if !docker_available().await {
+        return Vec::new();
+    }
+    let runs: std::collections::BTreeSet<String> = match run_id {
+        Some(id) => [id.to_owned()].into(),
+        None => labelled_containers(None)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.run_id)
+            .filter(|run| !run_is_alive(run))
+            .collect(),
+    };
+    let mut lines = Vec::new();
+    for run in runs {
+        match sweep_containers(Some(&run)).await {
+            Ok(removed) => lines.extend(
+                removed
+                    .into_iter()
+                    .map(|id| format!("removed container {id} of run {run}")),
+            ),
+            Err(e) => lines.push(format!(
+                "could not remove the containers of run {run}: {}",
+                crate::scan::error_chain(&e)
+            )),
+        }
+    }
+    lines
+}
+
+/// Whether the drill that owns `run` (named `drill<pid>`) still runs. Runs named otherwise
+/// are not ours to judge and count as alive.
+fn run_is_alive(run: &str) -> bool {
+    run.strip_prefix("drill")
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .is_none_or(process_is_alive)
 }
 
 /// SQLite copies of killed drills: temporary directories named for their run, whose run
@@ -140,10 +183,7 @@ fn sweep_sqlite_copies(run_id: Option<&str>) -> Vec<String> {
                 .to_owned();
             let wanted = match run_id {
                 Some(id) => run == id,
-                None => !run
-                    .strip_prefix("drill")
-                    .and_then(|pid| pid.parse::<i32>().ok())
-                    .is_some_and(process_is_alive),
+                None => !run_is_alive(&run),
             };
             wanted.then(|| entry.path())
         })
@@ -272,6 +312,12 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
     Ok(DrillConfig {
         backup: args.backup.clone(),
         format,
+        runtime: match args.runtime {
+            crate::cli::RuntimeChoice::Auto => crate::drill::RuntimeKind::Auto,
+            crate::cli::RuntimeChoice::Docker => crate::drill::RuntimeKind::Docker,
+            crate::cli::RuntimeChoice::Local => crate::drill::RuntimeKind::Local,
+        },
+        image: args.image.clone(),
         run_id: format!("drill{}", std::process::id()),
         recover: args.recover,
         invariants,

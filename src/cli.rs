@@ -42,8 +42,8 @@ scalardb-verify drill nightly.dump --recover --check 'money=SELECT sum(balance) 
 scalardb-verify drill app.sql.gz --rto-seconds 600 --format junit --output drill.xml\n  \
 scalardb-verify drill app.sqlite --keep")]
     Drill(DrillArgs),
-    /// Remove what an earlier, killed run left behind (instance directories and their
-    /// server processes) and list what was removed.
+    /// Remove what an earlier, killed run left behind (labelled containers, instance
+    /// directories and their server processes) and list what was removed.
     Cleanup(CleanupArgs),
 }
 
@@ -72,9 +72,15 @@ pub struct DrillArgs {
     #[arg(value_name = "BACKUP")]
     pub backup: PathBuf,
 
-    /// Where the disposable instance runs: local server binaries in a temporary directory.
+    /// Where the disposable instance runs: a Docker/Podman container on the host network,
+    /// or the server binaries found on this machine in a temporary directory.
     #[arg(long, value_enum, default_value = "auto")]
     pub runtime: RuntimeChoice,
+
+    /// The container image for --runtime docker (default postgres:16 or mysql:8.4); any
+    /// image with the official images' environment contract, e.g. from a private registry.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 
     /// Rehearse recovery: apply exactly what ScalarDB's lazy recovery would do to the
     /// disposable instance, then scan again; it must leave nothing unresolved.
@@ -110,6 +116,8 @@ pub struct DrillArgs {
 pub enum RuntimeChoice {
     /// Docker when an engine answers, else local binaries.
     Auto,
+    /// A container through the Docker (or Podman) API, published only on loopback.
+    Docker,
     /// Server binaries found on this machine (PostgreSQL's initdb/postgres, MariaDB's mariadbd).
     Local,
 }

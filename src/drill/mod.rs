@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub use rehearse::RecoveryWrites;
-pub use restore::{RESTORED_DATABASE, RestoreError, Restored};
+pub use restore::{InstanceError, RESTORED_DATABASE, RestoreError, Restored, RuntimeKind};
 
 use crate::analyze::{AnalysisSettings, Verdict};
 use crate::backup::BackupFormat;
@@ -33,6 +33,9 @@ pub struct Invariant {
 pub struct DrillConfig {
     pub backup: PathBuf,
     pub format: BackupFormat,
+    pub runtime: RuntimeKind,
+    /// The container image for the docker runtime (default: the official image).
+    pub image: Option<String>,
     pub run_id: String,
     pub recover: bool,
     pub invariants: Vec<Invariant>,
@@ -132,7 +135,14 @@ pub async fn run(config: &DrillConfig, progress: &Progress) -> Result<DrillOutco
     let mut clock = Clock::new();
     let task = progress.task("drill");
     task.phase("starting a disposable instance");
-    let restored = restore::start(config.format, &config.run_id, config.startup_timeout).await?;
+    let restored = restore::start(
+        config.format,
+        config.runtime,
+        config.image.as_deref(),
+        &config.run_id,
+        config.startup_timeout,
+    )
+    .await?;
     clock.lap("start");
     let result = drill_in(&restored, config, progress, &mut clock).await;
     match (result, config.keep) {
@@ -239,7 +249,7 @@ async fn drill_in(
         section: DrillSection {
             backup: config.backup.display().to_string(),
             format: config.format.describe(),
-            runtime: "local",
+            runtime: restored.runtime(),
             run_id: config.run_id.clone(),
             phases: Vec::new(),
             restore_seconds,

@@ -6,27 +6,54 @@ use std::time::Duration;
 
 use crate::backup::{self, BackupError, BackupFormat};
 use crate::config::{ConfigError, Target};
-use crate::runtime::{Engine, LocalInstance, LocalOptions, LocalRuntimeError};
+use crate::runtime::{
+    DockerInstance, DockerOptions, DockerRuntimeError, Engine, LocalInstance, LocalOptions,
+    LocalRuntimeError, docker_available,
+};
 
 /// The database a PostgreSQL dump is restored into.
 pub const RESTORED_DATABASE: &str = "restored";
+
+/// Where the disposable server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Docker,
+    Local,
+    /// Docker when an engine answers, else local binaries.
+    Auto,
+}
+
+/// A failure of either runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    Local(#[from] LocalRuntimeError),
+    #[error(transparent)]
+    Docker(#[from] DockerRuntimeError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error(transparent)]
     Backup(#[from] BackupError),
-    #[error("start a disposable {engine} instance")]
+    #[error("start a disposable {engine} instance ({runtime})")]
     Start {
         engine: Engine,
+        runtime: &'static str,
         #[source]
-        source: Box<LocalRuntimeError>,
+        source: Box<InstanceError>,
     },
+    #[error(
+        "start a disposable {engine} instance: --runtime docker was asked for but no Docker \
+         engine answers (start dockerd, or use --runtime local with the server binaries installed)"
+    )]
+    NoDocker { engine: Engine },
     #[error("restore {} ({format}) into the disposable instance", path.display())]
     Load {
         path: PathBuf,
         format: &'static str,
         #[source]
-        source: Box<LocalRuntimeError>,
+        source: Box<InstanceError>,
     },
     #[error("copy {} into a disposable directory", path.display())]
     Copy {
@@ -37,13 +64,94 @@ pub enum RestoreError {
     #[error("open the restored copy")]
     Target(#[source] ConfigError),
     #[error("tear down the disposable instance")]
-    Teardown(#[source] Box<LocalRuntimeError>),
+    Teardown(#[source] Box<InstanceError>),
+}
+
+/// A disposable database server from either runtime.
+pub enum Server {
+    Local(Box<LocalInstance>),
+    Docker(Box<DockerInstance>),
+}
+
+impl Server {
+    fn engine(&self) -> Engine {
+        match self {
+            Self::Local(i) => i.engine(),
+            Self::Docker(i) => i.engine(),
+        }
+    }
+
+    fn url_for(&self, database: &str) -> String {
+        match self {
+            Self::Local(i) => i.url_for(database),
+            Self::Docker(i) => i.url_for(database),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Local(i) => i.url(),
+            Self::Docker(i) => i.url(),
+        }
+    }
+
+    async fn execute_sql(&self, sql: &str) -> Result<(), InstanceError> {
+        match self {
+            Self::Local(i) => i.execute_sql(sql).await.map_err(Into::into),
+            Self::Docker(i) => i.execute_sql(sql).await.map_err(Into::into),
+        }
+    }
+
+    async fn load_sql_file(
+        &self,
+        path: &Path,
+        database: Option<&str>,
+    ) -> Result<(), InstanceError> {
+        match self {
+            Self::Local(i) => i.load_sql_file(path, database).await.map_err(Into::into),
+            Self::Docker(i) => i.load_sql_file(path, database).await.map_err(Into::into),
+        }
+    }
+
+    async fn pg_restore(
+        &self,
+        archive: &Path,
+        database: &str,
+        jobs: usize,
+    ) -> Result<(), InstanceError> {
+        match self {
+            Self::Local(i) => i
+                .pg_restore(archive, database, jobs)
+                .await
+                .map_err(Into::into),
+            Self::Docker(i) => i
+                .pg_restore(archive, database, jobs)
+                .await
+                .map_err(Into::into),
+        }
+    }
+
+    /// Where a gzip dump is decompressed: inside the local instance's own directory, or a
+    /// private temporary directory removed right after a Docker load.
+    fn scratch_dir(&self) -> Option<&Path> {
+        match self {
+            Self::Local(i) => Some(i.dir()),
+            Self::Docker(_) => None,
+        }
+    }
+
+    fn runtime(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "local",
+            Self::Docker(_) => "docker",
+        }
+    }
 }
 
 /// Where a backup was restored. Dropping it tears the instance down (a fallback: `stop`
 /// is the normal way, and reports failures).
 pub enum Restored {
-    Server(Box<LocalInstance>),
+    Server(Server),
     Sqlite {
         dir: tempfile::TempDir,
         path: PathBuf,
@@ -54,7 +162,7 @@ impl Restored {
     /// The target to scan: read-only like any target.
     pub fn scan_target(&self) -> Result<Target, RestoreError> {
         match self {
-            Self::Server(instance) => Target::from_url(&self.url(instance)),
+            Self::Server(server) => Target::from_url(&Self::url(server)),
             Self::Sqlite { path, .. } => Target::sqlite(path),
         }
         .map_err(RestoreError::Target)
@@ -63,38 +171,52 @@ impl Restored {
     /// The writable URL of this run's own instance, for the recovery rehearsal.
     pub fn writable_url(&self) -> String {
         match self {
-            Self::Server(instance) => self.url(instance),
+            Self::Server(server) => Self::url(server),
             Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
         }
     }
 
-    fn url(&self, instance: &LocalInstance) -> String {
-        match instance.engine() {
-            Engine::Postgres => instance.url_for(RESTORED_DATABASE),
+    fn url(server: &Server) -> String {
+        match server.engine() {
+            Engine::Postgres => server.url_for(RESTORED_DATABASE),
             // A mysqldump names its databases; the whole server is scanned.
-            Engine::MariaDb => instance.url(),
+            Engine::MariaDb => server.url(),
+        }
+    }
+
+    /// `local`, `docker`, or `copy` for a SQLite file.
+    pub fn runtime(&self) -> &'static str {
+        match self {
+            Self::Server(server) => server.runtime(),
+            Self::Sqlite { .. } => "copy",
         }
     }
 
     /// How a user reaches the instance after `--keep`.
     pub fn connection_hint(&self) -> String {
         match self {
-            Self::Server(instance) => format!(
+            Self::Server(server @ Server::Local(instance)) => format!(
                 "{} (data directory {})",
-                self.url(instance),
+                Self::url(server),
                 instance.dir().display()
+            ),
+            Self::Server(server @ Server::Docker(instance)) => format!(
+                "{} (container {})",
+                Self::url(server),
+                instance.container_name()
             ),
             Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
         }
     }
 
-    pub async fn stop(self) -> Result<(), LocalRuntimeError> {
+    pub async fn stop(self) -> Result<(), InstanceError> {
         match self {
-            Self::Server(instance) => instance.stop().await,
+            Self::Server(Server::Local(instance)) => instance.stop().await.map_err(Into::into),
+            Self::Server(Server::Docker(instance)) => instance.stop().await.map_err(Into::into),
             Self::Sqlite { dir, .. } => {
                 let path = dir.path().to_owned();
                 dir.close()
-                    .map_err(|source| LocalRuntimeError::RemoveDir { path, source })
+                    .map_err(|source| LocalRuntimeError::RemoveDir { path, source }.into())
             }
         }
     }
@@ -102,7 +224,8 @@ impl Restored {
     /// Leaves the instance running (`--keep`): nothing tears it down any more.
     pub fn keep(self) {
         match self {
-            Self::Server(instance) => std::mem::forget(*instance),
+            Self::Server(Server::Local(instance)) => std::mem::forget(*instance),
+            Self::Server(Server::Docker(instance)) => std::mem::forget(*instance),
             Self::Sqlite { dir, .. } => {
                 let _ = dir.keep();
             }
@@ -110,9 +233,11 @@ impl Restored {
     }
 }
 
-/// Starts the instance a backup of `format` needs.
+/// Starts the instance a backup of `format` needs, in the runtime asked for.
 pub async fn start(
     format: BackupFormat,
+    runtime: RuntimeKind,
+    image: Option<&str>,
     run_id: &str,
     startup_timeout: Duration,
 ) -> Result<Restored, RestoreError> {
@@ -131,15 +256,44 @@ pub async fn start(
         f if f.is_postgres() => Engine::Postgres,
         _ => Engine::MariaDb,
     };
-    let mut options = LocalOptions::new(run_id);
-    options.startup_timeout = startup_timeout;
-    LocalInstance::start(engine, &options)
-        .await
-        .map(|instance| Restored::Server(Box::new(instance)))
-        .map_err(|source| RestoreError::Start {
-            engine,
-            source: Box::new(source),
-        })
+    let use_docker = match runtime {
+        RuntimeKind::Local => false,
+        RuntimeKind::Docker => {
+            if !docker_available().await {
+                return Err(RestoreError::NoDocker { engine });
+            }
+            true
+        }
+        RuntimeKind::Auto => docker_available().await,
+    };
+    if use_docker {
+        let mut options = DockerOptions::new(run_id);
+        options.startup_timeout = startup_timeout;
+        options.image = image.map(str::to_owned);
+        DockerInstance::start(engine, &options)
+            .await
+            .map(|i| Restored::Server(Server::Docker(Box::new(i))))
+            .map_err(|source| RestoreError::Start {
+                engine,
+                runtime: "docker",
+                source: Box::new(source.into()),
+            })
+    } else {
+        let mut options = LocalOptions::new(run_id);
+        options.startup_timeout = startup_timeout;
+        LocalInstance::start(engine, &options)
+            .await
+            .map(|i| Restored::Server(Server::Local(Box::new(i))))
+            .map_err(|source| RestoreError::Start {
+                engine,
+                runtime: if runtime == RuntimeKind::Auto {
+                    "local: no Docker engine answered"
+                } else {
+                    "local"
+                },
+                source: Box::new(source.into()),
+            })
+    }
 }
 
 /// Loads `backup` into `restored` with the server's own tools, `jobs` at a time where the
@@ -150,66 +304,80 @@ pub async fn load(
     format: BackupFormat,
     jobs: usize,
 ) -> Result<(), RestoreError> {
-    let load_error = |source| RestoreError::Load {
+    let load_error = |source: InstanceError| RestoreError::Load {
         path: backup.to_owned(),
         format: format.describe(),
         source: Box::new(source),
     };
-    match (restored, format) {
+    let server = match (restored, format) {
         (Restored::Sqlite { path, .. }, BackupFormat::Sqlite) => {
             std::fs::copy(backup, path).map_err(|source| RestoreError::Copy {
                 path: backup.to_owned(),
                 source,
             })?;
-            Ok(())
+            return Ok(());
         }
-        (Restored::Server(instance), _) => {
-            if format.is_postgres() {
-                instance
-                    .execute_sql(&format!("CREATE DATABASE {RESTORED_DATABASE}"))
-                    .await
-                    .map_err(load_error)?;
-            }
-            match format {
-                BackupFormat::PgCustom | BackupFormat::PgDirectory => instance
-                    .pg_restore(backup, RESTORED_DATABASE, jobs)
-                    .await
-                    .map_err(load_error),
-                // pg_restore runs tar archives with one job only.
-                BackupFormat::PgTar => instance
-                    .pg_restore(backup, RESTORED_DATABASE, 1)
-                    .await
-                    .map_err(load_error),
-                BackupFormat::PgPlain { gzip } | BackupFormat::MySqlDump { gzip } => {
-                    let sql = if gzip {
-                        // Decompressed inside the instance's own directory, which goes with it.
-                        let sql = instance.dir().join("restore.sql");
-                        backup::decompress(backup, &sql)?;
-                        sql
-                    } else {
-                        backup.to_owned()
-                    };
-                    if format.is_postgres() {
-                        create_owner_roles(instance, &sql)
-                            .await
-                            .map_err(load_error)?;
-                    }
-                    let database = format.is_postgres().then_some(RESTORED_DATABASE);
-                    instance
-                        .load_sql_file(&sql, database)
-                        .await
-                        .map_err(load_error)
-                }
-                BackupFormat::Sqlite => unreachable!("SQLite backups restore into a copy"),
-            }
-        }
+        (Restored::Server(server), _) => server,
         (Restored::Sqlite { .. }, _) => unreachable!("only SQLite backups get a copy"),
+    };
+    if format.is_postgres() {
+        server
+            .execute_sql(&format!("CREATE DATABASE {RESTORED_DATABASE}"))
+            .await
+            .map_err(load_error)?;
+    }
+    match format {
+        BackupFormat::PgCustom | BackupFormat::PgDirectory => server
+            .pg_restore(backup, RESTORED_DATABASE, jobs)
+            .await
+            .map_err(load_error),
+        // pg_restore runs tar archives with one job only.
+        BackupFormat::PgTar => server
+            .pg_restore(backup, RESTORED_DATABASE, 1)
+            .await
+            .map_err(load_error),
+        BackupFormat::PgPlain { gzip } | BackupFormat::MySqlDump { gzip } => {
+            let mut scratch = None;
+            let sql = if gzip {
+                let dir = match server.scratch_dir() {
+                    Some(dir) => dir.to_owned(),
+                    None => {
+                        let dir = tempfile::Builder::new()
+                            .prefix("scalardb-verify-gunzip-")
+                            .tempdir()
+                            .map_err(|source| RestoreError::Copy {
+                                path: backup.to_owned(),
+                                source,
+                            })?;
+                        let path = dir.path().to_owned();
+                        scratch = Some(dir);
+                        path
+                    }
+                };
+                let sql = dir.join("restore.sql");
+                backup::decompress(backup, &sql)?;
+                sql
+            } else {
+                backup.to_owned()
+            };
+            if format.is_postgres() {
+                create_owner_roles(server, &sql).await.map_err(load_error)?;
+            }
+            let database = format.is_postgres().then_some(RESTORED_DATABASE);
+            let loaded = server
+                .load_sql_file(&sql, database)
+                .await
+                .map_err(load_error);
+            drop(scratch);
+            loaded
+        }
+        BackupFormat::Sqlite => unreachable!("SQLite backups restore into a copy"),
     }
 }
 
 /// A plain pg_dump sets owners (`ALTER … OWNER TO role`) and grants that fail, and stop the
 /// restore, where the role does not exist: create each as a role that cannot log in.
-async fn create_owner_roles(instance: &LocalInstance, sql: &Path) -> Result<(), LocalRuntimeError> {
+async fn create_owner_roles(server: &Server, sql: &Path) -> Result<(), InstanceError> {
     use std::io::BufRead;
     let file = std::fs::File::open(sql).map_err(|source| LocalRuntimeError::ReadSql {
         path: sql.to_owned(),
@@ -232,7 +400,7 @@ async fn create_owner_roles(instance: &LocalInstance, sql: &Path) -> Result<(), 
         let sql = format!(
             "DO $$ BEGIN CREATE ROLE {quoted} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
         );
-        instance.execute_sql(&sql).await?;
+        server.execute_sql(&sql).await?;
     }
     Ok(())
 }

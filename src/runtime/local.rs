@@ -931,7 +931,7 @@ impl Drop for LocalInstance {
             self.release_ipc();
         }
         if !self.removed {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = label::remove_dir_settled(&self.dir);
         }
     }
 }

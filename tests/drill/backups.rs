@@ -7,7 +7,7 @@ use scalardb_verify::runtime::local::Engine;
 
 use crate::support::*;
 
-fn assert_recoverable_and_rehearsed(run: &Run, what: &str) {
+pub fn assert_recoverable_and_rehearsed(run: &Run, what: &str) {
     assert_eq!(run.code, 0, "{what}: {}", run.stderr);
     let report = run.json();
     assert_eq!(report["verdict"], "recoverable", "{what}");
@@ -182,7 +182,15 @@ fn a_failing_invariant_or_a_missed_rto_fails_the_drill() {
     let output = Command::new(BIN)
         .arg("drill")
         .arg(&backup)
-        .args(["--rto-seconds", "0", "--format", "junit", "--quiet"])
+        .args([
+            "--rto-seconds",
+            "0",
+            "--format",
+            "junit",
+            "--quiet",
+            "--runtime",
+            "local",
+        ])
         .output()
         .unwrap();
     // The restore of a SQLite copy takes well under a second, but more than zero.

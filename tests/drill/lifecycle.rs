@@ -37,7 +37,7 @@ fn spawn_until_restoring(
     let mut child = Command::new(BIN)
         .arg("drill")
         .arg(backup)
-        .args(["--quiet", "--format", "json"])
+        .args(["--quiet", "--format", "json", "--runtime", "local"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -101,7 +101,11 @@ async fn a_killed_drill_is_swept_by_cleanup() {
         "SIGKILL cannot tear down: something must be left"
     );
     let output = Command::new(BIN).arg("cleanup").output().unwrap();
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let listing = String::from_utf8_lossy(&output.stdout);
     assert!(listing.contains(&format!("drill{pid}")), "{listing}");
     assert!(leftovers_of(pid).is_empty(), "{:?}", leftovers_of(pid));
@@ -117,7 +121,14 @@ fn keep_leaves_the_instance_running_until_cleanup() {
     let output = Command::new(BIN)
         .arg("drill")
         .arg(&backup)
-        .args(["--keep", "--quiet", "--format", "json"])
+        .args([
+            "--keep",
+            "--quiet",
+            "--format",
+            "json",
+            "--runtime",
+            "local",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
@@ -149,7 +160,14 @@ fn every_drill_tears_down_on_success_and_on_failure() {
         let child = Command::new(BIN)
             .arg("drill")
             .arg(&backup)
-            .args(["--quiet", "--format", "json", "--recover"])
+            .args([
+                "--quiet",
+                "--format",
+                "json",
+                "--recover",
+                "--runtime",
+                "local",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .unwrap();

@@ -2,5 +2,6 @@
 //! real pg_dump and mariadb-dump, restored into disposable local servers, verified, torn down.
 
 mod backups;
+mod docker;
 mod lifecycle;
 mod support;

@@ -32,11 +32,16 @@ impl Run {
     }
 }
 
+/// A drill on the local runtime (`extra` may not name another runtime).
 pub fn drill(backup: &Path, extra: &[&str]) -> Run {
+    drill_on("local", backup, extra)
+}
+
+pub fn drill_on(runtime: &str, backup: &Path, extra: &[&str]) -> Run {
     let output = Command::new(BIN)
         .arg("drill")
         .arg(backup)
-        .args(["--format", "json", "--quiet"])
+        .args(["--format", "json", "--quiet", "--runtime", runtime])
         .args(extra)
         .output()
         .expect("run scalardb-verify");

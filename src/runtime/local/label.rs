@@ -183,12 +183,7 @@ pub fn sweep_in(root: &Path, scope: &SweepScope) -> Result<Vec<SweptInstance>, L
         if label.engine == Engine::Postgres {
             process::release_postgres_interlock(&dir.join(super::DATA_DIR));
         }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            // Its owner removed it meanwhile: swept all the same.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(LocalRuntimeError::RemoveDir { path: dir, source }),
-        }
+        remove_dir_settled(&dir)?;
         swept.push(SweptInstance {
             dir,
             engine: label.engine,
@@ -198,6 +193,30 @@ pub fn sweep_in(root: &Path, scope: &SweepScope) -> Result<Vec<SweptInstance>, L
         });
     }
     Ok(swept)
+}
+
+/// Removes an instance directory. A process that was writing into it (a server's child
+/// that outlived the kill by a moment, or the owner removing it concurrently) can make one
+/// attempt fail with "directory not empty"; a few more attempts over two seconds settle it.
+pub(super) fn remove_dir_settled(dir: &Path) -> Result<(), LocalRuntimeError> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            // Its owner removed it meanwhile: swept all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if attempts < 10 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(source) => {
+                return Err(LocalRuntimeError::RemoveDir {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// Waits for a SIGKILLed process to disappear, so its files are closed before we delete

@@ -1,0 +1,133 @@
+//! Drills on the docker runtime: the client tools run inside the container, so the host
+//! needs nothing but the engine. Uses the images scripts/build-test-images builds locally
+//! (no registry is reachable here); `--image` is how air-gapped users pin theirs too.
+
+use std::process::Command;
+
+use crate::backups::assert_recoverable_and_rehearsed;
+use crate::support::*;
+
+const PG_IMAGE: &str = "scalardb-verify-test/postgres:15";
+const MARIADB_IMAGE: &str = "scalardb-verify-test/mariadb:10.11";
+
+/// Fails, never skips, when the engine or the images are missing.
+fn require_images() {
+    let output = Command::new("docker")
+        .args(["image", "inspect", PG_IMAGE, MARIADB_IMAGE])
+        .output();
+    match output {
+        Ok(o) if o.status.success() => {}
+        _ => panic!(
+            "the docker drill tests need a running Docker engine and the images {PG_IMAGE} and \
+             {MARIADB_IMAGE}: run scripts/install-docker and scripts/build-test-images"
+        ),
+    }
+}
+
+fn containers_of(run_id: &str) -> usize {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=scalardb-verify.run-id={run_id}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_dump_and_mysqldump_backups_drill_in_containers() {
+    require_images();
+    let server = postgres_with("recoverable").await;
+    let dir = tempfile::tempdir().unwrap();
+    let custom = dir.path().join("custom.dump");
+    pg_dump(&server, &["-Fc"], &custom);
+    let plain = dir.path().join("plain.sql");
+    pg_dump(&server, &[], &plain);
+    server.stop().await.unwrap();
+
+    for backup in [&custom, &plain] {
+        let run = drill_on(
+            "docker",
+            backup,
+            &[
+                "--image",
+                PG_IMAGE,
+                "--recover",
+                "--check",
+                "money=SELECT sum(balance) = 12000 FROM bank.accounts",
+            ],
+        );
+        assert_recoverable_and_rehearsed(&run, &backup.display().to_string());
+        let report = run.json();
+        assert_eq!(report["drill"]["runtime"], "docker");
+        let run_id = report["drill"]["run_id"].as_str().unwrap();
+        assert_eq!(containers_of(run_id), 0, "the container outlived the drill");
+    }
+
+    let maria = start(scalardb_verify::runtime::Engine::MariaDb).await;
+    maria
+        .load_sql_file(&fixture("recoverable").join("mysql.sql"), None)
+        .await
+        .unwrap();
+    let dump = dir.path().join("dump.sql");
+    let output = Command::new("mariadb-dump")
+        .args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+        ])
+        .arg(format!("--port={}", maria.port()))
+        .args([
+            "--single-transaction",
+            "--databases",
+            "bank",
+            "ledger",
+            "coordinator",
+            "scalardb",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    std::fs::write(&dump, &output.stdout).unwrap();
+    maria.stop().await.unwrap();
+    let run = drill_on(
+        "docker",
+        &dump,
+        &[
+            "--image",
+            MARIADB_IMAGE,
+            "--recover",
+            "--check",
+            "money=SELECT sum(balance) = 12000 FROM bank.accounts",
+        ],
+    );
+    assert_recoverable_and_rehearsed(&run, "mysqldump in a container");
+}
+
+#[test]
+fn a_missing_image_is_a_restore_error_naming_it() {
+    require_images();
+    let backup = fixture("clean").join("postgres.sql");
+    let dir = tempfile::tempdir().unwrap();
+    // A plain pg_dump needs a server: the fixture SQL is wrapped as one.
+    let dump = dir.path().join("dump.sql");
+    let sql = std::fs::read_to_string(backup).unwrap();
+    std::fs::write(
+        &dump,
+        format!("--\n-- PostgreSQL database dump\n--\n{sql}--\n-- PostgreSQL database dump complete\n--\n"),
+    )
+    .unwrap();
+    let run = drill_on(
+        "docker",
+        &dump,
+        &["--image", "scalardb-verify-test/no-such-image:1"],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("no-such-image"), "{}", run.stderr);
+}
