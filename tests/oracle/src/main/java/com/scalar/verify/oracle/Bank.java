@@ -29,6 +29,8 @@ final class Bank {
   static final String ACCOUNTS = "accounts";
   static final String AUDIT = "audit";
   static final String TRANSFERS = "transfers";
+  /** A table created outside ScalarDB and imported (PostgreSQL and MariaDB only). */
+  static final String LEGACY = "legacy_accounts";
 
   /** Tables in a fixed order: [namespace, table]. */
   static final List<String[]> TABLES =
@@ -42,6 +44,13 @@ final class Bank {
 
   static TableMetadata metadata(String ns, String table) {
     TableMetadata.Builder b = TableMetadata.newBuilder();
+    if (table.equals(LEGACY)) {
+      return b.addColumn("acct_id", DataType.BIGINT)
+          .addColumn("holder", DataType.TEXT)
+          .addColumn("balance", DataType.BIGINT)
+          .addPartitionKey("acct_id")
+          .build();
+    }
     if (ns.equals(NS_A) && table.equals(ACCOUNTS)) {
       b.addColumn("account_id", DataType.INT)
           .addColumn("branch", DataType.TEXT)
@@ -296,5 +305,28 @@ final class Bank {
     tx.get(Get.newBuilder().namespace(ns).table(table).partitionKey(pk).clusteringKey(ck).build());
     tx.delete(Delete.newBuilder().namespace(ns).table(table).partitionKey(pk).clusteringKey(ck).build());
     return 1;
+  }
+
+  /**
+   * Works on the imported table: updates legacy account 1, deletes legacy account 2 (both rows
+   * still have NULL metadata) and inserts account 10+s. Writes 3 records.
+   */
+  static int legacyWork(TransactionCrudOperable tx, int s) throws CrudException {
+    Key one = Key.ofBigInt("acct_id", 1L);
+    Key two = Key.ofBigInt("acct_id", 2L);
+    Optional<Result> r = tx.get(Get.newBuilder().namespace(NS_B).table(LEGACY).partitionKey(one).build());
+    long balance = r.map(x -> x.getBigInt("balance")).orElse(0L);
+    tx.put(Put.newBuilder().namespace(NS_B).table(LEGACY).partitionKey(one).bigIntValue("balance", balance - 50).build());
+    tx.get(Get.newBuilder().namespace(NS_B).table(LEGACY).partitionKey(two).build());
+    tx.delete(Delete.newBuilder().namespace(NS_B).table(LEGACY).partitionKey(two).build());
+    tx.put(
+        Put.newBuilder()
+            .namespace(NS_B)
+            .table(LEGACY)
+            .partitionKey(Key.ofBigInt("acct_id", 10L + s))
+            .textValue("holder", "new-" + s)
+            .bigIntValue("balance", 50L)
+            .build());
+    return 3;
   }
 }

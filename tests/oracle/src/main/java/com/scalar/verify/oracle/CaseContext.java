@@ -56,6 +56,8 @@ final class CaseContext implements AutoCloseable {
   final WriteLog log;
   final Properties live;
   final List<Tx> txs = new ArrayList<>();
+  /** The tables the case has, [namespace, table]; an imported table is added by the scenario. */
+  final List<String[]> tables = new ArrayList<>(Bank.TABLES);
   final Map<Integer, Integer> steps = new LinkedHashMap<>();
   private int nextSlot;
 
@@ -147,6 +149,36 @@ final class CaseContext implements AutoCloseable {
       participantTm = TransactionFactory.create(scalarProps(live, true)).getTwoPhaseCommitTransactionManager();
     }
     return participantTm;
+  }
+
+  /**
+   * Creates bank_b.legacy_accounts as a plain table of the database (application rows from before
+   * ScalarDB: no transaction metadata at all) and imports it with the admin API (importTable adds
+   * the metadata and before-image columns, leaving them NULL in existing rows). Not on SQLite,
+   * where ScalarDB refuses to import.
+   */
+  void createAndImportLegacyTable() throws Exception {
+    String url = live.getProperty(DatabaseConfig.CONTACT_POINTS);
+    String text = backend.name().equals("postgres") ? "TEXT" : "VARCHAR(64)";
+    try (java.sql.Connection c =
+            java.sql.DriverManager.getConnection(
+                url, live.getProperty(DatabaseConfig.USERNAME), live.getProperty(DatabaseConfig.PASSWORD));
+        java.sql.Statement st = c.createStatement()) {
+      st.executeUpdate(
+          "CREATE TABLE bank_b.legacy_accounts (acct_id BIGINT PRIMARY KEY, holder " + text
+              + ", balance BIGINT)");
+      st.executeUpdate(
+          "INSERT INTO bank_b.legacy_accounts VALUES (1, 'legacy-1', 500), (2, 'legacy-2', 700),"
+              + " (3, 'legacy-3', 900)");
+    }
+    DistributedTransactionAdmin admin =
+        TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
+    try {
+      admin.importTable(Bank.NS_B, Bank.LEGACY, java.util.Collections.emptyMap());
+    } finally {
+      admin.close();
+    }
+    tables.add(new String[] {Bank.NS_B, Bank.LEGACY});
   }
 
   // ---- slots and seeding ----

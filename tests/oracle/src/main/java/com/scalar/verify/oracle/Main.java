@@ -42,7 +42,8 @@ public final class Main {
     }
     Pattern only = Pattern.compile(opts.getOrDefault("only", ".*"));
     List<CaseSpec> specs = new ArrayList<>();
-    for (CaseSpec s : Scenarios.all(scalarDbVersion())) {
+    String backendName = opts.getOrDefault("backend", "sqlite");
+    for (CaseSpec s : Scenarios.all(scalarDbVersion(), backendName)) {
       if (only.matcher(s.id()).find()) {
         specs.add(s);
       }
@@ -173,7 +174,7 @@ public final class Main {
     Properties restored = backend.restore(backup, "r_" + ctx.caseId(), ctx.namespaces, ctx.work);
     List<String> ids = new ArrayList<>();
     ctx.txs.forEach(t -> ids.add(t.id));
-    Recovery.Result0 r = Recovery.run(ctx.scalarProps(restored, false), ids);
+    Recovery.Result0 r = Recovery.run(ctx.scalarProps(restored, false), ctx.tables, ids);
 
     // Self-checks: the backup holds exactly the pending records the write log predicts, and
     // ScalarDB reads the same Coordinator states from it as the model has.

@@ -44,9 +44,10 @@ final class Recovery {
 
   private Recovery() {}
 
-  static Map<WriteLog.RecordKey, Raw> scanRaw(DistributedStorage storage) throws Exception {
+  static Map<WriteLog.RecordKey, Raw> scanRaw(DistributedStorage storage, List<String[]> tables)
+      throws Exception {
     Map<WriteLog.RecordKey, Raw> out = new TreeMap<>();
-    for (String[] t : Bank.TABLES) {
+    for (String[] t : tables) {
       TableMetadata md = Bank.metadata(t[0], t[1]);
       try (Scanner scanner =
           storage.scan(Scan.newBuilder().namespace(t[0]).table(t[1]).all().build())) {
@@ -75,12 +76,12 @@ final class Recovery {
     return r.txState() != null && (r.txState() == 1 || r.txState() == 2);
   }
 
-  static Result0 run(Properties props, List<String> txIds) throws Exception {
+  static Result0 run(Properties props, List<String[]> tables, List<String> txIds) throws Exception {
     StorageFactory sf = StorageFactory.create(props);
     DistributedStorage storage = sf.getStorage();
     DistributedTransactionManager tm = TransactionFactory.create(props).getTransactionManager();
     try {
-      Map<WriteLog.RecordKey, Raw> before = scanRaw(storage);
+      Map<WriteLog.RecordKey, Raw> before = scanRaw(storage, tables);
       Map<String, String> states = new LinkedHashMap<>();
       for (String id : txIds) {
         states.put(id, tm.getState(id).name());
@@ -108,10 +109,10 @@ final class Recovery {
           break;
         }
         rounds++;
-        readAll(tm, errors);
+        readAll(tm, tables, errors);
         readPending(tm, pendingBefore, after, errors);
         Thread.sleep(rounds == 1 ? 200 : 500);
-        after = scanRaw(storage);
+        after = scanRaw(storage, tables);
       }
       List<Outcome> outcomes = new ArrayList<>();
       for (Map.Entry<WriteLog.RecordKey, Raw> e : pendingBefore.entrySet()) {
@@ -125,15 +126,16 @@ final class Recovery {
   }
 
   /** Scan all of every table, each in its own transaction. */
-  private static void readAll(DistributedTransactionManager tm, List<String> errors) {
-    for (String[] t : Bank.TABLES) {
+  private static void readAll(
+      DistributedTransactionManager tm, List<String[]> tables, List<String> errors) {
+    for (String[] t : tables) {
       DistributedTransaction tx = null;
       try {
         tx = tm.begin();
         tx.scan(Scan.newBuilder().namespace(t[0]).table(t[1]).all().build());
         tx.commit();
       } catch (Exception e) {
-        errors.add("scan " + t[0] + "." + t[1] + ": " + e.getClass().getSimpleName() + ": " + e.getMessage() + " @" + (System.currentTimeMillis() % 1000000));
+        errors.add("scan " + t[0] + "." + t[1] + ": " + e.getClass().getSimpleName() + ": " + e.getMessage());
         rollbackQuietly(tx);
       }
     }
@@ -167,7 +169,7 @@ final class Recovery {
         tx.get(g);
         tx.commit();
       } catch (Exception e) {
-        errors.add("get " + k + ": " + e.getClass().getSimpleName() + ": " + e.getMessage() + " @" + (System.currentTimeMillis() % 1000000));
+        errors.add("get " + k + ": " + e.getClass().getSimpleName() + ": " + e.getMessage());
         rollbackQuietly(tx);
       }
     }

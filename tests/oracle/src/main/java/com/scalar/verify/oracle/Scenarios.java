@@ -51,8 +51,24 @@ final class Scenarios {
     return major < 3 || (major == 3 && minor < 16);
   }
 
-  static List<CaseSpec> all(String version) {
+  static List<CaseSpec> all(String version, String backend) {
     List<CaseSpec> out = new ArrayList<>();
+
+    // ---- a table imported from outside ScalarDB: rows with NULL metadata (not on SQLite) ----
+    if (!backend.equals("sqlite")) {
+      out.add(single("import-prepared-all", ctx -> {
+        int[] s = ctx.seed(1);
+        ctx.createAndImportLegacyTable();
+        legacy(ctx, s[0], crashAt(b -> b.isCoordinatorState(3)), "prepared_all");
+        ctx.cut();
+      }));
+      out.add(single("import-state-committed-no-records", ctx -> {
+        int[] s = ctx.seed(1);
+        ctx.createAndImportLegacyTable();
+        legacy(ctx, s[0], crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
+        ctx.cut();
+      }));
+    }
 
     // ---- single-instant backups, group commit off ----
     out.add(single("committed", ctx -> {
@@ -322,6 +338,16 @@ final class Scenarios {
       ctx.cutData();
     }));
     return out;
+  }
+
+  /** A one-phase transaction on the imported table plus the slot's bank_a half, under a crash rule. */
+  static void legacy(CaseContext ctx, int s, Faults.Rule rule, String crashPoint) throws Exception {
+    DistributedTransaction tx = ctx.tm.begin();
+    int step = ctx.nextStep(s);
+    int writes = Bank.legacyWork(tx, s) + Bank.debitA(tx, s, 10L * step, step);
+    String outcome = CaseContext.commitUnder(tx, rule);
+    ctx.register(tx.getId(), crashPoint, writes,
+        "one-phase transaction on imported rows with NULL metadata; commit(): " + outcome);
   }
 
   /**

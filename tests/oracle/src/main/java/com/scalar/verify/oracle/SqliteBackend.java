@@ -35,7 +35,9 @@ final class SqliteBackend implements Backend {
     Path file = work.resolve(caseId + ".live.sqlite");
     Files.deleteIfExists(file);
     Properties p = new Properties();
-    p.setProperty(DatabaseConfig.CONTACT_POINTS, url(file));
+    // 1 KiB pages (SQLite's default is 4 KiB) keep the checked-in backups small; one page per
+    // table and index is most of a case's file.
+    p.setProperty(DatabaseConfig.CONTACT_POINTS, url(file) + "&page_size=1024");
     p.setProperty(DatabaseConfig.USERNAME, "");
     p.setProperty(DatabaseConfig.PASSWORD, "");
     return p;
