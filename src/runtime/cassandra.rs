@@ -389,6 +389,7 @@ impl CassandraInstance {
         let classpath = format!("{}/*", self.home.join("lib").display());
         let output = tokio::process::Command::new(&self.java)
             .args(["-Xmx256m", "-cp", &classpath])
+            .args(JVM17_OPTIONS)
             .arg(format!(
                 "-Dcassandra.storagedir={}",
                 self.dir.join("data").display()

@@ -14,6 +14,19 @@ async fn bank_fixtures_on_cassandra_match_their_expected_reports() {
         assert_same_report(&normalized(run.json()), &expected(state), state);
     }
 
+    // nodetool snapshot (for the restores of a later step) flushes and hard-links SSTables.
+    node.snapshot("fixture", &["bank", "ledger"])
+        .await
+        .unwrap_or_else(|e| panic!("{}", scalardb_verify::scan::error_chain(&e)));
+    let snapshots = node.snapshot_dirs("fixture");
+    assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+    assert!(
+        snapshots
+            .iter()
+            .all(|dir| std::fs::read_dir(dir).unwrap().count() > 0),
+        "{snapshots:?}"
+    );
+
     // A keyspace without its Coordinator: indeterminate, never a pass.
     load_state(&writer, "recoverable").await;
     run_cql(&writer, "DROP KEYSPACE coordinator;").await;

@@ -1,0 +1,280 @@
+//! Benchmark of `scan` on a local Cassandra node: a ScalarDB-shaped table of 2 million
+//! records (four per transaction, 0.1 % of transactions left PREPARED) and a 500,000-row
+//! Coordinator, flushed to SSTables. In the same run it measures the tool's scan (the
+//! release binary: token-range split, parallel, paged) against a plain single-stream full
+//! read of the same two tables through the same driver, which decodes nothing. Prints
+//! records/s, peak RSS and the Coordinator index's size; asserts nothing.
+//!
+//! Run: `cargo bench --bench cassandra` after `scripts/install-cassandra`. Env:
+//! BENCH_RECORDS (default 2000000), BENCH_REPEAT (default 3).
+
+// The scylla session futures are deeply nested.
+#![recursion_limit = "256"]
+
+use std::process::Command;
+use std::time::Instant;
+
+use scalardb_verify::model::TableRef;
+use scalardb_verify::runtime::cassandra::{CassandraInstance, CassandraOptions};
+use scalardb_verify::store::{
+    CassandraStore, CassandraWriter, CqlParam, DiscoveredTable, ReadConsistency, TableFilter,
+    discover_settings,
+};
+
+const T0: i64 = 1_700_000_000_000;
+const RECORDS_PER_TX: i64 = 4;
+
+fn main() {
+    // `cargo test --all-targets` runs harness-less benches too, without `--bench`: a
+    // 2-million-record load is not a test.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("benches/cassandra.rs: run it with `cargo bench --bench cassandra`");
+        return;
+    }
+    let records: i64 = env_or("BENCH_RECORDS", 2_000_000);
+    let repeat: usize = env_or("BENCH_REPEAT", 3);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(run(records, repeat));
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn tx_id(tx: i64) -> String {
+    format!("{tx:08x}-0000-4000-8000-000000000000")
+}
+
+/// One transaction in a thousand is left PREPARED; half of those have a COMMITTED row.
+fn is_prepared(tx: i64) -> bool {
+    tx % 1000 == 7
+}
+
+async fn run(records: i64, repeat: usize) {
+    let node = CassandraInstance::start(&CassandraOptions::new(format!(
+        "bench-cassandra-{}",
+        std::process::id()
+    )))
+    .await
+    .expect("start Cassandra (scripts/install-cassandra installs it)");
+    eprintln!("node ready in {:.1?}", node.started_in());
+    let writer = CassandraWriter::connect(&[node.contact_point()])
+        .await
+        .expect("connect");
+    writer
+        .execute_script(SCHEMA)
+        .await
+        .expect("create the schema");
+
+    let started = Instant::now();
+    let rows = (0..records).map(|id| {
+        let tx = id / RECORDS_PER_TX;
+        let prepared = is_prepared(tx);
+        let at = T0 + tx;
+        vec![
+            CqlParam::Int(i32::try_from(id).expect("ids fit in an int")),
+            CqlParam::Int(1000),
+            if prepared {
+                CqlParam::Int(900)
+            } else {
+                CqlParam::Null
+            },
+            CqlParam::Text(tx_id(tx)),
+            CqlParam::Int(if prepared { 1 } else { 3 }),
+            CqlParam::Int(if prepared { 2 } else { 1 }),
+            CqlParam::BigInt(at - 5),
+            if prepared {
+                CqlParam::Null
+            } else {
+                CqlParam::BigInt(at)
+            },
+            if prepared {
+                CqlParam::Text(tx_id(tx + 1_000_000_000))
+            } else {
+                CqlParam::Null
+            },
+            if prepared {
+                CqlParam::Int(3)
+            } else {
+                CqlParam::Null
+            },
+            if prepared {
+                CqlParam::Int(1)
+            } else {
+                CqlParam::Null
+            },
+        ]
+    });
+    writer
+        .insert(
+            "INSERT INTO bench.records (id, balance, before_balance, tx_id, tx_state, \
+             tx_version, tx_prepared_at, tx_committed_at, before_tx_id, before_tx_state, \
+             before_tx_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+            256,
+        )
+        .await
+        .expect("insert records");
+    let transactions = records / RECORDS_PER_TX;
+    let states = (0..transactions)
+        .filter(|tx| !is_prepared(*tx) || tx % 2000 == 7)
+        .map(|tx| {
+            vec![
+                CqlParam::Text(tx_id(tx)),
+                CqlParam::Int(3),
+                CqlParam::BigInt(T0 + tx - 2),
+            ]
+        });
+    let coordinator_rows = writer
+        .insert(
+            "INSERT INTO coordinator.state (tx_id, tx_state, tx_created_at) VALUES (?, ?, ?)",
+            states,
+            256,
+        )
+        .await
+        .expect("insert coordinator rows");
+    let load_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "loaded {records} records and {coordinator_rows} Coordinator rows in {load_seconds:.1} s \
+         ({:.0} writes/s)",
+        (records as f64 + coordinator_rows as f64) / load_seconds
+    );
+
+    node.snapshot("bench-flush", &["bench", "coordinator"])
+        .await
+        .expect("flush with nodetool snapshot");
+    eprintln!("flushed");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report.json");
+    let url = format!("{}?consistency=ONE", node.url());
+    let store = CassandraStore::connect(&[node.contact_point()], None, ReadConsistency::One)
+        .await
+        .expect("connect");
+    // Warm the caches once each.
+    scan_once(&url, &report);
+    plain_once(&store).await;
+
+    let mut scan_times = Vec::new();
+    let mut scan_rss = Vec::new();
+    let mut plain_times = Vec::new();
+    for _ in 0..repeat {
+        let (seconds, rss) = scan_once(&url, &report);
+        scan_times.push(seconds);
+        scan_rss.push(rss);
+        plain_times.push(plain_once(&store).await);
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json report");
+
+    // The Coordinator index's size, from an in-process scan of the Coordinator.
+    let filter = TableFilter::default();
+    let discovery = store
+        .discover(&discover_settings("coordinator", "scalardb", &filter))
+        .await
+        .expect("discover");
+    assert!(
+        discovery
+            .tables
+            .iter()
+            .any(|t| matches!(t, DiscoveredTable::Present(_)))
+    );
+    store
+        .scan_coordinator(discovery.coordinator.as_ref().expect("coordinator"))
+        .await
+        .expect("scan the coordinator");
+    let (index_bytes, index_rows) = store.coordinator_index_size().expect("index loaded");
+
+    let rows_read = records as f64 + coordinator_rows as f64;
+    let scan = median(&mut scan_times);
+    let plain = median(&mut plain_times);
+    let rss_mib = scan_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+    println!("records:                 {records} (+ {coordinator_rows} Coordinator rows)");
+    println!(
+        "verdict:                 {} (unresolved {})",
+        report["verdict"], report["summary"]["unresolved_records"]
+    );
+    println!(
+        "scan (parallel, binary): {scan:.2} s median of {repeat}, {:.0} records/s",
+        rows_read / scan
+    );
+    println!(
+        "plain single stream:     {plain:.2} s median of {repeat}, {:.0} records/s",
+        rows_read / plain
+    );
+    println!("scan / plain:            {:.2}", scan / plain);
+    println!("scan peak RSS:           {rss_mib:.1} MiB");
+    println!(
+        "coordinator index:       {index_bytes} bytes for {index_rows} rows ({:.2} bytes/row)",
+        index_bytes as f64 / index_rows as f64
+    );
+    node.stop().await.expect("stop the node");
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Runs the release binary under /usr/bin/time: wall seconds and peak RSS in KiB.
+fn scan_once(url: &str, report: &std::path::Path) -> (f64, u64) {
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%e %M"])
+        .arg(env!("CARGO_BIN_EXE_scalardb-verify"))
+        .args(["scan", url, "--quiet", "--format", "json", "--output"])
+        .arg(report)
+        .output()
+        .expect("run /usr/bin/time (Debian package `time`)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    let mut fields = last.split_whitespace();
+    let seconds = fields.next().and_then(|s| s.parse().ok());
+    let rss = fields.next().and_then(|s| s.parse().ok());
+    match (seconds, rss) {
+        (Some(seconds), Some(rss)) => (seconds, rss),
+        _ => panic!("scan failed: {stderr}"),
+    }
+}
+
+/// Both tables read in full, one stream of pages each, rows counted and not decoded.
+async fn plain_once(store: &CassandraStore) -> f64 {
+    let started = Instant::now();
+    store
+        .count_single_stream(
+            &TableRef::new("coordinator", "state"),
+            &["tx_id", "tx_state", "tx_created_at"],
+        )
+        .await
+        .expect("read the coordinator");
+    store
+        .count_single_stream(
+            &TableRef::new("bench", "records"),
+            &[
+                "tx_id",
+                "tx_state",
+                "tx_version",
+                "tx_prepared_at",
+                "tx_committed_at",
+                "before_tx_id",
+                "before_tx_state",
+                "before_tx_version",
+                "id",
+            ],
+        )
+        .await
+        .expect("read the records");
+    started.elapsed().as_secs_f64()
+}
+
+const SCHEMA: &str = "\
+CREATE KEYSPACE bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};
+CREATE KEYSPACE coordinator WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};
+CREATE TABLE coordinator.state (tx_id text, tx_state int, tx_created_at bigint, PRIMARY KEY ((tx_id)));
+CREATE TABLE bench.records (id int, balance int, before_balance int, tx_id text, tx_state int,
+  tx_version int, tx_prepared_at bigint, tx_committed_at bigint, before_tx_id text,
+  before_tx_state int, before_tx_version int, before_tx_prepared_at bigint,
+  before_tx_committed_at bigint, PRIMARY KEY ((id)));
+";
