@@ -384,6 +384,17 @@ impl CassandraStore {
         settings: &DiscoverySettings<'_>,
     ) -> Result<Discovery, CassandraError> {
         type ColumnRow = (String, String, String, String, i32, String);
+        // system_schema is local to each node: wait until every node has the same schema,
+        // so discovery does not depend on which node answers.
+        self.session
+            .await_schema_agreement()
+            .await
+            .map_err(|e| CassandraError::Catalog {
+                target: self.target.clone(),
+                source: CqlFailure::Unexpected(format!(
+                    "the nodes do not agree on the schema: {e}"
+                )),
+            })?;
         let rows = self
             .query_all::<ColumnRow>(
                 "SELECT keyspace_name, table_name, column_name, kind, position, type \

@@ -126,10 +126,20 @@ pub fn normalized(mut report: Value) -> Value {
 
 pub fn assert_same_report(actual: &Value, expected: &Value, context: &str) {
     if actual != expected {
+        let expected = serde_json::to_string_pretty(expected).unwrap();
+        let actual = serde_json::to_string_pretty(actual).unwrap();
+        let differing: Vec<String> = expected
+            .lines()
+            .zip(actual.lines())
+            .enumerate()
+            .filter(|(_, (e, a))| e != a)
+            .take(10)
+            .map(|(i, (e, a))| format!("line {}: expected {e}\n         actual   {a}", i + 1))
+            .collect();
         panic!(
-            "{context}: report differs from the expected one\n--- expected\n{}\n--- actual\n{}",
-            serde_json::to_string_pretty(expected).unwrap(),
-            serde_json::to_string_pretty(actual).unwrap()
+            "{context}: report differs from the expected one; first differing lines:\n{}\n\
+             --- expected\n{expected}\n--- actual\n{actual}",
+            differing.join("\n")
         );
     }
 }
