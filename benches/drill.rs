@@ -11,10 +11,13 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{env_or, generate_sql, plain_sql_checks, timed};
+use common::{env_or, generate_sql, plain_sql_checks, started_by_cargo_bench, timed};
 use scalardb_verify::runtime::local::{Engine, LocalInstance, LocalOptions};
 
 fn main() {
+    if !started_by_cargo_bench("drill") {
+        return;
+    }
     let rows: i64 = env_or("BENCH_ROWS_PER_TABLE", 2_000_000);
     let jobs: usize = env_or("BENCH_JOBS", 4);
     tokio::runtime::Runtime::new()

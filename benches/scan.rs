@@ -14,9 +14,12 @@ use scalardb_verify::runtime::local::{Engine, LocalInstance, LocalOptions};
 
 mod common;
 
-use common::{TABLES, env_or, generate_sql, plain_sql_checks, timed};
+use common::{TABLES, env_or, generate_sql, plain_sql_checks, started_by_cargo_bench, timed};
 
 fn main() {
+    if !started_by_cargo_bench("scan") {
+        return;
+    }
     let rows: i64 = env_or("BENCH_ROWS_PER_TABLE", 1_250_000);
     let repeat: usize = env_or("BENCH_REPEAT", 3);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -6,6 +6,16 @@ use std::process::Command;
 pub const TABLES: usize = 4;
 pub const T0: i64 = 1_700_000_000_000;
 
+/// `cargo test --all-targets` runs harness-less benchmarks too, without `--bench`: they
+/// must not load gigabytes then. True when started by `cargo bench`.
+pub fn started_by_cargo_bench(name: &str) -> bool {
+    let started = std::env::args().any(|arg| arg == "--bench");
+    if !started {
+        println!("benches/{name}.rs: run it with `cargo bench --bench {name}`");
+    }
+    started
+}
+
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
