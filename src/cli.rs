@@ -33,6 +33,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
 scalardb-verify scan sqlite://fixtures/bank/recoverable/bank.sqlite\n  \
 scalardb-verify scan postgres://verifier@127.0.0.1:5432/app --format json --output report.json\n  \
+scalardb-verify scan cassandra://10.0.0.5,10.0.0.6:9042?consistency=QUORUM\n  \
 scalardb-verify scan --properties database.properties --strict --format junit --output junit.xml")]
     Scan(ScanArgs),
     /// Restore a backup into a disposable instance, verify it, optionally rehearse recovery
@@ -50,7 +51,8 @@ scalardb-verify drill app.sqlite --keep")]
 #[derive(Debug, Args)]
 pub struct ScanArgs {
     /// The database: postgres://USER[:PASS]@HOST:PORT/DB, mysql://… (MySQL 8 or MariaDB;
-    /// mariadb:// also works) or sqlite://PATH. SQLite files are opened read-only.
+    /// mariadb:// also works), sqlite://PATH (opened read-only) or
+    /// cassandra://[USER[:PASS]@]HOST[:PORT][,HOST…][?consistency=QUORUM] (Cassandra or ScyllaDB).
     #[arg(value_name = "URL", required_unless_present = "properties")]
     pub url: Option<String>,
 
