@@ -111,20 +111,25 @@ final class Bank {
 
   // ---- keys of a slot ----
 
+  /** Every fifth slot has awkward keys: negative integers, non-ASCII text, quotes, '$', a space. */
+  static boolean oddKeys(int s) {
+    return s % 5 == 4;
+  }
+
   static Key accountAKey(int s) {
-    return Key.ofInt("account_id", 100 + s);
+    return Key.ofInt("account_id", oddKeys(s) ? -(100 + s) : 100 + s);
   }
 
   static Key accountACk(int s) {
-    return Key.ofText("branch", "br" + (s % 3));
+    return Key.ofText("branch", oddKeys(s) ? "Zürich \"HQ\" $" + (s % 3) : "br" + (s % 3));
   }
 
   static Key accountBKey(int s) {
-    return Key.ofText("customer", "cust-" + s);
+    return Key.ofText("customer", oddKeys(s) ? "Zoë's acct-" + s : "cust-" + s);
   }
 
   static Key accountBCk(int s) {
-    return Key.ofBigInt("account_no", 5000L + s);
+    return Key.ofBigInt("account_no", oddKeys(s) ? -(5000L + s) : 5000L + s);
   }
 
   static final long SEED_DAY = 20240101L;
