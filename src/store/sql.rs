@@ -150,8 +150,58 @@ impl SqlStore {
         self.pool.close().await;
     }
 
+    fn table_ref(&self, schema: String, table: &str) -> Option<TableRef> {
+        match self.dialect {
+            Dialect::Sqlite => Dialect::sqlite_table_ref(table),
+            Dialect::Postgres | Dialect::MySql => Some(TableRef::new(schema, table)),
+        }
+    }
+
+    async fn read_only_connection(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        conn.execute(sqlx::raw_sql(self.dialect.begin_read_only()))
+            .await?;
+        Ok(conn)
+    }
+
+    async fn end(conn: &mut PoolConnection<Any>) -> Result<(), sqlx::Error> {
+        conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(|_| ())
+    }
+}
+
+/// Reads a text column. MySQL reports `CAST(… AS CHAR)` of a LONGTEXT as a BLOB type to the
+/// `Any` driver, so bytes are accepted too, as UTF-8.
+fn text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
+    match row.try_get::<Option<String>, _>(index) {
+        Ok(value) => Ok(value),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let bytes: Option<Vec<u8>> = row.try_get(index)?;
+            bytes
+                .map(|b| {
+                    String::from_utf8(b).map_err(|e| sqlx::Error::ColumnDecode {
+                        index: index.to_string(),
+                        source: Box::new(e),
+                    })
+                })
+                .transpose()
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A text column that must not be NULL.
+fn required_text(row: &AnyRow, index: usize) -> Result<String, sqlx::Error> {
+    text(row, index)?.ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: index.to_string(),
+        source: "unexpected NULL".into(),
+    })
+}
+
+impl super::Store for SqlStore {
+    type Error = SqlError;
+
     /// Reads the catalog and ScalarDB's metadata table, then decides what to scan.
-    pub async fn discover(&self, settings: &DiscoverySettings<'_>) -> Result<Discovery, SqlError> {
+    async fn discover(&self, settings: &DiscoverySettings<'_>) -> Result<Discovery, SqlError> {
         let catalog_error = |source| SqlError::Catalog {
             target: self.target.clone(),
             source,
@@ -211,82 +261,7 @@ impl SqlStore {
         Ok(discover(&catalog, metadata.as_deref(), settings))
     }
 
-    fn table_ref(&self, schema: String, table: &str) -> Option<TableRef> {
-        match self.dialect {
-            Dialect::Sqlite => Dialect::sqlite_table_ref(table),
-            Dialect::Postgres | Dialect::MySql => Some(TableRef::new(schema, table)),
-        }
-    }
-
-    async fn read_only_connection(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        conn.execute(sqlx::raw_sql(self.dialect.begin_read_only()))
-            .await?;
-        Ok(conn)
-    }
-
-    async fn end(conn: &mut PoolConnection<Any>) -> Result<(), sqlx::Error> {
-        conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(|_| ())
-    }
-
-    /// Counts, watermarks and every record that is not plainly committed.
-    pub async fn scan_exceptional(
-        &self,
-        table: &TableSchema,
-        coordinator: Option<&CoordinatorSchema>,
-    ) -> Result<TableScan, SqlError> {
-        let scan_error = |source| SqlError::Scan {
-            table: table.table.to_string(),
-            source,
-        };
-        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
-        let stats = sqlx::query(&self.dialect.table_stats(table))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(scan_error)?;
-        let mut scan = TableScan {
-            records: count(&stats, 0).map_err(scan_error)?,
-            max_prepared_at: stats.try_get(1).map_err(scan_error)?,
-            max_committed_at: stats.try_get(2).map_err(scan_error)?,
-            ..TableScan::default()
-        };
-        let sql = self.dialect.exceptional_records(table, coordinator);
-        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
-            scan.exceptional
-                .push(decode_record(&row, table).map_err(scan_error)?);
-        }
-        drop(rows);
-        Self::end(&mut conn).await.map_err(scan_error)?;
-        Ok(scan)
-    }
-
-    /// Streams the COMMITTED records whose transaction the Coordinator does not confirm,
-    /// filing each through `retention` so memory stays bounded.
-    pub async fn scan_unconfirmed(
-        &self,
-        table: &TableSchema,
-        coordinator: &CoordinatorSchema,
-        retention: &Retention,
-        scan: &mut TableScan,
-    ) -> Result<(), SqlError> {
-        let scan_error = |source| SqlError::Scan {
-            table: table.table.to_string(),
-            source,
-        };
-        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
-        let sql = self
-            .dialect
-            .unconfirmed_committed_records(table, coordinator);
-        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
-            retention.file(scan, decode_record(&row, table).map_err(scan_error)?);
-        }
-        drop(rows);
-        Self::end(&mut conn).await.map_err(scan_error)
-    }
-
-    pub async fn scan_coordinator(
+    async fn scan_coordinator(
         &self,
         coordinator: &CoordinatorSchema,
     ) -> Result<CoordinatorScan, SqlError> {
@@ -334,58 +309,41 @@ impl SqlStore {
         Self::end(&mut conn).await.map_err(error)?;
         Ok(scan)
     }
-}
 
-/// Reads a text column. MySQL reports `CAST(… AS CHAR)` of a LONGTEXT as a BLOB type to the
-/// `Any` driver, so bytes are accepted too, as UTF-8.
-fn text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
-    match row.try_get::<Option<String>, _>(index) {
-        Ok(value) => Ok(value),
-        Err(sqlx::Error::ColumnDecode { .. }) => {
-            let bytes: Option<Vec<u8>> = row.try_get(index)?;
-            bytes
-                .map(|b| {
-                    String::from_utf8(b).map_err(|e| sqlx::Error::ColumnDecode {
-                        index: index.to_string(),
-                        source: Box::new(e),
-                    })
-                })
-                .transpose()
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// A text column that must not be NULL.
-fn required_text(row: &AnyRow, index: usize) -> Result<String, sqlx::Error> {
-    text(row, index)?.ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: index.to_string(),
-        source: "unexpected NULL".into(),
-    })
-}
-
-impl super::Store for SqlStore {
-    type Error = SqlError;
-
-    async fn discover(&self, settings: &DiscoverySettings<'_>) -> Result<Discovery, SqlError> {
-        SqlStore::discover(self, settings).await
-    }
-
-    async fn scan_coordinator(
-        &self,
-        coordinator: &CoordinatorSchema,
-    ) -> Result<CoordinatorScan, SqlError> {
-        SqlStore::scan_coordinator(self, coordinator).await
-    }
-
+    /// Counts, watermarks and every record that is not plainly committed.
     async fn scan_exceptional(
         &self,
         table: &TableSchema,
         coordinator: Option<&CoordinatorSchema>,
     ) -> Result<TableScan, SqlError> {
-        SqlStore::scan_exceptional(self, table, coordinator).await
+        let scan_error = |source| SqlError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
+        let stats = sqlx::query(&self.dialect.table_stats(table))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(scan_error)?;
+        let mut scan = TableScan {
+            records: count(&stats, 0).map_err(scan_error)?,
+            max_prepared_at: stats.try_get(1).map_err(scan_error)?,
+            max_committed_at: stats.try_get(2).map_err(scan_error)?,
+            ..TableScan::default()
+        };
+        let sql = self.dialect.exceptional_records(table, coordinator);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
+            scan.exceptional
+                .push(decode_record(&row, table).map_err(scan_error)?);
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(scan_error)?;
+        Ok(scan)
     }
 
+    /// Streams the COMMITTED records whose transaction the Coordinator does not confirm,
+    /// filing each through `retention` so memory stays bounded.
     async fn scan_unconfirmed(
         &self,
         table: &TableSchema,
@@ -393,7 +351,20 @@ impl super::Store for SqlStore {
         retention: &Retention,
         scan: &mut TableScan,
     ) -> Result<(), SqlError> {
-        SqlStore::scan_unconfirmed(self, table, coordinator, retention, scan).await
+        let scan_error = |source| SqlError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
+        let sql = self
+            .dialect
+            .unconfirmed_committed_records(table, coordinator);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
+            retention.file(scan, decode_record(&row, table).map_err(scan_error)?);
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(scan_error)
     }
 }
 
