@@ -9,13 +9,19 @@
 //!
 //! All cases run before anything is asserted, so one run lists every disagreement. The test
 //! never passes vacuously: no case in `fixtures/oracle/` is a failure.
+//!
+//! Cassandra cases (`backup.cql`) share one local Cassandra node that the test starts (it fails,
+//! never skips, if the node cannot start): each case drops the keyspaces earlier cases loaded,
+//! loads its CQL through `CassandraWriter` and is scanned over `cassandra://`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use scalardb_verify::runtime::cassandra::{CassandraInstance, CassandraOptions};
 use scalardb_verify::runtime::local::{Engine, LocalInstance, LocalOptions};
+use scalardb_verify::store::CassandraWriter;
 use serde::Deserialize;
 
 const BIN: &str = env!("CARGO_BIN_EXE_scalardb-verify");
@@ -85,6 +91,7 @@ impl Case {
             "sqlite" => "backup.sqlite",
             "postgres" => "backup.pg.sql",
             "mariadb" => "backup.mysql.sql",
+            "cassandra" => "backup.cql",
             other => panic!("{}: unknown backend {other:?}", self.dir.display()),
         };
         self.dir.join(name)
@@ -116,6 +123,15 @@ fn load_cases(root: &Path) -> Vec<Case> {
 struct Servers {
     postgres: Option<LocalInstance>,
     mariadb: Option<LocalInstance>,
+    cassandra: Option<Cassandra>,
+}
+
+/// The Cassandra node, a session that loads backups, and the keyspaces loaded so far (dropped
+/// before the next case loads, so a scan sees one case's keyspaces only).
+struct Cassandra {
+    node: CassandraInstance,
+    writer: CassandraWriter,
+    loaded: BTreeSet<String>,
 }
 
 impl Servers {
@@ -140,9 +156,46 @@ impl Servers {
         slot.as_ref().expect("just started")
     }
 
+    async fn cassandra(&mut self) -> &mut Cassandra {
+        if self.cassandra.is_none() {
+            let opts = CassandraOptions::new(format!("differential-{}", std::process::id()));
+            // Boxed: the start future is too deep for the compiler's layout computation inline.
+            let node = Box::pin(CassandraInstance::start(&opts))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start a local Cassandra node for the oracle's Cassandra cases: {}\n\
+                     run scripts/install-cassandra to install Cassandra's jars",
+                        scalardb_verify::scan::error_chain(&e)
+                    )
+                });
+            let writer = CassandraWriter::connect(&[node.contact_point()])
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "connect to the Cassandra node at {}: {}",
+                        node.contact_point(),
+                        scalardb_verify::scan::error_chain(&e)
+                    )
+                });
+            self.cassandra = Some(Cassandra {
+                node,
+                writer,
+                loaded: BTreeSet::new(),
+            });
+        }
+        self.cassandra.as_mut().expect("just started")
+    }
+
     async fn stop(self) {
         for server in [self.postgres, self.mariadb].into_iter().flatten() {
             server.stop().await.expect("stop a local server");
+        }
+        if let Some(cassandra) = self.cassandra {
+            drop(cassandra.writer);
+            Box::pin(cassandra.node.stop())
+                .await
+                .expect("stop the Cassandra node");
         }
     }
 }
@@ -211,6 +264,36 @@ async fn restore(case: &Case, servers: &mut Servers, scratch: &Path, n: usize) -
                 });
             server.url()
         }
+        "cassandra" => {
+            let cassandra = servers.cassandra().await;
+            let text = std::fs::read_to_string(&backup)
+                .unwrap_or_else(|e| panic!("read {}: {e}", backup.display()));
+            let keyspaces = cql_keyspaces(&text);
+            assert!(
+                !keyspaces.is_empty(),
+                "{} creates no keyspace",
+                backup.display()
+            );
+            cassandra.loaded.extend(keyspaces);
+            for ks in &cassandra.loaded {
+                let drop = format!("DROP KEYSPACE IF EXISTS \"{ks}\"");
+                cassandra.writer.execute(&drop).await.unwrap_or_else(|e| {
+                    panic!("{drop}: {}", scalardb_verify::scan::error_chain(&e))
+                });
+            }
+            cassandra
+                .writer
+                .execute_script(&text)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "load {}: {}",
+                        backup.display(),
+                        scalardb_verify::scan::error_chain(&e)
+                    )
+                });
+            cassandra.node.url()
+        }
         other => panic!("unknown backend {other}"),
     }
 }
@@ -220,6 +303,14 @@ fn dump_databases(sql: &str) -> BTreeSet<String> {
     sql.lines()
         .filter(|l| l.starts_with("CREATE DATABASE"))
         .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
+        .collect()
+}
+
+/// The keyspaces a backup.cql creates (`CREATE KEYSPACE "name" ...` lines).
+fn cql_keyspaces(cql: &str) -> BTreeSet<String> {
+    cql.lines()
+        .filter_map(|l| l.strip_prefix("CREATE KEYSPACE \""))
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
         .collect()
 }
 

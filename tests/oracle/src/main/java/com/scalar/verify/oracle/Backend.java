@@ -2,6 +2,7 @@ package com.scalar.verify.oracle;
 
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
 
 /**
@@ -17,8 +18,18 @@ interface Backend {
     DATA
   }
 
-  /** "sqlite", "postgres" or "mariadb", as written in truth.json. */
+  /** "sqlite", "postgres", "mariadb" or "cassandra", as written in truth.json. */
   String name();
+
+  /** The ScalarDB storage adapter that reaches this backend (scalar.db.storage). */
+  default String storage() {
+    return "jdbc";
+  }
+
+  /** Options for ScalarDB's admin when it creates namespaces (e.g. Cassandra's replication). */
+  default Map<String, String> namespaceOptions() {
+    return Map.of();
+  }
 
   /** The backup file name the output contract uses for this backend. */
   String backupFileName();

@@ -12,6 +12,7 @@ import com.scalar.db.io.DataType;
 import com.scalar.db.io.Key;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 
 /**
@@ -100,12 +101,17 @@ final class Bank {
         .addColumn("ops", DataType.INT);
   }
 
-  static void createSchema(DistributedTransactionAdmin admin) throws Exception {
-    admin.createCoordinatorTables(true);
-    admin.createNamespace(NS_A, true);
-    admin.createNamespace(NS_B, true);
+  /**
+   * Creates the Coordinator table and the bank schema. {@code options} go to every namespace and
+   * table creation (Cassandra: "replication-factor"; ignored by JDBC).
+   */
+  static void createSchema(DistributedTransactionAdmin admin, Map<String, String> options)
+      throws Exception {
+    admin.createCoordinatorTables(true, options);
+    admin.createNamespace(NS_A, true, options);
+    admin.createNamespace(NS_B, true, options);
     for (String[] t : TABLES) {
-      admin.createTable(t[0], t[1], metadata(t[0], t[1]), true);
+      admin.createTable(t[0], t[1], metadata(t[0], t[1]), true, options);
     }
   }
 

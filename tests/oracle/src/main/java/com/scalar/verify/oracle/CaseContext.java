@@ -95,7 +95,8 @@ final class CaseContext implements AutoCloseable {
   Properties scalarProps(Properties connection, boolean faulty) {
     Properties p = new Properties();
     p.putAll(connection);
-    p.setProperty(DatabaseConfig.STORAGE, faulty ? FaultyStorageProvider.NAME : "jdbc");
+    p.setProperty(DatabaseConfig.STORAGE, faulty ? FaultyStorageProvider.NAME : backend.storage());
+    p.setProperty(FaultyStorageProvider.INNER, backend.storage());
     p.setProperty(DatabaseConfig.TRANSACTION_MANAGER, "consensus-commit");
     if (!spec.coordinatorNamespace().equals("coordinator")) {
       p.setProperty(COORDINATOR_NS_PROP, spec.coordinatorNamespace());
@@ -110,7 +111,7 @@ final class CaseContext implements AutoCloseable {
     DistributedTransactionAdmin admin =
         TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
     try {
-      Bank.createSchema(admin);
+      Bank.createSchema(admin, backend.namespaceOptions());
     } finally {
       admin.close();
     }

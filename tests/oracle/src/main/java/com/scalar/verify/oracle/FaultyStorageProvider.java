@@ -17,16 +17,24 @@ import java.util.Properties;
 
 /**
  * A ScalarDB storage adapter named {@value #NAME}, registered through ScalarDB's own plug-in point
- * (java.util.ServiceLoader of DistributedStorageProvider). It wraps the real JDBC adapter: every
- * call is delegated unchanged, except that write batches are first shown to {@link Faults} (which
- * may fail them, simulating a crash) and, once the JDBC adapter has committed them, recorded in the
- * current {@link WriteLog}.
+ * (java.util.ServiceLoader of DistributedStorageProvider). It wraps a real adapter, JDBC or
+ * Cassandra (named by {@value #INNER}): every call is delegated unchanged, except that write
+ * batches are first shown to {@link Faults} (which may fail them, simulating a crash) and, once the
+ * real adapter has applied them, recorded in the current {@link WriteLog}.
+ *
+ * <p>Every write ScalarDB's Consensus Commit makes goes through the DistributedStorage interface
+ * (put, delete, mutate), Coordinator rows included; on Cassandra the adapter turns those calls'
+ * conditions (putIfNotExists, putIf, deleteIf) into lightweight transactions, so wrapping the
+ * storage interface intercepts every Paxos write before it is sent. A failed batch is never sent,
+ * so no half-accepted Paxos round is left behind.
  *
  * <p>A dynamic proxy is used so that the same class works with every ScalarDB version's
  * DistributedStorage interface.
  */
 public final class FaultyStorageProvider implements DistributedStorageProvider {
   static final String NAME = "oracle-faulty";
+  /** The property naming the wrapped adapter: "jdbc" (the default) or "cassandra". */
+  static final String INNER = "scalar.db.oracle.inner_storage";
 
   private static volatile WriteLog log;
   private static volatile String coordinatorTable = "coordinator.state";
@@ -42,16 +50,16 @@ public final class FaultyStorageProvider implements DistributedStorageProvider {
     return NAME;
   }
 
-  private static Properties jdbcProperties(DatabaseConfig config) {
+  private static Properties innerProperties(DatabaseConfig config) {
     Properties p = new Properties();
     p.putAll(config.getProperties());
-    p.setProperty(DatabaseConfig.STORAGE, "jdbc");
+    p.setProperty(DatabaseConfig.STORAGE, p.getProperty(INNER, "jdbc"));
     return p;
   }
 
   @Override
   public DistributedStorage createDistributedStorage(DatabaseConfig config) {
-    DistributedStorage inner = StorageFactory.create(jdbcProperties(config)).getStorage();
+    DistributedStorage inner = StorageFactory.create(innerProperties(config)).getStorage();
     return (DistributedStorage)
         Proxy.newProxyInstance(
             DistributedStorage.class.getClassLoader(),
@@ -61,7 +69,7 @@ public final class FaultyStorageProvider implements DistributedStorageProvider {
 
   @Override
   public DistributedStorageAdmin createDistributedStorageAdmin(DatabaseConfig config) {
-    return StorageFactory.create(jdbcProperties(config)).getStorageAdmin();
+    return StorageFactory.create(innerProperties(config)).getStorageAdmin();
   }
 
   private static final class Handler implements InvocationHandler {

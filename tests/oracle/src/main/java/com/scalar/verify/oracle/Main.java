@@ -17,7 +17,8 @@ import java.util.TreeSet;
 import java.util.regex.Pattern;
 
 /**
- * Entry point: {@code generate --backend sqlite|postgres|mariadb --out DIR [--only REGEX]}.
+ * Entry point: {@code generate --backend sqlite|postgres|mariadb|cassandra --out DIR [--only REGEX]},
+ * {@code list}, and {@code workload} (see {@link Workload}).
  *
  * <p>Phase 1 runs every case's workload against a fresh live database and takes its backup. Phase 2
  * waits until every prepared record is older than ScalarDB's 15 s transaction lifetime, then opens
@@ -31,7 +32,8 @@ public final class Main {
 
   public static void main(String[] args) throws Exception {
     Map<String, String> opts = new HashMap<>();
-    if (args.length == 0 || !(args[0].equals("generate") || args[0].equals("list"))) {
+    if (args.length == 0
+        || !(args[0].equals("generate") || args[0].equals("list") || args[0].equals("workload"))) {
       usage();
     }
     for (int i = 1; i < args.length; i++) {
@@ -39,6 +41,9 @@ public final class Main {
         usage();
       }
       opts.put(args[i].substring(2), args[++i]);
+    }
+    if (args[0].equals("workload")) {
+      System.exit(Workload.run(opts));
     }
     Pattern only = Pattern.compile(opts.getOrDefault("only", ".*"));
     List<CaseSpec> specs = new ArrayList<>();
@@ -63,10 +68,13 @@ public final class Main {
 
   private static void usage() {
     System.err.println(
-        "usage: generate --backend sqlite|postgres|mariadb --out DIR [--only REGEX] [--work DIR]\n"
-            + "         postgres: --host H --port P --user U [--password W] --bin DIR (pg_dump, psql)\n"
-            + "         mariadb:  --host H --port P --user U [--password W] --bin DIR (mysqldump, mysql)\n"
-            + "       list [--only REGEX]");
+        "usage: generate --backend sqlite|postgres|mariadb|cassandra --out DIR [--only REGEX] [--work DIR]\n"
+            + "         postgres:  --host H --port P --user U [--password W] --bin DIR (pg_dump, psql)\n"
+            + "         mariadb:   --host H --port P --user U [--password W] --bin DIR (mysqldump, mysql)\n"
+            + "         cassandra: --cassandra HOST:PORT\n"
+            + "       list [--backend B] [--only REGEX]\n"
+            + "       workload --cassandra H1:P1[,H2:P2...] [--seconds N] [--replication-factor RF]\n"
+            + "                [--threads T] [--slots S]");
     System.exit(2);
   }
 
@@ -83,6 +91,11 @@ public final class Main {
         return new MariaDbBackend(
             o.getOrDefault("host", "127.0.0.1"), Integer.parseInt(o.get("port")),
             o.getOrDefault("user", "root"), o.getOrDefault("password", ""), o.getOrDefault("bin", ""));
+      case "cassandra":
+        if (!o.containsKey("cassandra")) {
+          throw new IllegalArgumentException("--backend cassandra needs --cassandra HOST:PORT");
+        }
+        return CassandraBackend.parse(o.get("cassandra"));
       default:
         throw new IllegalArgumentException("unknown backend " + b);
     }
