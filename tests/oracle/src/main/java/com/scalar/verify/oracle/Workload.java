@@ -41,20 +41,23 @@ final class Workload {
     if (nodes == null) {
       throw new IllegalArgumentException("workload needs --cassandra H1:P1[,H2:P2...]");
     }
+    // ScalarDB's ClusterManager takes one contact_port for all contact points: contact the nodes
+    // that listen on the first node's port; the driver (3.12.1 reads system.peers_v2, which has
+    // each peer's native_port) finds the others.
     Set<String> hosts = new LinkedHashSet<>();
-    Set<Integer> ports = new LinkedHashSet<>();
+    Integer port = null;
     for (String node : nodes.split(",")) {
       int colon = node.lastIndexOf(':');
       if (colon < 0) {
         throw new IllegalArgumentException("--cassandra wants HOST:PORT pairs, got " + node);
       }
-      hosts.add(node.substring(0, colon).trim());
-      ports.add(Integer.parseInt(node.substring(colon + 1).trim()));
-    }
-    if (ports.size() > 1) {
-      // ScalarDB's ClusterManager takes one contact_port for all contact points.
-      Main.log("workload: the nodes listen on different ports %s; ScalarDB contacts every host on %d "
-          + "and the driver finds the others through the cluster's peer tables", ports, ports.iterator().next());
+      int p = Integer.parseInt(node.substring(colon + 1).trim());
+      if (port == null) {
+        port = p;
+      }
+      if (p == port) {
+        hosts.add(node.substring(0, colon).trim());
+      }
     }
     String rf = opts.getOrDefault("replication-factor", "1");
     int threads = Integer.parseInt(opts.getOrDefault("threads", "4"));
@@ -67,7 +70,7 @@ final class Workload {
     Properties props = new Properties();
     props.setProperty(DatabaseConfig.STORAGE, "cassandra");
     props.setProperty(DatabaseConfig.CONTACT_POINTS, String.join(",", hosts));
-    props.setProperty(DatabaseConfig.CONTACT_PORT, Integer.toString(ports.iterator().next()));
+    props.setProperty(DatabaseConfig.CONTACT_PORT, Integer.toString(port));
     props.setProperty(DatabaseConfig.TRANSACTION_MANAGER, "consensus-commit");
 
     DistributedTransactionAdmin admin = TransactionFactory.create(props).getTransactionAdmin();
