@@ -7,6 +7,10 @@
 //! `SCALARDB_VERIFY_TEST_PG_IMAGE` and `SCALARDB_VERIFY_TEST_MYSQL_IMAGE` override them
 //! (e.g. with the official `postgres:16` and `mysql:8.4` where a registry is reachable).
 //!
+//! The Cassandra tests start `scalardb-verify-test/cassandra:5.0` (the official
+//! `cassandra:5.0`'s contract; `SCALARDB_VERIFY_TEST_CASSANDRA_IMAGE` overrides it), write
+//! rows into one node, snapshot them there, and import the snapshot into a second node.
+//!
 //! No test skips when the engine or an image is missing: it fails, saying to run
 //! `scripts/install-docker` and `scripts/build-test-images`. The `docker` command line is
 //! the independent witness that a container is gone.
@@ -14,16 +18,19 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use scalardb_verify::model::TableRef;
 use scalardb_verify::runtime::{
-    DockerInstance, DockerOptions, DockerRuntimeError, Engine, docker_available,
+    DockerCassandra, DockerInstance, DockerOptions, DockerRuntimeError, Engine, docker_available,
     labelled_containers, sweep_containers,
 };
+use scalardb_verify::store::{CassandraStore, CassandraWriter, CqlParam, ReadConsistency};
 use sqlx::Connection as _;
 use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::PgConnection;
 
 const PG_IMAGE: &str = "scalardb-verify-test/postgres:15";
 const MYSQL_IMAGE: &str = "scalardb-verify-test/mariadb:10.11";
+const CASSANDRA_IMAGE: &str = "scalardb-verify-test/cassandra:5.0";
 const SETUP_HINT: &str = "run scripts/install-docker (starts an engine) and \
                           scripts/build-test-images (builds the test images)";
 
@@ -483,5 +490,267 @@ async fn a_missing_image_is_reported_with_the_way_to_build_it() {
     assert!(
         err.to_string().contains("scripts/build-test-images"),
         "{err}"
+    );
+}
+
+fn cassandra_options(test: &str) -> DockerOptions {
+    let mut options = DockerOptions::new(format!("t-{test}-{}", std::process::id()));
+    options.image = Some(
+        std::env::var("SCALARDB_VERIFY_TEST_CASSANDRA_IMAGE")
+            .unwrap_or_else(|_| CASSANDRA_IMAGE.to_owned()),
+    );
+    // Generous: two JVMs may start at once on a small shared machine.
+    options.startup_timeout = Duration::from_secs(300);
+    options
+}
+
+async fn start_cassandra(options: &DockerOptions) -> DockerCassandra {
+    require_engine().await;
+    let node = DockerCassandra::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("failed to {}\n({SETUP_HINT})", error_chain(&e)));
+    eprintln!(
+        "cassandra ({}) on {} ready in {:.1?}",
+        node.image(),
+        node.contact_point(),
+        node.started_in()
+    );
+    node
+}
+
+fn assert_cassandra_labelled(node: &DockerCassandra, options: &DockerOptions) {
+    let container = inspect(node.container_id()).expect("the container exists");
+    let labels = &container["Config"]["Labels"];
+    assert_eq!(labels["scalardb-verify.tool"], "scalardb-verify");
+    assert_eq!(labels["scalardb-verify.run-id"], options.run_id.as_str());
+    assert_eq!(labels["scalardb-verify.engine"], "cassandra");
+    assert_eq!(labels["scalardb-verify.port"], "9042");
+    assert_eq!(
+        labels["scalardb-verify.address"],
+        node.address().to_string().as_str()
+    );
+    assert_eq!(container["HostConfig"]["NetworkMode"], "host");
+    assert_eq!(container["State"]["Running"], true);
+}
+
+async fn cql_writer(node: &DockerCassandra) -> CassandraWriter {
+    CassandraWriter::connect(&[node.contact_point()])
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {}", node.contact_point(), error_chain(&e)))
+}
+
+async fn count_rows(node: &DockerCassandra, keyspace: &str, table: &str) -> u64 {
+    let store = CassandraStore::connect(&[node.contact_point()], None, ReadConsistency::One)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {}", node.contact_point(), error_chain(&e)));
+    store
+        .count_single_stream(&TableRef::new(keyspace, table), &["id"])
+        .await
+        .unwrap_or_else(|e| panic!("count {keyspace}.{table}: {}", error_chain(&e)))
+}
+
+const BANK_SCHEMA: &str = "CREATE KEYSPACE bank WITH replication = \
+                           {'class': 'SimpleStrategy', 'replication_factor': 1};\n\
+                           CREATE TABLE bank.accounts (id int PRIMARY KEY, owner text, \
+                           balance bigint);\n";
+
+/// Copies a directory out of a container (as hex on stdout, so the image needs nothing but
+/// `tar` and `od`) into a fresh host directory.
+async fn copy_out(node: &DockerCassandra, pattern: &str, into: &Path) {
+    let out = node
+        .exec(&[
+            "sh",
+            "-c",
+            &format!("cd {pattern} && tar -cf - . | od -An -tx1 -v"),
+        ])
+        .await
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    tar::Archive::new(&from_od_hex(&out.stdout)[..])
+        .unpack(into)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cassandra_snapshot_of_one_node_imports_into_another() {
+    let options = cassandra_options("cass");
+    // Two nodes side by side on the host's network: same fixed ports, own addresses.
+    let (source, target) = tokio::join!(start_cassandra(&options), start_cassandra(&options));
+    assert_ne!(source.address(), target.address());
+    assert_ne!(source.jmx_port(), target.jmx_port());
+    assert_ne!(source.contact_point(), target.contact_point());
+    assert_eq!(source.contact_point(), format!("{}:9042", source.address()));
+    assert_eq!(
+        source.url(),
+        format!("cassandra://{}", source.contact_point())
+    );
+    for node in [&source, &target] {
+        assert_cassandra_labelled(node, &options);
+        let version = node.release_version().expect("the probe read system.local");
+        assert!(version.starts_with("5.0"), "{version}");
+    }
+    let listed = labelled_containers(Some(&options.run_id)).await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|c| c.engine.as_deref() == Some("cassandra"))
+    );
+
+    // Rows written through CQL, flushed and snapshotted on the source node.
+    let writer = cql_writer(&source).await;
+    writer.execute_script(BANK_SCHEMA).await.unwrap();
+    let rows = (0..1000).map(|id| {
+        vec![
+            CqlParam::Int(id),
+            CqlParam::Text(format!("owner {id}")),
+            CqlParam::BigInt(i64::from(id) * 7),
+        ]
+    });
+    let inserted = writer
+        .insert(
+            "INSERT INTO bank.accounts (id, owner, balance) VALUES (?, ?, ?)",
+            rows,
+            16,
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1000);
+    let snapshot = source
+        .nodetool(&["snapshot", "-t", "t1", "bank"])
+        .await
+        .unwrap();
+    assert!(snapshot.success(), "{snapshot:?}");
+    let dir = tempfile::tempdir().unwrap();
+    copy_out(
+        &source,
+        "/var/lib/cassandra/data/bank/accounts-*/snapshots/t1",
+        dir.path(),
+    )
+    .await;
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("-Data.db")), "{names:?}");
+    assert!(names.contains(&"manifest.json".to_owned()), "{names:?}");
+
+    // Imported into the target node, whose table is empty until then.
+    let target_writer = cql_writer(&target).await;
+    target_writer.execute_script(BANK_SCHEMA).await.unwrap();
+    assert_eq!(count_rows(&target, "bank", "accounts").await, 0);
+    let importing = Instant::now();
+    target
+        .import_sstables("bank", "accounts", dir.path())
+        .await
+        .unwrap_or_else(|e| panic!("failed to {}", error_chain(&e)));
+    eprintln!("nodetool import took {:?}", importing.elapsed());
+    assert_eq!(count_rows(&target, "bank", "accounts").await, 1000);
+    let holding = target
+        .nodetool(&["getsstables", "bank", "accounts", "999"])
+        .await
+        .unwrap();
+    assert!(holding.stdout.contains("-Data.db"), "{holding:?}");
+    // The upload is gone: the import moved the files, and the rest was removed.
+    let leftovers = target
+        .exec(&[
+            "sh",
+            "-c",
+            "ls -d /var/lib/cassandra/scalardb-verify-import-* 2>/dev/null",
+        ])
+        .await
+        .unwrap();
+    assert_eq!(leftovers.stdout, "", "{leftovers:?}");
+
+    // A table that had no data: only the snapshot's manifest, nothing to import.
+    let empty = tempfile::tempdir().unwrap();
+    write_file(empty.path(), "manifest.json", "{\"files\":[]}");
+    target
+        .import_sstables("bank", "accounts", empty.path())
+        .await
+        .unwrap();
+    // A table the node does not have: nodetool's own complaint comes back.
+    let err = target
+        .import_sstables("bank", "missing", dir.path())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::ImportSstables { output, .. } if output.contains("missing")),
+        "{}",
+        error_chain(&err)
+    );
+    let err = target
+        .import_sstables("bank", "accounts", &dir.path().join("nope"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::ListSstables { .. }),
+        "{err:?}"
+    );
+    assert!(
+        target
+            .log_tail(200)
+            .await
+            .unwrap()
+            .contains("Starting listening for CQL clients")
+    );
+
+    // Explicit stop for one, the Drop fallback for the other.
+    let (source_id, target_id) = (
+        source.container_id().to_owned(),
+        target.container_id().to_owned(),
+    );
+    drop((writer, target_writer));
+    let stopping = Instant::now();
+    source.stop().await.unwrap();
+    eprintln!("cassandra container removed in {:?}", stopping.elapsed());
+    assert_gone(&source_id);
+    drop(target);
+    assert_gone(&target_id);
+    assert!(
+        labelled_containers(Some(&options.run_id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn sweep_removes_a_leftover_cassandra_container() {
+    let options = cassandra_options("cass-sweep");
+    let node = start_cassandra(&options).await;
+    let id = node.container_id().to_owned();
+    let status = node.nodetool(&["statusbinary"]).await.unwrap();
+    assert_eq!(status.stdout.trim(), "running", "{status:?}");
+    // A run killed before its teardown: neither stop nor Drop runs.
+    std::mem::forget(node);
+    let listed = labelled_containers(Some(&options.run_id)).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].engine.as_deref(), Some("cassandra"));
+    let swept = sweep_containers(Some(&options.run_id)).await.unwrap();
+    assert_eq!(swept, [id.as_str()]);
+    assert_gone(&id);
+}
+
+#[tokio::test]
+async fn a_cassandra_container_that_exits_during_startup_fails_at_once() {
+    require_engine().await;
+    // The PostgreSQL image has no `cassandra` to run: its entrypoint exits at once.
+    let mut options = cassandra_options("cass-exits");
+    options.image = Some(image(Engine::Postgres));
+    let started = Instant::now();
+    let err = DockerCassandra::start(&options).await.unwrap_err();
+    assert!(
+        matches!(&err, DockerRuntimeError::CassandraExited { log_tail, .. } if log_tail.contains("cassandra")),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        labelled_containers(Some(&options.run_id))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the failed container was not removed"
     );
 }

@@ -1,10 +1,13 @@
-//! Disposable PostgreSQL and MySQL/MariaDB servers in Docker containers.
+//! Disposable PostgreSQL, MySQL/MariaDB and Cassandra servers in Docker containers.
 //!
 //! A [`DockerInstance`] owns one container, started from an official image (`postgres:16`,
 //! `mysql:8.4`) or any image with the same contract, on the host's network: the server
 //! listens on a free loopback port we chose and passed as an argument, with durability off.
 //! Loading runs the image's own client (`psql`, `mysql`/`mariadb`) inside the container,
 //! with the host file streamed to its stdin, so the host needs nothing but the engine.
+//! A [`DockerCassandra`] does the same for a single Cassandra node (`cassandra:5.0`), whose
+//! ports are fixed: it gets a loopback address of its own instead, and SSTables are loaded
+//! with the image's `nodetool import`.
 //! Every container is labelled (`scalardb-verify.tool`, `.run-id`, `.engine`); teardown is
 //! explicit ([`DockerInstance::stop`]), `Drop` removes as a fallback, and
 //! [`sweep_containers`] removes what a killed run left.
@@ -17,9 +20,13 @@
 //! - `client`: the bollard facade, one error variant per engine operation.
 //! - `spec`: each engine's image contract (environment, server arguments, client command).
 //! - `archive`: host files as a streamed tar, for [`DockerInstance::copy_into`].
+//! - `cassandra`: [`DockerCassandra`], a node on its own loopback address.
+//! - `cql`: a hand-written CQL readiness probe (the driver is `store`'s alone).
 
 mod archive;
+mod cassandra;
 mod client;
+mod cql;
 mod spec;
 
 use std::collections::HashMap;
@@ -32,6 +39,7 @@ use std::time::Duration;
 use sqlx::Connection as _;
 use tokio::time::Instant;
 
+pub use self::cassandra::{CASSANDRA_NATIVE_PORT, DEFAULT_CASSANDRA_IMAGE, DockerCassandra};
 pub use self::client::EngineError;
 use self::client::{Client, ContainerSpec, ExecRequest};
 use super::Engine;
@@ -42,6 +50,8 @@ pub const LABEL_RUN_ID: &str = "scalardb-verify.run-id";
 pub const LABEL_ENGINE: &str = "scalardb-verify.engine";
 pub const LABEL_PORT: &str = "scalardb-verify.port";
 pub const LABEL_CREATED_AT: &str = "scalardb-verify.created-at";
+/// The loopback address a Cassandra container listens on (its ports are fixed).
+pub const LABEL_ADDRESS: &str = "scalardb-verify.address";
 /// The value of [`LABEL_TOOL`].
 pub const TOOL: &str = "scalardb-verify";
 
@@ -291,6 +301,54 @@ pub enum DockerRuntimeError {
         exit_code: i64,
         stderr: String,
     },
+    #[error("find a free loopback address for Cassandra after {attempts} tries")]
+    FreeAddress {
+        attempts: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} for Cassandra from {image} within {timeout:?}")]
+    CassandraTimeout {
+        image: String,
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error(
+        "start Cassandra in the container {container}: it exited during startup ({status}); its log ends with:\n{log_tail}"
+    )]
+    CassandraExited {
+        container: String,
+        status: String,
+        log_tail: String,
+    },
+    #[error(
+        "get Cassandra in the container {container} to answer CQL on {contact_point} within {timeout:?} (last probe: {last_probe}); its log ends with:\n{log_tail}"
+    )]
+    CassandraNotReady {
+        container: String,
+        contact_point: String,
+        timeout: Duration,
+        last_probe: String,
+        log_tail: String,
+    },
+    #[error("list the SSTable components in {}", dir.display())]
+    ListSstables {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "import the SSTables of {} into {table} in the container {container} with nodetool (exit code {exit_code}):\n{output}",
+        dir.display()
+    )]
+    ImportSstables {
+        container: String,
+        /// `keyspace.table`.
+        table: String,
+        dir: PathBuf,
+        exit_code: i64,
+        output: String,
+    },
 }
 
 /// What a command run with [`DockerInstance::exec`] did.
@@ -530,23 +588,7 @@ impl DockerInstance {
     /// `PGPASSWORD` are set for PostgreSQL, `MYSQL_HOST`, `MYSQL_TCP_PORT` and `MYSQL_PWD` for
     /// MySQL and MariaDB. A non-zero exit code is an `Ok` result, for the caller to judge.
     pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerRuntimeError> {
-        let result = self
-            .client
-            .exec(
-                &self.container_id,
-                ExecRequest {
-                    cmd: cmd.iter().map(|&arg| arg.to_owned()).collect(),
-                    env: self.client_env(),
-                    stdin: None,
-                    limit: EXEC_OUTPUT_LIMIT,
-                },
-            )
-            .await?;
-        Ok(ExecOutput {
-            exit_code: result.exit_code,
-            stdout: String::from_utf8_lossy(&result.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
-        })
+        exec_in(&self.client, &self.container_id, cmd, self.client_env()).await
     }
 
     /// Uploads the file or directory at `host_path` into a fresh directory of the container
@@ -767,35 +809,63 @@ impl DockerInstance {
 
 impl Drop for DockerInstance {
     fn drop(&mut self) {
-        if self.removed {
-            return;
-        }
-        // A fresh client on a fresh runtime in its own thread: the instance may be dropped
-        // inside an async context (where blocking on this one's runtime would deadlock) or
-        // while that runtime shuts down (where a spawned task would never run).
-        let id = self.container_id.clone();
-        let remover = std::thread::Builder::new()
-            .name("scalardb-verify-docker-drop".to_owned())
-            .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                runtime.block_on(async {
-                    let _ = tokio::time::timeout(DROP_REMOVE_TIMEOUT, async {
-                        let client = Client::connect(CONNECT_TIMEOUT).await?;
-                        client.remove_container(&id).await
-                    })
-                    .await;
-                });
-            });
-        if let Ok(remover) = remover {
-            // A panic in the helper is ignored: Drop must not panic.
-            let _ = remover.join();
+        if !self.removed {
+            remove_on_drop(self.container_id.clone());
         }
     }
+}
+
+/// The `Drop` fallback: removes the container `id`, blocking for up to 15 s. A fresh client
+/// on a fresh runtime in its own thread: the owner may be dropped inside an async context
+/// (where blocking on this one's runtime would deadlock) or while that runtime shuts down
+/// (where a spawned task would never run).
+fn remove_on_drop(id: String) {
+    let remover = std::thread::Builder::new()
+        .name("scalardb-verify-docker-drop".to_owned())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(DROP_REMOVE_TIMEOUT, async {
+                    let client = Client::connect(CONNECT_TIMEOUT).await?;
+                    client.remove_container(&id).await
+                })
+                .await;
+            });
+        });
+    if let Ok(remover) = remover {
+        // A panic in the helper is ignored: Drop must not panic.
+        let _ = remover.join();
+    }
+}
+
+/// Runs `cmd` in the container `id` with `env`, keeping the end of each output stream.
+async fn exec_in(
+    client: &Client,
+    id: &str,
+    cmd: &[&str],
+    env: Vec<String>,
+) -> Result<ExecOutput, DockerRuntimeError> {
+    let result = client
+        .exec(
+            id,
+            ExecRequest {
+                cmd: cmd.iter().map(|&arg| arg.to_owned()).collect(),
+                env,
+                stdin: None,
+                limit: EXEC_OUTPUT_LIMIT,
+            },
+        )
+        .await?;
+    Ok(ExecOutput {
+        exit_code: result.exit_code,
+        stdout: String::from_utf8_lossy(&result.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
+    })
 }
 
 /// Whether a Docker engine answers at `DOCKER_HOST` (or `/var/run/docker.sock`) within
@@ -868,17 +938,22 @@ fn label_filter(run_id: Option<&str>) -> Vec<String> {
     labels
 }
 
-fn container_spec(engine: Engine, image: &str, port: u16, opts: &DockerOptions) -> ContainerSpec {
-    let labels = HashMap::from([
+/// The labels every container of this tool carries.
+fn labels(run_id: &str, engine: impl fmt::Display, port: u16) -> HashMap<String, String> {
+    HashMap::from([
         (LABEL_TOOL.to_owned(), TOOL.to_owned()),
-        (LABEL_RUN_ID.to_owned(), opts.run_id.clone()),
+        (LABEL_RUN_ID.to_owned(), run_id.to_owned()),
         (LABEL_ENGINE.to_owned(), engine.to_string()),
         (LABEL_PORT.to_owned(), port.to_string()),
         (
             LABEL_CREATED_AT.to_owned(),
             jiff::Timestamp::now().to_string(),
         ),
-    ]);
+    ])
+}
+
+fn container_spec(engine: Engine, image: &str, port: u16, opts: &DockerOptions) -> ContainerSpec {
+    let labels = labels(&opts.run_id, engine, port);
     ContainerSpec {
         name: container_name(&opts.run_id, engine, port),
         image: image.to_owned(),
@@ -889,9 +964,10 @@ fn container_spec(engine: Engine, image: &str, port: u16, opts: &DockerOptions) 
     }
 }
 
-/// `scalardb-verify-<run id>-<engine>-<port>-<unique>`: readable in `docker ps`, unique
-/// within this process and, through the pid, across processes.
-fn container_name(run_id: &str, engine: Engine, port: u16) -> String {
+/// `scalardb-verify-<run id>-<engine>-<place>-<unique>` (the place is the port, or a
+/// Cassandra node's address): readable in `docker ps`, unique within this process and,
+/// through the pid, across processes.
+fn container_name(run_id: &str, engine: impl fmt::Display, place: impl fmt::Display) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let safe: String = run_id
         .chars()
@@ -905,7 +981,7 @@ fn container_name(run_id: &str, engine: Engine, port: u16) -> String {
         .take(40)
         .collect();
     format!(
-        "{TOOL}-{safe}-{engine}-{port}-{:x}{}",
+        "{TOOL}-{safe}-{engine}-{place}-{:x}{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )

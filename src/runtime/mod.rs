@@ -18,8 +18,8 @@ pub mod docker;
 pub mod local;
 
 pub use docker::{
-    DockerInstance, DockerOptions, DockerRuntimeError, ExecOutput, LabelledContainer,
-    docker_available, labelled_containers, sweep_containers,
+    DEFAULT_CASSANDRA_IMAGE, DockerCassandra, DockerInstance, DockerOptions, DockerRuntimeError,
+    ExecOutput, LabelledContainer, docker_available, labelled_containers, sweep_containers,
 };
 pub use local::{
     Engine, LocalInstance, LocalOptions, LocalRuntimeError, SweepScope, SweptInstance, sweep,

@@ -31,13 +31,36 @@ pub(super) fn tar_stream(
     impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
     tokio::task::JoinHandle<io::Result<()>>,
 ) {
+    stream_with(move |writer| write_archive(writer, &source, &top, &name))
+}
+
+/// A tar archive of `files` (regular files, by path) under `top/dir/<file name>`, where
+/// `top` is a fresh directory and `dir` a relative path of one or more components. Streamed
+/// like [`tar_stream`].
+pub(super) fn files_stream(
+    files: Vec<PathBuf>,
+    top: String,
+    dir: String,
+) -> (
+    impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+    tokio::task::JoinHandle<io::Result<()>>,
+) {
+    stream_with(move |writer| write_files(writer, &files, &top, &dir))
+}
+
+fn stream_with(
+    write: impl FnOnce(&mut ChannelWriter) -> io::Result<()> + Send + 'static,
+) -> (
+    impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+    tokio::task::JoinHandle<io::Result<()>>,
+) {
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let builder = tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter {
             sender,
             buffer: Vec::with_capacity(CHUNK),
         };
-        let result = write_archive(&mut writer, &source, &top, &name);
+        let result = write(&mut writer);
         match &result {
             Ok(()) => writer.flush_chunk(),
             // Ends the stream with the error, so the engine never unpacks half an archive
@@ -57,6 +80,42 @@ pub(super) fn tar_stream(
     (stream, builder)
 }
 
+fn append_dir(builder: &mut tar::Builder<&mut ChannelWriter>, path: &str) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    builder.append_data(&mut header, format!("{path}/"), io::empty())
+}
+
+fn write_files(
+    writer: &mut ChannelWriter,
+    files: &[PathBuf],
+    top: &str,
+    dir: &str,
+) -> io::Result<()> {
+    let mut builder = tar::Builder::new(writer);
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder.follow_symlinks(true);
+    // Every directory on the way has its own entry, so none is left to the engine's defaults.
+    let mut path = top.to_owned();
+    append_dir(&mut builder, &path)?;
+    for component in dir.split('/').filter(|c| !c.is_empty()) {
+        path = format!("{path}/{component}");
+        append_dir(&mut builder, &path)?;
+    }
+    for file in files {
+        let name = file.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} names no file", file.display()),
+            )
+        })?;
+        builder.append_path_with_name(file, format!("{path}/{}", name.to_string_lossy()))?;
+    }
+    builder.into_inner()?.flush()
+}
+
 fn write_archive(
     writer: &mut ChannelWriter,
     source: &Path,
@@ -66,12 +125,7 @@ fn write_archive(
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Deterministic);
     builder.follow_symlinks(true);
-
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_mode(0o755);
-    header.set_size(0);
-    builder.append_data(&mut header, format!("{top}/"), io::empty())?;
+    append_dir(&mut builder, top)?;
 
     let path_in_archive = format!("{top}/{name}");
     if std::fs::metadata(source)?.is_dir() {
@@ -171,6 +225,35 @@ mod tests {
         assert!(
             names.contains(&"top/name/sub/3001.dat".to_owned()),
             "{names:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn listed_files_land_under_every_directory_of_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("nb-1-big-Data.db");
+        let toc = dir.path().join("nb-1-big-TOC.txt");
+        std::fs::write(&data, b"rows").unwrap();
+        std::fs::write(&toc, b"Data.db").unwrap();
+        let (stream, builder) = files_stream(vec![data, toc], "top".into(), "ks/tbl".into());
+        let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
+        builder.await.unwrap().unwrap();
+        let bytes: Vec<u8> = chunks.concat();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "top/",
+                "top/ks/",
+                "top/ks/tbl/",
+                "top/ks/tbl/nb-1-big-Data.db",
+                "top/ks/tbl/nb-1-big-TOC.txt"
+            ]
         );
     }
 

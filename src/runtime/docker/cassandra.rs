@@ -1,0 +1,574 @@
+//! A disposable single-node Cassandra in a container, for restoring node snapshots.
+//!
+//! A [`DockerCassandra`] owns one container of the official `cassandra:5.0` image (or any
+//! image with its contract: the `CASSANDRA_*` variables, `MAX_HEAP_SIZE`/`HEAP_NEWSIZE`,
+//! `JVM_EXTRA_OPTS`, `nodetool` on the PATH) on the host's network. The image's ports are
+//! fixed (9042 CQL, 7000 storage), so each node gets a loopback address of its own,
+//! `127.x.y.z`, as its listen and RPC address; JMX, which Cassandra binds on 127.0.0.1, moves
+//! to a free port through `-Dcassandra.jmx.local.port` in `JVM_EXTRA_OPTS` (the official
+//! `cassandra-env.sh` appends that variable last, so it wins over the default 7199).
+//!
+//! Readiness is a real CQL answer ([`super::cql`]). SSTables are loaded with the image's
+//! own `nodetool import`, from a directory uploaded into the data volume (so that the import
+//! moves files rather than copying them across file systems).
+//!
+//! This module must not use the CQL driver, publish ports, or touch containers it did not
+//! label; it talks to the engine only through [`super::client`].
+
+use std::fmt;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::client::{Client, ContainerSpec};
+use super::cql::{self, Answer};
+use super::{
+    CONNECT_TIMEOUT, DockerOptions, DockerRuntimeError, ExecOutput, LABEL_ADDRESS,
+    PROBE_ATTEMPT_TIMEOUT, archive, container_name, exec_in, free_port, labels, remove_on_drop,
+    tail_lines,
+};
+
+/// The image `start` uses when `DockerOptions::image` is `None`.
+pub const DEFAULT_CASSANDRA_IMAGE: &str = "cassandra:5.0";
+/// The value of the engine label.
+const ENGINE: &str = "cassandra";
+/// The official image's CQL port, on the node's own address.
+pub const CASSANDRA_NATIVE_PORT: u16 = 9042;
+/// The official image's inter-node port, on the node's own address.
+const STORAGE_PORT: u16 = 7000;
+/// A modest heap: the node holds one restored backup, not production traffic. G1 ignores
+/// the young generation's size, but the official `cassandra-env.sh` wants both or neither.
+const MAX_HEAP_SIZE: &str = "1G";
+const HEAP_NEWSIZE: &str = "200M";
+/// A single node has nobody to gossip with: no waiting for gossip to settle, a short ring
+/// delay.
+const FAST_START_OPTIONS: &str =
+    "-Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=1000";
+/// How many random loopback addresses to try before giving up.
+const ADDRESS_ATTEMPTS: u32 = 20;
+/// How many times to start over when the JMX port (chosen free, then bound by the JVM a few
+/// seconds later) or the address was taken in between.
+const START_ATTEMPTS: u32 = 3;
+/// Where uploads for `nodetool import` go: the data volume, where Cassandra's data lives.
+const IMPORT_PARENT: &str = "/var/lib/cassandra";
+/// What a snapshot directory holds besides SSTable components.
+const NOT_COMPONENTS: &[&str] = &["manifest.json", "schema.cql"];
+
+/// A Cassandra node running in a container on the host's network, at a loopback address of
+/// its own.
+///
+/// Call [`stop`](Self::stop) when done; dropping it instead removes the container on a
+/// helper thread, blocking the dropping thread for up to 15 s.
+pub struct DockerCassandra {
+    client: Client,
+    image: String,
+    container_id: String,
+    name: String,
+    address: Ipv4Addr,
+    jmx_port: u16,
+    release_version: Option<String>,
+    started_in: Duration,
+    removed: bool,
+    uploads: AtomicU64,
+}
+
+impl fmt::Debug for DockerCassandra {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerCassandra")
+            .field("image", &self.image)
+            .field("container_id", &self.container_id)
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("jmx_port", &self.jmx_port)
+            .field("release_version", &self.release_version)
+            .field("removed", &self.removed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one attempt to bring the node up failed.
+enum StartFailure {
+    /// The address or the JMX port was taken before the JVM bound it; another may work.
+    Taken(DockerRuntimeError),
+    Fatal(DockerRuntimeError),
+}
+
+impl DockerCassandra {
+    /// Starts a labelled container of `opts.image` (default `cassandra:5.0`; pulled first if
+    /// missing, outside the timeout) on a free loopback address, and waits until the node
+    /// answers a CQL query from this host, within `opts.startup_timeout`. If the container
+    /// exits during startup, fails at once with the end of its log; the container is removed
+    /// on every failure. `opts.superuser_password` is not used: the image's default
+    /// authenticator lets every client in.
+    pub async fn start(opts: &DockerOptions) -> Result<Self, DockerRuntimeError> {
+        let client = Client::connect(CONNECT_TIMEOUT).await?;
+        let image = opts
+            .image
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CASSANDRA_IMAGE.to_owned());
+        if !client.image_exists(&image).await? {
+            client.pull(&image).await?;
+        }
+
+        let began = Instant::now();
+        let deadline = began + opts.startup_timeout;
+        let mut attempt = 1;
+        loop {
+            let address = free_address()?;
+            let jmx_port = free_port()?;
+            let spec = container_spec(&image, address, jmx_port, &opts.run_id);
+            let container_id = tokio::time::timeout_at(deadline, client.create_container(&spec))
+                .await
+                .map_err(|_elapsed| DockerRuntimeError::CassandraTimeout {
+                    image: image.clone(),
+                    what: "create a container",
+                    timeout: opts.startup_timeout,
+                })??;
+            // From here on, an early return drops `node`, which removes the container.
+            let mut node = Self {
+                client: client.clone(),
+                image: image.clone(),
+                container_id,
+                name: spec.name,
+                address,
+                jmx_port,
+                release_version: None,
+                started_in: Duration::ZERO,
+                removed: false,
+                uploads: AtomicU64::new(0),
+            };
+            let failure = match node.client.start_container(&node.container_id).await {
+                Ok(()) => match node.wait_ready(deadline, opts.startup_timeout).await {
+                    Ok(version) => {
+                        node.release_version = version;
+                        node.started_in = began.elapsed();
+                        return Ok(node);
+                    }
+                    Err(failure) => failure,
+                },
+                Err(e) => StartFailure::Fatal(e),
+            };
+            // Removed before retrying or failing, so a retry never finds a stale container.
+            let removed = node.stop().await;
+            match failure {
+                StartFailure::Taken(_) if attempt < START_ATTEMPTS => {
+                    removed?;
+                    attempt += 1;
+                }
+                StartFailure::Taken(e) | StartFailure::Fatal(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `address:9042`, for the CQL driver.
+    pub fn contact_point(&self) -> String {
+        format!("{}:{CASSANDRA_NATIVE_PORT}", self.address)
+    }
+
+    /// The `cassandra://` URL the scan takes.
+    pub fn url(&self) -> String {
+        format!("cassandra://{}", self.contact_point())
+    }
+
+    /// The node's own loopback address (listen, RPC and broadcast address).
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+
+    pub fn native_port(&self) -> u16 {
+        CASSANDRA_NATIVE_PORT
+    }
+
+    /// The node's JMX port on 127.0.0.1, which [`nodetool`](Self::nodetool) passes.
+    pub fn jmx_port(&self) -> u16 {
+        self.jmx_port
+    }
+
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    pub fn container_name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// `release_version` from `system.local`, as the readiness probe read it (`None` if the
+    /// node required authentication).
+    pub fn release_version(&self) -> Option<&str> {
+        self.release_version.as_deref()
+    }
+
+    /// How long `start` took, creating the container to the first CQL answer.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// Runs `cmd` inside the container as its image's default user and waits for it. A
+    /// non-zero exit code is an `Ok` result, for the caller to judge.
+    pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerRuntimeError> {
+        exec_in(&self.client, &self.container_id, cmd, Vec::new()).await
+    }
+
+    /// Runs the image's `nodetool` against this node (`-p <jmx port>` is passed first).
+    pub async fn nodetool(&self, args: &[&str]) -> Result<ExecOutput, DockerRuntimeError> {
+        let port = self.jmx_port.to_string();
+        let mut cmd = vec!["nodetool", "-p", &port];
+        cmd.extend_from_slice(args);
+        self.exec(&cmd).await
+    }
+
+    /// Loads the SSTable components in `host_dir` (a snapshot or backup directory of one
+    /// table: `manifest.json`, `schema.cql` and subdirectories are left out) into
+    /// `keyspace.table`, which must exist with a compatible schema. The files are uploaded
+    /// into a fresh `<keyspace>/<table>/` directory in the data volume, handed to the
+    /// `cassandra` user, and moved into the table by `nodetool import`; the upload is removed
+    /// afterwards. A directory with no components is a table that had no data: nothing to do.
+    /// Fails with nodetool's output when it exits non-zero or lists directories that failed
+    /// to import (it exits 0 for those).
+    pub async fn import_sstables(
+        &self,
+        keyspace: &str,
+        table: &str,
+        host_dir: &Path,
+    ) -> Result<(), DockerRuntimeError> {
+        let components = sstable_components(host_dir).await?;
+        if components.is_empty() {
+            return Ok(());
+        }
+        let top = format!(
+            "scalardb-verify-import-{}",
+            self.uploads.fetch_add(1, Ordering::Relaxed)
+        );
+        let (tar, builder) =
+            archive::files_stream(components, top.clone(), format!("{keyspace}/{table}"));
+        let uploaded = self
+            .client
+            .upload(&self.container_id, IMPORT_PARENT, tar)
+            .await;
+        let archive_error = |source| DockerRuntimeError::Archive {
+            path: host_dir.to_path_buf(),
+            container: self.name.clone(),
+            source,
+        };
+        let upload_dir = format!("{IMPORT_PARENT}/{top}");
+        let imported = async {
+            // The archive's own error first: an upload cut short by it only says "ended early".
+            builder
+                .await
+                .map_err(|e| archive_error(io::Error::other(e)))?
+                .map_err(archive_error)?;
+            uploaded?;
+            let import_error = |exit_code, output: &str| DockerRuntimeError::ImportSstables {
+                container: self.name.clone(),
+                table: format!("{keyspace}.{table}"),
+                dir: host_dir.to_path_buf(),
+                exit_code,
+                output: tail_lines(output),
+            };
+            // The import moves the files, so the server's user must own them.
+            let chown = self
+                .exec(&["chown", "-R", "cassandra:cassandra", &upload_dir])
+                .await?;
+            if !chown.success() {
+                return Err(import_error(chown.exit_code, &chown.stderr));
+            }
+            let staged = format!("{upload_dir}/{keyspace}/{table}");
+            let out = self.nodetool(&["import", keyspace, table, &staged]).await?;
+            let output = format!("{}{}", out.stdout, out.stderr);
+            if !out.success() || output.contains("failed to import") {
+                return Err(import_error(out.exit_code, &output));
+            }
+            Ok(())
+        }
+        .await;
+        // Best effort: the container and its files go at `stop` anyway.
+        let _ = self.exec(&["rm", "-rf", &upload_dir]).await;
+        imported
+    }
+
+    /// The last lines of the container's log (the node's output).
+    pub async fn log_tail(&self, lines: usize) -> Result<String, DockerRuntimeError> {
+        self.client.logs_tail(&self.container_id, lines).await
+    }
+
+    /// Kills the container and removes it with its data volume. The data is disposable, so
+    /// there is no clean shutdown to wait for.
+    pub async fn stop(mut self) -> Result<(), DockerRuntimeError> {
+        self.client.remove_container(&self.container_id).await?;
+        self.removed = true;
+        Ok(())
+    }
+
+    /// Probes the node until it answers CQL, its container exits, or the deadline passes.
+    async fn wait_ready(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Option<String>, StartFailure> {
+        let fatal = StartFailure::Fatal;
+        let target = SocketAddr::V4(SocketAddrV4::new(self.address, CASSANDRA_NATIVE_PORT));
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let state = self
+                .client
+                .container_state(&self.container_id)
+                .await
+                .map_err(fatal)?;
+            if !state.running {
+                let log_tail = self.log_tail_or_note().await;
+                let taken = ["Address already in use", "Port already in use"]
+                    .iter()
+                    .any(|needle| log_tail.contains(needle));
+                let status = match state.exit_code {
+                    Some(code) => format!("{}, exit code {code}", state.status),
+                    None => state.status,
+                };
+                let error = DockerRuntimeError::CassandraExited {
+                    container: self.name.clone(),
+                    status,
+                    log_tail,
+                };
+                return Err(if taken {
+                    StartFailure::Taken(error)
+                } else {
+                    StartFailure::Fatal(error)
+                });
+            }
+            // Capped per attempt, so one connection stuck half-open does not use up the
+            // whole deadline. Every failure is "not yet": refused until the node listens.
+            let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
+            let last_probe =
+                match tokio::time::timeout_at(attempt_deadline, cql::probe(target)).await {
+                    Ok(Ok(Answer::Version(version))) => return Ok(version),
+                    Ok(Ok(Answer::AuthenticationRequired)) => return Ok(None),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_elapsed) => format!("no answer within {PROBE_ATTEMPT_TIMEOUT:?}"),
+                };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(fatal(DockerRuntimeError::CassandraNotReady {
+                    container: self.name.clone(),
+                    contact_point: self.contact_point(),
+                    timeout,
+                    last_probe,
+                    log_tail: self.log_tail_or_note().await,
+                }));
+            }
+            // A short backoff between probes, not a guess at how long startup takes.
+            tokio::time::sleep_until((now + pause).min(deadline)).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn log_tail_or_note(&self) -> String {
+        match self
+            .client
+            .logs_tail(&self.container_id, super::LOG_TAIL_LINES)
+            .await
+        {
+            Ok(log) => log.trim_end().to_owned(),
+            Err(e) => format!("(no log: {e})"),
+        }
+    }
+}
+
+impl Drop for DockerCassandra {
+    fn drop(&mut self) {
+        if !self.removed {
+            remove_on_drop(self.container_id.clone());
+        }
+    }
+}
+
+fn container_spec(image: &str, address: Ipv4Addr, jmx_port: u16, run_id: &str) -> ContainerSpec {
+    let mut labels = labels(run_id, ENGINE, CASSANDRA_NATIVE_PORT);
+    labels.insert(LABEL_ADDRESS.to_owned(), address.to_string());
+    ContainerSpec {
+        name: container_name(run_id, ENGINE, address),
+        image: image.to_owned(),
+        cmd: vec!["cassandra".to_owned(), "-f".to_owned()],
+        env: server_env(address, jmx_port),
+        labels,
+        stop_signal: None,
+    }
+}
+
+/// The official image's variables: every address is the node's own, it is its own seed.
+fn server_env(address: Ipv4Addr, jmx_port: u16) -> Vec<String> {
+    vec![
+        format!("CASSANDRA_LISTEN_ADDRESS={address}"),
+        format!("CASSANDRA_RPC_ADDRESS={address}"),
+        format!("CASSANDRA_BROADCAST_ADDRESS={address}"),
+        format!("CASSANDRA_SEEDS={address}"),
+        "CASSANDRA_CLUSTER_NAME=scalardb-verify".to_owned(),
+        format!("MAX_HEAP_SIZE={MAX_HEAP_SIZE}"),
+        format!("HEAP_NEWSIZE={HEAP_NEWSIZE}"),
+        format!("JVM_EXTRA_OPTS=-Dcassandra.jmx.local.port={jmx_port} {FAST_START_OPTIONS}"),
+    ]
+}
+
+/// The regular files of `dir` that may be SSTable components, sorted.
+async fn sstable_components(dir: &Path) -> Result<Vec<PathBuf>, DockerRuntimeError> {
+    let error = |source| DockerRuntimeError::ListSstables {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(error)?;
+    let mut files = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(error)? {
+        // Follows symlinks: a snapshot's files may be links into the data directory.
+        let is_file = tokio::fs::metadata(entry.path())
+            .await
+            .map_err(error)?
+            .is_file();
+        let name = entry.file_name();
+        let skipped = name.to_str().is_none_or(|n| NOT_COMPONENTS.contains(&n));
+        if is_file && !skipped {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A loopback address whose CQL and storage ports are free: `127.x.y.z` with `x` in
+/// 100..250, clear of `127.0.0.0/16` (localhost, Debian's `127.0.1.1`, the local runtime's
+/// nodes).
+fn free_address() -> Result<Ipv4Addr, DockerRuntimeError> {
+    let mut last_error = None;
+    for _ in 0..ADDRESS_ATTEMPTS {
+        let address = candidate_address(random_u64());
+        let bound = [CASSANDRA_NATIVE_PORT, STORAGE_PORT]
+            .iter()
+            .try_for_each(|&port| std::net::TcpListener::bind((address, port)).map(drop));
+        match bound {
+            Ok(()) => return Ok(address),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(DockerRuntimeError::FreeAddress {
+        attempts: ADDRESS_ATTEMPTS,
+        source: last_error.unwrap_or_else(|| io::Error::other("no address tried")),
+    })
+}
+
+fn candidate_address(random: u64) -> Ipv4Addr {
+    let [a, b, c, ..] = random.to_le_bytes();
+    let second = 100 + a % 150;
+    let fourth = 1 + c % 254;
+    Ipv4Addr::new(127, second, b, fourth)
+}
+
+/// Unpredictable enough to keep concurrent runs apart: std's per-process random hash keys
+/// over a counter and the clock.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::docker::{LABEL_ENGINE, LABEL_PORT, LABEL_RUN_ID, LABEL_TOOL, TOOL};
+
+    #[test]
+    fn addresses_stay_in_loopback_clear_of_localhost() {
+        for random in [0, 1, u64::MAX, 0x00ff_00ff, 0xdead_beef_cafe_f00d] {
+            let address = candidate_address(random);
+            let [first, second, _, fourth] = address.octets();
+            assert_eq!(first, 127);
+            assert!((100..250).contains(&second), "{address}");
+            assert!((1..255).contains(&fourth), "{address}");
+        }
+        assert_ne!(random_u64(), random_u64());
+    }
+
+    #[test]
+    fn a_free_address_has_both_fixed_ports_free() {
+        let address = free_address().unwrap();
+        assert!(address.is_loopback());
+        std::net::TcpListener::bind((address, CASSANDRA_NATIVE_PORT)).unwrap();
+    }
+
+    #[test]
+    fn every_container_is_labelled_and_moves_jmx_off_7199() {
+        let address = Ipv4Addr::new(127, 123, 4, 5);
+        let spec = container_spec("cassandra:5.0", address, 31234, "r1");
+        assert_eq!(spec.labels[LABEL_TOOL], TOOL);
+        assert_eq!(spec.labels[LABEL_RUN_ID], "r1");
+        assert_eq!(spec.labels[LABEL_ENGINE], "cassandra");
+        assert_eq!(spec.labels[LABEL_PORT], "9042");
+        assert_eq!(spec.labels[LABEL_ADDRESS], "127.123.4.5");
+        assert!(
+            spec.name
+                .starts_with("scalardb-verify-r1-cassandra-127.123.4.5-"),
+            "{}",
+            spec.name
+        );
+        assert!(
+            spec.env
+                .contains(&"CASSANDRA_LISTEN_ADDRESS=127.123.4.5".to_owned())
+        );
+        assert!(
+            spec.env
+                .contains(&"CASSANDRA_RPC_ADDRESS=127.123.4.5".to_owned())
+        );
+        let extra = spec
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("JVM_EXTRA_OPTS="))
+            .unwrap();
+        assert!(
+            extra.starts_with("-Dcassandra.jmx.local.port=31234 "),
+            "{extra}"
+        );
+        assert!(spec.env.contains(&"MAX_HEAP_SIZE=1G".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn only_sstable_components_are_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "nb-1-big-Data.db",
+            "nb-1-big-TOC.txt",
+            "manifest.json",
+            "schema.cql",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("backups")).unwrap();
+        let names: Vec<String> = sstable_components(dir.path())
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["nb-1-big-Data.db", "nb-1-big-TOC.txt"]);
+        let missing = sstable_components(&dir.path().join("nope")).await;
+        assert!(matches!(
+            missing,
+            Err(DockerRuntimeError::ListSstables { .. })
+        ));
+    }
+
+    #[test]
+    fn nodes_can_move_between_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<DockerCassandra>();
+    }
+}
