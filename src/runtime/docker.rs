@@ -78,17 +78,18 @@ const UPLOAD_PARENT: &str = "/tmp";
 /// How to start a container.
 #[derive(Clone)]
 pub struct DockerOptions {
-    /// `None`: `postgres:16` for PostgreSQL, `mysql:8.4` for the MySQL family. Any image
-    /// with the official images' contract works (environment, extra server arguments as
-    /// the command, the engine's client inside). A missing image is pulled first, outside
-    /// the startup timeout.
+    /// `None`: `postgres:16` for PostgreSQL, `mysql:8.4` for the MySQL family, `cassandra:5.0`
+    /// for [`DockerCassandra`]. Any image with the official images' contract works
+    /// (environment, extra server arguments as the command, the engine's client or
+    /// `nodetool` inside). A missing image is pulled first, outside the startup timeout.
     pub image: Option<String>,
     /// Labels the container, so `sweep_containers(Some(run_id))` finds it.
     pub run_id: String,
     /// Covers creating and starting the container and waiting until the server answers.
     pub startup_timeout: Duration,
     /// The superuser's password (`postgres`, `root`). `None`: PostgreSQL trusts every
-    /// connection, and MySQL's root has an empty password.
+    /// connection, and MySQL's root has an empty password. Cassandra ignores it (its image
+    /// lets every client in).
     pub superuser_password: Option<String>,
 }
 
