@@ -252,6 +252,12 @@ final class Bank {
    * as {@link #debitA}.
    */
   static int creditB(TransactionCrudOperable tx, int s, long amount, int step) throws CrudException {
+    return creditB(tx, s, amount, step, DAY);
+  }
+
+  /** {@link #creditB} with the transfer leg in partition {@code day}. */
+  static int creditB(TransactionCrudOperable tx, int s, long amount, int step, long day)
+      throws CrudException {
     Get get =
         Get.newBuilder()
             .namespace(NS_B)
@@ -276,7 +282,7 @@ final class Bank {
         Put.newBuilder()
             .namespace(NS_B)
             .table(TRANSFERS)
-            .partitionKey(Key.ofBigInt("day", DAY))
+            .partitionKey(Key.ofBigInt("day", day))
             .clusteringKey(Key.of("transfer_id", "t-" + s + "-" + step, "leg", step))
             .bigIntValue("amount", amount)
             .textValue("memo", step % 2 == 0 ? null : "transfer " + step)

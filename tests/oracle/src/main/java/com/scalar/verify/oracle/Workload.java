@@ -25,8 +25,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * keyspace with SimpleStrategy and the given replication factor, ScalarDB's "replication-factor"
  * option; default 1), seeds S slots (default 4 per thread), commits one transfer, prints {@code
  * STARTED} on stdout, then runs committed transfers in T threads (default 4) until N seconds pass
- * or stdin reaches EOF (without --seconds: until EOF). Each thread owns its slots, so transfers do
- * not conflict with each other; every transfer changes balances and counters and inserts new audit
+ * or stdin reaches EOF (without --seconds: until EOF). Each thread owns its slots and each slot
+ * writes its own partitions, so transfers neither conflict nor contend in Paxos; every transfer changes balances and counters and inserts new audit
  * and transfer rows, and every write is a ScalarDB lightweight transaction whose cell write time is
  * the Paxos ballot's (the node's clock), so the data and its write times move forward and
  * snapshots taken seconds apart differ. Ends by printing {@code DONE committed=C failed=F
@@ -157,7 +157,10 @@ final class Workload {
     DistributedTransaction tx = tm.begin();
     try {
       Bank.debitA(tx, s, 10L, step);
-      Bank.creditB(tx, s, 10L, step);
+      // Each slot's legs in a partition of their own: concurrent LWTs on one partition contend in
+      // Paxos, which with replication factor 2 fails transfers ("proposal was not accepted by a
+      // quorum").
+      Bank.creditB(tx, s, 10L, step, Bank.DAY + 1 + s);
       tx.commit();
     } catch (Exception e) {
       try {
