@@ -26,7 +26,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * option; default 1), seeds S slots (default 4 per thread), commits one transfer, prints {@code
  * STARTED} on stdout, then runs committed transfers in T threads (default 4) until N seconds pass
  * or stdin reaches EOF (without --seconds: until EOF). Each thread owns its slots and each slot
- * writes its own partitions, so transfers do not conflict or share partitions; every transfer changes balances and counters and inserts new audit
+ * writes its own partitions, so transfers do not conflict or share partitions; every transfer
+ * changes balances and counters and inserts new audit
  * and transfer rows, and every write is a ScalarDB lightweight transaction whose cell write time is
  * the Paxos ballot's (the node's clock), so the data and its write times move forward and
  * snapshots taken seconds apart differ. Ends by printing {@code DONE committed=C failed=F
