@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
+pub mod cassandra;
+
 /// The kinds of backup the tool restores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackupFormat {
@@ -22,6 +24,8 @@ pub enum BackupFormat {
     MySqlDump { gzip: bool },
     /// A SQLite database file.
     Sqlite,
+    /// A directory of Cassandra node snapshots (see [`cassandra`]).
+    CassandraSnapshots,
 }
 
 impl BackupFormat {
@@ -35,6 +39,7 @@ impl BackupFormat {
             Self::MySqlDump { gzip: false } => "mysqldump SQL",
             Self::MySqlDump { gzip: true } => "mysqldump SQL (gzip)",
             Self::Sqlite => "SQLite database file",
+            Self::CassandraSnapshots => "Cassandra node snapshots",
         }
     }
 
@@ -81,10 +86,14 @@ pub fn inspect(path: &Path) -> Result<BackupFormat, BackupError> {
     if metadata.is_dir() {
         return if path.join("toc.dat").is_file() {
             Ok(BackupFormat::PgDirectory)
+        } else if cassandra::looks_like_snapshots(path) {
+            Ok(BackupFormat::CassandraSnapshots)
         } else {
             Err(BackupError::Unrecognized {
                 path: path.to_owned(),
-                reason: "a directory without toc.dat: not a pg_dump directory archive".to_owned(),
+                reason: "a directory that is neither a pg_dump directory archive (no toc.dat) \
+                         nor Cassandra snapshots (no KEYSPACE/TABLE/snapshots/TAG below it)"
+                    .to_owned(),
             })
         };
     }

@@ -43,6 +43,8 @@ pub enum CheckName {
     CoordinatorTable,
     /// The restore point lies inside the pause the backup was taken in (`--pause-window`).
     PauseWindow,
+    /// The nodes' snapshots hold the same copy of every record they share (`--per-node`).
+    NodeConsistency,
 }
 
 impl CheckName {
@@ -65,6 +67,7 @@ impl CheckName {
             Self::WatermarkSkew => "watermark-skew",
             Self::CoordinatorTable => "coordinator-table",
             Self::PauseWindow => "pause-window",
+            Self::NodeConsistency => "node-consistency",
         }
     }
 
@@ -83,7 +86,8 @@ pub enum VerdictEffect {
     None,
     /// The evidence cannot decide, or a check could not run.
     Indeterminate,
-    /// Recovery will contradict a record that is already resolved.
+    /// Recovery will contradict a record that is already resolved, or the restored replicas
+    /// contradict each other.
     Inconsistent,
 }
 
@@ -116,6 +120,9 @@ pub enum Code {
     WrittenAfterPauseStart,
     /// A transaction was in flight when the pause started, which a pause drains.
     InFlightDuringPause,
+    /// Copies of a record differ between the nodes' snapshots: they were taken at different
+    /// moments.
+    NodeSnapshotsSkewed,
 }
 
 impl Code {
@@ -138,6 +145,7 @@ impl Code {
             Self::InFlightAtCut => "in-flight-at-cut",
             Self::WrittenAfterPauseStart => "written-after-pause-start",
             Self::InFlightDuringPause => "in-flight-during-pause",
+            Self::NodeSnapshotsSkewed => "node-snapshots-skewed",
         }
     }
 
@@ -153,7 +161,8 @@ impl Code {
             | Self::TableScanFailed
             | Self::NoTransactionalTables
             | Self::WrittenAfterPauseStart
-            | Self::InFlightDuringPause => Severity::Error,
+            | Self::InFlightDuringPause
+            | Self::NodeSnapshotsSkewed => Severity::Error,
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
@@ -180,12 +189,17 @@ impl Code {
             Self::WatermarkSkew => CheckName::WatermarkSkew,
             Self::InFlightAtCut => CheckName::LazyRecovery,
             Self::WrittenAfterPauseStart | Self::InFlightDuringPause => CheckName::PauseWindow,
+            Self::NodeSnapshotsSkewed => CheckName::NodeConsistency,
         }
     }
 
     pub fn verdict_effect(self) -> VerdictEffect {
         match self {
-            Self::TornTransaction | Self::CommittedButAborted => VerdictEffect::Inconsistent,
+            // Replicas restored from skewed snapshots disagree: what a transaction reads
+            // depends on which replica answers.
+            Self::TornTransaction | Self::CommittedButAborted | Self::NodeSnapshotsSkewed => {
+                VerdictEffect::Inconsistent
+            }
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::UnknownTxState

@@ -6,6 +6,7 @@
 
 mod finding;
 mod input;
+mod nodes;
 mod retention;
 
 use std::collections::{BTreeMap, HashSet};
@@ -17,6 +18,7 @@ pub use input::{
     CoordinatorObservation, CoordinatorScan, DiscoveryNote, Observation, ObservedRecord,
     TableObservation, TableOutcome, TableScan,
 };
+pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView, NodeSummary};
 pub use retention::{Retention, SAMPLE_LIMIT};
 
 use crate::model::{
@@ -198,6 +200,13 @@ impl Analysis {
 
     pub fn unresolved_records(&self) -> u64 {
         self.tables.iter().map(|t| t.unresolved).sum()
+    }
+
+    /// Adds findings of a check made beside the scan (the nodes' comparison) and decides
+    /// the verdict again.
+    pub fn add_findings(&mut self, findings: impl IntoIterator<Item = Finding>) {
+        self.findings.extend(findings);
+        self.verdict = decide_verdict(&self.findings, &self.tables);
     }
 
     /// Whether `check` ran for `table` (`None`: the Coordinator), and what it found.

@@ -154,6 +154,20 @@ pub enum CassandraRuntimeError {
         status: String,
         output: String,
     },
+    #[error("import the SSTables of {} into {keyspace}.{table} with nodetool ({status}):\n{output}", source_dir.display())]
+    Import {
+        keyspace: String,
+        table: String,
+        source_dir: PathBuf,
+        status: String,
+        output: String,
+    },
+    #[error("copy SSTables from {}", from.display())]
+    CopySstables {
+        from: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("stop Cassandra (pid {pid})")]
     Stop {
         pid: u32,
@@ -386,6 +400,107 @@ impl CassandraInstance {
         tag: &str,
         keyspaces: &[&str],
     ) -> Result<(), CassandraRuntimeError> {
+        let mut args = vec!["snapshot", "-t", tag];
+        args.extend_from_slice(keyspaces);
+        self.nodetool(&args)
+            .await
+            .map(drop)
+            .map_err(|(status, output)| CassandraRuntimeError::Snapshot {
+                tag: tag.to_owned(),
+                status,
+                output,
+            })
+    }
+
+    /// Loads the SSTables in `source` into `keyspace.table` with `nodetool import`. The
+    /// files are copied into this instance's own directory first (import moves what it
+    /// loads, and the source is a backup that must stay untouched), so SSTables of several
+    /// nodes with the same generation numbers can be loaded one directory after another.
+    pub async fn import_sstables(
+        &self,
+        keyspace: &str,
+        table: &str,
+        source: &Path,
+    ) -> Result<(), CassandraRuntimeError> {
+        let (staging, staged) = self.staging_dir(keyspace, table, source)?;
+        let staged = staged.display().to_string();
+        let outcome = self
+            .nodetool(&["import", keyspace, table, &staged])
+            .await
+            .and_then(|output| {
+                // nodetool import exits 0 and lists what it could not load.
+                if output.contains("Some directories failed to import") {
+                    Err(("exit status: 0".to_owned(), tail(&output)))
+                } else {
+                    Ok(output)
+                }
+            });
+        let _ = std::fs::remove_dir_all(&staging);
+        outcome
+            .map(drop)
+            .map_err(|(status, output)| CassandraRuntimeError::Import {
+                keyspace: keyspace.to_owned(),
+                table: table.to_owned(),
+                source_dir: source.to_owned(),
+                status,
+                output,
+            })
+    }
+
+    /// A fresh directory under this instance's own, and in it `<keyspace>/<table>/` holding
+    /// copies of the regular files of `source` (SSTable components; manifest.json and
+    /// schema.cql are left out). Cassandra reads an SSTable's keyspace and table from its
+    /// two parent directories' names, and skips files whose parents don't name the target.
+    fn staging_dir(
+        &self,
+        keyspace: &str,
+        table: &str,
+        source: &Path,
+    ) -> Result<(PathBuf, PathBuf), CassandraRuntimeError> {
+        let parent = self.dir.join("import");
+        std::fs::create_dir_all(&parent).map_err(|source| CassandraRuntimeError::CreateDir {
+            parent: parent.clone(),
+            source,
+        })?;
+        let staging = tempfile::Builder::new()
+            .prefix("sstables-")
+            .tempdir_in(&parent)
+            .map_err(|source| CassandraRuntimeError::CreateDir {
+                parent: parent.clone(),
+                source,
+            })?
+            .keep();
+        let staged = staging.join(keyspace).join(table);
+        std::fs::create_dir_all(&staged).map_err(|source| CassandraRuntimeError::CreateDir {
+            parent: staging.clone(),
+            source,
+        })?;
+        for entry in std::fs::read_dir(source).map_err(|e| CassandraRuntimeError::CopySstables {
+            from: source.to_owned(),
+            source: e,
+        })? {
+            let entry = entry.map_err(|e| CassandraRuntimeError::CopySstables {
+                from: source.to_owned(),
+                source: e,
+            })?;
+            let name = entry.file_name();
+            let is_component = entry.file_type().is_ok_and(|t| t.is_file())
+                && name.to_str().is_some_and(|n| n != "manifest.json" && n != "schema.cql");
+            if is_component {
+                std::fs::copy(entry.path(), staged.join(&name)).map_err(|e| {
+                    CassandraRuntimeError::CopySstables {
+                        from: entry.path(),
+                        source: e,
+                    }
+                })?;
+            }
+        }
+        Ok((staging, staged))
+    }
+
+    /// Runs nodetool against this node over its local JMX port; its combined output, or
+    /// the exit status and the output's tail.
+    async fn nodetool(&self, args: &[&str]) -> Result<String, (String, String)> {
         let classpath = format!("{}/*", self.home.join("lib").display());
         let output = tokio::process::Command::new(&self.java)
             .args(["-Xmx256m", "-cp", &classpath])
@@ -399,34 +514,25 @@ impl CassandraInstance {
                     + &self.dir.join("logback-tools.xml").display().to_string(),
             )
             .arg("org.apache.cassandra.tools.NodeTool")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.jmx_port.to_string(),
-                "snapshot",
-                "-t",
-                tag,
-            ])
-            .args(keyspaces)
+            .args(["-h", "127.0.0.1", "-p", &self.jmx_port.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|source| CassandraRuntimeError::Spawn {
-                program: self.java.clone(),
-                source,
+            .map_err(|e| {
+                (
+                    "not started".to_owned(),
+                    format!("run {}: {e}", self.java.display()),
+                )
             })?;
-        if output.status.success() {
-            return Ok(());
-        }
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stderr));
-        Err(CassandraRuntimeError::Snapshot {
-            tag: tag.to_owned(),
-            status: output.status.to_string(),
-            output: tail(&text),
-        })
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err((output.status.to_string(), tail(&text)))
+        }
     }
 
     /// The snapshot directories `snapshot(tag)` made, one per table.

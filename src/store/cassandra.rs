@@ -42,6 +42,8 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 use tokio::sync::OnceCell;
 
+mod compare;
+
 use super::discover::{CatalogTable, Discovery, DiscoverySettings, discover};
 use super::{CoordinatorSchema, TableSchema};
 use crate::analyze::{
