@@ -113,6 +113,18 @@ fn cleanup(args: &CleanupArgs, stdout: &mut dyn Write) -> Result<u8, Error> {
                 .unwrap_or_default()
         ));
     }
+    let nodes = crate::runtime::cassandra::sweep_cassandra(&scope)
+        .map_err(|e| Error::CleanupCassandra(Box::new(e)))?;
+    for node in &nodes {
+        lines.push(format!(
+            "removed cassandra node of run {} at {}{}",
+            node.run_id,
+            node.dir.display(),
+            node.killed_pid
+                .map(|pid| format!(" (killed JVM pid {pid})"))
+                .unwrap_or_default()
+        ));
+    }
     lines.extend(sweep_sqlite_copies(args.run_id.as_deref()));
     lines.extend(async_runtime()?.block_on(sweep_dead_containers(args.run_id.as_deref())));
     if lines.is_empty() {
@@ -291,8 +303,35 @@ fn read_pause_window(path: &Path) -> Result<PauseWindow, ConfigError> {
 }
 
 fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
-    let format = crate::backup::inspect(&args.backup)
-        .map_err(|e| Error::from(crate::drill::RestoreError::Backup(e)))?;
+    let backup_error = |e| Error::from(crate::drill::RestoreError::Backup(e));
+    let format = crate::backup::inspect(&args.backup).map_err(backup_error)?;
+    let cassandra = format == crate::backup::BackupFormat::CassandraSnapshots;
+    let not_for = |option, applies_to| ConfigError::NotForThisBackup {
+        option,
+        applies_to,
+        format: format.describe(),
+    };
+    if !cassandra {
+        if args.per_node {
+            return Err(not_for("--per-node", "Cassandra snapshots").into());
+        }
+        if args.snapshot_tag.is_some() {
+            return Err(not_for("--snapshot-tag", "Cassandra snapshots").into());
+        }
+    } else if args.recover {
+        // The rehearsal's writes are SQL; Cassandra's would be conditional CQL updates.
+        return Err(not_for("--recover", "SQL backups").into());
+    } else if !args.checks.is_empty() || args.checks_file.is_some() {
+        return Err(not_for("--check/--checks-file", "SQL backups").into());
+    }
+    let snapshots = if cassandra {
+        Some(
+            crate::backup::cassandra::inspect(&args.backup, args.snapshot_tag.as_deref())
+                .map_err(backup_error)?,
+        )
+    } else {
+        None
+    };
     let mut invariants = Vec::new();
     for check in &args.checks {
         invariants.push(parse_invariant(check, "--check")?);
@@ -312,6 +351,8 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
     Ok(DrillConfig {
         backup: args.backup.clone(),
         format,
+        snapshots,
+        per_node: args.per_node,
         runtime: match args.runtime {
             crate::cli::RuntimeChoice::Auto => crate::drill::RuntimeKind::Auto,
             crate::cli::RuntimeChoice::Docker => crate::drill::RuntimeKind::Docker,

@@ -41,7 +41,8 @@ scalardb-verify scan --properties database.properties --strict --format junit --
     #[command(after_help = "Examples:\n  \
 scalardb-verify drill nightly.dump --recover --check 'money=SELECT sum(balance) = 1000000 FROM bank.accounts'\n  \
 scalardb-verify drill app.sql.gz --rto-seconds 600 --format junit --output drill.xml\n  \
-scalardb-verify drill app.sqlite --keep")]
+scalardb-verify drill app.sqlite --keep\n  \
+scalardb-verify drill /backups/cassandra-2026-11-24 --per-node --snapshot-tag nightly")]
     Drill(DrillArgs),
     /// Remove what an earlier, killed run left behind (labelled containers, instance
     /// directories and their server processes) and list what was removed.
@@ -69,8 +70,10 @@ pub struct ScanArgs {
 #[derive(Debug, Args)]
 pub struct DrillArgs {
     /// The backup: a pg_dump file (plain, gzip, -Fc, -Fd directory or -Ft), a mysqldump file
-    /// (plain or gzip) or a SQLite database file. The format is read from its bytes; the
-    /// backup is never modified.
+    /// (plain or gzip), a SQLite database file, or a directory of Cassandra node snapshots
+    /// (NODE/KEYSPACE/TABLE-ID/snapshots/TAG/ per node, or one node's KEYSPACE/… directly;
+    /// an optional schema.cql at the top, else each snapshot's own). The format is read
+    /// from the bytes and the layout; the backup is never modified.
     #[arg(value_name = "BACKUP")]
     pub backup: PathBuf,
 
@@ -79,8 +82,9 @@ pub struct DrillArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub runtime: RuntimeChoice,
 
-    /// The container image for --runtime docker (default postgres:16 or mysql:8.4); any
-    /// image with the official images' environment contract, e.g. from a private registry.
+    /// The container image for --runtime docker (default postgres:16, mysql:8.4 or
+    /// cassandra:5.0); any image with the official images' environment contract, e.g. from
+    /// a private registry.
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
 
@@ -109,6 +113,18 @@ pub struct DrillArgs {
     /// Leave the instance running after the drill and print how to connect to it.
     #[arg(long)]
     pub keep: bool,
+
+    /// Cassandra: the snapshot tag to restore, when the backup holds several.
+    #[arg(long, value_name = "TAG")]
+    pub snapshot_tag: Option<String>,
+
+    /// Cassandra: besides the merged restore (all nodes' SSTables together, reconciled by
+    /// timestamp), restore each node's snapshot on its own and compare the nodes record
+    /// by record. Copies that differ (PREPARED on one node and COMMITTED on another, or an
+    /// older version) show the snapshots were not taken at one point: reported as
+    /// node-snapshots-skewed, with evidence and how far apart they were.
+    #[arg(long)]
+    pub per_node: bool,
 
     #[command(flatten)]
     pub common: CommonArgs,

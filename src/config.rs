@@ -55,6 +55,12 @@ pub enum ConfigError {
     },
     #[error("parse the check {text:?} from {origin}: expected NAME=SQL")]
     InvalidCheck { origin: String, text: String },
+    #[error("drill: {option} applies to {applies_to} only, and the backup is {format}")]
+    NotForThisBackup {
+        option: &'static str,
+        applies_to: &'static str,
+        format: &'static str,
+    },
 }
 
 /// A database to scan. The URL may hold a password; never print it.

@@ -48,6 +48,8 @@ pub enum Error {
     Rehearse(#[from] WriteError),
     #[error("remove what earlier runs left behind")]
     Cleanup(#[source] LocalRuntimeError),
+    #[error("remove the Cassandra nodes earlier runs left behind")]
+    CleanupCassandra(#[source] Box<crate::runtime::cassandra::CassandraRuntimeError>),
     #[error("finish: interrupted, and the disposable instance was torn down")]
     Interrupted,
 }
@@ -61,7 +63,10 @@ impl Error {
             Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
             Self::Store(_) | Self::Cassandra(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
-            Self::Restore(_) | Self::Rehearse(_) | Self::Cleanup(_) => exit_code::UNREACHABLE,
+            Self::Restore(_)
+            | Self::Rehearse(_)
+            | Self::Cleanup(_)
+            | Self::CleanupCassandra(_) => exit_code::UNREACHABLE,
             Self::Interrupted => exit_code::INTERRUPTED,
         }
     }

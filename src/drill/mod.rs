@@ -2,6 +2,7 @@
 //! rehearse recovery and evaluate invariants, and tear everything down. Owns the order of
 //! the phases and their timings; the restore, the SQL and the verdict live elsewhere.
 
+mod cassandra;
 mod rehearse;
 mod restore;
 
@@ -13,8 +14,9 @@ use serde::Serialize;
 pub use rehearse::RecoveryWrites;
 pub use restore::{InstanceError, RESTORED_DATABASE, RestoreError, Restored, RuntimeKind};
 
-use crate::analyze::{AnalysisSettings, Verdict};
+use crate::analyze::{AnalysisSettings, NodeComparison, Verdict};
 use crate::backup::BackupFormat;
+use crate::backup::cassandra::SnapshotBackup;
 use crate::config::ScanConfig;
 use crate::error::Error;
 use crate::progress::Progress;
@@ -33,6 +35,10 @@ pub struct Invariant {
 pub struct DrillConfig {
     pub backup: PathBuf,
     pub format: BackupFormat,
+    /// The inspected snapshots of a Cassandra backup.
+    pub snapshots: Option<SnapshotBackup>,
+    /// Also restore each Cassandra node's snapshot on its own and compare the nodes.
+    pub per_node: bool,
     pub runtime: RuntimeKind,
     /// The container image for the docker runtime (default: the official image).
     pub image: Option<String>,
@@ -89,6 +95,8 @@ pub struct DrillSection {
     pub restore_within_rto: Option<bool>,
     pub recovery: Option<RecoveryRehearsal>,
     pub invariants: Vec<InvariantResult>,
+    /// The nodes' snapshots compared record by record (`--per-node`).
+    pub nodes: Option<NodeComparison>,
     /// Where the instance still runs (`--keep`).
     pub kept_at: Option<String>,
 }
@@ -172,7 +180,14 @@ async fn drill_in(
     progress: &Progress,
     clock: &mut Clock,
 ) -> Result<DrillOutcome, Error> {
-    restore::load(restored, &config.backup, config.format, config.jobs).await?;
+    restore::load(
+        restored,
+        &config.backup,
+        config.format,
+        config.snapshots.as_ref(),
+        config.jobs,
+    )
+    .await?;
     let restore_seconds = clock.lap("restore");
 
     let scan_config = ScanConfig {
@@ -184,8 +199,44 @@ async fn drill_in(
         connect_timeout: config.connect_timeout,
         analysis: config.analysis.clone(),
     };
-    let outcome = scan::run(&scan_config, progress).await?;
+    let mut outcome = scan::run(&scan_config, progress).await?;
     clock.lap("scan");
+
+    let mut nodes = None;
+    if let (true, Some(node), Some(snapshots)) =
+        (config.per_node, restored.cassandra(), &config.snapshots)
+    {
+        let task = progress.task("nodes");
+        task.phase("restoring each node's snapshot on its own");
+        cassandra::load_copies(node, snapshots, config.jobs).await?;
+        task.phase("comparing the nodes record by record");
+        let tables: Vec<_> = outcome
+            .tables
+            .iter()
+            .map(|schema| {
+                let records = outcome
+                    .analysis
+                    .tables
+                    .iter()
+                    .find(|t| t.table == schema.table)
+                    .map_or(0, |t| t.records);
+                (schema.clone(), records)
+            })
+            .collect();
+        let comparison = cassandra::compare(
+            node,
+            snapshots,
+            &tables,
+            &config.coordinator_namespace,
+            &config.metadata_schema,
+            config.connect_timeout,
+        )
+        .await?;
+        task.finish(comparison.records);
+        outcome.analysis.add_findings(comparison.findings());
+        nodes = Some(comparison);
+        clock.lap("compare nodes");
+    }
 
     let needs_writer = config.recover || !config.invariants.is_empty();
     let writer = if needs_writer {
@@ -257,6 +308,7 @@ async fn drill_in(
             restore_within_rto: config.rto.map(|rto| restore_seconds <= rto.as_secs_f64()),
             recovery,
             invariants,
+            nodes,
             kept_at: None,
         },
     })

@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::cassandra::{self, CassandraNode};
+use crate::backup::cassandra::SnapshotBackup;
 use crate::backup::{self, BackupError, BackupFormat};
 use crate::config::{ConfigError, Target};
+use crate::runtime::cassandra::CassandraRuntimeError;
 use crate::runtime::{
     DockerInstance, DockerOptions, DockerRuntimeError, Engine, LocalInstance, LocalOptions,
     LocalRuntimeError, docker_available,
@@ -30,6 +33,8 @@ pub enum InstanceError {
     Local(#[from] LocalRuntimeError),
     #[error(transparent)]
     Docker(#[from] DockerRuntimeError),
+    #[error(transparent)]
+    Cassandra(#[from] CassandraRuntimeError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +43,7 @@ pub enum RestoreError {
     Backup(#[from] BackupError),
     #[error("start a disposable {engine} instance ({runtime})")]
     Start {
-        engine: Engine,
+        engine: String,
         runtime: &'static str,
         #[source]
         source: Box<InstanceError>,
@@ -47,7 +52,7 @@ pub enum RestoreError {
         "start a disposable {engine} instance: --runtime docker was asked for but no Docker \
          engine answers (start dockerd, or use --runtime local with the server binaries installed)"
     )]
-    NoDocker { engine: Engine },
+    NoDocker { engine: String },
     #[error("restore {} ({format}) into the disposable instance", path.display())]
     Load {
         path: PathBuf,
@@ -63,6 +68,13 @@ pub enum RestoreError {
     },
     #[error("open the restored copy")]
     Target(#[source] ConfigError),
+    #[error("create the backup's schema in the disposable Cassandra node")]
+    Schema(#[source] Box<crate::store::CassandraError>),
+    #[error(
+        "restore node by node: the copy keyspace {keyspace} would be longer than Cassandra's \
+         48 characters (restore the nodes merged, without --per-node)"
+    )]
+    KeyspaceNameTooLong { keyspace: String },
     #[error("tear down the disposable instance")]
     Teardown(#[source] Box<InstanceError>),
 }
@@ -152,6 +164,7 @@ impl Server {
 /// is the normal way, and reports failures).
 pub enum Restored {
     Server(Server),
+    Cassandra(CassandraNode),
     Sqlite {
         dir: tempfile::TempDir,
         path: PathBuf,
@@ -163,6 +176,7 @@ impl Restored {
     pub fn scan_target(&self) -> Result<Target, RestoreError> {
         match self {
             Self::Server(server) => Target::from_url(&Self::url(server)),
+            Self::Cassandra(node) => Target::from_url(&node.url()),
             Self::Sqlite { path, .. } => Target::sqlite(path),
         }
         .map_err(RestoreError::Target)
@@ -172,7 +186,16 @@ impl Restored {
     pub fn writable_url(&self) -> String {
         match self {
             Self::Server(server) => Self::url(server),
+            Self::Cassandra(node) => node.url(),
             Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+        }
+    }
+
+    /// The disposable Cassandra node, when the backup is Cassandra's.
+    pub fn cassandra(&self) -> Option<&CassandraNode> {
+        match self {
+            Self::Cassandra(node) => Some(node),
+            _ => None,
         }
     }
 
@@ -188,6 +211,7 @@ impl Restored {
     pub fn runtime(&self) -> &'static str {
         match self {
             Self::Server(server) => server.runtime(),
+            Self::Cassandra(node) => node.runtime(),
             Self::Sqlite { .. } => "copy",
         }
     }
@@ -205,6 +229,7 @@ impl Restored {
                 Self::url(server),
                 instance.container_name()
             ),
+            Self::Cassandra(node) => node.connection_hint(),
             Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
         }
     }
@@ -213,6 +238,7 @@ impl Restored {
         match self {
             Self::Server(Server::Local(instance)) => instance.stop().await.map_err(Into::into),
             Self::Server(Server::Docker(instance)) => instance.stop().await.map_err(Into::into),
+            Self::Cassandra(node) => node.stop().await,
             Self::Sqlite { dir, .. } => {
                 let path = dir.path().to_owned();
                 dir.close()
@@ -226,6 +252,7 @@ impl Restored {
         match self {
             Self::Server(Server::Local(instance)) => std::mem::forget(*instance),
             Self::Server(Server::Docker(instance)) => std::mem::forget(*instance),
+            Self::Cassandra(node) => node.keep(),
             Self::Sqlite { dir, .. } => {
                 let _ = dir.keep();
             }
@@ -253,6 +280,11 @@ pub async fn start(
             let path = dir.path().join("restored.sqlite");
             return Ok(Restored::Sqlite { dir, path });
         }
+        BackupFormat::CassandraSnapshots => {
+            return CassandraNode::start(runtime, image, run_id, startup_timeout)
+                .await
+                .map(Restored::Cassandra);
+        }
         f if f.is_postgres() => Engine::Postgres,
         _ => Engine::MariaDb,
     };
@@ -260,7 +292,9 @@ pub async fn start(
         RuntimeKind::Local => false,
         RuntimeKind::Docker => {
             if !docker_available().await {
-                return Err(RestoreError::NoDocker { engine });
+                return Err(RestoreError::NoDocker {
+                    engine: engine.to_string(),
+                });
             }
             true
         }
@@ -274,7 +308,7 @@ pub async fn start(
             .await
             .map(|i| Restored::Server(Server::Docker(Box::new(i))))
             .map_err(|source| RestoreError::Start {
-                engine,
+                engine: engine.to_string(),
                 runtime: "docker",
                 source: Box::new(source.into()),
             })
@@ -285,7 +319,7 @@ pub async fn start(
             .await
             .map(|i| Restored::Server(Server::Local(Box::new(i))))
             .map_err(|source| RestoreError::Start {
-                engine,
+                engine: engine.to_string(),
                 runtime: if runtime == RuntimeKind::Auto {
                     "local: no Docker engine answered"
                 } else {
@@ -297,11 +331,12 @@ pub async fn start(
 }
 
 /// Loads `backup` into `restored` with the server's own tools, `jobs` at a time where the
-/// format allows it.
+/// format allows it. Cassandra snapshots come already inspected (`snapshots`).
 pub async fn load(
     restored: &Restored,
     backup: &Path,
     format: BackupFormat,
+    snapshots: Option<&SnapshotBackup>,
     jobs: usize,
 ) -> Result<(), RestoreError> {
     let load_error = |source: InstanceError| RestoreError::Load {
@@ -317,8 +352,17 @@ pub async fn load(
             })?;
             return Ok(());
         }
+        (Restored::Cassandra(node), BackupFormat::CassandraSnapshots) => {
+            let snapshots = snapshots.ok_or_else(|| RestoreError::Backup(BackupError::Unrecognized {
+                path: backup.to_owned(),
+                reason: "Cassandra snapshots that were not inspected".to_owned(),
+            }))?;
+            return cassandra::load_merged(node, snapshots, jobs).await;
+        }
         (Restored::Server(server), _) => server,
-        (Restored::Sqlite { .. }, _) => unreachable!("only SQLite backups get a copy"),
+        (Restored::Sqlite { .. } | Restored::Cassandra(_), _) => {
+            unreachable!("start() picks the instance from the format")
+        }
     };
     if format.is_postgres() {
         server
@@ -371,7 +415,9 @@ pub async fn load(
             drop(scratch);
             loaded
         }
-        BackupFormat::Sqlite => unreachable!("SQLite backups restore into a copy"),
+        BackupFormat::Sqlite | BackupFormat::CassandraSnapshots => {
+            unreachable!("restored above, into a copy or a Cassandra node")
+        }
     }
 }
 

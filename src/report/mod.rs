@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::analyze::{
-    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Prediction, TableSummary,
+    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Severity, Prediction, TableSummary,
     TransactionSummary, Verdict,
 };
 use crate::drill::DrillSection;
@@ -116,6 +116,24 @@ impl Report {
     }
 
     pub fn with_drill(mut self, drill: DrillSection) -> Self {
+        if drill.nodes.is_some() {
+            let findings: Vec<&Finding> = self
+                .findings
+                .iter()
+                .filter(|f| f.check == CheckName::NodeConsistency)
+                .collect();
+            let failed = findings.iter().any(|f| f.severity == Severity::Error);
+            self.checks.push(CheckResult {
+                check: CheckName::NodeConsistency,
+                table: "(nodes)".to_owned(),
+                outcome: if failed {
+                    CheckOutcome::Failed
+                } else {
+                    CheckOutcome::Passed
+                },
+                messages: findings.iter().map(|f| describe(f)).collect(),
+            });
+        }
         self.drill = Some(drill);
         self
     }

@@ -190,8 +190,58 @@ fn render_drill(drill: &crate::drill::DrillSection, out: &mut dyn Write) -> io::
             invariant.message
         )?;
     }
+    if let Some(nodes) = &drill.nodes {
+        render_nodes(nodes, out)?;
+    }
     if let Some(kept) = &drill.kept_at {
         writeln!(out, "  kept running: {kept}")?;
+    }
+    Ok(())
+}
+
+fn render_nodes(nodes: &crate::analyze::NodeComparison, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "  nodes compared: {} records, {} differ between nodes, {} on some nodes only",
+        nodes.records, nodes.divergent, nodes.on_some_nodes_only
+    )?;
+    for node in &nodes.nodes {
+        writeln!(
+            out,
+            "    {}: {} records, newest write {}, behind on {}",
+            node.name,
+            node.records,
+            node.newest_write_ms
+                .map_or_else(|| "none".to_owned(), |ms| ms.to_string()),
+            node.behind
+        )?;
+    }
+    if let Some(skew) = nodes.max_skew_ms {
+        writeln!(out, "    snapshots at least {skew} ms apart")?;
+    }
+    for divergence in &nodes.evidence {
+        let copies: Vec<String> = divergence
+            .copies
+            .iter()
+            .map(|view| match &view.copy {
+                Some(copy) => format!(
+                    "{} {} v{} tx {}{}",
+                    view.node,
+                    crate::model::StoredState::from_column(copy.tx_state),
+                    copy.tx_version.map_or("?".to_owned(), |v| v.to_string()),
+                    copy.tx_id.as_deref().unwrap_or("NULL"),
+                    if view.behind { " (behind)" } else { "" }
+                ),
+                None => format!("{} absent", view.node),
+            })
+            .collect();
+        writeln!(
+            out,
+            "    {} {}: {}",
+            divergence.table,
+            divergence.key,
+            copies.join("; ")
+        )?;
     }
     Ok(())
 }

@@ -7,4 +7,5 @@
 #![recursion_limit = "256"]
 
 mod fixtures;
+mod snapshots;
 mod support;

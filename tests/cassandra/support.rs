@@ -152,3 +152,79 @@ pub fn codes(report: &Value) -> Vec<String> {
         .map(|f| f["code"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// Runs the binary with `args` on a blocking thread.
+pub async fn run_bin(args: Vec<String>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(BIN)
+            .args(&args)
+            .output()
+            .expect("run scalardb-verify");
+        Run {
+            code: output.status.code().expect("exited normally"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs `drill BACKUP --format json --quiet` with `extra` arguments.
+pub async fn drill_json(backup: &std::path::Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "drill".to_owned(),
+        backup.display().to_string(),
+        "--format".to_owned(),
+        "json".to_owned(),
+        "--quiet".to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    run_bin(args).await
+}
+
+/// Copies snapshot `tag` of `node` into `dest` laid out as a node's data directory
+/// (`dest/KEYSPACE/TABLE-ID/snapshots/SAVED_AS/`), as an operator's backup job would.
+pub fn copy_snapshot(node: &CassandraInstance, tag: &str, dest: &std::path::Path, saved_as: &str) {
+    let dirs = node.snapshot_dirs(tag);
+    assert!(!dirs.is_empty(), "snapshot {tag} made no directories");
+    for dir in dirs {
+        let table_dir = dir.parent().unwrap().parent().unwrap();
+        let keyspace = table_dir.parent().unwrap().file_name().unwrap();
+        let target = dest
+            .join(keyspace)
+            .join(table_dir.file_name().unwrap())
+            .join("snapshots")
+            .join(saved_as);
+        std::fs::create_dir_all(&target).unwrap();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), target.join(file.file_name())).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir` with its size and modification time: a backup's fingerprint.
+pub fn fingerprint(dir: &std::path::Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            if metadata.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push((entry.path(), metadata.len(), metadata.modified().unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The report without what differs from one run to the next (target, drill timings).
+pub fn without_drill(mut report: Value) -> Value {
+    report.as_object_mut().unwrap().remove("drill");
+    normalized(report)
+}

@@ -1,0 +1,210 @@
+//! `drill` of Cassandra node snapshots: taken with the real `nodetool snapshot`, copied out
+//! as a backup job would, restored into a disposable node (local JVM or container) and
+//! scanned. The backup is never modified.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const DOCKER_IMAGE: &str = "scalardb-verify-test/cassandra:5.0";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_of_the_bank_fixtures_drill_to_their_expected_reports() {
+    let node = start_node().await;
+    let writer = writer(&node).await;
+    let backups = tempfile::tempdir().unwrap();
+    for state in STATES {
+        load_state(&writer, state).await;
+        node.snapshot(state, &[]).await.unwrap();
+        let backup = backups.path().join(state);
+        copy_snapshot(&node, state, &backup.join("node1"), "nightly");
+        let before = fingerprint(&backup);
+
+        let run = drill_json(&backup, &["--runtime", "local"]).await;
+        assert_eq!(run.code, expected_code(state), "{state}: {}", run.stderr);
+        let report = run.json();
+        assert_same_report(&without_drill(report.clone()), &expected(state), state);
+        let drill = &report["drill"];
+        assert_eq!(drill["format"], "Cassandra node snapshots", "{drill}");
+        assert_eq!(drill["runtime"], "local");
+        assert!(drill["nodes"].is_null(), "no comparison without --per-node");
+        assert_eq!(fingerprint(&backup), before, "{state}: the backup changed");
+    }
+    node.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_taken_at_different_moments_are_reported_skewed_node_by_node() {
+    let node = start_node().await;
+    let writer = writer(&node).await;
+    load_state(&writer, "recoverable").await;
+    node.snapshot("early", &[]).await.unwrap();
+    // The prepared transfer commits after the first snapshot: a later snapshot of another
+    // replica holds it COMMITTED where the first holds it PREPARED.
+    run_cql(
+        &writer,
+        "UPDATE bank.accounts SET tx_state = 3, tx_committed_at = 1700000002500 \
+         WHERE account_id = 12;",
+    )
+    .await;
+    node.snapshot("late", &[]).await.unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    copy_snapshot(&node, "early", &backup.path().join("node1"), "nightly");
+    copy_snapshot(&node, "late", &backup.path().join("node2"), "nightly");
+
+    let run = drill_json(backup.path(), &["--runtime", "local", "--per-node"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["verdict"], "inconsistent", "{report}");
+    let skewed: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "node-snapshots-skewed")
+        .collect();
+    assert_eq!(skewed.len(), 1, "{report}");
+    assert_eq!(skewed[0]["table"], "bank.accounts");
+    assert_eq!(skewed[0]["key"], serde_json::json!({"account_id": "12"}));
+    assert_eq!(skewed[0]["tx_state"], "COMMITTED");
+    assert_eq!(skewed[0]["count"], 1);
+    let message = skewed[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("PREPARED on node1") && message.contains("COMMITTED on node2"),
+        "{message}"
+    );
+
+    let nodes = &report["drill"]["nodes"];
+    assert_eq!(nodes["divergent"], 1, "{nodes}");
+    assert_eq!(nodes["max_skew_ms"], 300, "{nodes}");
+    assert_eq!(nodes["on_some_nodes_only"], 0, "{nodes}");
+    assert_eq!(nodes["nodes"][0]["name"], "node1");
+    assert_eq!(nodes["nodes"][0]["behind"], 1);
+    assert_eq!(nodes["nodes"][1]["behind"], 0);
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "node-consistency")
+        .expect("a node-consistency check");
+    assert_eq!(check["outcome"], "failed", "{check}");
+
+    // Snapshots of one moment agree: the same backup with node2 = node1 passes the check.
+    let agreeing = tempfile::tempdir().unwrap();
+    copy_snapshot(&node, "late", &agreeing.path().join("node1"), "nightly");
+    copy_snapshot(&node, "late", &agreeing.path().join("node2"), "nightly");
+    let run = drill_json(agreeing.path(), &["--runtime", "local", "--per-node"]).await;
+    let report = run.json();
+    assert!(
+        !codes(&report).iter().any(|c| c == "node-snapshots-skewed"),
+        "{report}"
+    );
+    assert_eq!(report["drill"]["nodes"]["divergent"], 0);
+    assert!(report["drill"]["nodes"]["records"].as_u64().unwrap() > 0);
+    node.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_or_ambiguous_snapshot_backups_are_refused_before_any_node_starts() {
+    let node = start_node().await;
+    let writer = writer(&node).await;
+    load_state(&writer, "clean").await;
+    node.snapshot("one", &[]).await.unwrap();
+    node.snapshot("two", &[]).await.unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    copy_snapshot(&node, "one", backup.path(), "one");
+    copy_snapshot(&node, "two", backup.path(), "two");
+    node.stop().await.unwrap();
+
+    // Two tags: the user must choose.
+    let run = drill_json(backup.path(), &["--runtime", "local"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("several snapshot tags (one, two)")
+            && run.stderr.contains("--snapshot-tag"),
+        "{}",
+        run.stderr
+    );
+
+    // A missing SSTable component: truncated, naming the file.
+    let statistics = walk(backup.path())
+        .into_iter()
+        .find(|p| {
+            p.to_string_lossy().contains("/snapshots/two/")
+                && p.to_string_lossy().ends_with("-Statistics.db")
+        })
+        .expect("a Statistics.db component");
+    std::fs::remove_file(&statistics).unwrap();
+    let run = drill_json(backup.path(), &["--runtime", "local", "--snapshot-tag", "two"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("truncated") && run.stderr.contains("Statistics.db"),
+        "{}",
+        run.stderr
+    );
+
+    // Options that only SQL backups support are usage errors, not silently ignored.
+    let run = drill_json(
+        backup.path(),
+        &["--runtime", "local", "--snapshot-tag", "one", "--recover"],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--recover"), "{}", run.stderr);
+
+    // --per-node means nothing for a SQL dump.
+    let run = drill_json(&fixture("clean").join("bank.sqlite"), &["--per-node"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+
+    // An empty directory is no backup at all.
+    let empty = tempfile::tempdir().unwrap();
+    let run = drill_json(empty.path(), &["--runtime", "local"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("Cassandra snapshots"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_drill_in_a_container_and_leave_none_behind() {
+    let images = std::process::Command::new("docker")
+        .args(["image", "inspect", DOCKER_IMAGE])
+        .output();
+    assert!(
+        images.is_ok_and(|o| o.status.success()),
+        "this test needs a running Docker engine and the image {DOCKER_IMAGE}: run \
+         scripts/install-docker and scripts/build-test-images"
+    );
+    let node = start_node().await;
+    let writer = writer(&node).await;
+    load_state(&writer, "torn").await;
+    node.snapshot("torn", &[]).await.unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    copy_snapshot(&node, "torn", backup.path(), "torn");
+    node.stop().await.unwrap();
+
+    let run = drill_json(
+        backup.path(),
+        &["--runtime", "docker", "--image", DOCKER_IMAGE],
+    )
+    .await;
+    assert_eq!(run.code, expected_code("torn"), "{}", run.stderr);
+    let report = run.json();
+    assert_same_report(&without_drill(report.clone()), &expected("torn"), "torn");
+    assert_eq!(report["drill"]["runtime"], "docker");
+    let run_id = report["drill"]["run_id"].as_str().unwrap();
+    let left = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=scalardb-verify.run-id={run_id}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "containers of {run_id} left behind"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fingerprint(dir).into_iter().map(|(p, _, _)| p).collect()
+}
