@@ -63,10 +63,9 @@ impl Error {
             Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
             Self::Store(_) | Self::Cassandra(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
-            Self::Restore(_)
-            | Self::Rehearse(_)
-            | Self::Cleanup(_)
-            | Self::CleanupCassandra(_) => exit_code::UNREACHABLE,
+            Self::Restore(_) | Self::Rehearse(_) | Self::Cleanup(_) | Self::CleanupCassandra(_) => {
+                exit_code::UNREACHABLE
+            }
             Self::Interrupted => exit_code::INTERRUPTED,
         }
     }

@@ -5,10 +5,19 @@
 //! - `cli`: clap types only; `config`: validated settings (URLs, properties files).
 //! - `app`: from arguments to a rendered report and an exit code; `error`: the error type
 //!   and the exit codes.
-//! - `scan`: the scan job's phases; `store`: discovery and SQL scans (the only sqlx user).
-//! - `model`: ScalarDB's domain; `analyze`: the pure analysis, observation in, verdict out.
+//! - `scan`: the scan job's phases; `store`: discovery and scans (`store/sql.rs` is the only
+//!   sqlx user, `store/cassandra.rs` the only scylla user).
+//! - `model`: ScalarDB's domain; `analyze`: the pure analysis, observation in, verdict out
+//!   (and `analyze/nodes.rs`: Cassandra nodes compared record by record).
 //! - `report`: the report as data and its renderers; `progress`: stderr progress.
-//! - `runtime`: disposable database instances (local server processes).
+//! - `backup`: what a backup is, from its bytes or layout (Cassandra snapshots in
+//!   `backup/cassandra.rs`); `drill`: restore, scan, rehearse, compare, tear down.
+//! - `runtime`: disposable instances: local server processes, Cassandra JVMs, containers
+//!   (`runtime/docker*` is the only bollard user).
+
+// The drill's future nests the restore, scan and comparison futures deeply.
+#![recursion_limit = "256"]
+
 pub mod analyze;
 pub mod app;
 pub mod backup;

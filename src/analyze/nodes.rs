@@ -383,7 +383,9 @@ mod tests {
         assert_eq!(finding.tx_id.as_deref(), Some("t2"));
         assert_eq!(finding.tx_state.as_deref(), Some("COMMITTED"));
         assert!(
-            finding.message.contains("PREPARED on node1 (version 2), COMMITTED on node2"),
+            finding
+                .message
+                .contains("PREPARED on node1 (version 2), COMMITTED on node2"),
             "{}",
             finding.message
         );
@@ -413,7 +415,11 @@ mod tests {
     #[test]
     fn a_record_on_some_nodes_only_is_counted_not_judged() {
         let mut nodes = comparer();
-        nodes.record(&table(), &key(1), &[Some(copy("t1", 3, 1, 1, Some(2))), None]);
+        nodes.record(
+            &table(),
+            &key(1),
+            &[Some(copy("t1", 3, 1, 1, Some(2))), None],
+        );
         let comparison = nodes.finish();
         assert_eq!(comparison.on_some_nodes_only, 1);
         assert_eq!(comparison.divergent, 0);

@@ -193,7 +193,7 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
             }
             let (sstables, bytes) = check_sstables(&dir)?;
             let key = (keyspace.clone(), table.clone());
-            if !schemas.contains_key(&key) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(key.clone()) {
                 let schema = match &top_schema {
                     Some(all) => all.get(&key).cloned(),
                     None => {
@@ -206,7 +206,7 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
                     }
                 };
                 if let Some(schema) = schema {
-                    schemas.insert(key, schema);
+                    slot.insert(schema);
                 }
             }
             node.tables.push(TableSnapshot {
@@ -297,12 +297,11 @@ fn check_sstables(dir: &Path) -> Result<(usize, u64), BackupError> {
         if !names.contains(&toc) {
             return Err(truncated(format!("{name} has no {toc}")));
         }
-        let toc_text = std::fs::read_to_string(dir.join(&toc)).map_err(|source| {
-            BackupError::Read {
+        let toc_text =
+            std::fs::read_to_string(dir.join(&toc)).map_err(|source| BackupError::Read {
                 path: dir.join(&toc),
                 source,
-            }
-        })?;
+            })?;
         for component in toc_text.lines().map(str::trim).filter(|c| !c.is_empty()) {
             let file = format!("{prefix}-{component}");
             let metadata = std::fs::metadata(dir.join(&file))
@@ -586,7 +585,10 @@ mod tests {
 
     /// One SSTable with a TOC listing Data.db and Statistics.db.
     fn snapshot(dir: &Path, schema: Option<&str>) {
-        write(&dir.join("nb-1-big-TOC.txt"), "Data.db\nStatistics.db\nTOC.txt\n");
+        write(
+            &dir.join("nb-1-big-TOC.txt"),
+            "Data.db\nStatistics.db\nTOC.txt\n",
+        );
         write(&dir.join("nb-1-big-Data.db"), "data");
         write(&dir.join("nb-1-big-Statistics.db"), "stats");
         write(
@@ -613,8 +615,12 @@ mod tests {
         assert_eq!(backup.nodes.len(), 1);
         assert_eq!(backup.nodes[0].name, ".");
         let table = &backup.nodes[0].tables[0];
-        assert_eq!((table.keyspace.as_str(), table.table.as_str()), ("bank", "accounts"));
-        assert_eq!((table.sstables, table.bytes), (1, 4 + 5 + 34));
+        assert_eq!(
+            (table.keyspace.as_str(), table.table.as_str()),
+            ("bank", "accounts")
+        );
+        // Data.db, Statistics.db and the TOC itself, as the TOC lists them.
+        assert_eq!((table.sstables, table.bytes), (1, 4 + 5 + 30));
     }
 
     #[test]
@@ -643,7 +649,10 @@ mod tests {
         assert!(error.contains("--snapshot-tag"), "{error}");
         assert_eq!(inspect(root.path(), Some("b")).unwrap().tag, "b");
         let error = inspect(root.path(), Some("c")).unwrap_err().to_string();
-        assert!(error.contains("node n1 has no snapshot c of bank.accounts"), "{error}");
+        assert!(
+            error.contains("node n1 has no snapshot c of bank.accounts"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -654,13 +663,19 @@ mod tests {
         std::fs::remove_file(dir.join("nb-1-big-Statistics.db")).unwrap();
         let error = inspect(root.path(), None).unwrap_err();
         assert!(matches!(error, BackupError::Truncated { .. }), "{error}");
-        assert!(error.to_string().contains("nb-1-big-Statistics.db"), "{error}");
+        assert!(
+            error.to_string().contains("nb-1-big-Statistics.db"),
+            "{error}"
+        );
 
         snapshot(&dir, Some(SCHEMA));
         std::fs::remove_file(dir.join("nb-1-big-Data.db")).unwrap();
         std::fs::remove_file(dir.join("nb-1-big-TOC.txt")).unwrap();
         let error = inspect(root.path(), None).unwrap_err().to_string();
-        assert!(error.contains("manifest.json lists nb-1-big-Data.db"), "{error}");
+        assert!(
+            error.contains("manifest.json lists nb-1-big-Data.db"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -750,7 +765,10 @@ mod tests {
 
     #[test]
     fn table_directories_lose_only_a_real_id_suffix() {
-        assert_eq!(table_name("accounts-a80f0e00e82c11f1b92c3192c99018e7"), "accounts");
+        assert_eq!(
+            table_name("accounts-a80f0e00e82c11f1b92c3192c99018e7"),
+            "accounts"
+        );
         assert_eq!(table_name("my-table"), "my-table");
         assert_eq!(table_name("state"), "state");
     }

@@ -100,7 +100,9 @@ impl CassandraNode {
 
     pub fn connection_hint(&self) -> String {
         match self {
-            Self::Local(node) => format!("{} (data directory {})", self.url(), node.dir().display()),
+            Self::Local(node) => {
+                format!("{} (data directory {})", self.url(), node.dir().display())
+            }
             Self::Docker(node) => format!("{} (container {})", self.url(), node.container_name()),
         }
     }
@@ -184,13 +186,9 @@ pub async fn load_copies(
         .iter()
         .enumerate()
         .flat_map(|(index, n)| {
-            n.tables.iter().map(move |t| {
-                (
-                    copy_keyspace(&t.keyspace, index),
-                    &t.table,
-                    t.dir.as_path(),
-                )
-            })
+            n.tables
+                .iter()
+                .map(move |t| (copy_keyspace(&t.keyspace, index), &t.table, t.dir.as_path()))
         })
         .collect();
     stream::iter(imports)
@@ -232,9 +230,10 @@ pub async fn compare(
     let node_names: Vec<String> = backup.nodes.iter().map(|n| n.name.clone()).collect();
     let mut total = NodeComparer::new(node_names.iter().cloned());
     for (table, records) in tables {
-        let present = discovery.tables.iter().any(|t| {
-            matches!(t, DiscoveredTable::Present(schema) if schema.table == table.table)
-        });
+        let present = discovery
+            .tables
+            .iter()
+            .any(|t| matches!(t, DiscoveredTable::Present(schema) if schema.table == table.table));
         if !present {
             continue;
         }

@@ -353,10 +353,12 @@ pub async fn load(
             return Ok(());
         }
         (Restored::Cassandra(node), BackupFormat::CassandraSnapshots) => {
-            let snapshots = snapshots.ok_or_else(|| RestoreError::Backup(BackupError::Unrecognized {
-                path: backup.to_owned(),
-                reason: "Cassandra snapshots that were not inspected".to_owned(),
-            }))?;
+            let snapshots = snapshots.ok_or_else(|| {
+                RestoreError::Backup(BackupError::Unrecognized {
+                    path: backup.to_owned(),
+                    reason: "Cassandra snapshots that were not inspected".to_owned(),
+                })
+            })?;
             return cassandra::load_merged(node, snapshots, jobs).await;
         }
         (Restored::Server(server), _) => server,

@@ -10,8 +10,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::analyze::{
-    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Severity, Prediction, TableSummary,
-    TransactionSummary, Verdict,
+    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Prediction, Severity,
+    TableSummary, TransactionSummary, Verdict,
 };
 use crate::drill::DrillSection;
 use crate::model::TableRef;

@@ -485,7 +485,9 @@ impl CassandraInstance {
             })?;
             let name = entry.file_name();
             let is_component = entry.file_type().is_ok_and(|t| t.is_file())
-                && name.to_str().is_some_and(|n| n != "manifest.json" && n != "schema.cql");
+                && name
+                    .to_str()
+                    .is_some_and(|n| n != "manifest.json" && n != "schema.cql");
             if is_component {
                 std::fs::copy(entry.path(), staged.join(&name)).map_err(|e| {
                     CassandraRuntimeError::CopySstables {

@@ -6,6 +6,7 @@
 
 #![recursion_limit = "256"]
 
+mod cluster;
 mod fixtures;
 mod snapshots;
 mod support;

@@ -134,7 +134,11 @@ async fn damaged_or_ambiguous_snapshot_backups_are_refused_before_any_node_start
         })
         .expect("a Statistics.db component");
     std::fs::remove_file(&statistics).unwrap();
-    let run = drill_json(backup.path(), &["--runtime", "local", "--snapshot-tag", "two"]).await;
+    let run = drill_json(
+        backup.path(),
+        &["--runtime", "local", "--snapshot-tag", "two"],
+    )
+    .await;
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
         run.stderr.contains("truncated") && run.stderr.contains("Statistics.db"),

@@ -81,7 +81,10 @@ impl CassandraStore {
                         Ok(())
                     };
                     match bounds {
-                        Some(range) => self.read_pages(statement, range, &mut records, &visit).await?,
+                        Some(range) => {
+                            self.read_pages(statement, range, &mut records, &visit)
+                                .await?
+                        }
                         None => self.read_pages(statement, (), &mut records, &visit).await?,
                     }
                 }
