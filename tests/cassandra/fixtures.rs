@@ -5,6 +5,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bank_fixtures_on_cassandra_match_their_expected_reports() {
+    let _slot = heavy_test_slot().await;
     let node = start_node().await;
     let writer = writer(&node).await;
     for state in STATES {

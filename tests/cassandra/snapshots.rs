@@ -10,6 +10,7 @@ const DOCKER_IMAGE: &str = "scalardb-verify-test/cassandra:5.0";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshots_of_the_bank_fixtures_drill_to_their_expected_reports() {
+    let _slot = heavy_test_slot().await;
     let node = start_node().await;
     let writer = writer(&node).await;
     let backups = tempfile::tempdir().unwrap();
@@ -35,6 +36,7 @@ async fn snapshots_of_the_bank_fixtures_drill_to_their_expected_reports() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshots_taken_at_different_moments_are_reported_skewed_node_by_node() {
+    let _slot = heavy_test_slot().await;
     let node = start_node().await;
     let writer = writer(&node).await;
     load_state(&writer, "recoverable").await;
@@ -105,6 +107,7 @@ async fn snapshots_taken_at_different_moments_are_reported_skewed_node_by_node()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn damaged_or_ambiguous_snapshot_backups_are_refused_before_any_node_starts() {
+    let _slot = heavy_test_slot().await;
     let node = start_node().await;
     let writer = writer(&node).await;
     load_state(&writer, "clean").await;
@@ -168,6 +171,7 @@ async fn damaged_or_ambiguous_snapshot_backups_are_refused_before_any_node_start
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshots_drill_in_a_container_and_leave_none_behind() {
+    let _slot = heavy_test_slot().await;
     let images = std::process::Command::new("docker")
         .args(["image", "inspect", DOCKER_IMAGE])
         .output();

@@ -18,6 +18,15 @@ pub fn fixture(state: &str) -> PathBuf {
         .join(state)
 }
 
+/// At most two tests of this binary run their Cassandra JVMs (a node, a drill's node, a
+/// container) at once: more, on a 2-core machine, push node startups past their timeout.
+static HEAVY_TESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Waits for a slot among the heavy tests; hold it for the whole test.
+pub async fn heavy_test_slot() -> tokio::sync::SemaphorePermit<'static> {
+    HEAVY_TESTS.acquire().await.expect("never closed")
+}
+
 /// Starts a node, failing with the reason (and the install command) when it can't.
 pub async fn start_node() -> CassandraInstance {
     let options = CassandraOptions::new(format!("cassandra-tests-{}", std::process::id()));
