@@ -163,13 +163,23 @@ impl Target {
                 _ => return Err(invalid("the only parameter is consistency=")),
             }
         }
-        let credentials = userinfo.map(|userinfo| {
-            let (username, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            CassandraCredentials {
-                username: username.to_owned(),
-                password: password.to_owned(),
+        let credentials = match userinfo {
+            Some(userinfo) => {
+                let (username, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let decode = |part: &str, what: &str| {
+                    percent_decode(part).ok_or_else(|| {
+                        invalid(&format!(
+                            "the {what} has a malformed %-escape (write a literal % as %25)"
+                        ))
+                    })
+                };
+                Some(CassandraCredentials {
+                    username: decode(username, "user name")?,
+                    password: decode(password, "password")?,
+                })
             }
-        });
+            None => None,
+        };
         let target = Self::cassandra(hosts.split(','), None, credentials, consistency)
             .map_err(|reason| invalid(&reason))?;
         Ok(target)
@@ -481,6 +491,25 @@ pub struct ScanConfig {
     pub analysis: AnalysisSettings,
 }
 
+/// Decodes `%XX` escapes, as in any URL's user information; `None` if one is malformed or
+/// the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,6 +621,25 @@ mod tests {
             "cassandra://u@127.0.0.1:9042,127.0.0.2:19042"
         );
         assert!(Target::from_url("cassandra://h?consistency=SOME").is_err());
+        // User information is percent-encoded, as in every URL.
+        let escaped = Target::from_url("cassandra://app%40corp:p%3Aw%25d@h").unwrap();
+        let Backend::Cassandra(cassandra) = &escaped.backend else {
+            panic!("a Cassandra target");
+        };
+        let credentials = cassandra.credentials.as_ref().unwrap();
+        assert_eq!(
+            (credentials.username.as_str(), credentials.password.as_str()),
+            ("app@corp", "p:w%d")
+        );
+        let error = Target::from_url("cassandra://u:100%@h")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("malformed %-escape"), "{error}");
+        assert!(
+            !error.contains("100%"),
+            "the password is never shown: {error}"
+        );
         assert!(Target::from_url("cassandra://").is_err());
     }
 
