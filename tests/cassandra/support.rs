@@ -93,22 +93,14 @@ impl Run {
     }
 }
 
-/// Runs `scan TARGET --format json --quiet` on a blocking thread.
+/// Runs `scan TARGET --format json --quiet`.
 pub async fn scan_json(target: &str) -> Run {
-    let target = target.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(BIN)
-            .args(["scan", &target, "--format", "json", "--quiet"])
-            .output()
-            .expect("run scalardb-verify");
-        Run {
-            code: output.status.code().expect("exited normally"),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    })
+    run_bin(
+        ["scan", target, "--format", "json", "--quiet"]
+            .map(str::to_owned)
+            .to_vec(),
+    )
     .await
-    .unwrap()
 }
 
 pub fn expected(state: &str) -> Value {
