@@ -216,3 +216,84 @@ async fn snapshots_drill_in_a_container_and_leave_none_behind() {
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     fingerprint(dir).into_iter().map(|(p, _, _)| p).collect()
 }
+
+/// The crash states the real ScalarDB left on Cassandra (fixtures/oracle, see
+/// tests/oracle/README.md): restored from `nodetool snapshot` output, each gives exactly the
+/// report a scan of the live node gives: the same findings, predictions and verdict.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_of_scalardb_crash_states_restore_to_what_the_live_node_holds() {
+    let _slot = heavy_test_slot().await;
+    let node = start_node().await;
+    let writer = writer(&node).await;
+    let oracle = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/oracle");
+    let mut cases: Vec<_> = std::fs::read_dir(&oracle)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("backup.cql").is_file())
+        .collect();
+    cases.sort();
+    assert!(
+        !cases.is_empty(),
+        "no Cassandra case in {} (scripts/oracle fixtures --backend cassandra)",
+        oracle.display()
+    );
+    let backups = tempfile::tempdir().unwrap();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let truth: Value =
+            serde_json::from_str(&std::fs::read_to_string(case.join("truth.json")).unwrap())
+                .unwrap();
+        let coordinator = truth["coordinator_namespace"].as_str().unwrap().to_owned();
+        for keyspace in [
+            "coordinator",
+            "custom_coord",
+            "scalardb",
+            "bank_a",
+            "bank_b",
+        ] {
+            run_cql(&writer, &format!("DROP KEYSPACE IF EXISTS \"{keyspace}\";")).await;
+        }
+        run_cql(
+            &writer,
+            &std::fs::read_to_string(case.join("backup.cql")).unwrap(),
+        )
+        .await;
+        let live = run_bin(
+            [
+                "scan",
+                &node.url(),
+                "--coordinator-namespace",
+                &coordinator,
+                "--format",
+                "json",
+                "--quiet",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        )
+        .await;
+        node.snapshot(&name, &[]).await.unwrap();
+        let backup = backups.path().join(&name);
+        copy_snapshot(&node, &name, &backup, "oracle");
+
+        let restored = drill_json(
+            &backup,
+            &[
+                "--runtime",
+                "local",
+                "--coordinator-namespace",
+                &coordinator,
+            ],
+        )
+        .await;
+        assert_eq!(restored.code, live.code, "{name}: {}", restored.stderr);
+        let expected_verdict = truth["expected_verdict"].as_str().unwrap();
+        assert_eq!(restored.json()["verdict"], expected_verdict, "{name}");
+        assert_same_report(
+            &without_drill(restored.json()),
+            &normalized(live.json()),
+            &name,
+        );
+    }
+    node.stop().await.unwrap();
+}
