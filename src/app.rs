@@ -325,10 +325,12 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
         return Err(not_for("--check/--checks-file", "SQL backups").into());
     }
     let snapshots = if cassandra {
-        Some(
-            crate::backup::cassandra::inspect(&args.backup, args.snapshot_tag.as_deref())
-                .map_err(backup_error)?,
-        )
+        let backup = crate::backup::cassandra::inspect(&args.backup, args.snapshot_tag.as_deref())
+            .map_err(backup_error)?;
+        if args.per_node {
+            crate::drill::check_copy_names(&backup)?;
+        }
+        Some(backup)
     } else {
         None
     };

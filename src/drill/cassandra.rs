@@ -140,6 +140,18 @@ pub fn copy_keyspace(keyspace: &str, index: usize) -> String {
     format!("{keyspace}__node{}", index + 1)
 }
 
+/// Whether every copy keyspace `--per-node` needs fits Cassandra's name limit: checked
+/// before any node starts.
+pub fn check_copy_names(backup: &SnapshotBackup) -> Result<(), RestoreError> {
+    for keyspace in backup.keyspaces() {
+        let longest = copy_keyspace(keyspace, backup.nodes.len().saturating_sub(1));
+        if longest.len() > MAX_KEYSPACE_NAME {
+            return Err(RestoreError::KeyspaceNameTooLong { keyspace: longest });
+        }
+    }
+    Ok(())
+}
+
 /// Creates every table of the backup and imports every node's SSTables into it: the
 /// merged restore. `jobs` tables are imported at a time.
 pub async fn load_merged(
@@ -171,12 +183,7 @@ pub async fn load_copies(
     backup: &SnapshotBackup,
     jobs: usize,
 ) -> Result<(), RestoreError> {
-    for keyspace in backup.keyspaces() {
-        let longest = copy_keyspace(keyspace, backup.nodes.len().saturating_sub(1));
-        if longest.len() > MAX_KEYSPACE_NAME {
-            return Err(RestoreError::KeyspaceNameTooLong { keyspace: longest });
-        }
-    }
+    check_copy_names(backup)?;
     let writer = connect(node).await?;
     for index in 0..backup.nodes.len() {
         create_schema(&writer, backup, |keyspace| copy_keyspace(keyspace, index)).await?;
@@ -301,4 +308,40 @@ async fn import(
             format: "Cassandra snapshot",
             source: Box::new(source),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::cassandra::{NodeSnapshot, TableSchemaCql};
+
+    fn backup(keyspace: &str, nodes: usize) -> SnapshotBackup {
+        let schema = TableSchemaCql {
+            create: format!("CREATE TABLE {keyspace}.t (id int PRIMARY KEY)"),
+            alters: Vec::new(),
+            source: "schema.cql".into(),
+        };
+        SnapshotBackup {
+            root: "backup".into(),
+            tag: "t".to_owned(),
+            nodes: (1..=nodes)
+                .map(|i| NodeSnapshot {
+                    name: format!("node{i}"),
+                    tables: Vec::new(),
+                })
+                .collect(),
+            schemas: [((keyspace.to_owned(), "t".to_owned()), schema)].into(),
+        }
+    }
+
+    #[test]
+    fn copy_keyspaces_are_named_per_node_and_must_fit_cassandras_limit() {
+        assert_eq!(copy_keyspace("bank", 0), "bank__node1");
+        assert!(check_copy_names(&backup("bank", 12)).is_ok());
+        // 40 characters + "__node10" = 48: still fits; one more node digit does not.
+        let long = "k".repeat(40);
+        assert!(check_copy_names(&backup(&long, 10)).is_ok());
+        let error = check_copy_names(&backup(&format!("{long}x"), 10)).unwrap_err();
+        assert!(error.to_string().contains("48 characters"), "{error}");
+    }
 }

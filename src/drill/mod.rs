@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use cassandra::check_copy_names;
 pub use rehearse::RecoveryWrites;
 pub use restore::{InstanceError, RESTORED_DATABASE, RestoreError, Restored, RuntimeKind};
 
