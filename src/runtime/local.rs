@@ -592,9 +592,13 @@ impl LocalInstance {
             }
             Engine::MariaDb => {
                 // --no-defaults must come first; it keeps the machine's my.cnf out.
+                // Its bootstrap server's temporary tables go in the instance's own directory:
+                // in a shared /tmp, a MariaDB starting elsewhere may remove them as leftovers
+                // (seen in CI: "Could not remove temporary table '/tmp/#sql-temptable-…'").
                 command
                     .arg("--no-defaults")
                     .arg(format!("--datadir={}", self.data_dir.display()))
+                    .arg(format!("--tmpdir={}", self.dir.display()))
                     .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
             }
         }
