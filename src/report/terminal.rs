@@ -23,8 +23,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         explain(report.verdict)
     )?;
     if let Some(as_of) = report.as_of.epoch_ms {
-        let when = jiff::Timestamp::from_millisecond(as_of)
-            .map_or_else(|_| as_of.to_string(), |t| t.to_string());
+        let when = epoch_ms_text(as_of);
         let how = if report.as_of.estimated {
             "estimated from the newest timestamp in the data"
         } else {
@@ -212,7 +211,7 @@ fn render_nodes(nodes: &crate::analyze::NodeComparison, out: &mut dyn Write) -> 
             node.name,
             node.records,
             node.newest_write_ms
-                .map_or_else(|| "none".to_owned(), |ms| ms.to_string()),
+                .map_or_else(|| "none".to_owned(), epoch_ms_text),
             node.behind
         )?;
     }
@@ -244,4 +243,9 @@ fn render_nodes(nodes: &crate::analyze::NodeComparison, out: &mut dyn Write) -> 
         )?;
     }
     Ok(())
+}
+
+/// An epoch-millisecond timestamp as RFC 3339, or the number if it is out of range.
+fn epoch_ms_text(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }
