@@ -473,16 +473,8 @@ impl CassandraStore {
                 .map_err(error)?;
             return Ok(acc);
         }
-        let token = format!(
-            "token({})",
-            partition_keys
-                .iter()
-                .map(|k| quote(k))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         let prepared = self
-            .prepare(&format!("{from} WHERE {token} > ? AND {token} <= ?"))
+            .prepare(&format!("{from}{}", token_range_filter(partition_keys)))
             .await
             .map_err(error)?;
         let prepared = &prepared;
@@ -1010,6 +1002,19 @@ fn record_columns(table: &TableSchema) -> String {
     .collect::<Vec<_>>();
     columns.extend(table.keys.iter().map(|k| quote(&k.name)));
     columns.join(", ")
+}
+
+/// ` WHERE token(pk…) > ? AND token(pk…) <= ?`: one token range, bound as `(lo, hi)`.
+fn token_range_filter(partition_keys: &[String]) -> String {
+    let token = format!(
+        "token({})",
+        partition_keys
+            .iter()
+            .map(|k| quote(k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    format!(" WHERE {token} > ? AND {token} <= ?")
 }
 
 /// `(lo, hi]` bounds covering the whole Murmur3 ring in `n` ranges. Murmur3 never yields

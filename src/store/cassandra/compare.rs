@@ -10,7 +10,7 @@ use scylla::deserialize::row::ColumnIterator;
 
 use super::{
     CassandraError, CassandraStore, CqlFailure, cql_table, decode_key, int_column, quote,
-    text_column, token_ranges,
+    text_column, token_range_filter, token_ranges,
 };
 use crate::analyze::{NodeComparer, NodeCopy};
 use crate::model::{RecordKey, TableRef};
@@ -46,15 +46,7 @@ impl CassandraStore {
         let columns = columns.join(", ");
         let split = ranges > 1 && !partition_keys.is_empty() && self.is_murmur3().await?;
         let filter = if split {
-            let token = format!(
-                "token({})",
-                partition_keys
-                    .iter()
-                    .map(|k| quote(k))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            format!(" WHERE {token} > ? AND {token} <= ?")
+            token_range_filter(&partition_keys)
         } else {
             String::new()
         };
