@@ -17,8 +17,8 @@ use std::time::Instant;
 use scalardb_verify::model::TableRef;
 use scalardb_verify::runtime::cassandra::{CassandraInstance, CassandraOptions};
 use scalardb_verify::store::{
-    CassandraStore, CassandraWriter, CqlParam, DiscoveredTable, ReadConsistency, TableFilter,
-    discover_settings,
+    CassandraScanOptions, CassandraStore, CassandraWriter, CqlParam, DiscoveredTable,
+    ReadConsistency, TableFilter, discover_settings,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -151,21 +151,41 @@ async fn run(records: i64, repeat: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = dir.path().join("report.json");
     let url = format!("{}?consistency=ONE", node.url());
-    let store = CassandraStore::connect(&[node.contact_point()], None, ReadConsistency::One)
-        .await
-        .expect("connect");
+    let plain_page: i32 = env_or("BENCH_PLAIN_PAGE", 5000);
+    let store = CassandraStore::connect_with(
+        &[node.contact_point()],
+        None,
+        CassandraScanOptions {
+            consistency: ReadConsistency::One,
+            page_size: plain_page,
+            ..CassandraScanOptions::default()
+        },
+    )
+    .await
+    .expect("connect");
     // Warm the caches once each.
     scan_once(&url, &report);
     plain_once(&store).await;
+    if let Ok(file) = std::env::var("BENCH_PERF") {
+        let status = Command::new("perf")
+            .args(["record", "-F", "499", "-g", "-o", &file, "--"])
+            .arg(env!("CARGO_BIN_EXE_scalardb-verify"))
+            .args(["scan", &url, "--quiet", "--format", "json", "--output"])
+            .arg(&report)
+            .status()
+            .expect("perf");
+        eprintln!("perf: {status}");
+    }
 
-    let mut scan_times = Vec::new();
-    let mut scan_rss = Vec::new();
+    let mut runs = Vec::new();
     let mut plain_times = Vec::new();
     for _ in 0..repeat {
-        let (seconds, rss) = scan_once(&url, &report);
-        scan_times.push(seconds);
-        scan_rss.push(rss);
-        plain_times.push(plain_once(&store).await);
+        let run = scan_once(&url, &report);
+        eprintln!("  scan: {:.2} s, CPU {:.2} s", run.seconds, run.cpu);
+        runs.push(run);
+        let plain = plain_once(&store).await;
+        eprintln!("  plain: {plain:.2} s");
+        plain_times.push(plain);
     }
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json report");
@@ -189,23 +209,24 @@ async fn run(records: i64, repeat: usize) {
     let (index_bytes, index_rows) = store.coordinator_index_size().expect("index loaded");
 
     let rows_read = records as f64 + coordinator_rows as f64;
-    let scan = median(&mut scan_times);
     let plain = median(&mut plain_times);
-    let rss_mib = scan_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
     println!("records:                 {records} (+ {coordinator_rows} Coordinator rows)");
     println!(
         "verdict:                 {} (unresolved {})",
         report["verdict"], report["summary"]["unresolved_records"]
     );
     println!(
-        "scan (parallel, binary): {scan:.2} s median of {repeat}, {:.0} records/s",
-        rows_read / scan
-    );
-    println!(
-        "plain single stream:     {plain:.2} s median of {repeat}, {:.0} records/s",
+        "plain single stream:     {plain:.2} s median of {repeat}, {:.0} records/s (page {plain_page})",
         rows_read / plain
     );
-    println!("scan / plain:            {:.2}", scan / plain);
+    let scan = median(&mut runs.iter().map(|r| r.seconds).collect::<Vec<_>>());
+    let cpu = median(&mut runs.iter().map(|r| r.cpu).collect::<Vec<_>>());
+    let rss_mib = runs.iter().map(|r| r.rss_kib).fold(0.0, f64::max) / 1024.0;
+    println!(
+        "scan (parallel, binary): {scan:.2} s median of {repeat}, {:.0} records/s, CPU {cpu:.2} s",
+        rows_read / scan
+    );
+    println!("speed-up over plain:     {:.2}x", plain / scan);
     println!("scan peak RSS:           {rss_mib:.1} MiB");
     println!(
         "coordinator index:       {index_bytes} bytes for {index_rows} rows ({:.2} bytes/row)",
@@ -219,10 +240,18 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Runs the release binary under /usr/bin/time: wall seconds and peak RSS in KiB.
-fn scan_once(url: &str, report: &std::path::Path) -> (f64, u64) {
+#[derive(Clone, Copy)]
+struct Run {
+    seconds: f64,
+    /// User plus system CPU seconds.
+    cpu: f64,
+    rss_kib: f64,
+}
+
+/// Runs the release binary under /usr/bin/time: wall seconds, CPU seconds, peak RSS.
+fn scan_once(url: &str, report: &std::path::Path) -> Run {
     let output = Command::new("/usr/bin/time")
-        .args(["-f", "%e %M"])
+        .args(["-f", "%e %M %U %S"])
         .arg(env!("CARGO_BIN_EXE_scalardb-verify"))
         .args(["scan", url, "--quiet", "--format", "json", "--output"])
         .arg(report)
@@ -230,11 +259,16 @@ fn scan_once(url: &str, report: &std::path::Path) -> (f64, u64) {
         .expect("run /usr/bin/time (Debian package `time`)");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().last().unwrap_or_default();
-    let mut fields = last.split_whitespace();
-    let seconds = fields.next().and_then(|s| s.parse().ok());
-    let rss = fields.next().and_then(|s| s.parse().ok());
-    match (seconds, rss) {
-        (Some(seconds), Some(rss)) => (seconds, rss),
+    let fields: Vec<f64> = last
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match fields[..] {
+        [seconds, rss, user, system] => Run {
+            seconds,
+            cpu: user + system,
+            rss_kib: rss,
+        },
         _ => panic!("scan failed: {stderr}"),
     }
 }

@@ -677,15 +677,16 @@ impl CassandraStore {
                 &record_columns(table),
                 &self.partition_keys_of(&table.table),
                 |acc: &mut PhaseOne, mut row| {
-                    let meta = decode_meta(&mut row)?;
+                    let raw = decode_meta_lazy(&mut row)?;
+                    let meta = &raw.meta;
                     acc.scan.records += 1;
                     acc.scan.max_prepared_at = acc.scan.max_prepared_at.max(meta.tx_prepared_at);
                     acc.scan.max_committed_at = acc.scan.max_committed_at.max(meta.tx_committed_at);
                     if !meta.is_plainly_committed() {
                         let key = decode_key(table, &mut row)?;
-                        acc.scan.exceptional.push(observed(key, meta));
+                        acc.scan.exceptional.push(observed(key, raw.into_meta()));
                     } else if let (Some(index), Some(tx_id), false) =
-                        (index_ref, meta.tx_id.as_deref(), acc.overflow)
+                        (index_ref, raw.tx_id, acc.overflow)
                     {
                         if index.look_up(tx_id) == Lookup::Committed {
                             // Confirmed: nothing to keep.
@@ -694,7 +695,7 @@ impl CassandraStore {
                             acc.unconfirmed = Vec::new();
                         } else {
                             let key = decode_key(table, &mut row)?;
-                            acc.unconfirmed.push(observed(key, meta));
+                            acc.unconfirmed.push(observed(key, raw.into_meta()));
                         }
                     }
                     Ok(())
@@ -793,13 +794,13 @@ impl CassandraStore {
                     &record_columns(table),
                     &self.partition_keys_of(&table.table),
                     |acc: &mut PhaseTwo, mut row| {
-                        let meta = decode_meta(&mut row)?;
-                        let candidate = meta.tx_state == Some(3)
-                            && meta.tx_version.is_some_and(|v| v >= 1)
-                            && meta.tx_id.as_deref().is_some_and(needs_look);
+                        let raw = decode_meta_lazy(&mut row)?;
+                        let candidate = raw.meta.tx_state == Some(3)
+                            && raw.meta.tx_version.is_some_and(|v| v >= 1)
+                            && raw.tx_id.is_some_and(needs_look);
                         if candidate {
                             let key = decode_key(table, &mut row)?;
-                            acc.file(index_ref, retention, observed(key, meta));
+                            acc.file(index_ref, retention, observed(key, raw.into_meta()));
                         }
                         Ok(())
                     },
@@ -985,7 +986,7 @@ fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// The metadata columns (in `decode_meta`'s order), then the key columns.
+/// The metadata columns (in `decode_meta_lazy`'s order), then the key columns.
 fn record_columns(table: &TableSchema) -> String {
     let mut columns = vec![
         "tx_id",
@@ -1047,10 +1048,18 @@ fn next_column<'f, 'm>(row: &mut ColumnIterator<'f, 'm>) -> Result<RawColumn<'f,
 }
 
 fn text_column(row: &mut ColumnIterator<'_, '_>) -> Result<Option<String>, CqlFailure> {
+    Ok(text_ref(row)?.map(str::to_owned))
+}
+
+/// A text column, borrowed from the page.
+fn text_ref<'f>(row: &mut ColumnIterator<'f, '_>) -> Result<Option<&'f str>, CqlFailure> {
     let column = next_column(row)?;
     let typ = column.spec.typ();
     <Option<&str> as DeserializeValue>::type_check(typ)?;
-    Ok(<Option<&str> as DeserializeValue>::deserialize(typ, column.slice)?.map(str::to_owned))
+    Ok(<Option<&str> as DeserializeValue>::deserialize(
+        typ,
+        column.slice,
+    )?)
 }
 
 /// An integer column of any CQL integer type, widened to `i64`.
@@ -1071,17 +1080,49 @@ fn int_column(row: &mut ColumnIterator<'_, '_>) -> Result<Option<i64>, CqlFailur
     }
 }
 
+/// A row's metadata with its two ids still borrowed from the page. Most rows are plainly
+/// committed and need `tx_id` only for an index lookup, so the ids are copied only for the
+/// records that are kept ([`LazyMeta::into_meta`]).
+struct LazyMeta<'f> {
+    tx_id: Option<&'f str>,
+    before_tx_id: Option<&'f str>,
+    /// The integer columns; the ids are empty placeholders (which allocate nothing) where
+    /// present, so that `RecordMeta`'s own predicates answer as for the full row.
+    meta: RecordMeta,
+}
+
+impl LazyMeta<'_> {
+    fn into_meta(self) -> RecordMeta {
+        RecordMeta {
+            tx_id: self.tx_id.map(str::to_owned),
+            before_tx_id: self.before_tx_id.map(str::to_owned),
+            ..self.meta
+        }
+    }
+}
+
 /// The eight metadata columns, in `record_columns`' order.
-fn decode_meta(row: &mut ColumnIterator<'_, '_>) -> Result<RecordMeta, CqlFailure> {
-    Ok(RecordMeta {
-        tx_id: text_column(row)?,
-        tx_state: int_column(row)?,
-        tx_version: int_column(row)?,
-        tx_prepared_at: int_column(row)?,
-        tx_committed_at: int_column(row)?,
-        before_tx_id: text_column(row)?,
-        before_tx_state: int_column(row)?,
-        before_tx_version: int_column(row)?,
+fn decode_meta_lazy<'f>(row: &mut ColumnIterator<'f, '_>) -> Result<LazyMeta<'f>, CqlFailure> {
+    let tx_id = text_ref(row)?;
+    let tx_state = int_column(row)?;
+    let tx_version = int_column(row)?;
+    let tx_prepared_at = int_column(row)?;
+    let tx_committed_at = int_column(row)?;
+    let before_tx_id = text_ref(row)?;
+    let placeholder = |id: Option<&str>| id.map(|_| String::new());
+    Ok(LazyMeta {
+        tx_id,
+        before_tx_id,
+        meta: RecordMeta {
+            tx_id: placeholder(tx_id),
+            tx_state,
+            tx_version,
+            tx_prepared_at,
+            tx_committed_at,
+            before_tx_id: placeholder(before_tx_id),
+            before_tx_state: int_column(row)?,
+            before_tx_version: int_column(row)?,
+        },
     })
 }
 
@@ -1287,11 +1328,59 @@ impl CoordinatorIndex {
         hasher.hash_one(tx_id) & !STATE_MASK
     }
 
+    /// The first entry whose hash is not below `key` (`partition_point`), found from a
+    /// guess: the hashes are uniform, so `key / 2^64` of the way in lands within a few
+    /// hundred entries of it. Galloping out from there, then bisecting, touches a few
+    /// cache lines, where a bisection of the whole vector misses the cache on most of its
+    /// twenty steps; the scan looks up every record, so this is most of its own CPU.
+    fn lower_bound(&self, key: u64) -> usize {
+        let entries = &self.entries;
+        let n = entries.len();
+        let below = |i: usize| entries[i] & !STATE_MASK < key;
+        let guess = usize::try_from((u128::from(key) * n as u128) >> 64).map_or(n, |g| g.min(n));
+        // Every entry before `lo` is below the key; none from `hi` on is.
+        let (mut lo, mut hi);
+        if guess < n && below(guess) {
+            lo = guess + 1;
+            let mut step = 1;
+            loop {
+                let probe = guess.saturating_add(step);
+                if probe >= n {
+                    hi = n;
+                    break;
+                }
+                if !below(probe) {
+                    hi = probe;
+                    break;
+                }
+                lo = probe + 1;
+                step *= 2;
+            }
+        } else {
+            hi = guess;
+            let mut step = 1;
+            loop {
+                if step > guess {
+                    lo = 0;
+                    break;
+                }
+                let probe = guess - step;
+                if below(probe) {
+                    lo = probe + 1;
+                    break;
+                }
+                hi = probe;
+                step *= 2;
+            }
+        }
+        lo + entries[lo..hi].partition_point(|e| *e & !STATE_MASK < key)
+    }
+
     /// The state bits of the entries whose hash is `tx_id`'s: none, one, or (ambiguous)
     /// several.
     fn probe(&self, tx_id: &str) -> Option<u64> {
         let key = Self::fingerprint(&self.hasher, tx_id);
-        let start = self.entries.partition_point(|e| *e & !STATE_MASK < key);
+        let start = self.lower_bound(key);
         let mut hits = self.entries[start..]
             .iter()
             .take_while(|e| **e & !STATE_MASK == key);
@@ -1635,6 +1724,23 @@ mod tests {
             index.look_up("00000007-0000-0000-0000-000000000000"),
             Lookup::Committed
         );
+    }
+
+    #[test]
+    fn the_guided_search_finds_what_bisection_finds() {
+        for n in [0_usize, 1, 2, 3, 17, 1000, 50_000] {
+            let rows = (0..n).map(|i| row(&format!("tx-{i}"), 3, None));
+            let index = index(rows.collect(), false);
+            let probes = (0..2 * n + 10).map(|i| index.hasher.hash_one(i) & !STATE_MASK);
+            let present = index.entries.iter().map(|e| e & !STATE_MASK);
+            for key in probes.chain(present).chain([0, 4, u64::MAX & !STATE_MASK]) {
+                assert_eq!(
+                    index.lower_bound(key),
+                    index.entries.partition_point(|e| *e & !STATE_MASK < key),
+                    "n = {n}, key = {key:#x}"
+                );
+            }
+        }
     }
 
     #[test]
