@@ -3,10 +3,14 @@
 //! Coordinator, flushed to SSTables. In the same run it measures the tool's scan (the
 //! release binary: token-range split, parallel, paged) against a plain single-stream full
 //! read of the same two tables through the same driver, which decodes nothing. Prints
-//! records/s, peak RSS and the Coordinator index's size; asserts nothing.
+//! records/s, peak RSS, the Coordinator index's size, the CPU seconds of the tool and of the
+//! Cassandra node for each, and the ceiling those CPU figures put on any client's speed-up
+//! when the node and the client share the machine's cores; asserts nothing.
 //!
 //! Run: `cargo bench --bench cassandra` after `scripts/install-cassandra`. Env:
-//! BENCH_RECORDS (default 2000000), BENCH_REPEAT (default 3).
+//! BENCH_RECORDS (default 2000000), BENCH_REPEAT (default 3), BENCH_PLAIN_PAGE (the plain
+//! read's page size, default 5000, the tool's default), BENCH_PERF=FILE (one extra scan
+//! under `perf record`, written to FILE).
 
 // The scylla session futures are deeply nested.
 #![recursion_limit = "256"]
@@ -177,15 +181,25 @@ async fn run(records: i64, repeat: usize) {
         eprintln!("perf: {status}");
     }
 
+    let jvm = node.pid().expect("the node's JVM runs");
     let mut runs = Vec::new();
     let mut plain_times = Vec::new();
+    let mut plain_jvm = Vec::new();
     for _ in 0..repeat {
-        let run = scan_once(&url, &report);
-        eprintln!("  scan: {:.2} s, CPU {:.2} s", run.seconds, run.cpu);
+        let before = cpu_seconds(jvm);
+        let mut run = scan_once(&url, &report);
+        run.jvm_cpu = cpu_seconds(jvm) - before;
+        eprintln!(
+            "  scan: {:.2} s, tool CPU {:.2} s, Cassandra CPU {:.2} s",
+            run.seconds, run.cpu, run.jvm_cpu
+        );
         runs.push(run);
+        let before = cpu_seconds(jvm);
         let plain = plain_once(&store).await;
-        eprintln!("  plain: {plain:.2} s");
+        let jvm_cpu = cpu_seconds(jvm) - before;
+        eprintln!("  plain: {plain:.2} s, Cassandra CPU {jvm_cpu:.2} s");
         plain_times.push(plain);
+        plain_jvm.push(jvm_cpu);
     }
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json report");
@@ -209,24 +223,37 @@ async fn run(records: i64, repeat: usize) {
     let (index_bytes, index_rows) = store.coordinator_index_size().expect("index loaded");
 
     let rows_read = records as f64 + coordinator_rows as f64;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let plain = median(&mut plain_times);
+    let plain_cassandra = median(&mut plain_jvm);
     println!("records:                 {records} (+ {coordinator_rows} Coordinator rows)");
     println!(
         "verdict:                 {} (unresolved {})",
         report["verdict"], report["summary"]["unresolved_records"]
     );
     println!(
-        "plain single stream:     {plain:.2} s median of {repeat}, {:.0} records/s (page {plain_page})",
-        rows_read / plain
+        "plain single stream:     {plain:.2} s median of {repeat}, {:.0} records/s (page {plain_page}), \
+         Cassandra CPU {plain_cassandra:.2} s ({:.0} % of one core)",
+        rows_read / plain,
+        100.0 * plain_cassandra / plain
     );
     let scan = median(&mut runs.iter().map(|r| r.seconds).collect::<Vec<_>>());
     let cpu = median(&mut runs.iter().map(|r| r.cpu).collect::<Vec<_>>());
+    let scan_cassandra = median(&mut runs.iter().map(|r| r.jvm_cpu).collect::<Vec<_>>());
     let rss_mib = runs.iter().map(|r| r.rss_kib).fold(0.0, f64::max) / 1024.0;
     println!(
-        "scan (parallel, binary): {scan:.2} s median of {repeat}, {:.0} records/s, CPU {cpu:.2} s",
-        rows_read / scan
+        "scan (parallel, binary): {scan:.2} s median of {repeat}, {:.0} records/s, tool CPU {cpu:.2} s, \
+         Cassandra CPU {scan_cassandra:.2} s (together {:.0} % of the machine's {cores} cores)",
+        rows_read / scan,
+        100.0 * (cpu + scan_cassandra) / (scan * cores as f64),
     );
     println!("speed-up over plain:     {:.2}x", plain / scan);
+    // No client can read faster than the node can: the node's CPU for one plain pass, spread
+    // over every core of the machine (which the tool shares), bounds any scan's speed-up.
+    println!(
+        "ceiling on this machine:  {:.2}x (the plain read's Cassandra CPU spread over {cores} cores)",
+        plain * cores as f64 / plain_cassandra
+    );
     println!("scan peak RSS:           {rss_mib:.1} MiB");
     println!(
         "coordinator index:       {index_bytes} bytes for {index_rows} rows ({:.2} bytes/row)",
@@ -243,9 +270,23 @@ fn median(values: &mut [f64]) -> f64 {
 #[derive(Clone, Copy)]
 struct Run {
     seconds: f64,
-    /// User plus system CPU seconds.
+    /// The tool's user plus system CPU seconds.
     cpu: f64,
+    /// The Cassandra node's CPU seconds over the same run.
+    jvm_cpu: f64,
     rss_kib: f64,
+}
+
+/// User plus system CPU seconds a process has used so far (`/proc/<pid>/stat` fields 14
+/// and 15, in clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read the JVM's stat");
+    // The command name (field 2) may hold spaces; the fields after its `)` do not.
+    let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields[i].parse::<f64>().expect("stat fields are numbers");
+    // after_name starts at field 3, so fields 14 and 15 are at 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Runs the release binary under /usr/bin/time: wall seconds, CPU seconds, peak RSS.
@@ -267,6 +308,7 @@ fn scan_once(url: &str, report: &std::path::Path) -> Run {
         [seconds, rss, user, system] => Run {
             seconds,
             cpu: user + system,
+            jvm_cpu: 0.0,
             rss_kib: rss,
         },
         _ => panic!("scan failed: {stderr}"),
