@@ -40,6 +40,7 @@ const PORT_ATTEMPTS: u32 = 3;
 const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 const TAIL_LINES: usize = 40;
+const LOG_PROBLEM_LINES: usize = 12;
 /// Java options Cassandra 5.0 needs on Java 17 (its `conf/jvm17-server.options`).
 const JVM17_OPTIONS: &[&str] = &[
     "-Djdk.attach.allowAttachSelf=true",
@@ -424,6 +425,7 @@ impl CassandraInstance {
     ) -> Result<(), CassandraRuntimeError> {
         let (staging, staged) = self.staging_dir(keyspace, table, source)?;
         let staged = staged.display().to_string();
+        let log_start = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
         let outcome = self
             .nodetool(&["import", keyspace, table, &staged])
             .await
@@ -434,6 +436,12 @@ impl CassandraInstance {
                 } else {
                     Ok(output)
                 }
+            })
+            .map_err(|(status, output)| {
+                // nodetool says only "check server logs": the log goes with the node, so the
+                // reason is quoted here.
+                let log = read_from(&self.log_path(), log_start);
+                (status, with_log_problems(output, &log))
             });
         let _ = std::fs::remove_dir_all(&staging);
         outcome
@@ -910,6 +918,54 @@ fn free_port(address: Ipv4Addr) -> Result<u16, CassandraRuntimeError> {
     Ok(listener.local_addr().map_err(error)?.port())
 }
 
+/// The problems a node logged (its WARN and ERROR lines and the exceptions' causes, at most
+/// [`LOG_PROBLEM_LINES`]), appended to `output`; `output` alone when it logged none.
+pub(crate) fn with_log_problems(output: String, log: &str) -> String {
+    let mut problems: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            line.contains(" ERROR ")
+                || line.contains(" WARN ")
+                || line.starts_with("Caused by:")
+                || is_exception_header(line)
+        })
+        .collect();
+    problems.dedup();
+    if problems.is_empty() {
+        return output;
+    }
+    let first = problems.len().saturating_sub(LOG_PROBLEM_LINES);
+    format!(
+        "{output}\nthe node logged:\n{}",
+        problems[first..].join("\n")
+    )
+}
+
+/// `java.io.IOException: …`: a Java exception's first line (the stack frames after it are
+/// left out).
+fn is_exception_header(line: &str) -> bool {
+    line.split_once(": ").is_some_and(|(class, _)| {
+        !class.contains(char::is_whitespace)
+            && class.contains('.')
+            && (class.ends_with("Exception") || class.ends_with("Error"))
+    })
+}
+
+/// The text of `path` from byte `offset` on; empty if it can't be read.
+fn read_from(path: &Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    let read = std::fs::File::open(path).and_then(|mut file| {
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_to_end(&mut text)
+    });
+    match read {
+        Ok(_) => String::from_utf8_lossy(&text).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
@@ -918,6 +974,24 @@ fn tail(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_failures_quote_what_the_node_logged() {
+        let log = "10:00:01.000 INFO  [main] StorageService - Node is ready\n\
+                   10:00:02.000 ERROR [RMI] SSTableImporter - Failed importing sstables in directory /x/bank/accounts\n\
+                   org.apache.cassandra.io.sstable.CorruptSSTableException: Corrupted: /x/bank/accounts/nb-1-big-Data.db\n\
+                   \tat org.apache.cassandra.io.sstable.SSTable.foo(SSTable.java:1)\n\
+                   Caused by: java.io.IOException: Digest mismatch\n";
+        let quoted = with_log_problems("Some directories failed to import".to_owned(), log);
+        assert_eq!(
+            quoted,
+            "Some directories failed to import\nthe node logged:\n\
+             10:00:02.000 ERROR [RMI] SSTableImporter - Failed importing sstables in directory /x/bank/accounts\n\
+             org.apache.cassandra.io.sstable.CorruptSSTableException: Corrupted: /x/bank/accounts/nb-1-big-Data.db\n\
+             Caused by: java.io.IOException: Digest mismatch"
+        );
+        assert_eq!(with_log_problems("out".to_owned(), "INFO only\n"), "out");
+    }
 
     #[test]
     fn sweep_removes_orphaned_cassandra_dirs_only() {

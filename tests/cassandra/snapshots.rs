@@ -149,6 +149,37 @@ async fn damaged_or_ambiguous_snapshot_backups_are_refused_before_any_node_start
         run.stderr
     );
 
+    // Every component present, but a Data.db with flipped bytes or cut short: the restore
+    // fails naming the table and quoting the node's reason (the digest check names the file),
+    // never a verdict over half a table.
+    for (damage, damage_data) in [
+        ("flipped bytes", flip_bytes_mid_file as fn(&std::path::Path)),
+        ("cut short", cut_in_half),
+    ] {
+        let damaged = tempfile::tempdir().unwrap();
+        copy_tree(backup.path(), damaged.path());
+        let data = walk(damaged.path())
+            .into_iter()
+            .find(|p| {
+                let p = p.to_string_lossy();
+                p.contains("/snapshots/one/") && p.contains("/accounts-") && p.ends_with("-Data.db")
+            })
+            .expect("the accounts table's Data.db");
+        damage_data(&data);
+        let run = drill_json(
+            damaged.path(),
+            &["--runtime", "local", "--snapshot-tag", "one"],
+        )
+        .await;
+        assert_eq!(run.code, 3, "{damage}: {}", run.stderr);
+        assert!(run.stderr.contains("accounts"), "{damage}: {}", run.stderr);
+        assert!(
+            !run.stdout.contains("\"verdict\""),
+            "{damage}: no verdict: {}",
+            run.stdout
+        );
+    }
+
     // Options that only SQL backups support are usage errors, not silently ignored.
     let run = drill_json(
         backup.path(),
@@ -215,6 +246,30 @@ async fn snapshots_drill_in_a_container_and_leave_none_behind() {
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     fingerprint(dir).into_iter().map(|(p, _, _)| p).collect()
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for file in walk(from) {
+        let dest = to.join(file.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &dest).unwrap();
+    }
+}
+
+/// Inverts 64 bytes in the middle of the file, keeping its length.
+fn flip_bytes_mid_file(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    let end = (middle + 64).min(bytes.len());
+    for byte in &mut bytes[middle..end] {
+        *byte = !*byte;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn cut_in_half(path: &std::path::Path) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
 }
 
 /// The crash states the real ScalarDB left on Cassandra (fixtures/oracle, see

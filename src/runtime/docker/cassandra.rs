@@ -56,6 +56,8 @@ const ADDRESS_ATTEMPTS: u32 = 20;
 const START_ATTEMPTS: u32 = 3;
 /// Where uploads for `nodetool import` go: the data volume, where Cassandra's data lives.
 const IMPORT_PARENT: &str = "/var/lib/cassandra";
+/// How much of the container's log is searched for the reason an import failed.
+const IMPORT_LOG_LINES: usize = 200;
 /// What a snapshot directory holds besides SSTable components.
 const NOT_COMPONENTS: &[&str] = &["manifest.json", "schema.cql"];
 
@@ -272,19 +274,24 @@ impl DockerCassandra {
                 table: format!("{keyspace}.{table}"),
                 dir: host_dir.to_path_buf(),
                 exit_code,
-                output: tail_lines(output),
+                output: output.to_owned(),
             };
             // The import moves the files, so the server's user must own them.
             let chown = self
                 .exec(&["chown", "-R", "cassandra:cassandra", &upload_dir])
                 .await?;
             if !chown.success() {
-                return Err(import_error(chown.exit_code, &chown.stderr));
+                return Err(import_error(chown.exit_code, &tail_lines(&chown.stderr)));
             }
             let staged = format!("{upload_dir}/{keyspace}/{table}");
             let out = self.nodetool(&["import", keyspace, table, &staged]).await?;
             let output = format!("{}{}", out.stdout, out.stderr);
             if !out.success() || output.contains("failed to import") {
+                // nodetool says only "check server logs": the log goes with the container,
+                // so the reason is quoted here.
+                let log = self.log_tail(IMPORT_LOG_LINES).await.unwrap_or_default();
+                let output =
+                    crate::runtime::cassandra::with_log_problems(tail_lines(&output), &log);
                 return Err(import_error(out.exit_code, &output));
             }
             Ok(())
