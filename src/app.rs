@@ -318,10 +318,8 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
         if args.snapshot_tag.is_some() {
             return Err(not_for("--snapshot-tag", "Cassandra snapshots").into());
         }
-    } else if args.recover {
-        // The rehearsal's writes are SQL; Cassandra's would be conditional CQL updates.
-        return Err(not_for("--recover", "SQL backups").into());
     } else if !args.checks.is_empty() || args.checks_file.is_some() {
+        // Invariants are SQL queries.
         return Err(not_for("--check/--checks-file", "SQL backups").into());
     }
     let snapshots = if cassandra {

@@ -95,6 +95,7 @@ pub struct DrillArgs {
 
     /// An invariant, NAME=SQL, returning one boolean or number (it passes when true or
     /// non-zero), evaluated on the restored state and again after --recover. Repeatable.
+    /// SQL backups only.
     #[arg(long = "check", value_name = "NAME=SQL")]
     pub checks: Vec<String>,
 

@@ -262,7 +262,8 @@ pub async fn compare(
     Ok(total.finish())
 }
 
-async fn connect(node: &CassandraNode) -> Result<CassandraWriter, RestoreError> {
+/// A writable session to the drill's own node (its schema, the recovery rehearsal).
+pub async fn connect(node: &CassandraNode) -> Result<CassandraWriter, RestoreError> {
     CassandraWriter::connect(&[node.contact_point()])
         .await
         .map_err(|source| RestoreError::Schema(Box::new(source)))

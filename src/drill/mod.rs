@@ -239,17 +239,25 @@ async fn drill_in(
         clock.lap("compare nodes");
     }
 
-    let needs_writer = config.recover || !config.invariants.is_empty();
-    let writer = if needs_writer {
-        Some(
+    // The drill's writes go to its own instance only: SQL through a DisposableWriter made
+    // for the instance's URL (invariants are SQL too), a Cassandra node through its writer.
+    let writer = match restored.cassandra() {
+        Some(node) if config.recover => Some(DrillWriter::Cassandra(Box::new(
+            cassandra::connect(node).await?,
+        ))),
+        Some(_) => None,
+        None if config.recover || !config.invariants.is_empty() => Some(DrillWriter::Sql(
             DisposableWriter::connect(&restored.writable_url(), scan_config.target.display())
                 .await?,
-        )
-    } else {
-        None
+        )),
+        None => None,
+    };
+    let sql_writer = match &writer {
+        Some(DrillWriter::Sql(writer)) => Some(writer),
+        _ => None,
     };
     let mut restored_values = Vec::new();
-    if let Some(writer) = &writer {
+    if let Some(writer) = sql_writer {
         for invariant in &config.invariants {
             restored_values.push(writer.scalar(&invariant.sql).await);
         }
@@ -258,7 +266,18 @@ async fn drill_in(
     let mut after_values = Vec::new();
     if let (true, Some(writer)) = (config.recover, &writer) {
         let now_ms = jiff::Timestamp::now().as_millisecond();
-        let writes = rehearse::apply(writer, scan_config.target.dialect, &outcome, now_ms).await?;
+        let writes = match writer {
+            DrillWriter::Cassandra(target) => {
+                rehearse::apply(target.as_ref(), &outcome, now_ms).await?
+            }
+            DrillWriter::Sql(writer) => {
+                let target = rehearse::SqlTarget {
+                    writer,
+                    dialect: scan_config.target.dialect,
+                };
+                rehearse::apply(&target, &outcome, now_ms).await?
+            }
+        };
         let after = scan::run(&scan_config, progress).await?;
         let unresolved_after = after.analysis.unresolved_records();
         recovery = Some(RecoveryRehearsal {
@@ -267,12 +286,14 @@ async fn drill_in(
             verdict_after: after.analysis.verdict,
             unresolved_after,
         });
-        for invariant in &config.invariants {
-            after_values.push(writer.scalar(&invariant.sql).await);
+        if let Some(writer) = sql_writer {
+            for invariant in &config.invariants {
+                after_values.push(writer.scalar(&invariant.sql).await);
+            }
         }
         clock.lap("recover");
     }
-    if let Some(writer) = &writer {
+    if let Some(writer) = sql_writer {
         writer.close().await;
     }
     let invariants = config
@@ -313,6 +334,12 @@ async fn drill_in(
             kept_at: None,
         },
     })
+}
+
+/// Where the drill writes: the disposable instance it restored, and nothing else.
+enum DrillWriter {
+    Sql(DisposableWriter),
+    Cassandra(Box<crate::store::CassandraWriter>),
 }
 
 type Evaluated = Result<Scalar, crate::store::WriteError>;

@@ -1,6 +1,7 @@
 //! The recovery rehearsal: applies to this run's own instance exactly the writes ScalarDB's
 //! lazy recovery makes for each prediction, conditioned the way ScalarDB conditions them
-//! (key, `tx_id` and the observed `tx_state`), and counts what changed.
+//! (key, `tx_id` and the observed `tx_state`), and counts what changed. Which writes follow
+//! from which prediction is decided once, here; each kind of instance only phrases them.
 
 use std::collections::BTreeSet;
 
@@ -8,7 +9,10 @@ use serde::Serialize;
 
 use crate::analyze::{Outcome, Prediction, Reason};
 use crate::scan::ScanOutcome;
-use crate::store::{Dialect, DisposableWriter, Param, TableSchema, WriteError};
+use crate::store::{
+    CassandraError, CassandraWriter, CoordinatorSchema, Dialect, DisposableWriter, Param,
+    TableSchema, WriteError,
+};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RecoveryWrites {
@@ -26,23 +30,172 @@ pub struct RecoveryWrites {
     pub unexpected: Vec<String>,
 }
 
+/// Where the rehearsal's writes go: a SQL instance through [`DisposableWriter`], or a
+/// Cassandra node through [`CassandraWriter`]. Each write answers how many records it
+/// changed: 1 when the record was as predicted.
+pub(super) trait RecoveryTarget {
+    type Error;
+    async fn abort_state(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+        now_ms: i64,
+    ) -> Result<(), Self::Error>;
+    async fn commit(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+        now_ms: i64,
+    ) -> Result<u64, Self::Error>;
+    async fn restore(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+    ) -> Result<u64, Self::Error>;
+    async fn delete(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+    ) -> Result<u64, Self::Error>;
+}
+
+/// A SQL instance's writes, in its dialect.
+pub(super) struct SqlTarget<'a> {
+    pub writer: &'a DisposableWriter,
+    pub dialect: Dialect,
+}
+
+impl RecoveryTarget for SqlTarget<'_> {
+    type Error = WriteError;
+
+    async fn abort_state(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+        now_ms: i64,
+    ) -> Result<(), WriteError> {
+        let sql = self.dialect.insert_abort_state(coordinator);
+        let params = [Param::Text(tx_id.to_owned()), Param::Int(now_ms)];
+        self.writer.execute(&sql, &params).await.map(drop)
+    }
+
+    async fn commit(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+        now_ms: i64,
+    ) -> Result<u64, WriteError> {
+        let mut params = vec![Param::Int(now_ms)];
+        params.extend(condition_params(table, prediction));
+        let sql = self.dialect.roll_forward_commit(table);
+        self.writer.execute(&sql, &params).await
+    }
+
+    async fn restore(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+    ) -> Result<u64, WriteError> {
+        let sql = self.dialect.restore_before_image(table);
+        self.writer
+            .execute(&sql, &condition_params(table, prediction))
+            .await
+    }
+
+    async fn delete(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+    ) -> Result<u64, WriteError> {
+        let sql = self.dialect.delete_record(table);
+        self.writer
+            .execute(&sql, &condition_params(table, prediction))
+            .await
+    }
+}
+
+/// A disposable Cassandra node's writes: lightweight transactions with the same conditions.
+impl RecoveryTarget for CassandraWriter {
+    type Error = CassandraError;
+
+    async fn abort_state(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+        now_ms: i64,
+    ) -> Result<(), CassandraError> {
+        self.insert_abort_state(coordinator, tx_id, now_ms)
+            .await
+            .map(drop)
+    }
+
+    async fn commit(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+        now_ms: i64,
+    ) -> Result<u64, CassandraError> {
+        let applied = self
+            .recovery_commit(
+                table,
+                &prediction.key,
+                &prediction.tx_id,
+                prediction.tx_state.id(),
+                now_ms,
+            )
+            .await?;
+        Ok(u64::from(applied))
+    }
+
+    async fn restore(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+    ) -> Result<u64, CassandraError> {
+        let applied = self
+            .recovery_restore(
+                table,
+                &prediction.key,
+                &prediction.tx_id,
+                prediction.tx_state.id(),
+            )
+            .await?;
+        Ok(u64::from(applied))
+    }
+
+    async fn delete(
+        &self,
+        table: &TableSchema,
+        prediction: &Prediction,
+    ) -> Result<u64, CassandraError> {
+        let applied = self
+            .recovery_delete(
+                table,
+                &prediction.key,
+                &prediction.tx_id,
+                prediction.tx_state.id(),
+            )
+            .await?;
+        Ok(u64::from(applied))
+    }
+}
+
 /// Applies every prediction of `outcome`; `now_ms` stamps commits and ABORTED rows, as the
 /// recovering reader's clock would.
-pub async fn apply(
-    writer: &DisposableWriter,
-    dialect: Dialect,
+pub(super) async fn apply<T: RecoveryTarget>(
+    target: &T,
     outcome: &ScanOutcome,
     now_ms: i64,
-) -> Result<RecoveryWrites, WriteError> {
+) -> Result<RecoveryWrites, T::Error> {
     let mut writes = RecoveryWrites::default();
     let mut aborted: BTreeSet<&str> = BTreeSet::new();
     for prediction in &outcome.analysis.predictions {
         if prediction.reason == Reason::NoCoordinatorState && aborted.insert(&prediction.tx_id) {
             // The lazy reader first writes ABORTED for the expired transaction.
             if let Some(coordinator) = &outcome.coordinator {
-                let sql = dialect.insert_abort_state(coordinator);
-                let params = [Param::Text(prediction.tx_id.clone()), Param::Int(now_ms)];
-                writer.execute(&sql, &params).await?;
+                target
+                    .abort_state(coordinator, &prediction.tx_id, now_ms)
+                    .await?;
                 writes.abort_states += 1;
             }
         }
@@ -52,34 +205,24 @@ pub async fn apply(
                 .push(format!("{}: no schema for the table", prediction.table));
             continue;
         };
-        let condition = condition_params(table, prediction);
-        let (sql, params, counter) = match prediction.outcome {
-            Outcome::RollForwardCommit => {
-                let mut params = vec![Param::Int(now_ms)];
-                params.extend(condition);
-                (
-                    dialect.roll_forward_commit(table),
-                    params,
-                    &mut writes.committed,
-                )
-            }
+        let (affected, counter) = match prediction.outcome {
+            Outcome::RollForwardCommit => (
+                target.commit(table, prediction, now_ms).await?,
+                &mut writes.committed,
+            ),
             Outcome::RollForwardDelete => (
-                dialect.delete_record(table),
-                condition,
+                target.delete(table, prediction).await?,
                 &mut writes.deleted_forward,
             ),
             Outcome::RollBackRestore => (
-                dialect.restore_before_image(table),
-                condition,
+                target.restore(table, prediction).await?,
                 &mut writes.restored,
             ),
             Outcome::RollBackDelete => (
-                dialect.delete_record(table),
-                condition,
+                target.delete(table, prediction).await?,
                 &mut writes.deleted_back,
             ),
         };
-        let affected = writer.execute(&sql, &params).await?;
         *counter += affected;
         if affected != 1 {
             writes.unexpected.push(format!(

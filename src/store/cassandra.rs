@@ -17,8 +17,8 @@
 //! keeps (up to a bound) the COMMITTED records the index does not confirm, so that phase 2
 //! usually needs no second pass over the table.
 //!
-//! Reads only. The one writer, [`CassandraWriter`], is for nodes the tests and benchmarks
-//! create themselves.
+//! Reads only. The one writer, [`CassandraWriter`], is for nodes the caller created: the
+//! drill's disposable node (its schema and the recovery rehearsal), tests and benchmarks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -43,6 +43,7 @@ use scylla::value::CqlValue;
 use tokio::sync::OnceCell;
 
 mod compare;
+mod recovery;
 
 use super::discover::{CatalogTable, Discovery, DiscoverySettings, discover};
 use super::{CoordinatorSchema, TableSchema};
@@ -1538,8 +1539,8 @@ impl IndexBuilder {
     }
 }
 
-/// A writable session to a node the caller created and will destroy (tests, benchmarks):
-/// the tool itself never writes to a cluster it scans.
+/// A writable session to a node the caller created and will destroy (the drill's disposable
+/// node, tests, benchmarks): the tool never writes to a cluster it scans.
 pub struct CassandraWriter {
     session: Session,
 }
