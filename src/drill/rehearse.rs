@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::analyze::{Outcome, Prediction, Reason};
 use crate::scan::ScanOutcome;
 use crate::store::{
-    CassandraError, CassandraWriter, CoordinatorSchema, Dialect, DisposableWriter, Param,
-    TableSchema, WriteError,
+    CassandraError, CassandraWriter, CoordinatorSchema, Dialect, DisposableWriter, ObservedAs,
+    Param, TableSchema, WriteError,
 };
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -136,13 +136,7 @@ impl RecoveryTarget for CassandraWriter {
         now_ms: i64,
     ) -> Result<u64, CassandraError> {
         let applied = self
-            .recovery_commit(
-                table,
-                &prediction.key,
-                &prediction.tx_id,
-                prediction.tx_state.id(),
-                now_ms,
-            )
+            .recovery_commit(table, observed_as(prediction), now_ms)
             .await?;
         Ok(u64::from(applied))
     }
@@ -153,12 +147,7 @@ impl RecoveryTarget for CassandraWriter {
         prediction: &Prediction,
     ) -> Result<u64, CassandraError> {
         let applied = self
-            .recovery_restore(
-                table,
-                &prediction.key,
-                &prediction.tx_id,
-                prediction.tx_state.id(),
-            )
+            .recovery_restore(table, observed_as(prediction))
             .await?;
         Ok(u64::from(applied))
     }
@@ -168,15 +157,16 @@ impl RecoveryTarget for CassandraWriter {
         table: &TableSchema,
         prediction: &Prediction,
     ) -> Result<u64, CassandraError> {
-        let applied = self
-            .recovery_delete(
-                table,
-                &prediction.key,
-                &prediction.tx_id,
-                prediction.tx_state.id(),
-            )
-            .await?;
+        let applied = self.recovery_delete(table, observed_as(prediction)).await?;
         Ok(u64::from(applied))
+    }
+}
+
+fn observed_as(prediction: &Prediction) -> ObservedAs<'_> {
+    ObservedAs {
+        key: &prediction.key,
+        tx_id: &prediction.tx_id,
+        tx_state: prediction.tx_state.id(),
     }
 }
 

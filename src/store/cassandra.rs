@@ -45,6 +45,8 @@ use tokio::sync::OnceCell;
 mod compare;
 mod recovery;
 
+pub use recovery::ObservedAs;
+
 use super::discover::{CatalogTable, Discovery, DiscoverySettings, discover};
 use super::{CoordinatorSchema, TableSchema};
 use crate::analyze::{

@@ -10,7 +10,7 @@ mod sql;
 
 pub use cassandra::{
     CassandraCredentials, CassandraError, CassandraScanOptions, CassandraStore, CassandraWriter,
-    CqlFailure, CqlParam, ReadConsistency,
+    CqlFailure, CqlParam, ObservedAs, ReadConsistency,
 };
 pub use dialect::Dialect;
 pub use discover::{DiscoveredTable, Discovery, DiscoverySettings, TableFilter};

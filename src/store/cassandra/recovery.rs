@@ -24,22 +24,29 @@ const BEFORE_META: [&str; 5] = [
     "tx_committed_at",
 ];
 
+/// The record a recovery write is for, as the scan observed it: the write lands only while
+/// the record still carries this transaction in this state.
+#[derive(Clone, Copy, Debug)]
+pub struct ObservedAs<'a> {
+    pub key: &'a RecordKey,
+    pub tx_id: &'a str,
+    pub tx_state: i64,
+}
+
 impl CassandraWriter {
     /// Rolls a PREPARED record forward: COMMITTED at `committed_at`, before image cleared
     /// (ScalarDB 3.16+).
     pub async fn recovery_commit(
         &self,
         table: &TableSchema,
-        key: &RecordKey,
-        tx_id: &str,
-        tx_state: i64,
+        record: ObservedAs<'_>,
         committed_at: i64,
     ) -> Result<bool, CassandraError> {
         let mut set = vec!["tx_state = 3".to_owned(), "tx_committed_at = ?".to_owned()];
         set.extend(null_before_image(table));
-        let cql = conditional_update(table, &set, key)?;
+        let cql = conditional_update(table, &set, record.key)?;
         let mut values = vec![Some(CqlValue::BigInt(committed_at))];
-        values.extend(condition_values(tx_id, tx_state)?);
+        values.extend(condition_values(record)?);
         self.apply_if(&cql, values).await
     }
 
@@ -48,17 +55,14 @@ impl CassandraWriter {
     pub async fn recovery_delete(
         &self,
         table: &TableSchema,
-        key: &RecordKey,
-        tx_id: &str,
-        tx_state: i64,
+        record: ObservedAs<'_>,
     ) -> Result<bool, CassandraError> {
         let cql = format!(
             "DELETE FROM {} WHERE {} IF tx_id = ? AND tx_state = ?",
             cql_table(&table.table),
-            key_condition(table, key)?
+            key_condition(table, record.key)?
         );
-        self.apply_if(&cql, condition_values(tx_id, tx_state)?)
-            .await
+        self.apply_if(&cql, condition_values(record)?).await
     }
 
     /// Rolls a record back to its before image: every `before_X` into `X`, metadata
@@ -67,9 +71,7 @@ impl CassandraWriter {
     pub async fn recovery_restore(
         &self,
         table: &TableSchema,
-        key: &RecordKey,
-        tx_id: &str,
-        tx_state: i64,
+        record: ObservedAs<'_>,
     ) -> Result<bool, CassandraError> {
         let restored: Vec<String> = table
             .after_image_columns
@@ -85,7 +87,7 @@ impl CassandraWriter {
                 .collect::<Vec<_>>()
                 .join(", "),
             cql_table(&table.table),
-            key_condition(table, key)?
+            key_condition(table, record.key)?
         );
         let Some(mut before) = self.read_one(&read).await? else {
             return Ok(false);
@@ -99,8 +101,8 @@ impl CassandraWriter {
             .map(|c| format!("{} = ?", quote(c)))
             .collect();
         set.extend(null_before_image(table));
-        let cql = conditional_update(table, &set, key)?;
-        before.extend(condition_values(tx_id, tx_state)?);
+        let cql = conditional_update(table, &set, record.key)?;
+        before.extend(condition_values(record)?);
         self.apply_if(&cql, before).await
     }
 
@@ -207,13 +209,14 @@ fn null_before_image(table: &TableSchema) -> Vec<String> {
         .collect()
 }
 
-fn condition_values(tx_id: &str, tx_state: i64) -> Result<Vec<Option<CqlValue>>, CassandraError> {
-    let state = i32::try_from(tx_state).map_err(|_| CassandraError::Execute {
+/// The values of `IF tx_id = ? AND tx_state = ?`.
+fn condition_values(record: ObservedAs<'_>) -> Result<Vec<Option<CqlValue>>, CassandraError> {
+    let state = i32::try_from(record.tx_state).map_err(|_| CassandraError::Execute {
         statement: "a recovery write".to_owned(),
-        source: CqlFailure::Unexpected(format!("tx_state {tx_state} does not fit an int")),
+        source: CqlFailure::Unexpected(format!("tx_state {} does not fit an int", record.tx_state)),
     })?;
     Ok(vec![
-        Some(CqlValue::Text(tx_id.to_owned())),
+        Some(CqlValue::Text(record.tx_id.to_owned())),
         Some(CqlValue::Int(state)),
     ])
 }
