@@ -46,6 +46,8 @@ pub enum Error {
     Restore(Box<RestoreError>),
     #[error("rehearse recovery on the disposable instance")]
     Rehearse(#[from] WriteError),
+    #[error("rehearse recovery on the disposable Cassandra node")]
+    RehearseCassandra(#[source] crate::store::CassandraError),
     #[error("remove what earlier runs left behind")]
     Cleanup(#[source] LocalRuntimeError),
     #[error("remove the Cassandra nodes earlier runs left behind")]
@@ -63,9 +65,11 @@ impl Error {
             Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
             Self::Store(_) | Self::Cassandra(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
-            Self::Restore(_) | Self::Rehearse(_) | Self::Cleanup(_) | Self::CleanupCassandra(_) => {
-                exit_code::UNREACHABLE
-            }
+            Self::Restore(_)
+            | Self::Rehearse(_)
+            | Self::RehearseCassandra(_)
+            | Self::Cleanup(_)
+            | Self::CleanupCassandra(_) => exit_code::UNREACHABLE,
             Self::Interrupted => exit_code::INTERRUPTED,
         }
     }

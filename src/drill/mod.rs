@@ -267,9 +267,9 @@ async fn drill_in(
     if let (true, Some(writer)) = (config.recover, &writer) {
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let writes = match writer {
-            DrillWriter::Cassandra(target) => {
-                rehearse::apply(target.as_ref(), &outcome, now_ms).await?
-            }
+            DrillWriter::Cassandra(target) => rehearse::apply(target.as_ref(), &outcome, now_ms)
+                .await
+                .map_err(Error::RehearseCassandra)?,
             DrillWriter::Sql(writer) => {
                 let target = rehearse::SqlTarget {
                     writer,
