@@ -10,7 +10,9 @@
 //! Run: `cargo bench --bench cassandra` after `scripts/install-cassandra`. Env:
 //! BENCH_RECORDS (default 2000000), BENCH_REPEAT (default 3), BENCH_PLAIN_PAGE (the plain
 //! read's page size, default 5000, the tool's default), BENCH_PERF=FILE (one extra scan
-//! under `perf record`, written to FILE).
+//! under `perf record`, written to FILE), BENCH_NODE_COST=1 (also: the node's CPU for one
+//! stream of the records table with fewer and fewer columns selected, to show what a row
+//! costs the node whatever a client asks of it).
 
 // The scylla session futures are deeply nested.
 #![recursion_limit = "256"]
@@ -182,6 +184,9 @@ async fn run(records: i64, repeat: usize) {
     }
 
     let jvm = node.pid().expect("the node's JVM runs");
+    if std::env::var_os("BENCH_NODE_COST").is_some() {
+        node_cost_by_columns(&store, jvm).await;
+    }
     let mut runs = Vec::new();
     let mut plain_times = Vec::new();
     let mut plain_jvm = Vec::new();
@@ -260,6 +265,49 @@ async fn run(records: i64, repeat: usize) {
         index_bytes as f64 / index_rows as f64
     );
     node.stop().await.expect("stop the node");
+}
+
+/// One stream over the records table per column set, with the node's CPU for each.
+async fn node_cost_by_columns(store: &CassandraStore, jvm: u32) {
+    let table = TableRef::new("bench", "records");
+    let column_sets: [&[&str]; 4] = [
+        &[
+            "tx_id",
+            "tx_state",
+            "tx_version",
+            "tx_prepared_at",
+            "tx_committed_at",
+            "before_tx_id",
+            "before_tx_state",
+            "before_tx_version",
+            "id",
+        ],
+        &[
+            "tx_id",
+            "tx_state",
+            "tx_version",
+            "tx_prepared_at",
+            "tx_committed_at",
+            "id",
+        ],
+        &["tx_id", "id"],
+        &["id"],
+    ];
+    for columns in column_sets {
+        let before = cpu_seconds(jvm);
+        let started = Instant::now();
+        let rows = store
+            .count_single_stream(&table, columns)
+            .await
+            .expect("read the records");
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(jvm) - before;
+        println!(
+            "node cost, {} columns:   {seconds:.2} s, Cassandra CPU {cpu:.2} s ({:.1} µs per row)",
+            columns.len(),
+            cpu * 1e6 / rows as f64
+        );
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {
