@@ -411,11 +411,79 @@ impl fmt::Debug for DockerInstance {
     }
 }
 
-/// Why one attempt to bring the server up failed.
+/// Why one attempt to bring a container's server up failed.
 enum StartFailure {
-    /// Someone else bound the port first; another port may work.
-    PortTaken(DockerRuntimeError),
+    /// Someone else bound the address or port first; another may work.
+    Taken(DockerRuntimeError),
     Fatal(DockerRuntimeError),
+}
+
+/// A created container on its way up: what [`start_with_retries`] needs of each kind.
+trait StartingContainer: Sized {
+    fn client(&self) -> &Client;
+    fn container_id(&self) -> &str;
+    /// Waits until the started container's server serves, within `deadline`.
+    async fn wait_until_serving(
+        &mut self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), StartFailure>;
+    /// Removes the container.
+    async fn remove(self) -> Result<(), DockerRuntimeError>;
+}
+
+/// The client, with `image` present (pulled first, outside any startup deadline, if missing).
+async fn client_with_image(image: &str) -> Result<Client, DockerRuntimeError> {
+    let client = Client::connect(CONNECT_TIMEOUT).await?;
+    if !client.image_exists(image).await? {
+        client.pull(image).await?;
+    }
+    Ok(client)
+}
+
+/// Creates a container with `create` (which picks a fresh address or port each time),
+/// starts it and waits until it serves. An attempt whose address or port was taken is
+/// removed and retried, up to `attempts` in all; any other failure removes the container
+/// and is final.
+async fn start_with_retries<C: StartingContainer>(
+    attempts: u32,
+    deadline: Instant,
+    timeout: Duration,
+    mut create: impl AsyncFnMut() -> Result<C, DockerRuntimeError>,
+) -> Result<C, DockerRuntimeError> {
+    let mut attempt = 1;
+    loop {
+        // From here on, an early return drops the container, which removes it.
+        let mut container = create().await?;
+        let started = container
+            .client()
+            .start_container(container.container_id())
+            .await;
+        let failure = match started {
+            Ok(()) => match container.wait_until_serving(deadline, timeout).await {
+                Ok(()) => return Ok(container),
+                Err(failure) => failure,
+            },
+            Err(e) => StartFailure::Fatal(e),
+        };
+        // Removed before retrying or failing, so a retry never finds a stale container.
+        let removed = container.remove().await;
+        match failure {
+            StartFailure::Taken(_) if attempt < attempts => {
+                removed?;
+                attempt += 1;
+            }
+            StartFailure::Taken(e) | StartFailure::Fatal(e) => return Err(e),
+        }
+    }
+}
+
+/// How a container that stopped during startup ended: its status and exit code.
+fn exit_status(state: client::ContainerState) -> String {
+    match state.exit_code {
+        Some(code) => format!("{}, exit code {code}", state.status),
+        None => state.status,
+    }
 }
 
 impl DockerInstance {
@@ -425,18 +493,13 @@ impl DockerInstance {
     /// during startup, fails at once with the end of its log; the container is removed on
     /// every failure.
     pub async fn start(engine: Engine, opts: &DockerOptions) -> Result<Self, DockerRuntimeError> {
-        let client = Client::connect(CONNECT_TIMEOUT).await?;
         let image = opts
             .image
             .clone()
             .unwrap_or_else(|| spec::default_image(engine).to_owned());
-        if !client.image_exists(&image).await? {
-            client.pull(&image).await?;
-        }
-
+        let client = client_with_image(&image).await?;
         let deadline = Instant::now() + opts.startup_timeout;
-        let mut attempt = 1;
-        loop {
+        start_with_retries(PORT_ATTEMPTS, deadline, opts.startup_timeout, async || {
             let port = free_port()?;
             let spec = container_spec(engine, &image, port, opts);
             let container_id = tokio::time::timeout_at(deadline, client.create_container(&spec))
@@ -447,8 +510,7 @@ impl DockerInstance {
                     what: "create a container",
                     timeout: opts.startup_timeout,
                 })??;
-            // From here on, an early return drops `instance`, which removes the container.
-            let instance = Self {
+            Ok(Self {
                 client: client.clone(),
                 engine,
                 image: image.clone(),
@@ -458,28 +520,9 @@ impl DockerInstance {
                 password: opts.superuser_password.clone(),
                 removed: false,
                 uploads: AtomicU64::new(0),
-            };
-            let failure = match instance
-                .client
-                .start_container(&instance.container_id)
-                .await
-            {
-                Ok(()) => match instance.wait_ready(deadline, opts.startup_timeout).await {
-                    Ok(()) => return Ok(instance),
-                    Err(failure) => failure,
-                },
-                Err(e) => StartFailure::Fatal(e),
-            };
-            // Removed before retrying or failing, so a retry never finds a stale container.
-            let removed = instance.stop().await;
-            match failure {
-                StartFailure::PortTaken(_) if attempt < PORT_ATTEMPTS => {
-                    removed?;
-                    attempt += 1;
-                }
-                StartFailure::PortTaken(e) | StartFailure::Fatal(e) => return Err(e),
-            }
-        }
+            })
+        })
+        .await
     }
 
     /// The sqlx URL of the superuser on the default database, e.g.
@@ -684,75 +727,6 @@ impl DockerInstance {
         Ok(())
     }
 
-    /// Probes the server until it answers `SELECT 1` and its log says it is ready, it
-    /// exits, or the deadline passes.
-    async fn wait_ready(&self, deadline: Instant, timeout: Duration) -> Result<(), StartFailure> {
-        let fatal = StartFailure::Fatal;
-        let mut pause = Duration::from_millis(20);
-        let mut answering_since: Option<Instant> = None;
-        loop {
-            let state = self
-                .client
-                .container_state(&self.container_id)
-                .await
-                .map_err(fatal)?;
-            if !state.running {
-                let log_tail = self.log_tail_or_note().await;
-                let port_taken = log_tail.contains("Address already in use");
-                let status = match state.exit_code {
-                    Some(code) => format!("{}, exit code {code}", state.status),
-                    None => state.status,
-                };
-                let error = DockerRuntimeError::Exited {
-                    engine: self.engine,
-                    container: self.name.clone(),
-                    status,
-                    log_tail,
-                };
-                return Err(if port_taken {
-                    StartFailure::PortTaken(error)
-                } else {
-                    StartFailure::Fatal(error)
-                });
-            }
-            // Capped per attempt, so one connection stuck half-open does not use up the
-            // whole deadline.
-            let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
-            match tokio::time::timeout_at(attempt_deadline, self.probe()).await {
-                Ok(Ok(())) => {
-                    let now = Instant::now();
-                    let since = *answering_since.get_or_insert(now);
-                    if now - since >= CONFIRM_AFTER || self.log_says_ready().await.map_err(fatal)? {
-                        return Ok(());
-                    }
-                }
-                // A server that answered and then stopped answering is restarting.
-                Ok(Err(e)) if is_transient(&e) => answering_since = None,
-                Ok(Err(source)) => {
-                    return Err(fatal(DockerRuntimeError::Probe {
-                        engine: self.engine,
-                        port: self.port,
-                        source,
-                    }));
-                }
-                Err(_elapsed) => answering_since = None,
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(fatal(DockerRuntimeError::NotReady {
-                    engine: self.engine,
-                    container: self.name.clone(),
-                    port: self.port,
-                    timeout,
-                    log_tail: self.log_tail_or_note().await,
-                }));
-            }
-            // A short backoff between probes, not a guess at how long startup takes.
-            tokio::time::sleep_until((now + pause).min(deadline)).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
-        }
-    }
-
     async fn probe(&self) -> Result<(), sqlx::Error> {
         let url = self.url();
         match self.engine {
@@ -805,6 +779,89 @@ impl DockerInstance {
                 },
             )
             .await
+    }
+}
+
+impl StartingContainer for DockerInstance {
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    /// Probes the server until it answers `SELECT 1` and its log says it is ready, it
+    /// exits, or the deadline passes.
+    async fn wait_until_serving(
+        &mut self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), StartFailure> {
+        let fatal = StartFailure::Fatal;
+        let mut pause = Duration::from_millis(20);
+        let mut answering_since: Option<Instant> = None;
+        loop {
+            let state = self
+                .client
+                .container_state(&self.container_id)
+                .await
+                .map_err(fatal)?;
+            if !state.running {
+                let log_tail = self.log_tail_or_note().await;
+                let port_taken = log_tail.contains("Address already in use");
+                let error = DockerRuntimeError::Exited {
+                    engine: self.engine,
+                    container: self.name.clone(),
+                    status: exit_status(state),
+                    log_tail,
+                };
+                return Err(if port_taken {
+                    StartFailure::Taken(error)
+                } else {
+                    StartFailure::Fatal(error)
+                });
+            }
+            // Capped per attempt, so one connection stuck half-open does not use up the
+            // whole deadline.
+            let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
+            match tokio::time::timeout_at(attempt_deadline, self.probe()).await {
+                Ok(Ok(())) => {
+                    let now = Instant::now();
+                    let since = *answering_since.get_or_insert(now);
+                    if now - since >= CONFIRM_AFTER || self.log_says_ready().await.map_err(fatal)? {
+                        return Ok(());
+                    }
+                }
+                // A server that answered and then stopped answering is restarting.
+                Ok(Err(e)) if is_transient(&e) => answering_since = None,
+                Ok(Err(source)) => {
+                    return Err(fatal(DockerRuntimeError::Probe {
+                        engine: self.engine,
+                        port: self.port,
+                        source,
+                    }));
+                }
+                Err(_elapsed) => answering_since = None,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(fatal(DockerRuntimeError::NotReady {
+                    engine: self.engine,
+                    container: self.name.clone(),
+                    port: self.port,
+                    timeout,
+                    log_tail: self.log_tail_or_note().await,
+                }));
+            }
+            // A short backoff between probes, not a guess at how long startup takes.
+            tokio::time::sleep_until((now + pause).min(deadline)).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    async fn remove(self) -> Result<(), DockerRuntimeError> {
+        self.stop().await
     }
 }
 

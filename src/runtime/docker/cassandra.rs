@@ -28,9 +28,9 @@ use tokio::time::Instant;
 use super::client::{Client, ContainerSpec};
 use super::cql::{self, Answer};
 use super::{
-    CONNECT_TIMEOUT, DockerOptions, DockerRuntimeError, ExecOutput, LABEL_ADDRESS,
-    PROBE_ATTEMPT_TIMEOUT, archive, container_name, exec_in, free_port, labels, remove_on_drop,
-    tail_lines,
+    DockerOptions, DockerRuntimeError, ExecOutput, LABEL_ADDRESS, PROBE_ATTEMPT_TIMEOUT,
+    StartFailure, StartingContainer, archive, client_with_image, container_name, exec_in,
+    exit_status, free_port, labels, remove_on_drop, start_with_retries, tail_lines,
 };
 
 /// The image `start` uses when `DockerOptions::image` is `None`.
@@ -93,13 +93,6 @@ impl fmt::Debug for DockerCassandra {
     }
 }
 
-/// Why one attempt to bring the node up failed.
-enum StartFailure {
-    /// The address or the JMX port was taken before the JVM bound it; another may work.
-    Taken(DockerRuntimeError),
-    Fatal(DockerRuntimeError),
-}
-
 impl DockerCassandra {
     /// Starts a labelled container of `opts.image` (default `cassandra:5.0`; pulled first if
     /// missing, outside the timeout) on a free loopback address, and waits until the node
@@ -108,63 +101,44 @@ impl DockerCassandra {
     /// on every failure. `opts.superuser_password` is not used: the image's default
     /// authenticator lets every client in.
     pub async fn start(opts: &DockerOptions) -> Result<Self, DockerRuntimeError> {
-        let client = Client::connect(CONNECT_TIMEOUT).await?;
         let image = opts
             .image
             .clone()
             .unwrap_or_else(|| DEFAULT_CASSANDRA_IMAGE.to_owned());
-        if !client.image_exists(&image).await? {
-            client.pull(&image).await?;
-        }
-
+        let client = client_with_image(&image).await?;
         let began = Instant::now();
         let deadline = began + opts.startup_timeout;
-        let mut attempt = 1;
-        loop {
-            let address = free_address()?;
-            let jmx_port = free_port()?;
-            let spec = container_spec(&image, address, jmx_port, &opts.run_id);
-            let container_id = tokio::time::timeout_at(deadline, client.create_container(&spec))
-                .await
-                .map_err(|_elapsed| DockerRuntimeError::CassandraTimeout {
+        // An attempt fails as taken when the address or the JMX port was bound before the
+        // JVM bound it: the next attempt picks fresh ones.
+        let mut node =
+            start_with_retries(START_ATTEMPTS, deadline, opts.startup_timeout, async || {
+                let address = free_address()?;
+                let jmx_port = free_port()?;
+                let spec = container_spec(&image, address, jmx_port, &opts.run_id);
+                let container_id =
+                    tokio::time::timeout_at(deadline, client.create_container(&spec))
+                        .await
+                        .map_err(|_elapsed| DockerRuntimeError::CassandraTimeout {
+                            image: image.clone(),
+                            what: "create a container",
+                            timeout: opts.startup_timeout,
+                        })??;
+                Ok(Self {
+                    client: client.clone(),
                     image: image.clone(),
-                    what: "create a container",
-                    timeout: opts.startup_timeout,
-                })??;
-            // From here on, an early return drops `node`, which removes the container.
-            let mut node = Self {
-                client: client.clone(),
-                image: image.clone(),
-                container_id,
-                name: spec.name,
-                address,
-                jmx_port,
-                release_version: None,
-                started_in: Duration::ZERO,
-                removed: false,
-                uploads: AtomicU64::new(0),
-            };
-            let failure = match node.client.start_container(&node.container_id).await {
-                Ok(()) => match node.wait_ready(deadline, opts.startup_timeout).await {
-                    Ok(version) => {
-                        node.release_version = version;
-                        node.started_in = began.elapsed();
-                        return Ok(node);
-                    }
-                    Err(failure) => failure,
-                },
-                Err(e) => StartFailure::Fatal(e),
-            };
-            // Removed before retrying or failing, so a retry never finds a stale container.
-            let removed = node.stop().await;
-            match failure {
-                StartFailure::Taken(_) if attempt < START_ATTEMPTS => {
-                    removed?;
-                    attempt += 1;
-                }
-                StartFailure::Taken(e) | StartFailure::Fatal(e) => return Err(e),
-            }
-        }
+                    container_id,
+                    name: spec.name,
+                    address,
+                    jmx_port,
+                    release_version: None,
+                    started_in: Duration::ZERO,
+                    removed: false,
+                    uploads: AtomicU64::new(0),
+                })
+            })
+            .await?;
+        node.started_in = began.elapsed();
+        Ok(node)
     }
 
     /// `address:9042`, for the CQL driver.
@@ -315,12 +289,34 @@ impl DockerCassandra {
         Ok(())
     }
 
-    /// Probes the node until it answers CQL, its container exits, or the deadline passes.
-    async fn wait_ready(
-        &self,
+    async fn log_tail_or_note(&self) -> String {
+        match self
+            .client
+            .logs_tail(&self.container_id, super::LOG_TAIL_LINES)
+            .await
+        {
+            Ok(log) => log.trim_end().to_owned(),
+            Err(e) => format!("(no log: {e})"),
+        }
+    }
+}
+
+impl StartingContainer for DockerCassandra {
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    /// Probes the node until it answers CQL (noting its release version when it says),
+    /// its container exits, or the deadline passes.
+    async fn wait_until_serving(
+        &mut self,
         deadline: Instant,
         timeout: Duration,
-    ) -> Result<Option<String>, StartFailure> {
+    ) -> Result<(), StartFailure> {
         let fatal = StartFailure::Fatal;
         let target = SocketAddr::V4(SocketAddrV4::new(self.address, CASSANDRA_NATIVE_PORT));
         let mut pause = Duration::from_millis(100);
@@ -335,13 +331,9 @@ impl DockerCassandra {
                 let taken = ["Address already in use", "Port already in use"]
                     .iter()
                     .any(|needle| log_tail.contains(needle));
-                let status = match state.exit_code {
-                    Some(code) => format!("{}, exit code {code}", state.status),
-                    None => state.status,
-                };
                 let error = DockerRuntimeError::CassandraExited {
                     container: self.name.clone(),
-                    status,
+                    status: exit_status(state),
                     log_tail,
                 };
                 return Err(if taken {
@@ -355,8 +347,11 @@ impl DockerCassandra {
             let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
             let last_probe =
                 match tokio::time::timeout_at(attempt_deadline, cql::probe(target)).await {
-                    Ok(Ok(Answer::Version(version))) => return Ok(version),
-                    Ok(Ok(Answer::AuthenticationRequired)) => return Ok(None),
+                    Ok(Ok(Answer::Version(version))) => {
+                        self.release_version = version;
+                        return Ok(());
+                    }
+                    Ok(Ok(Answer::AuthenticationRequired)) => return Ok(()),
                     Ok(Err(e)) => e.to_string(),
                     Err(_elapsed) => format!("no answer within {PROBE_ATTEMPT_TIMEOUT:?}"),
                 };
@@ -376,15 +371,8 @@ impl DockerCassandra {
         }
     }
 
-    async fn log_tail_or_note(&self) -> String {
-        match self
-            .client
-            .logs_tail(&self.container_id, super::LOG_TAIL_LINES)
-            .await
-        {
-            Ok(log) => log.trim_end().to_owned(),
-            Err(e) => format!("(no log: {e})"),
-        }
+    async fn remove(self) -> Result<(), DockerRuntimeError> {
+        self.stop().await
     }
 }
 
