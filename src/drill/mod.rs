@@ -20,7 +20,7 @@ use crate::backup::BackupFormat;
 use crate::backup::cassandra::SnapshotBackup;
 use crate::config::ScanConfig;
 use crate::error::Error;
-use crate::progress::Progress;
+use crate::progress::{Progress, Task};
 use crate::scan::{self, ScanOutcome};
 use crate::store::{DisposableWriter, Scalar, TableFilter};
 
@@ -153,7 +153,7 @@ pub async fn run(config: &DrillConfig, progress: &Progress) -> Result<DrillOutco
     )
     .await?;
     clock.lap("start");
-    let result = drill_in(&restored, config, progress, &mut clock).await;
+    let result = drill_in(&restored, config, progress, &task, &mut clock).await;
     match (result, config.keep) {
         (Ok(mut outcome), true) => {
             outcome.section.kept_at = Some(restored.connection_hint());
@@ -179,8 +179,10 @@ async fn drill_in(
     restored: &Restored,
     config: &DrillConfig,
     progress: &Progress,
+    task: &Task,
     clock: &mut Clock,
 ) -> Result<DrillOutcome, Error> {
+    task.phase(&format!("restoring the {}", config.format.describe()));
     restore::load(
         restored,
         &config.backup,
@@ -200,6 +202,7 @@ async fn drill_in(
         connect_timeout: config.connect_timeout,
         analysis: config.analysis.clone(),
     };
+    task.phase("scanning the restored state");
     let mut outcome = scan::run(&scan_config, progress).await?;
     clock.lap("scan");
 
@@ -258,6 +261,9 @@ async fn drill_in(
     };
     let mut restored_values = Vec::new();
     if let Some(writer) = sql_writer {
+        if !config.invariants.is_empty() {
+            task.phase("evaluating the invariants");
+        }
         for invariant in &config.invariants {
             restored_values.push(writer.scalar(&invariant.sql).await);
         }
@@ -265,6 +271,10 @@ async fn drill_in(
     let mut recovery = None;
     let mut after_values = Vec::new();
     if let (true, Some(writer)) = (config.recover, &writer) {
+        task.phase(&format!(
+            "rehearsing recovery: {} writes",
+            outcome.analysis.predictions.len()
+        ));
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let writes = match writer {
             DrillWriter::Cassandra(target) => rehearse::apply(target.as_ref(), &outcome, now_ms)
@@ -278,6 +288,7 @@ async fn drill_in(
                 rehearse::apply(&target, &outcome, now_ms).await?
             }
         };
+        task.phase("scanning again after the rehearsal");
         let after = scan::run(&scan_config, progress).await?;
         let unresolved_after = after.analysis.unresolved_records();
         recovery = Some(RecoveryRehearsal {
