@@ -24,7 +24,7 @@ use scalardb_verify::model::TableRef;
 use scalardb_verify::runtime::cassandra::{CassandraInstance, CassandraOptions};
 use scalardb_verify::store::{
     CassandraScanOptions, CassandraStore, CassandraWriter, CqlParam, DiscoveredTable,
-    ReadConsistency, TableFilter, discover_settings,
+    ReadConsistency, Store as _, TableFilter, discover_settings,
 };
 
 const T0: i64 = 1_700_000_000_000;

@@ -381,41 +381,6 @@ impl CassandraStore {
         Ok(rows)
     }
 
-    /// Reads `system_schema.columns` and decides what to scan. There is no ScalarDB
-    /// metadata table on Cassandra: a table is transactional when it has the ten metadata
-    /// columns.
-    pub async fn discover(
-        &self,
-        settings: &DiscoverySettings<'_>,
-    ) -> Result<Discovery, CassandraError> {
-        type ColumnRow = (String, String, String, String, i32, String);
-        // system_schema is local to each node: wait until every node has the same schema,
-        // so discovery does not depend on which node answers.
-        self.session
-            .await_schema_agreement()
-            .await
-            .map_err(|e| CassandraError::Catalog {
-                target: self.target.clone(),
-                source: CqlFailure::Unexpected(format!(
-                    "the nodes do not agree on the schema: {e}"
-                )),
-            })?;
-        let rows = self
-            .query_all::<ColumnRow>(
-                "SELECT keyspace_name, table_name, column_name, kind, position, type \
-                 FROM system_schema.columns",
-                Consistency::One,
-            )
-            .await
-            .map_err(|source| CassandraError::Catalog {
-                target: self.target.clone(),
-                source,
-            })?;
-        let (discovery, partition_keys) = discover_from_columns(rows, settings);
-        *self.partition_keys.lock().expect("not poisoned") = partition_keys;
-        Ok(discovery)
-    }
-
     /// The table's partition key, as discovered; empty (no token split) if unknown.
     fn partition_keys_of(&self, table: &TableRef) -> Vec<String> {
         self.partition_keys
@@ -662,8 +627,135 @@ impl CassandraStore {
             .await
     }
 
+    /// The unresolved transactions the index calls COMMITTED but whose rows do not: a
+    /// hash collision. Computed once, after every table's phase 1.
+    async fn suspects(
+        &self,
+        coordinator: &CoordinatorSchema,
+        index: &CoordinatorIndex,
+    ) -> Result<&HashSet<String>, CassandraError> {
+        self.suspects
+            .get_or_try_init(|| async {
+                let ids: Vec<String> = self
+                    .unresolved
+                    .lock()
+                    .expect("not poisoned")
+                    .iter()
+                    .filter(|id| index.look_up(id) == Lookup::Committed)
+                    .cloned()
+                    .collect();
+                let mut suspects = HashSet::new();
+                for id in ids {
+                    let rows = self.coordinator_rows(coordinator, index, &id).await?;
+                    if !matches!(
+                        CoordinatorState::look_up(&id, &rows),
+                        CoordinatorState::Committed { .. }
+                    ) {
+                        suspects.insert(id);
+                    }
+                }
+                Ok(suspects)
+            })
+            .await
+    }
+
+    /// Heap bytes of the Coordinator index and its row count, once loaded.
+    pub fn coordinator_index_size(&self) -> Option<(usize, u64)> {
+        self.index
+            .get()
+            .map(|index| (index.heap_bytes(), index.stats.rows))
+    }
+
+    /// Reads `columns` of every row of `table` as one stream of pages and counts the rows,
+    /// decoding nothing: the baseline the benchmark compares the parallel scan with.
+    pub async fn count_single_stream(
+        &self,
+        table: &TableRef,
+        columns: &[&str],
+    ) -> Result<u64, CassandraError> {
+        let error = |source| CassandraError::Scan {
+            table: table.to_string(),
+            source,
+        };
+        let columns: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+        let prepared = self
+            .prepare(&format!(
+                "SELECT {} FROM {}",
+                columns.join(", "),
+                cql_table(table)
+            ))
+            .await
+            .map_err(error)?;
+        let mut count = 0_u64;
+        self.read_pages(&prepared, (), &mut count, &|count: &mut u64, _row| {
+            *count += 1;
+            Ok(())
+        })
+        .await
+        .map_err(error)?;
+        Ok(count)
+    }
+}
+
+impl super::Store for CassandraStore {
+    type Error = CassandraError;
+
+    /// Reads `system_schema.columns` and decides what to scan. There is no ScalarDB
+    /// metadata table on Cassandra: a table is transactional when it has the ten metadata
+    /// columns.
+    async fn discover(
+        &self,
+        settings: &DiscoverySettings<'_>,
+    ) -> Result<Discovery, CassandraError> {
+        type ColumnRow = (String, String, String, String, i32, String);
+        // system_schema is local to each node: wait until every node has the same schema,
+        // so discovery does not depend on which node answers.
+        self.session
+            .await_schema_agreement()
+            .await
+            .map_err(|e| CassandraError::Catalog {
+                target: self.target.clone(),
+                source: CqlFailure::Unexpected(format!(
+                    "the nodes do not agree on the schema: {e}"
+                )),
+            })?;
+        let rows = self
+            .query_all::<ColumnRow>(
+                "SELECT keyspace_name, table_name, column_name, kind, position, type \
+                 FROM system_schema.columns",
+                Consistency::One,
+            )
+            .await
+            .map_err(|source| CassandraError::Catalog {
+                target: self.target.clone(),
+                source,
+            })?;
+        let (discovery, partition_keys) = discover_from_columns(rows, settings);
+        *self.partition_keys.lock().expect("not poisoned") = partition_keys;
+        Ok(discovery)
+    }
+
+    /// Counts and watermarks of the Coordinator and a sample of its invalid rows.
+    async fn scan_coordinator(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<CoordinatorScan, CassandraError> {
+        let index = self.coordinator_index(coordinator).await?;
+        Ok(CoordinatorScan {
+            table: Some(coordinator.table.clone()),
+            rows: index.stats.rows,
+            committed: index.stats.committed,
+            aborted: index.stats.aborted,
+            max_created_at: index.stats.max_created_at,
+            has_child_ids: coordinator.has_child_ids,
+            has_write_set: coordinator.has_write_set,
+            invalid_rows: index.stats.invalid_sample.clone(),
+            invalid_count: index.stats.invalid_count,
+        })
+    }
+
     /// Counts, watermarks and every record that is not plainly committed.
-    pub async fn scan_exceptional(
+    async fn scan_exceptional(
         &self,
         table: &TableSchema,
         coordinator: Option<&CoordinatorSchema>,
@@ -732,40 +824,8 @@ impl CassandraStore {
         Ok(scan)
     }
 
-    /// The unresolved transactions the index calls COMMITTED but whose rows do not: a
-    /// hash collision. Computed once, after every table's phase 1.
-    async fn suspects(
-        &self,
-        coordinator: &CoordinatorSchema,
-        index: &CoordinatorIndex,
-    ) -> Result<&HashSet<String>, CassandraError> {
-        self.suspects
-            .get_or_try_init(|| async {
-                let ids: Vec<String> = self
-                    .unresolved
-                    .lock()
-                    .expect("not poisoned")
-                    .iter()
-                    .filter(|id| index.look_up(id) == Lookup::Committed)
-                    .cloned()
-                    .collect();
-                let mut suspects = HashSet::new();
-                for id in ids {
-                    let rows = self.coordinator_rows(coordinator, index, &id).await?;
-                    if !matches!(
-                        CoordinatorState::look_up(&id, &rows),
-                        CoordinatorState::Committed { .. }
-                    ) {
-                        suspects.insert(id);
-                    }
-                }
-                Ok(suspects)
-            })
-            .await
-    }
-
     /// Files the COMMITTED records whose transaction the Coordinator does not confirm.
-    pub async fn scan_unconfirmed(
+    async fn scan_unconfirmed(
         &self,
         table: &TableSchema,
         coordinator: &CoordinatorSchema,
@@ -818,98 +878,6 @@ impl CassandraStore {
             retention.file(scan, record);
         }
         Ok(())
-    }
-
-    /// Counts and watermarks of the Coordinator and a sample of its invalid rows.
-    pub async fn scan_coordinator(
-        &self,
-        coordinator: &CoordinatorSchema,
-    ) -> Result<CoordinatorScan, CassandraError> {
-        let index = self.coordinator_index(coordinator).await?;
-        Ok(CoordinatorScan {
-            table: Some(coordinator.table.clone()),
-            rows: index.stats.rows,
-            committed: index.stats.committed,
-            aborted: index.stats.aborted,
-            max_created_at: index.stats.max_created_at,
-            has_child_ids: coordinator.has_child_ids,
-            has_write_set: coordinator.has_write_set,
-            invalid_rows: index.stats.invalid_sample.clone(),
-            invalid_count: index.stats.invalid_count,
-        })
-    }
-
-    /// Heap bytes of the Coordinator index and its row count, once loaded.
-    pub fn coordinator_index_size(&self) -> Option<(usize, u64)> {
-        self.index
-            .get()
-            .map(|index| (index.heap_bytes(), index.stats.rows))
-    }
-
-    /// Reads `columns` of every row of `table` as one stream of pages and counts the rows,
-    /// decoding nothing: the baseline the benchmark compares the parallel scan with.
-    pub async fn count_single_stream(
-        &self,
-        table: &TableRef,
-        columns: &[&str],
-    ) -> Result<u64, CassandraError> {
-        let error = |source| CassandraError::Scan {
-            table: table.to_string(),
-            source,
-        };
-        let columns: Vec<String> = columns.iter().map(|c| quote(c)).collect();
-        let prepared = self
-            .prepare(&format!(
-                "SELECT {} FROM {}",
-                columns.join(", "),
-                cql_table(table)
-            ))
-            .await
-            .map_err(error)?;
-        let mut count = 0_u64;
-        self.read_pages(&prepared, (), &mut count, &|count: &mut u64, _row| {
-            *count += 1;
-            Ok(())
-        })
-        .await
-        .map_err(error)?;
-        Ok(count)
-    }
-}
-
-impl super::Store for CassandraStore {
-    type Error = CassandraError;
-
-    async fn discover(
-        &self,
-        settings: &DiscoverySettings<'_>,
-    ) -> Result<Discovery, CassandraError> {
-        CassandraStore::discover(self, settings).await
-    }
-
-    async fn scan_coordinator(
-        &self,
-        coordinator: &CoordinatorSchema,
-    ) -> Result<CoordinatorScan, CassandraError> {
-        CassandraStore::scan_coordinator(self, coordinator).await
-    }
-
-    async fn scan_exceptional(
-        &self,
-        table: &TableSchema,
-        coordinator: Option<&CoordinatorSchema>,
-    ) -> Result<TableScan, CassandraError> {
-        CassandraStore::scan_exceptional(self, table, coordinator).await
-    }
-
-    async fn scan_unconfirmed(
-        &self,
-        table: &TableSchema,
-        coordinator: &CoordinatorSchema,
-        retention: &Retention,
-        scan: &mut TableScan,
-    ) -> Result<(), CassandraError> {
-        CassandraStore::scan_unconfirmed(self, table, coordinator, retention, scan).await
     }
 }
 
