@@ -23,6 +23,8 @@ const BEFORE_META: [&str; 5] = [
     "tx_prepared_at",
     "tx_committed_at",
 ];
+/// `tx_version`'s place in [`BEFORE_META`].
+const TX_VERSION: usize = 2;
 
 /// The record a recovery write is for, as the scan observed it: the write lands only while
 /// the record still carries this transaction in this state.
@@ -92,9 +94,10 @@ impl CassandraWriter {
         let Some(mut before) = self.read_one(&read).await? else {
             return Ok(false);
         };
-        let version = restored.len() - 3;
-        if before[version] == Some(CqlValue::Int(0)) {
-            before[version] = None;
+        if let Some(version) = before.get_mut(table.after_image_columns.len() + TX_VERSION) {
+            if *version == Some(CqlValue::Int(0)) {
+                *version = None;
+            }
         }
         let mut set: Vec<String> = restored
             .iter()
@@ -323,6 +326,11 @@ mod tests {
              WHERE \"account_id\" = -104 AND \"branch\" = 'Zürich ''HQ''' \
              IF tx_id = ? AND tx_state = ?"
         );
+    }
+
+    #[test]
+    fn the_version_is_found_where_the_before_image_holds_it() {
+        assert_eq!(BEFORE_META[TX_VERSION], "tx_version");
     }
 
     #[test]
