@@ -91,7 +91,7 @@ impl CassandraWriter {
             cql_table(&table.table),
             key_condition(table, record.key)?
         );
-        let Some(mut before) = self.read_one(&read).await? else {
+        let Some(mut before) = self.first_row(&read, Vec::new()).await? else {
             return Ok(false);
         };
         if let Some(version) = before.get_mut(table.after_image_columns.len() + TX_VERSION) {
@@ -133,6 +133,23 @@ impl CassandraWriter {
         cql: &str,
         values: Vec<Option<CqlValue>>,
     ) -> Result<bool, CassandraError> {
+        match self.first_row(cql, values).await?.as_deref() {
+            Some([Some(CqlValue::Boolean(applied)), ..]) => Ok(*applied),
+            _ => Err(CassandraError::Execute {
+                statement: cql.to_owned(),
+                source: CqlFailure::Unexpected(
+                    "a conditional write returned no [applied] column".to_owned(),
+                ),
+            }),
+        }
+    }
+
+    /// The first row `cql` returns, each column as a value; `None` if there is none.
+    async fn first_row(
+        &self,
+        cql: &str,
+        values: Vec<Option<CqlValue>>,
+    ) -> Result<Option<Vec<Option<CqlValue>>>, CassandraError> {
         let error = |source: CqlFailure| CassandraError::Execute {
             statement: cql.to_owned(),
             source,
@@ -145,35 +162,10 @@ impl CassandraWriter {
         let rows = result.into_rows_result().map_err(|e| error(e.into()))?;
         let mut rows = rows.rows::<ColumnIterator>().map_err(|e| error(e.into()))?;
         let Some(row) = rows.next() else {
-            return Err(error(CqlFailure::Unexpected(
-                "a conditional write returned no [applied] row".to_owned(),
-            )));
-        };
-        let mut row = row.map_err(|e| error(e.into()))?;
-        let applied = next_column(&mut row).map_err(error)?;
-        let typ = applied.spec.typ();
-        <bool as DeserializeValue>::type_check(typ).map_err(|e| error(e.into()))?;
-        <bool as DeserializeValue>::deserialize(typ, applied.slice).map_err(|e| error(e.into()))
-    }
-
-    /// The one row `cql` selects, each column as a value; `None` if there is none.
-    async fn read_one(&self, cql: &str) -> Result<Option<Vec<Option<CqlValue>>>, CassandraError> {
-        let error = |source: CqlFailure| CassandraError::Execute {
-            statement: cql.to_owned(),
-            source,
-        };
-        let result = self
-            .session
-            .query_unpaged(cql, &[])
-            .await
-            .map_err(|e| error(e.into()))?;
-        let rows = result.into_rows_result().map_err(|e| error(e.into()))?;
-        let mut rows = rows.rows::<ColumnIterator>().map_err(|e| error(e.into()))?;
-        let Some(row) = rows.next() else {
             return Ok(None);
         };
         let mut row = row.map_err(|e| error(e.into()))?;
-        let mut values = Vec::new();
+        let mut columns = Vec::new();
         while row.columns_remaining() > 0 {
             let column = next_column(&mut row).map_err(error)?;
             let value = <Option<CqlValue> as DeserializeValue>::deserialize(
@@ -181,9 +173,9 @@ impl CassandraWriter {
                 column.slice,
             )
             .map_err(|e| error(e.into()))?;
-            values.push(value);
+            columns.push(value);
         }
-        Ok(Some(values))
+        Ok(Some(columns))
     }
 }
 
