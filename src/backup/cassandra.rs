@@ -14,8 +14,16 @@
 //!
 //! Without a `schema.cql` at the top, each table's schema comes from the `schema.cql` that
 //! Cassandra writes into every snapshot.
+//!
+//! A backup is untrusted input. Every file read from it (TOC.txt, manifest.json,
+//! schema.cql) and every SSTable component counted must be a regular file of the backup
+//! itself: a symbolic link met anywhere in the walk is refused, never followed, a TOC
+//! naming anything but a plain file name is refused, and each file is read up to a limit
+//! ([`open_regular`] is the one way in, for the runtimes' copies too).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use super::BackupError;
@@ -33,6 +41,14 @@ const SYSTEM_KEYSPACES: [&str; 7] = [
 
 /// How deep under the backup a `snapshots` directory is looked for: NODE/KS/TABLE/snapshots.
 const MAX_DEPTH: usize = 4;
+/// The most of a `schema.cql` read: `DESCRIBE SCHEMA` of thousands of tables is a few MiB.
+pub const MAX_SCHEMA_BYTES: u64 = 64 << 20;
+/// The most of a `manifest.json` read: a few hundred bytes per SSTable.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// The most of a `TOC.txt` read: one line per component, a dozen components.
+pub const MAX_TOC_BYTES: u64 = 64 << 10;
+/// What a snapshot directory holds besides SSTable components.
+pub const NOT_COMPONENTS: [&str; 2] = ["manifest.json", "schema.cql"];
 
 /// One snapshot tag of every node of a backup, checked whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,7 +118,7 @@ impl TableSchemaCql {
 /// Whether `dir` looks like a Cassandra snapshot backup: some `KS/TABLE/snapshots` directory
 /// within reach. Cheap: stops at the first.
 pub fn looks_like_snapshots(dir: &Path) -> bool {
-    walk_snapshot_dirs(dir, 0, &mut |_| true)
+    walk_snapshot_dirs(dir, 0, &mut |found| matches!(found, Walked::Snapshots(_)))
 }
 
 /// Reads the backup at `root`: the snapshots of `tag`, or of the only tag present.
@@ -112,10 +128,17 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
         reason,
     };
     let mut table_dirs = Vec::new();
-    walk_snapshot_dirs(root, 0, &mut |dir| {
-        table_dirs.push(dir);
+    let mut links = Vec::new();
+    walk_snapshot_dirs(root, 0, &mut |found| {
+        match found {
+            Walked::Snapshots(dir) => table_dirs.push(dir),
+            Walked::Symlink(link) => links.push(link),
+        }
         false
     });
+    if let Some(link) = links.into_iter().min() {
+        return Err(symlink_refused(&link));
+    }
     table_dirs.sort();
 
     // node dir -> (keyspace, table, snapshots dir)
@@ -131,7 +154,7 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
         }
         let table = table_name(&file_name(table_dir));
         for entry in read_dir(&snapshots)? {
-            if entry.is_dir() {
+            if kind_of(&entry)? == Kind::Dir {
                 tags.insert(file_name(&entry));
             }
         }
@@ -149,6 +172,11 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
         ));
     }
     let tag = match tag {
+        Some(tag) if !is_plain_name(tag) => {
+            return Err(unrecognized(format!(
+                "the snapshot tag {tag:?} is not a plain directory name"
+            )));
+        }
         Some(tag) => tag.to_owned(),
         None if tags.len() == 1 => tags.into_iter().next().expect("one tag"),
         None if tags.is_empty() => {
@@ -165,7 +193,7 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
     };
 
     let top_schema = root.join("schema.cql");
-    let top_schema = if top_schema.is_file() {
+    let top_schema = if exists_unfollowed(&top_schema)? {
         Some(parse_schema_file(&top_schema)?)
     } else {
         None
@@ -184,7 +212,12 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
         };
         for (keyspace, table, snapshots) in tables {
             let dir = snapshots.join(&tag);
-            if !dir.is_dir() {
+            let is_dir = match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.file_type().is_symlink() => return Err(symlink_refused(&dir)),
+                Ok(m) => m.is_dir(),
+                Err(_) => false,
+            };
+            if !is_dir {
                 return Err(unrecognized(format!(
                     "node {} has no snapshot {tag} of {keyspace}.{table} (in {})",
                     node.name,
@@ -198,7 +231,7 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
                     Some(all) => all.get(&key).cloned(),
                     None => {
                         let file = dir.join("schema.cql");
-                        if file.is_file() {
+                        if exists_unfollowed(&file)? {
                             parse_schema_file(&file)?.remove(&key)
                         } else {
                             None
@@ -238,9 +271,17 @@ pub fn inspect(root: &Path, tag: Option<&str>) -> Result<SnapshotBackup, BackupE
     })
 }
 
-/// Calls `found` with every `KS/TABLE/snapshots` directory under `dir` until it returns
-/// `true` (stop); returns whether it stopped.
-fn walk_snapshot_dirs(dir: &Path, depth: usize, found: &mut dyn FnMut(PathBuf) -> bool) -> bool {
+/// What the walk of a backup meets.
+enum Walked {
+    /// A `KS/TABLE/snapshots` directory.
+    Snapshots(PathBuf),
+    /// A symbolic link, not followed.
+    Symlink(PathBuf),
+}
+
+/// Calls `found` with every `KS/TABLE/snapshots` directory and every symbolic link under
+/// `dir` (neither followed) until it returns `true` (stop); returns whether it stopped.
+fn walk_snapshot_dirs(dir: &Path, depth: usize, found: &mut dyn FnMut(Walked) -> bool) -> bool {
     if depth > MAX_DEPTH {
         return false;
     }
@@ -248,13 +289,22 @@ fn walk_snapshot_dirs(dir: &Path, depth: usize, found: &mut dyn FnMut(PathBuf) -
         return false;
     };
     for entry in entries.flatten() {
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_symlink() {
+            if found(Walked::Symlink(entry.path())) {
+                return true;
+            }
+            continue;
+        }
+        if !file_type.is_dir() {
             continue;
         }
         let path = entry.path();
         // KS/TABLE/snapshots: two levels of parents below the walk's start at least.
         let stop = if entry.file_name() == "snapshots" && depth >= 2 {
-            found(path)
+            found(Walked::Snapshots(path))
         } else {
             walk_snapshot_dirs(&path, depth + 1, found)
         };
@@ -267,6 +317,7 @@ fn walk_snapshot_dirs(dir: &Path, depth: usize, found: &mut dyn FnMut(PathBuf) -
 
 /// Checks every SSTable of a snapshot directory is whole: each `…-Data.db` has its
 /// `…-TOC.txt`, every component the TOC lists is present, and the data is not empty.
+/// Every entry must be a regular file or a directory (a secondary index's), never a link.
 /// Returns the number of SSTables and their total size.
 fn check_sstables(dir: &Path) -> Result<(usize, u64), BackupError> {
     let truncated = |reason: String| BackupError::Truncated {
@@ -275,41 +326,59 @@ fn check_sstables(dir: &Path) -> Result<(usize, u64), BackupError> {
     };
     let mut sstables = 0;
     let mut bytes = 0;
-    let mut names = BTreeSet::new();
+    // Regular files, by name, with their size.
+    let mut files = BTreeMap::new();
     for entry in read_dir(dir)? {
-        names.insert(file_name(&entry));
+        match kind_of(&entry)? {
+            Kind::File(len) => {
+                files.insert(file_name(&entry), len);
+            }
+            Kind::Dir => {}
+            Kind::Other => {
+                return Err(BackupError::Unrecognized {
+                    path: entry,
+                    reason: "it is neither a regular file nor a directory (a device, FIFO or \
+                             socket has no place in a snapshot)"
+                        .to_owned(),
+                });
+            }
+        }
     }
     if let Some(listed) = manifest_files(dir)? {
         for file in listed {
-            if !names.contains(&file) {
+            if !files.contains_key(&file) {
                 return Err(truncated(format!(
-                    "manifest.json lists {file}, which is missing"
+                    "manifest.json lists {file:?}, which is missing"
                 )));
             }
         }
     }
-    for name in &names {
+    for name in files.keys() {
         let Some(prefix) = name.strip_suffix("-Data.db") else {
             continue;
         };
         sstables += 1;
         let toc = format!("{prefix}-TOC.txt");
-        if !names.contains(&toc) {
+        if !files.contains_key(&toc) {
             return Err(truncated(format!("{name} has no {toc}")));
         }
-        let toc_text =
-            std::fs::read_to_string(dir.join(&toc)).map_err(|source| BackupError::Read {
-                path: dir.join(&toc),
-                source,
-            })?;
+        let toc_path = dir.join(&toc);
+        let toc_text = read_bounded(&toc_path, MAX_TOC_BYTES, "a TOC.txt")?;
         for component in toc_text.lines().map(str::trim).filter(|c| !c.is_empty()) {
+            if !is_plain_name(component) || component.chars().any(char::is_control) {
+                return Err(BackupError::Unrecognized {
+                    path: toc_path,
+                    reason: format!("it lists {component:?}, which is not a component's name"),
+                });
+            }
             let file = format!("{prefix}-{component}");
-            let metadata = std::fs::metadata(dir.join(&file))
-                .map_err(|_| truncated(format!("{toc} lists {file}, which is missing")))?;
-            if metadata.len() == 0 && component == "Data.db" {
+            let Some(&len) = files.get(&file) else {
+                return Err(truncated(format!("{toc} lists {file:?}, which is missing")));
+            };
+            if len == 0 && component == "Data.db" {
                 return Err(truncated(format!("{file} is empty")));
             }
-            bytes += metadata.len();
+            bytes += len;
         }
     }
     Ok((sstables, bytes))
@@ -318,33 +387,39 @@ fn check_sstables(dir: &Path) -> Result<(usize, u64), BackupError> {
 /// The `files` of a snapshot's manifest.json, if it has one.
 fn manifest_files(dir: &Path) -> Result<Option<Vec<String>>, BackupError> {
     let path = dir.join("manifest.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(BackupError::Read { path, source }),
-    };
-    #[derive(serde::Deserialize)]
-    struct Manifest {
-        files: Vec<String>,
+    if !exists_unfollowed(&path)? {
+        return Ok(None);
     }
-    serde_json::from_str::<Manifest>(&text)
-        .map(|m| Some(m.files))
+    let text = read_bounded(&path, MAX_MANIFEST_BYTES, "a manifest.json")?;
+    parse_manifest(&text)
+        .map(Some)
         .map_err(|e| BackupError::Truncated {
             path,
             reason: format!("manifest.json does not parse: {e}"),
         })
 }
 
+/// The `files` of a manifest.json's text.
+pub fn parse_manifest(text: &str) -> Result<Vec<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        files: Vec<String>,
+    }
+    serde_json::from_str::<Manifest>(text).map(|m| m.files)
+}
+
 /// The CREATE TABLE (and following ALTER TABLE) statements of a CQL schema file, by table.
 fn parse_schema_file(
     path: &Path,
 ) -> Result<BTreeMap<(String, String), TableSchemaCql>, BackupError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BackupError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_bounded(path, MAX_SCHEMA_BYTES, "a schema.cql")?;
+    Ok(parse_schema(&text, path))
+}
+
+/// The CREATE TABLE (and following ALTER TABLE) statements of CQL text read from `source`.
+pub fn parse_schema(text: &str, source: &Path) -> BTreeMap<(String, String), TableSchemaCql> {
     let mut tables: BTreeMap<(String, String), TableSchemaCql> = BTreeMap::new();
-    for statement in split_statements(&text) {
+    for statement in split_statements(text) {
         let words: Vec<&str> = statement.split_whitespace().take(6).collect();
         let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
         let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
@@ -363,14 +438,127 @@ fn parse_schema_file(
                 TableSchemaCql {
                     create: statement,
                     alters: Vec::new(),
-                    source: path.to_owned(),
+                    source: source.to_owned(),
                 },
             );
         } else if let Some(table) = tables.get_mut(&key) {
             table.alters.push(statement);
         }
     }
-    Ok(tables)
+    tables
+}
+
+/// Opens a file of a backup for reading: only a regular file, never through a symbolic
+/// link (the last component is opened with `O_NOFOLLOW`, and the walk refused links above
+/// it), never blocking on a FIFO swapped in meanwhile.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// The text of the backup's file `path`, refused (naming the file) when it is a link or
+/// not a regular file, or longer than `limit` bytes. `what` names the file's kind.
+fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<String, BackupError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return Err(symlink_refused(path)),
+        Ok(m) if !m.is_file() => {
+            return Err(BackupError::Unrecognized {
+                path: path.to_owned(),
+                reason: "it is not a regular file".to_owned(),
+            });
+        }
+        Ok(_) => {}
+        Err(source) => {
+            return Err(BackupError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
+    let read_error = |source| BackupError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = open_regular(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
+        return Err(BackupError::Unrecognized {
+            path: path.to_owned(),
+            reason: format!(
+                "it is longer than {} MiB, more than {what} can honestly be",
+                limit.div_ceil(1 << 20)
+            ),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| BackupError::Unrecognized {
+        path: path.to_owned(),
+        reason: format!("it is not UTF-8 text ({e})"),
+    })
+}
+
+/// Whether `path` exists, without following it: a symbolic link is refused.
+fn exists_unfollowed(path: &Path) -> Result<bool, BackupError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(symlink_refused(path)),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(BackupError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// What an entry of a snapshot is, not following links (a link is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File(u64),
+    Dir,
+    Other,
+}
+
+fn kind_of(path: &Path) -> Result<Kind, BackupError> {
+    let metadata = std::fs::symlink_metadata(path).map_err(|source| BackupError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file_type = metadata.file_type();
+    if file_type.is_symlink() {
+        Err(symlink_refused(path))
+    } else if file_type.is_file() {
+        Ok(Kind::File(metadata.len()))
+    } else if file_type.is_dir() {
+        Ok(Kind::Dir)
+    } else {
+        Ok(Kind::Other)
+    }
+}
+
+fn symlink_refused(path: &Path) -> BackupError {
+    BackupError::Unrecognized {
+        path: path.to_owned(),
+        reason: "it is a symbolic link; a snapshot backup must hold its own files, so links \
+                 are refused rather than followed"
+            .to_owned(),
+    }
+}
+
+/// One path component naming an entry of a directory: not empty, no `/`, not `.` or `..`.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
 /// `ks.table` (either part possibly double-quoted, the name possibly glued to a `(`) as
@@ -673,7 +861,7 @@ mod tests {
         std::fs::remove_file(dir.join("nb-1-big-TOC.txt")).unwrap();
         let error = inspect(root.path(), None).unwrap_err().to_string();
         assert!(
-            error.contains("manifest.json lists nb-1-big-Data.db"),
+            error.contains("manifest.json lists \"nb-1-big-Data.db\""),
             "{error}"
         );
     }
@@ -761,6 +949,205 @@ mod tests {
             statements,
             ["INSERT INTO t (a) VALUES ('x;y')", "SELECT \"q;\" FROM t"]
         );
+    }
+
+    /// A file outside the backup, with a first line a hostile backup would like printed.
+    fn secret(outside: &Path) -> PathBuf {
+        let secret = outside.join("secret");
+        write(&secret, "root:TOP-SECRET-LINE\nsecond\n");
+        secret
+    }
+
+    fn assert_refused(error: &BackupError, file: &Path, reason: &str) {
+        let text = error.to_string();
+        assert!(
+            matches!(error, BackupError::Unrecognized { path, .. } if path == file),
+            "{error:?}"
+        );
+        assert!(text.contains(reason), "{text}");
+        assert!(!text.contains("TOP-SECRET"), "the secret leaked: {text}");
+    }
+
+    #[test]
+    fn a_symlinked_toc_manifest_or_schema_is_refused_naming_it_and_never_read() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = secret(outside.path());
+        for name in ["nb-1-big-TOC.txt", "manifest.json", "schema.cql"] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = root.path().join(TABLE_DIR).join("snapshots/t");
+            snapshot(&dir, Some(SCHEMA));
+            let link = dir.join(name);
+            std::fs::remove_file(&link).unwrap();
+            std::os::unix::fs::symlink(&secret, &link).unwrap();
+            let error = inspect(root.path(), None).unwrap_err();
+            assert_refused(&error, &link, "symbolic link");
+        }
+        // The top-level schema.cql too, even pointing at a file of the backup.
+        let root = tempfile::tempdir().unwrap();
+        snapshot(
+            &root.path().join(TABLE_DIR).join("snapshots/t"),
+            Some(SCHEMA),
+        );
+        let link = root.path().join("schema.cql");
+        std::os::unix::fs::symlink(
+            root.path().join(TABLE_DIR).join("snapshots/t/schema.cql"),
+            &link,
+        )
+        .unwrap();
+        assert_refused(
+            &inspect(root.path(), None).unwrap_err(),
+            &link,
+            "symbolic link",
+        );
+    }
+
+    #[test]
+    fn symlinked_components_tags_and_directories_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = secret(outside.path());
+        let elsewhere = outside.path().join("elsewhere");
+        snapshot(&elsewhere, Some(SCHEMA));
+
+        // A component.
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(TABLE_DIR).join("snapshots/t");
+        snapshot(&dir, Some(SCHEMA));
+        let link = dir.join("nb-1-big-Statistics.db");
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert_refused(
+            &inspect(root.path(), None).unwrap_err(),
+            &link,
+            "symbolic link",
+        );
+
+        // The tag directory itself.
+        let root = tempfile::tempdir().unwrap();
+        let snapshots = root.path().join(TABLE_DIR).join("snapshots");
+        std::fs::create_dir_all(&snapshots).unwrap();
+        let link = snapshots.join("t");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        assert_refused(
+            &inspect(root.path(), None).unwrap_err(),
+            &link,
+            "symbolic link",
+        );
+        assert_refused(
+            &inspect(root.path(), Some("t")).unwrap_err(),
+            &link,
+            "symbolic link",
+        );
+
+        // A keyspace directory: refused, not silently skipped.
+        let root = tempfile::tempdir().unwrap();
+        snapshot(
+            &root.path().join(TABLE_DIR).join("snapshots/t"),
+            Some(SCHEMA),
+        );
+        let real_keyspace = outside.path().join("ledger");
+        snapshot(&real_keyspace.join("entries/snapshots/t"), None);
+        let link = root.path().join("ledger");
+        std::os::unix::fs::symlink(&real_keyspace, &link).unwrap();
+        assert_refused(
+            &inspect(root.path(), None).unwrap_err(),
+            &link,
+            "symbolic link",
+        );
+    }
+
+    #[test]
+    fn a_toc_naming_a_path_instead_of_a_component_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        secret(outside.path());
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(TABLE_DIR).join("snapshots/t");
+        snapshot(&dir, Some(SCHEMA));
+        // nb-1-big-x/../../…: resolves only through a directory the backup made.
+        std::fs::create_dir(dir.join("nb-1-big-x")).unwrap();
+        let escape = format!(
+            "x/../../../../../../..{}",
+            outside.path().join("secret").display()
+        );
+        let toc = dir.join("nb-1-big-TOC.txt");
+        write(&toc, &format!("Data.db\n{escape}\nTOC.txt\n"));
+        let error = inspect(root.path(), None).unwrap_err();
+        assert_refused(&error, &toc, "not a component's name");
+        write(&toc, "Data.db\n..\n");
+        assert_refused(
+            &inspect(root.path(), None).unwrap_err(),
+            &toc,
+            "not a component's name",
+        );
+    }
+
+    #[test]
+    fn a_tag_that_is_a_path_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        snapshot(
+            &root.path().join(TABLE_DIR).join("snapshots/t"),
+            Some(SCHEMA),
+        );
+        for tag in ["..", "t/../t", "", "."] {
+            let error = inspect(root.path(), Some(tag)).unwrap_err().to_string();
+            assert!(
+                error.contains("not a plain directory name"),
+                "{tag}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_schema_manifest_and_toc_files_are_refused_unread() {
+        for (name, limit) in [
+            ("schema.cql", MAX_SCHEMA_BYTES),
+            ("manifest.json", MAX_MANIFEST_BYTES),
+            ("nb-1-big-TOC.txt", MAX_TOC_BYTES),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = root.path().join(TABLE_DIR).join("snapshots/t");
+            snapshot(&dir, Some(SCHEMA));
+            let file = dir.join(name);
+            // Sparse: the size without the disk.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_len(limit + 1)
+                .unwrap();
+            let error = inspect(root.path(), None).unwrap_err();
+            assert_refused(&error, &file, "longer than");
+        }
+    }
+
+    #[test]
+    fn a_fifo_in_a_snapshot_is_refused_without_blocking() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(TABLE_DIR).join("snapshots/t");
+        snapshot(&dir, Some(SCHEMA));
+        let fifo = dir.join("nb-2-big-Data.db");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert_refused(
+            &inspect(root.path(), None).unwrap_err(),
+            &fifo,
+            "neither a regular file",
+        );
+        assert!(open_regular(&fifo).is_err());
+    }
+
+    #[test]
+    fn open_regular_refuses_links_and_opens_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        write(&file, "x");
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(open_regular(&file).is_ok());
+        assert!(open_regular(&link).is_err());
+        assert!(open_regular(dir.path()).is_err());
     }
 
     #[test]

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::local::SweepScope;
+use crate::backup::cassandra::{NOT_COMPONENTS, is_plain_name, open_regular};
 use crate::store::{CassandraStore, ReadConsistency};
 
 /// The version `scripts/install-cassandra` installs by default.
@@ -163,6 +164,21 @@ pub enum CassandraRuntimeError {
         status: String,
         output: String,
     },
+    #[error(
+        "import the SSTables of {} into {table}: the node loaded none or only some \
+         of the {staged} SSTables the snapshot holds (not loaded: {unloaded}); nodetool said:\n{output}",
+        source_dir.display()
+    )]
+    NotImported {
+        /// `keyspace.table`.
+        table: String,
+        source_dir: PathBuf,
+        staged: usize,
+        unloaded: String,
+        output: String,
+    },
+    #[error("copy {} from the backup: {reason}", path.display())]
+    UnsafeSnapshotFile { path: PathBuf, reason: &'static str },
     #[error("copy SSTables from {}", from.display())]
     CopySstables {
         from: PathBuf,
@@ -417,17 +433,26 @@ impl CassandraInstance {
     /// files are copied into this instance's own directory first (import moves what it
     /// loads, and the source is a backup that must stay untouched), so SSTables of several
     /// nodes with the same generation numbers can be loaded one directory after another.
+    ///
+    /// nodetool exits 0 when the node skipped every file it did not recognise as an
+    /// SSTable (the node logs "No new SSTables were found"), so the import is checked
+    /// against what was staged: every `…-Data.db` must have been moved into the table.
+    /// A source without any is a table that held no data: nothing to import.
     pub async fn import_sstables(
         &self,
         keyspace: &str,
         table: &str,
         source: &Path,
     ) -> Result<(), CassandraRuntimeError> {
-        let (staging, staged) = self.staging_dir(keyspace, table, source)?;
-        let staged = staged.display().to_string();
+        let (staging, staged, data_files) = self.staging_dir(keyspace, table, source)?;
+        if data_files.is_empty() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Ok(());
+        }
+        let staged_text = staged.display().to_string();
         let log_start = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
         let outcome = self
-            .nodetool(&["import", keyspace, table, &staged])
+            .nodetool(&["import", keyspace, table, &staged_text])
             .await
             .and_then(|output| {
                 // nodetool import exits 0 and lists what it could not load.
@@ -443,28 +468,45 @@ impl CassandraInstance {
                 let log = read_from(&self.log_path(), log_start);
                 (status, with_log_problems(output, &log))
             });
+        let left_behind = if outcome.is_ok() {
+            unloaded(&staged, &data_files)
+        } else {
+            Vec::new()
+        };
         let _ = std::fs::remove_dir_all(&staging);
-        outcome
-            .map(drop)
-            .map_err(|(status, output)| CassandraRuntimeError::Import {
-                keyspace: keyspace.to_owned(),
-                table: table.to_owned(),
+        let import_error = |status, output| CassandraRuntimeError::Import {
+            keyspace: keyspace.to_owned(),
+            table: table.to_owned(),
+            source_dir: source.to_owned(),
+            status,
+            output,
+        };
+        let output = outcome.map_err(|(status, output)| import_error(status, output))?;
+        if !left_behind.is_empty() {
+            return Err(CassandraRuntimeError::NotImported {
+                table: format!("{keyspace}.{table}"),
                 source_dir: source.to_owned(),
-                status,
-                output,
-            })
+                staged: data_files.len(),
+                unloaded: left_behind.join(", "),
+                output: with_log_problems(tail(&output), &read_from(&self.log_path(), log_start)),
+            });
+        }
+        Ok(())
     }
 
     /// A fresh directory under this instance's own, and in it `<keyspace>/<table>/` holding
     /// copies of the regular files of `source` (SSTable components; manifest.json and
-    /// schema.cql are left out). Cassandra reads an SSTable's keyspace and table from its
-    /// two parent directories' names, and skips files whose parents don't name the target.
+    /// schema.cql are left out), with the names of the `…-Data.db` files copied. Cassandra
+    /// reads an SSTable's keyspace and table from its two parent directories' names, and
+    /// skips files whose parents don't name the target. A symbolic link or any other
+    /// entry that is not a regular file or a directory is refused, never followed: the
+    /// copy holds only the backup's own files.
     fn staging_dir(
         &self,
         keyspace: &str,
         table: &str,
         source: &Path,
-    ) -> Result<(PathBuf, PathBuf), CassandraRuntimeError> {
+    ) -> Result<(PathBuf, PathBuf, Vec<String>), CassandraRuntimeError> {
         let parent = self.dir.join("import");
         std::fs::create_dir_all(&parent).map_err(|source| CassandraRuntimeError::CreateDir {
             parent: parent.clone(),
@@ -483,29 +525,14 @@ impl CassandraInstance {
             parent: staging.clone(),
             source,
         })?;
-        for entry in std::fs::read_dir(source).map_err(|e| CassandraRuntimeError::CopySstables {
-            from: source.to_owned(),
-            source: e,
-        })? {
-            let entry = entry.map_err(|e| CassandraRuntimeError::CopySstables {
-                from: source.to_owned(),
-                source: e,
-            })?;
-            let name = entry.file_name();
-            let is_component = entry.file_type().is_ok_and(|t| t.is_file())
-                && name
-                    .to_str()
-                    .is_some_and(|n| n != "manifest.json" && n != "schema.cql");
-            if is_component {
-                std::fs::copy(entry.path(), staged.join(&name)).map_err(|e| {
-                    CassandraRuntimeError::CopySstables {
-                        from: entry.path(),
-                        source: e,
-                    }
-                })?;
+        let copied = copy_components(source, &staged);
+        match copied {
+            Ok(data_files) => Ok((staging, staged, data_files)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(e)
             }
         }
-        Ok((staging, staged))
     }
 
     /// Runs nodetool against this node over its local JMX port; its combined output, or
@@ -916,6 +943,69 @@ fn free_port(address: Ipv4Addr) -> Result<u16, CassandraRuntimeError> {
     let error = |source| CassandraRuntimeError::FreePort { address, source };
     let listener = std::net::TcpListener::bind((address, 0)).map_err(error)?;
     Ok(listener.local_addr().map_err(error)?.port())
+}
+
+/// Copies the SSTable components of the snapshot directory `source` into `staged`; the
+/// names of the `…-Data.db` files copied. Each is opened without following links (see
+/// [`open_regular`]) and created anew, so nothing outside the backup is read and nothing
+/// outside `staged` is written.
+fn copy_components(source: &Path, staged: &Path) -> Result<Vec<String>, CassandraRuntimeError> {
+    let copy_error = |from: &Path, source| CassandraRuntimeError::CopySstables {
+        from: from.to_owned(),
+        source,
+    };
+    let mut data_files = Vec::new();
+    let entries = std::fs::read_dir(source).map_err(|e| copy_error(source, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| copy_error(source, e))?;
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| copy_error(&path, e))?;
+        if file_type.is_dir() {
+            // A secondary index's directory: the import rebuilds the index.
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| is_plain_name(n)) else {
+            return Err(CassandraRuntimeError::UnsafeSnapshotFile {
+                path,
+                reason: "its name is not UTF-8",
+            });
+        };
+        if !file_type.is_file() {
+            return Err(CassandraRuntimeError::UnsafeSnapshotFile {
+                path,
+                reason: if file_type.is_symlink() {
+                    "it is a symbolic link (links are refused, never followed)"
+                } else {
+                    "it is not a regular file"
+                },
+            });
+        }
+        if NOT_COMPONENTS.contains(&name) {
+            continue;
+        }
+        let mut from = open_regular(&path).map_err(|e| copy_error(&path, e))?;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(staged.join(name))
+            .map_err(|e| copy_error(&path, e))?;
+        io::copy(&mut from, &mut to).map_err(|e| copy_error(&path, e))?;
+        if name.ends_with("-Data.db") {
+            data_files.push(name.to_owned());
+        }
+    }
+    data_files.sort();
+    Ok(data_files)
+}
+
+/// The `data_files` still in `staged` after an import: the node did not load them.
+fn unloaded(staged: &Path, data_files: &[String]) -> Vec<String> {
+    data_files
+        .iter()
+        .filter(|name| std::fs::symlink_metadata(staged.join(name)).is_ok())
+        .cloned()
+        .collect()
 }
 
 /// The problems a node logged (its WARN and ERROR lines and the exceptions' causes, at most

@@ -8,5 +8,6 @@
 
 mod cluster;
 mod fixtures;
+mod hostile;
 mod snapshots;
 mod support;

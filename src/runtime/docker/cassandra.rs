@@ -32,6 +32,7 @@ use super::{
     StartFailure, StartingContainer, archive, client_with_image, container_name, exec_in,
     exit_status, free_port, labels, remove_on_drop, start_with_retries, tail_lines,
 };
+use crate::backup::cassandra::NOT_COMPONENTS;
 
 /// The image `start` uses when `DockerOptions::image` is `None`.
 pub const DEFAULT_CASSANDRA_IMAGE: &str = "cassandra:5.0";
@@ -58,8 +59,6 @@ const START_ATTEMPTS: u32 = 3;
 const IMPORT_PARENT: &str = "/var/lib/cassandra";
 /// How much of the container's log is searched for the reason an import failed.
 const IMPORT_LOG_LINES: usize = 200;
-/// What a snapshot directory holds besides SSTable components.
-const NOT_COMPONENTS: &[&str] = &["manifest.json", "schema.cql"];
 
 /// A Cassandra node running in a container on the host's network, at a loopback address of
 /// its own.
@@ -217,7 +216,13 @@ impl DockerCassandra {
         host_dir: &Path,
     ) -> Result<(), DockerRuntimeError> {
         let components = sstable_components(host_dir).await?;
-        if components.is_empty() {
+        let data_files: Vec<String> = components
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str())
+            .filter(|n| n.ends_with("-Data.db"))
+            .map(str::to_owned)
+            .collect();
+        if data_files.is_empty() {
             return Ok(());
         }
         let top = format!(
@@ -266,6 +271,27 @@ impl DockerCassandra {
                 let log = self.log_tail(IMPORT_LOG_LINES).await.unwrap_or_default();
                 let output =
                     crate::runtime::cassandra::with_log_problems(tail_lines(&output), &log);
+                return Err(import_error(out.exit_code, &output));
+            }
+            // nodetool exits 0 when the node skipped every file it did not recognise ("No
+            // new SSTables were found" in its log): each Data.db must have moved out.
+            let left = self.exec(&["ls", "-1A", &staged]).await?;
+            if !left.success() {
+                return Err(import_error(left.exit_code, &tail_lines(&left.stderr)));
+            }
+            let unloaded = unloaded_data_files(&left.stdout, &data_files);
+            if !unloaded.is_empty() {
+                let log = self.log_tail(IMPORT_LOG_LINES).await.unwrap_or_default();
+                let output = crate::runtime::cassandra::with_log_problems(
+                    format!(
+                        "the node loaded none or only some of the {} SSTables the snapshot \
+                         holds (not loaded: {}); nodetool said:\n{}",
+                        data_files.len(),
+                        unloaded.join(", "),
+                        tail_lines(&output)
+                    ),
+                    &log,
+                );
                 return Err(import_error(out.exit_code, &output));
             }
             Ok(())
@@ -411,7 +437,9 @@ fn server_env(address: Ipv4Addr, jmx_port: u16) -> Vec<String> {
     ]
 }
 
-/// The regular files of `dir` that may be SSTable components, sorted.
+/// The regular files of `dir` that may be SSTable components, sorted. A symbolic link, or
+/// anything else that is neither a regular file nor a directory, is refused, never
+/// followed: only the backup's own files go into the container.
 async fn sstable_components(dir: &Path) -> Result<Vec<PathBuf>, DockerRuntimeError> {
     let error = |source| DockerRuntimeError::ListSstables {
         dir: dir.to_path_buf(),
@@ -420,19 +448,46 @@ async fn sstable_components(dir: &Path) -> Result<Vec<PathBuf>, DockerRuntimeErr
     let mut entries = tokio::fs::read_dir(dir).await.map_err(error)?;
     let mut files = Vec::new();
     while let Some(entry) = entries.next_entry().await.map_err(error)? {
-        // Follows symlinks: a snapshot's files may be links into the data directory.
-        let is_file = tokio::fs::metadata(entry.path())
-            .await
-            .map_err(error)?
-            .is_file();
+        let path = entry.path();
+        let refused = |reason: &str| DockerRuntimeError::ListSstables {
+            dir: dir.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} {reason}", path.display()),
+            ),
+        };
+        let file_type = entry.file_type().await.map_err(error)?;
+        if file_type.is_dir() {
+            continue;
+        }
+        if file_type.is_symlink() {
+            return Err(refused(
+                "is a symbolic link (links are refused, never followed)",
+            ));
+        }
+        if !file_type.is_file() {
+            return Err(refused("is not a regular file"));
+        }
         let name = entry.file_name();
-        let skipped = name.to_str().is_none_or(|n| NOT_COMPONENTS.contains(&n));
-        if is_file && !skipped {
-            files.push(entry.path());
+        let Some(name) = name.to_str() else {
+            return Err(refused("has a name that is not UTF-8"));
+        };
+        if !NOT_COMPONENTS.contains(&name) {
+            files.push(path);
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// The `data_files` still listed in `ls -1A` output of the import directory.
+fn unloaded_data_files(listing: &str, data_files: &[String]) -> Vec<String> {
+    let left: std::collections::BTreeSet<&str> = listing.lines().map(str::trim).collect();
+    data_files
+        .iter()
+        .filter(|name| left.contains(name.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// A loopback address whose CQL and storage ports are free: `127.x.y.z` with `x` in
@@ -559,6 +614,28 @@ mod tests {
             missing,
             Err(DockerRuntimeError::ListSstables { .. })
         ));
+
+        // A link is refused, naming it, never followed out of the backup.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"root:secret").unwrap();
+        let link = dir.path().join("nb-1-big-Statistics.db");
+        std::os::unix::fs::symlink(outside.path().join("secret"), &link).unwrap();
+        let error = sstable_components(dir.path()).await.unwrap_err();
+        let chain = crate::scan::error_chain(&error);
+        assert!(
+            chain.contains(&link.display().to_string()) && chain.contains("symbolic link"),
+            "{chain}"
+        );
+    }
+
+    #[test]
+    fn data_files_still_in_the_import_directory_were_not_loaded() {
+        let staged = ["nb-1-big-Data.db".to_owned(), "nb-2-big-Data.db".to_owned()];
+        assert_eq!(
+            unloaded_data_files("nb-2-big-Data.db\nnb-2-big-TOC.txt\n", &staged),
+            ["nb-2-big-Data.db"]
+        );
+        assert!(unloaded_data_files("", &staged).is_empty());
     }
 
     #[test]
