@@ -1,7 +1,10 @@
 //! The docker runtime against a real Docker engine and real containers: start, load through
-//! the in-container client, query from the host, restore a `pg_dump -Fc` archive with
-//! `pg_restore` inside, stop; and that nothing is left behind by `stop`, by `Drop`, or by
-//! a run that never cleaned up (the sweep).
+//! the in-container client, query from the host through the server's socket, restore a
+//! `pg_dump -Fc` archive with `pg_restore` inside, stop; that a SQL container is confined
+//! (no network, no TCP listener, its socket in a directory only this user can open,
+//! password authentication with a fresh password that no command line shows, capabilities
+//! dropped); and that nothing is left behind by `stop`, by `Drop`, or by a run that never
+//! cleaned up (the sweep), socket directories included.
 //!
 //! The images are the local test images (`scripts/build-test-images`), passed explicitly;
 //! `SCALARDB_VERIFY_TEST_PG_IMAGE` and `SCALARDB_VERIFY_TEST_MYSQL_IMAGE` override them
@@ -15,6 +18,7 @@
 //! `scripts/install-docker` and `scripts/build-test-images`. The `docker` command line is
 //! the independent witness that a container is gone.
 
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -103,18 +107,175 @@ fn assert_gone(id: &str) {
     assert!(inspect(id).is_none(), "container {id} is left behind");
 }
 
+/// The instance directory a SQL container's label names: the parent of its socket directory.
+fn instance_dir(instance: &DockerInstance) -> PathBuf {
+    instance.socket_dir().parent().unwrap().to_owned()
+}
+
 fn assert_labelled(instance: &DockerInstance, options: &DockerOptions, engine: &str) {
     let container = inspect(instance.container_id()).expect("the container exists");
     let labels = &container["Config"]["Labels"];
     assert_eq!(labels["scalardb-verify.tool"], "scalardb-verify");
     assert_eq!(labels["scalardb-verify.run-id"], options.run_id.as_str());
     assert_eq!(labels["scalardb-verify.engine"], engine);
+    let port = if engine == "postgres" { "5433" } else { "3306" };
+    assert_eq!(labels["scalardb-verify.port"], port);
     assert_eq!(
-        labels["scalardb-verify.port"],
-        instance.port().to_string().as_str()
+        labels["scalardb-verify.socket-dir"],
+        instance_dir(instance).to_str().unwrap()
     );
-    assert_eq!(container["HostConfig"]["NetworkMode"], "host");
     assert_eq!(container["State"]["Running"], true);
+    assert_confined(instance, &container);
+}
+
+/// What a SQL container may do: no network, nothing of the host but its socket directory,
+/// three capabilities, no new privileges, a pids limit; and no password on its command line
+/// or in its environment.
+fn assert_confined(instance: &DockerInstance, container: &serde_json::Value) {
+    let host = &container["HostConfig"];
+    assert_eq!(host["NetworkMode"], "none", "{host}");
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{host}");
+    let mut added: Vec<&str> = host["CapAdd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().trim_start_matches("CAP_"))
+        .collect();
+    added.sort_unstable();
+    assert_eq!(added, ["CHOWN", "SETGID", "SETUID"], "{host}");
+    assert_eq!(
+        host["SecurityOpt"],
+        serde_json::json!(["no-new-privileges"])
+    );
+    assert_eq!(host["PidsLimit"], 1024);
+    assert_eq!(host["Privileged"], false);
+    let mounts = container["Mounts"].as_array().unwrap();
+    let binds: Vec<&serde_json::Value> = mounts.iter().filter(|m| m["Type"] == "bind").collect();
+    assert_eq!(binds.len(), 1, "{mounts:?}");
+    assert_eq!(
+        binds[0]["Source"],
+        instance.socket_dir().to_str().unwrap(),
+        "{mounts:?}"
+    );
+    let inside = match instance.engine() {
+        Engine::Postgres => "/run/scalardb-verify",
+        Engine::MariaDb => "/run/mysqld",
+    };
+    assert_eq!(binds[0]["Destination"], inside);
+    // The container's only interface is its own loopback.
+    assert_eq!(
+        container["NetworkSettings"]["Networks"]
+            .as_object()
+            .map(|n| n.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["none".to_owned()])
+    );
+    // The password is in none of what `docker inspect` shows.
+    let password = password_of(instance);
+    for shown in [
+        &container["Config"]["Cmd"],
+        &container["Config"]["Env"],
+        &container["Args"],
+        &container["Path"],
+    ] {
+        assert!(!shown.to_string().contains(&password), "{shown}");
+    }
+}
+
+/// The instance's password, from its URL.
+fn password_of(instance: &DockerInstance) -> String {
+    let url = url::Url::parse(&instance.url()).unwrap();
+    let password = url.password().expect("the URL carries a password");
+    percent_decode(password)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The TCP sockets listening in the network namespace of `pid` (read from the host's /proc,
+/// so the container needs no tools): `local address:port` in /proc's hex.
+fn tcp_listeners_of(pid: u64) -> Vec<String> {
+    let mut listening = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let path = format!("/proc/{pid}/net/{table}");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {path} (the tests must run as root): {e}"));
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // State 0A is LISTEN.
+            if fields.get(3) == Some(&"0A") {
+                listening.push(format!("{table} {}", fields[1]));
+            }
+        }
+    }
+    listening
+}
+
+/// The server has no TCP listener anywhere: not on the host (it is not in the host's
+/// network namespace), not even on the container's own loopback.
+fn assert_no_tcp_listener(instance: &DockerInstance) {
+    let container = inspect(instance.container_id()).unwrap();
+    let pid = container["State"]["Pid"].as_u64().unwrap();
+    assert!(pid > 0, "{container}");
+    let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_ne!(
+        netns(&pid.to_string()),
+        netns("self"),
+        "the server is in the host's network namespace"
+    );
+    assert_eq!(tcp_listeners_of(pid), Vec::<String>::new());
+}
+
+/// The instance directory is this user's alone (0700 under a 0700 parent), and another
+/// user cannot even see the socket in it.
+fn assert_socket_private(instance: &DockerInstance) {
+    let uid = nix_uid();
+    let dir = instance_dir(instance);
+    for private in [dir.as_path(), dir.parent().unwrap()] {
+        let meta = std::fs::symlink_metadata(private).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.uid(), uid, "{}", private.display());
+        assert_eq!(meta.mode() & 0o777, 0o700, "{}", private.display());
+    }
+    let socket = instance.socket_path();
+    assert!(socket.exists(), "{}", socket.display());
+    assert_eq!(
+        uid, 0,
+        "trying the socket as another user needs root (setpriv)"
+    );
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "ls",
+            "-l",
+        ])
+        .arg(&socket)
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Permission denied"),
+        "{output:?}"
+    );
+}
+
+fn nix_uid() -> u32 {
+    std::fs::metadata("/proc/self").unwrap().uid()
 }
 
 fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
@@ -137,13 +298,17 @@ async fn postgres_loads_sql_restores_an_archive_and_stop_removes_it() {
     let pg = start(Engine::Postgres, &options).await;
     let id = pg.container_id().to_owned();
     assert_labelled(&pg, &options, "postgres");
+    assert_no_tcp_listener(&pg);
+    assert_socket_private(&pg);
     assert_eq!(
         pg.url(),
         format!(
-            "postgres://postgres:p%40ss%20w'rd@127.0.0.1:{}/postgres",
-            pg.port()
+            "postgres://postgres:p%40ss%20w'rd@localhost:5433/postgres?host={}",
+            pg.socket_dir().display()
         )
     );
+    assert_eq!(pg.socket_path(), pg.socket_dir().join(".s.PGSQL.5433"));
+    let dir_of_instance = instance_dir(&pg);
 
     // Loaded by psql inside the container, from a host file streamed to its stdin: big
     // enough to take many chunks.
@@ -179,7 +344,7 @@ async fn postgres_loads_sql_restores_an_archive_and_stop_removes_it() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(settings, ["127.0.0.1", "off", "off", "off"]);
+    assert_eq!(settings, ["", "off", "off", "off"]);
 
     // ON_ERROR_STOP: the statement after the error must not run, and stderr is reported.
     let bad = write_file(
@@ -223,7 +388,7 @@ async fn postgres_loads_sql_restores_an_archive_and_stop_removes_it() {
         .await
         .unwrap();
     assert_eq!(out.exit_code, 3);
-    assert_eq!(out.stdout, format!("out\n{}\n", pg.port()));
+    assert_eq!(out.stdout, "out\n5433\n");
     assert_eq!(out.stderr, "err\n");
 
     // A custom-format archive made by the server's own pg_dump (hex on stdout, so any
@@ -290,6 +455,7 @@ async fn postgres_loads_sql_restores_an_archive_and_stop_removes_it() {
     pg.stop().await.unwrap();
     eprintln!("postgres container removed in {:?}", stopping.elapsed());
     assert_gone(&id);
+    assert!(!dir_of_instance.exists(), "{}", dir_of_instance.display());
     assert!(
         labelled_containers(Some(&options.run_id))
             .await
@@ -301,14 +467,23 @@ async fn postgres_loads_sql_restores_an_archive_and_stop_removes_it() {
 
 #[tokio::test]
 async fn mysql_family_loads_a_dump_and_stop_removes_it() {
+    // No password given: a fresh random one, never none.
     let options = options("maria", Engine::MariaDb, None);
     let db = start(Engine::MariaDb, &options).await;
     let id = db.container_id().to_owned();
     assert_labelled(&db, &options, "mariadb");
+    assert_no_tcp_listener(&db);
+    assert_socket_private(&db);
+    let password = password_of(&db);
+    assert_eq!(password.len(), 64, "{password}");
     assert_eq!(
         db.url(),
-        format!("mysql://root@127.0.0.1:{}/mysql", db.port())
+        format!(
+            "mysql://root:{password}@localhost/mysql?socket={}/mysqld.sock",
+            db.socket_dir().display()
+        )
     );
+    let dir_of_instance = instance_dir(&db);
 
     // A dump names its own database: loaded with no database selected.
     let dir = tempfile::tempdir().unwrap();
@@ -326,11 +501,12 @@ async fn mysql_family_loads_a_dump_and_stop_removes_it() {
         .await
         .unwrap();
     assert_eq!(owners, ["ann", "bob", "zoë"]);
-    let (bind, log_bin): (String, i64) = sqlx::query_as("SELECT @@bind_address, @@log_bin")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!((bind.as_str(), log_bin), ("127.0.0.1", 0));
+    let (skip_networking, log_bin): (i64, i64) =
+        sqlx::query_as("SELECT @@skip_networking, @@log_bin")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((skip_networking, log_bin), (1, 0));
 
     db.execute_sql_in(Some("bank"), "INSERT INTO accounts VALUES (4, 'dan');")
         .await
@@ -352,7 +528,7 @@ async fn mysql_family_loads_a_dump_and_stop_removes_it() {
             "sh",
             "-c",
             "c=mysql; command -v mariadb >/dev/null && c=mariadb; \
-             $c --protocol=TCP -N -e 'SELECT count(*) FROM bank.accounts'",
+             $c -N -e 'SELECT count(*) FROM bank.accounts'",
         ])
         .await
         .unwrap();
@@ -361,6 +537,7 @@ async fn mysql_family_loads_a_dump_and_stop_removes_it() {
 
     db.stop().await.unwrap();
     assert_gone(&id);
+    assert!(!dir_of_instance.exists(), "{}", dir_of_instance.display());
     drop(conn);
 }
 
@@ -368,12 +545,12 @@ async fn mysql_family_loads_a_dump_and_stop_removes_it() {
 async fn a_wrong_password_is_rejected_by_both_engines() {
     let pg_options = options("pw-pg", Engine::Postgres, Some("right-pw"));
     let my_options = options("pw-my", Engine::MariaDb, Some("right-pw"));
-    // Two containers on the host's network at once, each on its own port.
+    // Two containers at once, each with its own socket directory.
     let (pg, my) = tokio::join!(
         start(Engine::Postgres, &pg_options),
         start(Engine::MariaDb, &my_options)
     );
-    assert_ne!(pg.port(), my.port());
+    assert_ne!(pg.socket_dir(), my.socket_dir());
 
     PgConnection::connect(&pg.url()).await.unwrap();
     let wrong = pg.url().replace("right-pw", "wrong-pw");
@@ -383,8 +560,21 @@ async fn a_wrong_password_is_rejected_by_both_engines() {
         Some("28P01"),
         "{err}"
     );
+    // The socket asks for the password too: no trust for local connections.
     let nopw = pg.url().replace(":right-pw", "");
-    assert!(PgConnection::connect(&nopw).await.is_err());
+    let err = PgConnection::connect(&nopw).await.unwrap_err();
+    assert!(
+        err.as_database_error().and_then(|e| e.code()).as_deref() == Some("28P01")
+            || err.to_string().contains("password"),
+        "{err}"
+    );
+    // The image's own client inside the container, without the password exec sets.
+    let out = pg
+        .exec(&["sh", "-c", "unset PGPASSWORD; psql -w -X -c 'SELECT 1'"])
+        .await
+        .unwrap();
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("password"), "{out:?}");
 
     MySqlConnection::connect(&my.url()).await.unwrap();
     let wrong = my.url().replace("right-pw", "wrong-pw");
@@ -394,6 +584,35 @@ async fn a_wrong_password_is_rejected_by_both_engines() {
         Some("28000"),
         "{err}"
     );
+    let nopw = my.url().replace(":right-pw", "");
+    let err = MySqlConnection::connect(&nopw).await.unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("28000"),
+        "{err}"
+    );
+    let out = my
+        .exec(&[
+            "sh",
+            "-c",
+            "unset MYSQL_PWD; c=mysql; command -v mariadb >/dev/null && c=mariadb; \
+             $c -N -e 'SELECT 1'",
+        ])
+        .await
+        .unwrap();
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("Access denied"), "{out:?}");
+    // Not on a command line either, while the servers run.
+    for (instance, password) in [(&pg, "right-pw"), (&my, "right-pw")] {
+        let top = std::process::Command::new("docker")
+            .args(["top", instance.container_id(), "-eo", "pid,args"])
+            .output()
+            .unwrap();
+        assert!(top.status.success(), "{top:?}");
+        let listing = String::from_utf8_lossy(&top.stdout);
+        assert!(listing.lines().count() > 1, "{listing}");
+        assert!(!listing.contains(password), "{listing}");
+    }
     let (pg_id, my_id) = (pg.container_id().to_owned(), my.container_id().to_owned());
     let (a, b) = tokio::join!(pg.stop(), my.stop());
     a.unwrap();
@@ -408,6 +627,7 @@ async fn a_dropped_instance_is_removed() {
     let pg = start(Engine::Postgres, &options).await;
     let id = pg.container_id().to_owned();
     assert!(inspect(&id).is_some());
+    let dir = instance_dir(&pg);
     let dropping = Instant::now();
     drop(pg);
     eprintln!(
@@ -415,6 +635,7 @@ async fn a_dropped_instance_is_removed() {
         dropping.elapsed()
     );
     assert_gone(&id);
+    assert!(!dir.exists(), "{}", dir.display());
 }
 
 #[tokio::test]
@@ -422,6 +643,7 @@ async fn sweep_removes_a_leftover_labelled_container() {
     let options = options("sweep", Engine::MariaDb, None);
     let db = start(Engine::MariaDb, &options).await;
     let id = db.container_id().to_owned();
+    let dir = instance_dir(&db);
     // A run killed before its teardown: neither stop nor Drop runs.
     std::mem::forget(db);
     assert_eq!(inspect(&id).unwrap()["State"]["Running"], true);
@@ -430,15 +652,18 @@ async fn sweep_removes_a_leftover_labelled_container() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].id, id);
     assert_eq!(listed[0].engine.as_deref(), Some("mariadb"));
+    assert_eq!(listed[0].socket_dir.as_deref(), Some(dir.as_path()));
 
     // Another run's sweep leaves it alone.
     let other = sweep_containers(Some("t-some-other-run")).await.unwrap();
     assert!(!other.contains(&id));
     assert!(inspect(&id).is_some());
+    assert!(dir.exists());
 
     let swept = sweep_containers(Some(&options.run_id)).await.unwrap();
     assert_eq!(swept, [id.as_str()]);
     assert_gone(&id);
+    assert!(!dir.exists(), "the sweep left {}", dir.display());
     assert!(
         sweep_containers(Some(&options.run_id))
             .await
@@ -752,5 +977,35 @@ async fn a_cassandra_container_that_exits_during_startup_fails_at_once() {
             .unwrap()
             .is_empty(),
         "the failed container was not removed"
+    );
+}
+
+#[tokio::test]
+async fn sweep_never_removes_a_directory_a_forged_label_names() {
+    require_engine().await;
+    let run_id = format!("t-forged-{}", std::process::id());
+    // A directory of this user's that is not a socket directory, and one in the private
+    // parent with another name: a label naming either must not get it removed.
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::write(victim.path().join("canary"), "untouched").unwrap();
+    let created = std::process::Command::new("docker")
+        .args(["create", "--network", "none"])
+        .args(["--label", "scalardb-verify.tool=scalardb-verify"])
+        .args(["--label", &format!("scalardb-verify.run-id={run_id}")])
+        .args([
+            "--label",
+            &format!("scalardb-verify.socket-dir={}", victim.path().display()),
+        ])
+        .arg(image(Engine::Postgres))
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let swept = sweep_containers(Some(&run_id)).await.unwrap();
+    assert_eq!(swept, [id.as_str()]);
+    assert_gone(&id);
+    assert_eq!(
+        std::fs::read_to_string(victim.path().join("canary")).unwrap(),
+        "untouched"
     );
 }

@@ -1,25 +1,32 @@
 //! Disposable PostgreSQL, MySQL/MariaDB and Cassandra servers in Docker containers.
 //!
 //! A [`DockerInstance`] owns one container, started from an official image (`postgres:16`,
-//! `mysql:8.4`) or any image with the same contract, on the host's network: the server
-//! listens on a free loopback port we chose and passed as an argument, with durability off.
-//! Loading runs the image's own client (`psql`, `mysql`/`mariadb`) inside the container,
-//! with the host file streamed to its stdin, so the host needs nothing but the engine.
+//! `mysql:8.4`) or any image with the same contract, with no network at all: the server
+//! has no TCP listener, only a Unix socket in a host directory private to this user and
+//! mounted into the container (`socket_dir`), and its superuser a fresh random password
+//! unless one is given, in a file uploaded before the container starts (never on a
+//! command line, nor in `docker inspect`). The container runs with no capabilities but
+//! those its entrypoint needs to drop to the server's account, no new privileges, and a
+//! pids limit. Durability is off. Loading runs the image's own client (`psql`,
+//! `mysql`/`mariadb`) inside the container, with the host file streamed to its stdin, so
+//! the host needs nothing but the engine.
 //! A [`DockerCassandra`] does the same for a single Cassandra node (`cassandra:5.0`), whose
 //! ports are fixed: it gets a loopback address of its own instead, and SSTables are loaded
 //! with the image's `nodetool import`.
-//! Every container is labelled (`scalardb-verify.tool`, `.run-id`, `.engine`); teardown is
-//! explicit ([`DockerInstance::stop`]), `Drop` removes as a fallback, and
-//! [`sweep_containers`] removes what a killed run left.
+//! Every container is labelled (`scalardb-verify.tool`, `.run-id`, `.engine`, and a SQL
+//! server's `.socket-dir`); teardown is explicit ([`DockerInstance::stop`]), `Drop` removes
+//! as a fallback, and [`sweep_containers`] removes what a killed run left, socket
+//! directories included.
 //!
 //! This is the only module that talks to the Docker engine, and only through
 //! [`client`]. It must not touch containers it did not label, publish ports beyond
-//! loopback, or interpret the data it holds. The engine must run on this host (host
-//! networking on Linux): the server is reached at 127.0.0.1.
+//! loopback, or interpret the data it holds. The engine must run on this host: the SQL
+//! server's socket is a host directory, and the Cassandra node is on the host's network.
 //!
 //! - `client`: the bollard facade, one error variant per engine operation.
 //! - `spec`: each engine's image contract (environment, server arguments, client command).
 //! - `archive`: host files as a streamed tar, for [`DockerInstance::copy_into`].
+//! - `socket_dir`: the private host directory a SQL server's socket is in.
 //! - `cassandra`: [`DockerCassandra`], a node on its own loopback address.
 //! - `cql`: a hand-written CQL readiness probe (the driver is `store`'s alone).
 
@@ -27,6 +34,7 @@ mod archive;
 mod cassandra;
 mod client;
 mod cql;
+mod socket_dir;
 mod spec;
 
 use std::collections::HashMap;
@@ -41,7 +49,8 @@ use tokio::time::Instant;
 
 pub use self::cassandra::{CASSANDRA_NATIVE_PORT, DEFAULT_CASSANDRA_IMAGE, DockerCassandra};
 pub use self::client::EngineError;
-use self::client::{Client, ContainerSpec, ExecRequest};
+use self::client::{Client, Confinement, ContainerSpec, ExecRequest};
+use self::socket_dir::SocketDir;
 use super::Engine;
 
 /// Label keys every container of this tool carries.
@@ -52,13 +61,21 @@ pub const LABEL_PORT: &str = "scalardb-verify.port";
 pub const LABEL_CREATED_AT: &str = "scalardb-verify.created-at";
 /// The loopback address a Cassandra container listens on (its ports are fixed).
 pub const LABEL_ADDRESS: &str = "scalardb-verify.address";
+/// The host directory a SQL container's socket is in, removed with the container.
+pub const LABEL_SOCKET_DIR: &str = "scalardb-verify.socket-dir";
 /// The value of [`LABEL_TOOL`].
 pub const TOOL: &str = "scalardb-verify";
 
 /// How long `docker_available` and connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How many free ports to try when another process takes ours before the server binds it.
-const PORT_ATTEMPTS: u32 = 5;
+/// The capabilities a SQL container keeps (all others are dropped): those the images'
+/// entrypoints use as root to hand the data and socket directories to the server's
+/// account (`chown`) and to become that account (`gosu`, `setpriv`: setuid, setgid,
+/// setgroups). Nothing else runs as root in the container but our own client commands.
+const SQL_CAPABILITIES: &[&str] = &["CHOWN", "SETUID", "SETGID"];
+/// At most this many processes and threads in a SQL container: MySQL runs a thread per
+/// connection, PostgreSQL a process, and a restore a few dozen at most.
+const SQL_PIDS_LIMIT: i64 = 1024;
 /// How long one readiness probe may take before it is abandoned and retried.
 const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// With no ready line in the log (an unfamiliar image), a server counts as ready once it has
@@ -87,15 +104,15 @@ pub struct DockerOptions {
     pub run_id: String,
     /// Covers creating and starting the container and waiting until the server answers.
     pub startup_timeout: Duration,
-    /// The superuser's password (`postgres`, `root`). `None`: PostgreSQL trusts every
-    /// connection, and MySQL's root has an empty password. Cassandra ignores it (its image
+    /// The superuser's password (`postgres`, `root`). `None`: a fresh random one for each
+    /// SQL instance; there is never an instance without one. Cassandra ignores it (its image
     /// lets every client in).
     pub superuser_password: Option<String>,
 }
 
 impl DockerOptions {
     /// The default image, a 120-second startup timeout (a first start initializes the data
-    /// directory), and no password.
+    /// directory), and a random password.
     pub fn new(run_id: impl Into<String>) -> Self {
         Self {
             image: None,
@@ -155,6 +172,23 @@ pub enum DockerRuntimeError {
     },
     #[error("reserve a free port on 127.0.0.1")]
     FreePort {
+        #[source]
+        source: io::Error,
+    },
+    #[error("generate a password from /dev/urandom")]
+    RandomPassword {
+        #[source]
+        source: io::Error,
+    },
+    #[error("make a private socket directory for {engine}")]
+    CreateSocketDir {
+        engine: Engine,
+        #[source]
+        source: io::Error,
+    },
+    #[error("remove the socket directory {}", path.display())]
+    RemoveSocketDir {
+        path: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -246,19 +280,20 @@ pub enum DockerRuntimeError {
         log_tail: String,
     },
     #[error(
-        "get {engine} in the container {container} to answer on port {port} within {timeout:?}; its log ends with:\n{log_tail}"
+        "get {engine} in the container {container} to answer on its socket {} within {timeout:?}; its log ends with:\n{log_tail}",
+        socket.display()
     )]
     NotReady {
         engine: Engine,
         container: String,
-        port: u16,
+        socket: PathBuf,
         timeout: Duration,
         log_tail: String,
     },
-    #[error("probe {engine} on port {port}")]
+    #[error("probe {engine} on its socket {}", socket.display())]
     Probe {
         engine: Engine,
-        port: u16,
+        socket: PathBuf,
         #[source]
         source: sqlx::Error,
     },
@@ -379,20 +414,23 @@ pub struct LabelledContainer {
     pub run_id: Option<String>,
     pub engine: Option<String>,
     pub port: Option<u16>,
+    /// A SQL container's socket directory on the host.
+    pub socket_dir: Option<PathBuf>,
 }
 
-/// A database server running in a container on the host's network, at 127.0.0.1.
+/// A database server running in a container with no network, reached through its socket
+/// in a private host directory.
 ///
 /// Call [`stop`](Self::stop) when done; dropping it instead removes the container on a
-/// helper thread, blocking the dropping thread for up to 15 s.
+/// helper thread, blocking the dropping thread for up to 15 s, and then the directory.
 pub struct DockerInstance {
     client: Client,
     engine: Engine,
     image: String,
     container_id: String,
     name: String,
-    port: u16,
-    password: Option<String>,
+    socket_dir: SocketDir,
+    password: String,
     removed: bool,
     uploads: AtomicU64,
 }
@@ -404,8 +442,8 @@ impl fmt::Debug for DockerInstance {
             .field("image", &self.image)
             .field("container_id", &self.container_id)
             .field("name", &self.name)
-            .field("port", &self.port)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("socket_dir", &self.socket_dir.path())
+            .field("password", &"<redacted>")
             .field("removed", &self.removed)
             .finish_non_exhaustive()
     }
@@ -487,64 +525,117 @@ fn exit_status(state: client::ContainerState) -> String {
 }
 
 impl DockerInstance {
-    /// Starts a labelled container of `opts.image` (pulling it first if missing) with the
-    /// server on a free loopback port, and waits until it answers `SELECT 1` from this host
-    /// and its log says it is ready, within `opts.startup_timeout`. If the container exits
-    /// during startup, fails at once with the end of its log; the container is removed on
-    /// every failure.
+    /// Starts a labelled container of `opts.image` (pulling it first if missing) with no
+    /// network and the server on a socket in a fresh private host directory, and waits
+    /// until it answers `SELECT 1` there and its log says it is ready, within
+    /// `opts.startup_timeout`. If the container exits during startup, fails at once with the
+    /// end of its log; the container and the directory are removed on every failure.
     pub async fn start(engine: Engine, opts: &DockerOptions) -> Result<Self, DockerRuntimeError> {
         let image = opts
             .image
             .clone()
             .unwrap_or_else(|| spec::default_image(engine).to_owned());
         let client = client_with_image(&image).await?;
+        let password = match &opts.superuser_password {
+            Some(password) => password.clone(),
+            None => random_password()?,
+        };
         let deadline = Instant::now() + opts.startup_timeout;
-        start_with_retries(PORT_ATTEMPTS, deadline, opts.startup_timeout, async || {
-            let port = free_port()?;
-            let spec = container_spec(engine, &image, port, opts);
-            let container_id = tokio::time::timeout_at(deadline, client.create_container(&spec))
-                .await
-                .map_err(|_elapsed| DockerRuntimeError::Timeout {
-                    engine,
-                    image: image.clone(),
-                    what: "create a container",
-                    timeout: opts.startup_timeout,
-                })??;
-            Ok(Self {
+        // One attempt: nothing on the host can take a socket in our own directory.
+        start_with_retries(1, deadline, opts.startup_timeout, async || {
+            let socket_dir = SocketDir::create(&spec::socket_name(engine))
+                .map_err(|source| DockerRuntimeError::CreateSocketDir { engine, source })?;
+            let spec = container_spec(engine, &image, &socket_dir, opts);
+            let confinement = Confinement::isolated(
+                (
+                    socket_dir.socket_dir().to_string_lossy().into_owned(),
+                    spec::socket_dir(engine).to_owned(),
+                ),
+                SQL_CAPABILITIES,
+                SQL_PIDS_LIMIT,
+            );
+            let created = tokio::time::timeout_at(
+                deadline,
+                client.create_confined_container(&spec, &confinement),
+            )
+            .await
+            .map_err(|_elapsed| DockerRuntimeError::Timeout {
+                engine,
+                image: image.clone(),
+                what: "create a container",
+                timeout: opts.startup_timeout,
+            })
+            .and_then(|created| created);
+            let container_id = match created {
+                Ok(id) => id,
+                Err(e) => {
+                    let _ = socket_dir.remove();
+                    return Err(e);
+                }
+            };
+            // From here on, an early return drops the instance, which removes both.
+            let instance = Self {
                 client: client.clone(),
                 engine,
                 image: image.clone(),
                 container_id,
                 name: spec.name,
-                port,
-                password: opts.superuser_password.clone(),
+                socket_dir,
+                password: password.clone(),
                 removed: false,
                 uploads: AtomicU64::new(0),
-            })
+            };
+            let secret =
+                archive::secret_archive(spec::SECRET_DIR, spec::SECRET_FILE, password.as_bytes())
+                    .map_err(|source| DockerRuntimeError::Archive {
+                    path: PathBuf::from(spec::password_file()),
+                    container: instance.name.clone(),
+                    source,
+                })?;
+            client
+                .upload_bytes(&instance.container_id, "/", secret)
+                .await?;
+            Ok(instance)
         })
         .await
     }
 
-    /// The sqlx URL of the superuser on the default database, e.g.
-    /// `postgres://postgres:PW@127.0.0.1:PORT/postgres` or `mysql://root@127.0.0.1:PORT/mysql`.
+    /// The sqlx URL of the superuser on the default database through the socket, e.g.
+    /// `postgres://postgres:PW@localhost:5433/postgres?host=/tmp/scalardb-verify-0/sql-Ab12/socket`
+    /// or `mysql://root:PW@localhost/mysql?socket=/tmp/.../socket/mysqld.sock`.
     pub fn url(&self) -> String {
         self.url_for(self.engine.default_database())
     }
 
-    /// The sqlx URL of the superuser on `database`.
+    /// The sqlx URL of the superuser on `database`, through the socket.
     pub fn url_for(&self, database: &str) -> String {
-        let scheme = match self.engine {
-            Engine::Postgres => "postgres",
-            Engine::MariaDb => "mysql",
+        let (scheme, key, socket) = match self.engine {
+            Engine::Postgres => ("postgres", "host", self.socket_dir.socket_dir()),
+            Engine::MariaDb => (
+                "mysql",
+                "socket",
+                self.socket_dir
+                    .socket_dir()
+                    .join(spec::socket_name(self.engine)),
+            ),
         };
-        let mut url = url::Url::parse(&format!("{scheme}://127.0.0.1:{}/", self.port))
-            .expect("a scheme, an IPv4 address and a port always make a valid URL");
+        // PostgreSQL's port names its socket file; MySQL's is unused on a socket.
+        let authority = match self.engine {
+            Engine::Postgres => format!("localhost:{}", spec::POSTGRES_PORT),
+            Engine::MariaDb => "localhost".to_owned(),
+        };
+        let mut url = url::Url::parse(&format!("{scheme}://{authority}/"))
+            .expect("a scheme, a host and a port always make a valid URL");
         // Neither can fail on a URL with a host.
         let _ = url.set_username(self.engine.superuser());
-        let _ = url.set_password(self.password.as_deref());
+        let _ = url.set_password(Some(&self.password));
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().push(database);
         }
+        url.set_query(Some(&format!(
+            "{key}={}",
+            query_value(&socket.to_string_lossy())
+        )));
         url.into()
     }
 
@@ -552,9 +643,17 @@ impl DockerInstance {
         self.engine
     }
 
-    /// The port the server listens on, on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
+    /// The host directory the server's socket is in (private to this user), which `url`
+    /// names.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.socket_dir.socket_dir()
+    }
+
+    /// The server's socket, on the host.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket_dir
+            .socket_dir()
+            .join(spec::socket_name(self.engine))
     }
 
     pub fn container_id(&self) -> &str {
@@ -628,9 +727,10 @@ impl DockerInstance {
     }
 
     /// Runs `cmd` inside the container as its image's default user and waits for it. The
-    /// engine's tools reach the server with no flags: `PGHOST`, `PGPORT`, `PGUSER` and
-    /// `PGPASSWORD` are set for PostgreSQL, `MYSQL_HOST`, `MYSQL_TCP_PORT` and `MYSQL_PWD` for
-    /// MySQL and MariaDB. A non-zero exit code is an `Ok` result, for the caller to judge.
+    /// engine's tools reach the server through its socket with no flags: `PGHOST`, `PGPORT`,
+    /// `PGUSER` and `PGPASSWORD` are set for PostgreSQL, `MYSQL_UNIX_PORT` and `MYSQL_PWD`
+    /// for MySQL and MariaDB. A non-zero exit code is an `Ok` result, for the caller to
+    /// judge.
     pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerRuntimeError> {
         exec_in(&self.client, &self.container_id, cmd, self.client_env()).await
     }
@@ -719,26 +819,37 @@ impl DockerInstance {
         self.client.logs_tail(&self.container_id, lines).await
     }
 
-    /// Kills the container and removes it with its anonymous volumes. The data is
-    /// disposable, so there is no clean shutdown to wait for.
+    /// Kills the container and removes it with its anonymous volumes, then its socket
+    /// directory. The data is disposable, so there is no clean shutdown to wait for.
     pub async fn stop(mut self) -> Result<(), DockerRuntimeError> {
         self.client.remove_container(&self.container_id).await?;
         self.removed = true;
-        Ok(())
+        self.socket_dir
+            .remove()
+            .map_err(|source| DockerRuntimeError::RemoveSocketDir {
+                path: self.socket_dir.path().to_owned(),
+                source,
+            })
     }
 
-    async fn probe(&self) -> Result<(), sqlx::Error> {
+    /// Whether the real server answers: `Ok(false)` is the official images' temporary
+    /// setup server, which MySQL's and MariaDB's run on the same socket.
+    async fn probe(&self) -> Result<bool, sqlx::Error> {
         let url = self.url();
         match self.engine {
             Engine::Postgres => {
                 let mut conn = sqlx::postgres::PgConnection::connect(&url).await?;
                 sqlx::query("SELECT 1").execute(&mut conn).await?;
-                conn.close().await
+                conn.close().await?;
+                Ok(true)
             }
             Engine::MariaDb => {
                 let mut conn = sqlx::mysql::MySqlConnection::connect(&url).await?;
-                sqlx::query("SELECT 1").execute(&mut conn).await?;
-                conn.close().await
+                let zone: String = sqlx::query_scalar("SELECT CAST(@@global.time_zone AS CHAR)")
+                    .fetch_one(&mut conn)
+                    .await?;
+                conn.close().await?;
+                Ok(zone == spec::MYSQL_TIME_ZONE)
             }
         }
     }
@@ -760,7 +871,7 @@ impl DockerInstance {
     }
 
     fn client_env(&self) -> Vec<String> {
-        spec::client_env(self.engine, self.port, self.password.as_deref())
+        spec::client_env(self.engine, &self.password)
     }
 
     async fn run_sql_client(
@@ -772,7 +883,7 @@ impl DockerInstance {
             .exec(
                 &self.container_id,
                 ExecRequest {
-                    cmd: spec::sql_client(self.engine, self.port, database),
+                    cmd: spec::sql_client(self.engine, database),
                     env: self.client_env(),
                     stdin: Some(stdin),
                     limit: STDERR_TAIL_BYTES,
@@ -826,7 +937,8 @@ impl StartingContainer for DockerInstance {
             // whole deadline.
             let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
             match tokio::time::timeout_at(attempt_deadline, self.probe()).await {
-                Ok(Ok(())) => {
+                Ok(Ok(false)) => answering_since = None,
+                Ok(Ok(true)) => {
                     let now = Instant::now();
                     let since = *answering_since.get_or_insert(now);
                     if now - since >= CONFIRM_AFTER || self.log_says_ready().await.map_err(fatal)? {
@@ -834,11 +946,11 @@ impl StartingContainer for DockerInstance {
                     }
                 }
                 // A server that answered and then stopped answering is restarting.
-                Ok(Err(e)) if is_transient(&e) => answering_since = None,
+                Ok(Err(e)) if is_transient(self.engine, &e) => answering_since = None,
                 Ok(Err(source)) => {
                     return Err(fatal(DockerRuntimeError::Probe {
                         engine: self.engine,
-                        port: self.port,
+                        socket: self.socket_path(),
                         source,
                     }));
                 }
@@ -849,7 +961,7 @@ impl StartingContainer for DockerInstance {
                 return Err(fatal(DockerRuntimeError::NotReady {
                     engine: self.engine,
                     container: self.name.clone(),
-                    port: self.port,
+                    socket: self.socket_path(),
                     timeout,
                     log_tail: self.log_tail_or_note().await,
                 }));
@@ -869,6 +981,8 @@ impl Drop for DockerInstance {
     fn drop(&mut self) {
         if !self.removed {
             remove_on_drop(self.container_id.clone());
+            // Best effort, like the removal: the sweep finds what is left by its label.
+            let _ = self.socket_dir.remove();
         }
     }
 }
@@ -952,6 +1066,7 @@ pub async fn labelled_containers(
             run_id: c.labels.get(LABEL_RUN_ID).cloned(),
             engine: c.labels.get(LABEL_ENGINE).cloned(),
             port: c.labels.get(LABEL_PORT).and_then(|p| p.parse().ok()),
+            socket_dir: c.labels.get(LABEL_SOCKET_DIR).map(PathBuf::from),
             id: c.id,
             name: c.name,
             image: c.image,
@@ -961,8 +1076,10 @@ pub async fn labelled_containers(
 }
 
 /// Removes (kills first if running) every container labelled by this tool, with its
-/// anonymous volumes; with `run_id`, only that run's. Returns the ids of the containers it
-/// removed (not those a concurrent removal got to first).
+/// anonymous volumes and its socket directory (only if that is a directory this module
+/// makes in this user's private parent, whatever the label says); with `run_id`, only that
+/// run's. Returns the ids of the containers it removed (not those a concurrent removal got
+/// to first).
 ///
 /// With `None` this includes the containers of runs still going, so it is for when none is:
 /// after a killed run, or in CI. A run cleaning up after itself passes its own id.
@@ -981,7 +1098,13 @@ pub async fn sweep_containers(run_id: Option<&str>) -> Result<Vec<String>, Docke
         {
             continue;
         }
-        if client.remove_container(&container.id).await? {
+        let was_there = client.remove_container(&container.id).await?;
+        if let Some(dir) = container.labels.get(LABEL_SOCKET_DIR) {
+            let path = PathBuf::from(dir);
+            socket_dir::remove(&path)
+                .map_err(|source| DockerRuntimeError::RemoveSocketDir { path, source })?;
+        }
+        if was_there {
             removed.push(container.id);
         }
     }
@@ -1010,16 +1133,50 @@ fn labels(run_id: &str, engine: impl fmt::Display, port: u16) -> HashMap<String,
     ])
 }
 
-fn container_spec(engine: Engine, image: &str, port: u16, opts: &DockerOptions) -> ContainerSpec {
-    let labels = labels(&opts.run_id, engine, port);
+fn container_spec(
+    engine: Engine,
+    image: &str,
+    socket_dir: &SocketDir,
+    opts: &DockerOptions,
+) -> ContainerSpec {
+    let port = spec::port(engine);
+    let mut labels = labels(&opts.run_id, engine, port);
+    labels.insert(
+        LABEL_SOCKET_DIR.to_owned(),
+        socket_dir.path().to_string_lossy().into_owned(),
+    );
     ContainerSpec {
         name: container_name(&opts.run_id, engine, port),
         image: image.to_owned(),
-        cmd: spec::server_args(engine, port),
-        env: spec::server_env(engine, opts.superuser_password.as_deref()),
+        cmd: spec::server_args(engine),
+        env: spec::server_env(engine),
         labels,
         stop_signal: spec::stop_signal(engine).map(str::to_owned),
     }
+}
+
+/// 32 random bytes from the kernel, as 64 hex digits: a password for one instance.
+fn random_password() -> Result<String, DockerRuntimeError> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .map_err(|source| DockerRuntimeError::RandomPassword { source })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `value` %-encoded for a URL's query, leaving a path's `/` readable.
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// `scalardb-verify-<run id>-<engine>-<place>-<unique>` (the place is the port, or a
@@ -1045,8 +1202,8 @@ fn container_name(run_id: &str, engine: impl fmt::Display, place: impl fmt::Disp
     )
 }
 
-/// A port on 127.0.0.1 that was free a moment ago. Another process may take it before the
-/// server binds it; `start` then retries with another.
+/// A port on 127.0.0.1 that was free a moment ago (for a Cassandra node's JMX). Another
+/// process may take it before the server binds it; `start` then retries with another.
 fn free_port() -> Result<u16, DockerRuntimeError> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .map_err(|source| DockerRuntimeError::FreePort { source })?;
@@ -1058,12 +1215,17 @@ fn free_port() -> Result<u16, DockerRuntimeError> {
 }
 
 /// Errors a starting server gives before it accepts queries.
-fn is_transient(error: &sqlx::Error) -> bool {
+fn is_transient(engine: Engine, error: &sqlx::Error) -> bool {
     match error {
-        // Connection refused until the server listens; reset if it stops accepting.
+        // No socket yet, or refused until the server listens; reset if it stops accepting.
         sqlx::Error::Io(_) => true,
-        // 57P03: PostgreSQL accepts connections while still starting up, and says so.
-        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        sqlx::Error::Database(db) => match engine {
+            // 57P03: PostgreSQL accepts connections while still starting up, and says so.
+            Engine::Postgres => db.code().as_deref() == Some("57P03"),
+            // 28000: the official images' temporary setup server, before it has given root
+            // our password. The password is ours, so it is never wrong for the real one.
+            Engine::MariaDb => db.code().as_deref() == Some("28000"),
+        },
         _ => false,
     }
 }
@@ -1096,16 +1258,39 @@ mod tests {
 
     #[test]
     fn every_container_is_labelled_with_tool_run_and_engine() {
+        let dir = SocketDir::create("mysqld.sock").unwrap();
         let spec = container_spec(
             Engine::MariaDb,
             "mysql:8.4",
-            4000,
+            &dir,
             &DockerOptions::new("r1"),
         );
         assert_eq!(spec.labels[LABEL_TOOL], TOOL);
         assert_eq!(spec.labels[LABEL_RUN_ID], "r1");
         assert_eq!(spec.labels[LABEL_ENGINE], "mariadb");
-        assert_eq!(spec.labels[LABEL_PORT], "4000");
+        assert_eq!(spec.labels[LABEL_PORT], "3306");
+        assert_eq!(spec.labels[LABEL_SOCKET_DIR], dir.path().to_str().unwrap());
+        // No password anywhere in what `docker inspect` shows.
+        let opts = DockerOptions {
+            superuser_password: Some("hunter2".into()),
+            ..DockerOptions::new("r1")
+        };
+        let spec = container_spec(Engine::Postgres, "postgres:16", &dir, &opts);
+        assert!(!format!("{:?} {:?}", spec.cmd, spec.env).contains("hunter2"));
+        dir.remove().unwrap();
+    }
+
+    #[test]
+    fn passwords_are_fresh_and_long() {
+        let (a, b) = (random_password().unwrap(), random_password().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn query_values_keep_slashes_and_escape_the_rest() {
+        assert_eq!(query_value("/tmp/a b&c=d%"), "/tmp/a%20b%26c%3Dd%25");
     }
 
     #[test]

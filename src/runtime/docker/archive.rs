@@ -48,6 +48,28 @@ pub(super) fn files_stream(
     stream_with(move |writer| write_files(writer, &files, &top, &dir))
 }
 
+/// A tar archive of a directory `dir` holding one file `name` with `contents`, both root's
+/// alone (0700 and 0400): a secret for the container's entrypoint, which reads it as root.
+/// Small, so built in memory.
+pub(super) fn secret_archive(dir: &str, name: &str, contents: &[u8]) -> io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o700);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(0);
+    builder.append_data(&mut header, format!("{dir}/"), io::empty())?;
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o400);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(u64::try_from(contents.len()).map_err(io::Error::other)?);
+    builder.append_data(&mut header, format!("{dir}/{name}"), contents)?;
+    builder.into_inner()
+}
+
 fn stream_with(
     write: impl FnOnce(&mut ChannelWriter) -> io::Result<()> + Send + 'static,
 ) -> (

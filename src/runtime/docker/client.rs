@@ -15,7 +15,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
@@ -85,6 +85,68 @@ pub(super) struct ContainerSpec {
     pub(super) env: Vec<String>,
     pub(super) labels: HashMap<String, String>,
     pub(super) stop_signal: Option<String>,
+}
+
+/// How a container is confined. [`Confinement::host_network`] is the Cassandra node's (its
+/// own loopback address on the host's network, the engine's default privileges);
+/// [`Confinement::isolated`] the SQL servers': no network, no capabilities beyond those
+/// the images' entrypoints need to drop to their server account, no new privileges, a
+/// pids limit, and one host directory mounted.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Confinement {
+    /// `host` or `none`.
+    pub(super) network_mode: String,
+    /// Host directories mounted read-write: `(host path, container path)`.
+    pub(super) binds: Vec<(String, String)>,
+    /// `None`: the engine's default capabilities.
+    pub(super) capabilities: Option<Vec<String>>,
+    pub(super) no_new_privileges: bool,
+    pub(super) pids_limit: Option<i64>,
+}
+
+impl Confinement {
+    pub(super) fn host_network() -> Self {
+        Self {
+            network_mode: "host".to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// No network at all, `bind` the only host mount, and only `capabilities`.
+    pub(super) fn isolated(bind: (String, String), capabilities: &[&str], pids_limit: i64) -> Self {
+        Self {
+            network_mode: "none".to_owned(),
+            binds: vec![bind],
+            capabilities: Some(capabilities.iter().map(|&c| c.to_owned()).collect()),
+            no_new_privileges: true,
+            pids_limit: Some(pids_limit),
+        }
+    }
+
+    fn host_config(&self) -> HostConfig {
+        HostConfig {
+            network_mode: Some(self.network_mode.clone()),
+            // Mounts rather than `binds` strings, which a `:` in a path would break.
+            mounts: (!self.binds.is_empty()).then(|| {
+                self.binds
+                    .iter()
+                    .map(|(source, target)| Mount {
+                        source: Some(source.clone()),
+                        target: Some(target.clone()),
+                        typ: Some(MountType::BIND),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            cap_drop: self.capabilities.as_ref().map(|_| vec!["ALL".to_owned()]),
+            cap_add: self.capabilities.clone(),
+            security_opt: self
+                .no_new_privileges
+                .then(|| vec!["no-new-privileges".to_owned()]),
+            pids_limit: self.pids_limit,
+            ..Default::default()
+        }
+    }
 }
 
 /// A container's state as the engine reports it.
@@ -213,10 +275,20 @@ impl Client {
         Ok(())
     }
 
-    /// Creates a container on the host's network, returning its id.
+    /// Creates a container on the host's network with the engine's default privileges.
     pub(super) async fn create_container(
         &self,
         spec: &ContainerSpec,
+    ) -> Result<String, DockerRuntimeError> {
+        self.create_confined_container(spec, &Confinement::host_network())
+            .await
+    }
+
+    /// Creates a container confined as `confinement` says.
+    pub(super) async fn create_confined_container(
+        &self,
+        spec: &ContainerSpec,
+        confinement: &Confinement,
     ) -> Result<String, DockerRuntimeError> {
         let options = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
@@ -227,12 +299,8 @@ impl Client {
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
             stop_signal: spec.stop_signal.clone(),
-            host_config: Some(HostConfig {
-                // Never a bridge: some hosts forbid creating one on a private range, and the
-                // server listens on a loopback port chosen by us.
-                network_mode: Some("host".to_owned()),
-                ..Default::default()
-            }),
+            // Never a bridge: some hosts forbid creating one on a private range.
+            host_config: Some(confinement.host_config()),
             ..Default::default()
         };
         let created = self
@@ -443,6 +511,18 @@ impl Client {
                 dir: dir.to_owned(),
                 source: engine(source),
             })
+    }
+
+    /// Unpacks a small tar archive held in memory into the directory `dir` of the container
+    /// (which may be created but not yet started).
+    pub(super) async fn upload_bytes(
+        &self,
+        id: &str,
+        dir: &str,
+        tar: Vec<u8>,
+    ) -> Result<(), DockerRuntimeError> {
+        let chunk: Result<Bytes, io::Error> = Ok(Bytes::from(tar));
+        self.upload(id, dir, futures::stream::iter([chunk])).await
     }
 
     /// Kills and removes a container with its anonymous volumes (official database images
