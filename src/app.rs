@@ -76,20 +76,22 @@ fn drill(args: DrillArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> R
     })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP (a closed terminal or an ended SSH session must
+/// tear the instance down like any other stop).
 async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
     let interrupt = tokio::signal::ctrl_c();
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+    let (Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = interrupt.await;
+        return;
+    };
     tokio::select! {
         _ = interrupt => {}
         _ = terminate.recv() => {}
+        _ = hangup.recv() => {}
     }
 }
 
@@ -178,21 +180,22 @@ fn run_is_alive(run: &str) -> bool {
         .is_none_or(process_is_alive)
 }
 
-/// SQLite copies of killed drills: temporary directories named for their run, whose run
-/// id carries the drill's pid. Copies of drills still running are left alone.
+/// SQLite copies of killed drills: directories in the tool's private directory named for
+/// their run, whose run id carries the drill's pid. Copies of drills still running are
+/// left alone.
 fn sweep_sqlite_copies(run_id: Option<&str>) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = crate::runtime::private_root().and_then(|root| {
+        std::fs::read_dir(&root)
+            .map_err(|source| crate::runtime::LocalRuntimeError::Sweep { dir: root, source })
+    }) else {
         return Vec::new();
     };
     entries
         .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let run = name
-                .strip_prefix("scalardb-verify-")?
-                .split_once("-sqlite-")?
-                .0
-                .to_owned();
+            let run = name.strip_prefix("sqlite-")?.rsplit_once('-')?.0.to_owned();
             let wanted = match run_id {
                 Some(id) => run == id,
                 None => !run_is_alive(&run),
@@ -229,7 +232,27 @@ fn emit(
 
 pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
     let (target, properties) = match (&args.url, &args.properties) {
-        (Some(url), _) => (Target::from_url(url)?, None),
+        (Some(url), _) => {
+            let password = match (&args.password_file, &args.password_env) {
+                (Some(path), _) => Some(read_password_file(path)?),
+                (None, Some(password)) => Some(password.clone()),
+                (None, None) => None,
+            };
+            let url = match password {
+                Some(password) => with_password(url, &password)?,
+                None => {
+                    if url_has_password(url) {
+                        eprintln!(
+                            "warning: the URL carries a password, which every user of this \
+                             machine can read on its command line (ps); use --password-file \
+                             or SCALARDB_VERIFY_PASSWORD"
+                        );
+                    }
+                    url.clone()
+                }
+            };
+            (Target::from_url(&url)?, None)
+        }
         (None, Some(path)) => {
             let properties = ScalarDbProperties::read(path)?;
             (properties.target.clone(), Some(properties))
@@ -257,6 +280,55 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
         connect_timeout: Duration::from_secs(common.connect_timeout),
         analysis: analysis_settings(common)?,
     })
+}
+
+/// The first line of `path`, without its line ending.
+fn read_password_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_string(&mut text))
+        .map_err(|source| ConfigError::ReadPasswordFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// The `USER[:PASS]@` part of a URL, if it has one.
+fn userinfo(url: &str) -> Option<(usize, &str)> {
+    let start = url.find("://")? + 3;
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let at = url[start..authority_end].rfind('@')?;
+    Some((start, &url[start..start + at]))
+}
+
+fn url_has_password(url: &str) -> bool {
+    userinfo(url).is_some_and(|(_, info)| info.contains(':'))
+}
+
+/// `url` with `password` (percent-encoded) after its user name.
+fn with_password(url: &str, password: &str) -> Result<String, ConfigError> {
+    let Some((start, info)) = userinfo(url) else {
+        return Err(ConfigError::PasswordWithoutUser);
+    };
+    if info.contains(':') {
+        return Err(ConfigError::TwoPasswords);
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let end = start + info.len();
+    Ok(format!("{}:{encoded}{}", &url[..end], &url[end..]))
 }
 
 fn filter(common: &CommonArgs) -> TableFilter {
@@ -377,6 +449,7 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
         jobs: usize::from(common.jobs),
         connect_timeout: Duration::from_secs(common.connect_timeout),
         analysis: analysis_settings(common)?,
+        max_restore_bytes: args.max_restore_bytes,
     })
 }
 

@@ -20,7 +20,8 @@ recovery will do with each (roll forward or roll back), and reports whether the 
 consistent, recoverable, inconsistent (a torn backup) or indeterminate.",
     after_help = "Exit codes: 0 consistent (or recoverable), 1 inconsistent (or recoverable with \
 --strict, or findings at --fail-on), 2 usage or configuration error, 3 could not reach the target, \
-4 indeterminate."
+4 indeterminate, 130 interrupted (SIGINT, SIGTERM or SIGHUP; the disposable instance was torn \
+down first)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -54,8 +55,25 @@ pub struct ScanArgs {
     /// The database: postgres://USER[:PASS]@HOST:PORT/DB, mysql://… (MySQL 8 or MariaDB;
     /// mariadb:// also works), sqlite://PATH (opened read-only) or
     /// cassandra://[USER[:PASS]@]HOST[:PORT][,HOST…][?consistency=QUORUM] (Cassandra or ScyllaDB).
+    /// A password in the URL is visible to every user of the machine (`ps`): give it with
+    /// --password-file or SCALARDB_VERIFY_PASSWORD instead.
     #[arg(value_name = "URL", required_unless_present = "properties")]
     pub url: Option<String>,
+
+    /// Read the URL user's password from FILE (its first line), so it never appears on a
+    /// command line.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["properties", "password_env"])]
+    pub password_file: Option<PathBuf>,
+
+    /// The URL user's password, from the environment.
+    #[arg(
+        long = "password-from-env",
+        env = "SCALARDB_VERIFY_PASSWORD",
+        hide = true,
+        hide_env_values = true,
+        conflicts_with = "properties"
+    )]
+    pub password_env: Option<String>,
 
     /// Take the target and namespaces from a ScalarDB database.properties file
     /// (scalar.db.storage=jdbc, scalar.db.contact_points, scalar.db.username/password, the
@@ -77,8 +95,9 @@ pub struct DrillArgs {
     #[arg(value_name = "BACKUP")]
     pub backup: PathBuf,
 
-    /// Where the disposable instance runs: a Docker/Podman container on the host network,
-    /// or the server binaries found on this machine in a temporary directory.
+    /// Where the disposable instance runs: a Docker/Podman container, or the server
+    /// binaries found on this machine, each server and client confined in a bubblewrap
+    /// sandbox (a fresh account, no host files, no network) that answers only the tool.
     #[arg(long, value_enum, default_value = "auto")]
     pub runtime: RuntimeChoice,
 
@@ -111,6 +130,12 @@ pub struct DrillArgs {
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub startup_timeout: u64,
 
+    /// The most the restore may write into the disposable instance (e.g. 500M, 20G, or
+    /// bytes): a backup that decompresses or loads into more stops with exit 3 before the
+    /// disk fills. Default: half the free space where instances live.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_restore_bytes: Option<u64>,
+
     /// Leave the instance running after the drill and print how to connect to it.
     #[arg(long)]
     pub keep: bool,
@@ -131,13 +156,42 @@ pub struct DrillArgs {
     pub common: CommonArgs,
 }
 
+/// A size in bytes, with an optional binary suffix: `K`, `M`, `G`, `T` (`KiB`… and `B` too).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 500M, 20G or a number of bytes)"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("{text:?}: the unit must be K, M, G or T")),
+    };
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeChoice {
     /// Docker when an engine answers, else local binaries.
     Auto,
-    /// A container through the Docker (or Podman) API, published only on loopback.
+    /// A container through the Docker (or Podman) API.
     Docker,
-    /// Server binaries found on this machine (PostgreSQL's initdb/postgres, MariaDB's mariadbd).
+    /// Server binaries found on this machine (PostgreSQL's initdb/postgres, MariaDB's
+    /// mariadbd), run in a bubblewrap sandbox (needs `bwrap`).
     Local,
 }
 
@@ -210,4 +264,21 @@ pub struct CommonArgs {
     /// No progress on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("10K"), Ok(10 << 10));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("20GiB"), Ok(20 << 30));
+        assert_eq!(parse_size("1tb"), Ok(1 << 40));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
 }

@@ -55,6 +55,9 @@ pub struct DrillConfig {
     pub jobs: usize,
     pub connect_timeout: Duration,
     pub analysis: AnalysisSettings,
+    /// The most the restore may write into the disposable instance (`--max-restore-bytes`);
+    /// `None`: half the free space where instances live.
+    pub max_restore_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -189,6 +192,7 @@ async fn drill_in(
         config.format,
         config.snapshots.as_ref(),
         config.jobs,
+        restore::restore_limit(config.max_restore_bytes),
     )
     .await?;
     let restore_seconds = clock.lap("restore");

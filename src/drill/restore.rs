@@ -1,17 +1,25 @@
-//! Restoring a backup into a disposable instance this run creates: a local server for SQL
-//! dumps, a private copy for a SQLite file. The backup is only read.
+//! Restoring a backup into a disposable instance this run creates: a sandboxed local server
+//! or a container for SQL dumps, a private copy for a SQLite file. The backup is only read,
+//! and it is untrusted: the tool streams a dump to a client confined with the server
+//! (`runtime::sandbox`), checks an archive's members before any tool opens it, and stops a
+//! restore that would write more than its limit before the disk fills.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use flate2::read::MultiGzDecoder;
 
 use super::cassandra::{self, CassandraNode};
 use crate::backup::cassandra::SnapshotBackup;
 use crate::backup::{self, BackupError, BackupFormat};
 use crate::config::{ConfigError, Target};
 use crate::runtime::cassandra::CassandraRuntimeError;
+use crate::runtime::local::Limited;
+use crate::runtime::sandbox;
 use crate::runtime::{
-    DockerInstance, DockerOptions, DockerRuntimeError, Engine, LocalInstance, LocalOptions,
-    LocalRuntimeError, docker_available,
+    DockerInstance, DockerOptions, DockerRuntimeError, Engine, Listen, LocalInstance, LocalOptions,
+    LocalRuntimeError, RestoreLimit, docker_available, private_root,
 };
 
 /// The database a PostgreSQL dump is restored into.
@@ -77,6 +85,33 @@ pub enum RestoreError {
     KeyspaceNameTooLong { keyspace: String },
     #[error("tear down the disposable instance")]
     Teardown(#[source] Box<InstanceError>),
+    #[error(
+        "restore {}: it would write more than {limit} bytes into the disposable instance \
+         (--max-restore-bytes; the default is half the free space)",
+        path.display()
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("prepare the disposable instance")]
+    Prepare(#[source] sandbox::SandboxError),
+    #[error("restore the SQLite copy")]
+    Settle(#[source] Box<crate::store::SqlError>),
+}
+
+/// The most a restore may write: `--max-restore-bytes`, else half of the space free where
+/// the instances live.
+pub fn restore_limit(asked: Option<u64>) -> u64 {
+    asked.unwrap_or_else(|| {
+        private_root()
+            .ok()
+            .and_then(|root| free_bytes(&root))
+            .map_or(u64::MAX, |free| free / 2)
+    })
+}
+
+/// The bytes free to unprivileged users on the file system holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let stat = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(stat.blocks_available().saturating_mul(stat.fragment_size()))
 }
 
 /// A disposable database server from either runtime.
@@ -114,14 +149,52 @@ impl Server {
         }
     }
 
-    async fn load_sql_file(
+    /// Runs a plain dump with the server's client. A local instance's client reads it from
+    /// the tool, decompressed as it goes; a container's gets the file streamed in, a gzip
+    /// dump decompressed first into a private scratch file.
+    async fn load_sql(
         &self,
-        path: &Path,
+        backup: &Path,
+        gzip: bool,
         database: Option<&str>,
-    ) -> Result<(), InstanceError> {
+        limit: u64,
+    ) -> Result<(), LoadFailure> {
         match self {
-            Self::Local(i) => i.load_sql_file(path, database).await.map_err(Into::into),
-            Self::Docker(i) => i.load_sql_file(path, database).await.map_err(Into::into),
+            Self::Local(i) => {
+                let reader =
+                    open_sql(backup, gzip, limit).map_err(|e| LoadFailure::Restore(Box::new(e)))?;
+                i.load_sql(backup, reader, database, RestoreLimit::unlimited())
+                    .await
+                    .map_err(|e| LoadFailure::Instance(Box::new(e.into())))
+            }
+            Self::Docker(i) if gzip => {
+                let scratch = private_root()
+                    .map_err(|e| LoadFailure::Instance(Box::new(e.into())))
+                    .and_then(|root| {
+                        tempfile::Builder::new()
+                            .prefix("gunzip-")
+                            .tempdir_in(root)
+                            .map_err(|source| {
+                                LoadFailure::Restore(Box::new(RestoreError::Copy {
+                                    path: backup.to_owned(),
+                                    source,
+                                }))
+                            })
+                    })?;
+                let sql = scratch.path().join("restore.sql");
+                let mut reader =
+                    open_sql(backup, true, limit).map_err(|e| LoadFailure::Restore(Box::new(e)))?;
+                std::fs::File::create(&sql)
+                    .and_then(|mut out| std::io::copy(&mut reader, &mut out))
+                    .map_err(|e| LoadFailure::Restore(Box::new(too_large_or(e, backup, limit))))?;
+                i.load_sql_file(&sql, database)
+                    .await
+                    .map_err(|e| LoadFailure::Instance(Box::new(e.into())))
+            }
+            Self::Docker(i) => i
+                .load_sql_file(backup, database)
+                .await
+                .map_err(|e| LoadFailure::Instance(Box::new(e.into()))),
         }
     }
 
@@ -143,21 +216,18 @@ impl Server {
         }
     }
 
-    /// Where a gzip dump is decompressed: inside the local instance's own directory, or a
-    /// private temporary directory removed right after a Docker load.
-    fn scratch_dir(&self) -> Option<&Path> {
-        match self {
-            Self::Local(i) => Some(i.dir()),
-            Self::Docker(_) => None,
-        }
-    }
-
     fn runtime(&self) -> &'static str {
         match self {
             Self::Local(_) => "local",
             Self::Docker(_) => "docker",
         }
     }
+}
+
+/// Why a plain dump did not load.
+enum LoadFailure {
+    Restore(Box<RestoreError>),
+    Instance(Box<InstanceError>),
 }
 
 /// Where a backup was restored. Dropping it tears the instance down (a fallback: `stop`
@@ -207,6 +277,15 @@ impl Restored {
         }
     }
 
+    /// A path on the file system the restore writes to, when the tool can watch it.
+    fn disk_path(&self) -> Option<PathBuf> {
+        match self {
+            Self::Server(Server::Local(instance)) => Some(instance.dir().to_owned()),
+            Self::Sqlite { dir, .. } => Some(dir.path().to_owned()),
+            Self::Server(Server::Docker(_)) | Self::Cassandra(_) => None,
+        }
+    }
+
     /// `local`, `docker`, or `copy` for a SQLite file.
     pub fn runtime(&self) -> &'static str {
         match self {
@@ -219,11 +298,21 @@ impl Restored {
     /// How a user reaches the instance after `--keep`.
     pub fn connection_hint(&self) -> String {
         match self {
-            Self::Server(server @ Server::Local(instance)) => format!(
-                "{} (data directory {})",
-                Self::url(server),
-                instance.dir().display()
-            ),
+            Self::Server(Server::Local(instance)) => {
+                let database = match instance.engine() {
+                    Engine::Postgres => RESTORED_DATABASE,
+                    Engine::MariaDb => instance.engine().default_database(),
+                };
+                let password = instance
+                    .password_file()
+                    .map(|file| format!(", password in {}", file.display()))
+                    .unwrap_or_default();
+                format!(
+                    "{} (instance directory {}{password})",
+                    instance.url_shown(database),
+                    instance.dir().display()
+                )
+            }
             Self::Server(server @ Server::Docker(instance)) => format!(
                 "{} (container {})",
                 Self::url(server),
@@ -260,7 +349,8 @@ impl Restored {
     }
 }
 
-/// Starts the instance a backup of `format` needs, in the runtime asked for.
+/// Starts the instance a backup of `format` needs, in the runtime asked for, with a fresh
+/// superuser password that only this run knows.
 pub async fn start(
     format: BackupFormat,
     runtime: RuntimeKind,
@@ -270,13 +360,15 @@ pub async fn start(
 ) -> Result<Restored, RestoreError> {
     let engine = match format {
         BackupFormat::Sqlite => {
+            let root = private_root().map_err(|source| RestoreError::Start {
+                engine: "sqlite".to_owned(),
+                runtime: "copy",
+                source: Box::new(source.into()),
+            })?;
             let dir = tempfile::Builder::new()
-                .prefix(&format!("scalardb-verify-{run_id}-sqlite-"))
-                .tempdir()
-                .map_err(|source| RestoreError::Copy {
-                    path: std::env::temp_dir(),
-                    source,
-                })?;
+                .prefix(&format!("sqlite-{}-", safe_run_id(run_id)))
+                .tempdir_in(&root)
+                .map_err(|source| RestoreError::Copy { path: root, source })?;
             let path = dir.path().join("restored.sqlite");
             return Ok(Restored::Sqlite { dir, path });
         }
@@ -288,6 +380,7 @@ pub async fn start(
         f if f.is_postgres() => Engine::Postgres,
         _ => Engine::MariaDb,
     };
+    let password = sandbox::random_password().map_err(RestoreError::Prepare)?;
     let use_docker = match runtime {
         RuntimeKind::Local => false,
         RuntimeKind::Docker => {
@@ -304,6 +397,7 @@ pub async fn start(
         let mut options = DockerOptions::new(run_id);
         options.startup_timeout = startup_timeout;
         options.image = image.map(str::to_owned);
+        options.superuser_password = Some(password);
         DockerInstance::start(engine, &options)
             .await
             .map(|i| Restored::Server(Server::Docker(Box::new(i))))
@@ -315,6 +409,8 @@ pub async fn start(
     } else {
         let mut options = LocalOptions::new(run_id);
         options.startup_timeout = startup_timeout;
+        options.superuser_password = Some(password);
+        options.listen = Listen::Socket;
         LocalInstance::start(engine, &options)
             .await
             .map(|i| Restored::Server(Server::Local(Box::new(i))))
@@ -331,26 +427,65 @@ pub async fn start(
 }
 
 /// Loads `backup` into `restored` with the server's own tools, `jobs` at a time where the
-/// format allows it. Cassandra snapshots come already inspected (`snapshots`).
+/// format allows it, writing at most `limit` bytes. Cassandra snapshots come already
+/// inspected (`snapshots`).
 pub async fn load(
     restored: &Restored,
     backup: &Path,
     format: BackupFormat,
     snapshots: Option<&SnapshotBackup>,
     jobs: usize,
+    limit: u64,
 ) -> Result<(), RestoreError> {
-    let load_error = |source: InstanceError| RestoreError::Load {
-        path: backup.to_owned(),
-        format: format.describe(),
-        source: Box::new(source),
+    let watched = watch_disk(restored.disk_path(), limit);
+    tokio::select! {
+        biased;
+        loaded = load_unwatched(restored, backup, format, snapshots, jobs, limit) => loaded,
+        () = watched => Err(RestoreError::TooLarge { path: backup.to_owned(), limit }),
+    }
+}
+
+/// Resolves once the file system holding `path` has `limit` bytes less free than when
+/// this started: the restore is writing more than it may. Checked four times a second,
+/// well before a disk of any size fills at the speed a restore writes.
+async fn watch_disk(path: Option<PathBuf>, limit: u64) {
+    let Some(start) = path.as_deref().and_then(free_bytes) else {
+        return std::future::pending().await;
+    };
+    let path = path.unwrap_or_default();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if free_bytes(&path).is_some_and(|free| start.saturating_sub(free) > limit) {
+            return;
+        }
+    }
+}
+
+async fn load_unwatched(
+    restored: &Restored,
+    backup: &Path,
+    format: BackupFormat,
+    snapshots: Option<&SnapshotBackup>,
+    jobs: usize,
+    limit: u64,
+) -> Result<(), RestoreError> {
+    let load_error = |source: InstanceError| match source {
+        InstanceError::Local(LocalRuntimeError::TooLarge { limit, .. }) => RestoreError::TooLarge {
+            path: backup.to_owned(),
+            limit,
+        },
+        source => RestoreError::Load {
+            path: backup.to_owned(),
+            format: format.describe(),
+            source: Box::new(source),
+        },
     };
     let server = match (restored, format) {
         (Restored::Sqlite { path, .. }, BackupFormat::Sqlite) => {
-            std::fs::copy(backup, path).map_err(|source| RestoreError::Copy {
-                path: backup.to_owned(),
-                source,
-            })?;
-            return Ok(());
+            copy_sqlite(backup, path, limit)?;
+            return crate::store::settle_sqlite_copy(path)
+                .await
+                .map_err(|source| RestoreError::Settle(Box::new(source)));
         }
         (Restored::Cassandra(node), BackupFormat::CassandraSnapshots) => {
             let snapshots = snapshots.ok_or_else(|| {
@@ -373,49 +508,34 @@ pub async fn load(
             .map_err(load_error)?;
     }
     match format {
-        BackupFormat::PgCustom | BackupFormat::PgDirectory => server
-            .pg_restore(backup, RESTORED_DATABASE, jobs)
-            .await
-            .map_err(load_error),
+        BackupFormat::PgCustom | BackupFormat::PgDirectory => {
+            if format == BackupFormat::PgDirectory {
+                backup::check_directory_archive(backup)?;
+            }
+            server
+                .pg_restore(backup, RESTORED_DATABASE, jobs)
+                .await
+                .map_err(load_error)
+        }
         // pg_restore runs tar archives with one job only.
         BackupFormat::PgTar => server
             .pg_restore(backup, RESTORED_DATABASE, 1)
             .await
             .map_err(load_error),
         BackupFormat::PgPlain { gzip } | BackupFormat::MySqlDump { gzip } => {
-            let mut scratch = None;
-            let sql = if gzip {
-                let dir = match server.scratch_dir() {
-                    Some(dir) => dir.to_owned(),
-                    None => {
-                        let dir = tempfile::Builder::new()
-                            .prefix("scalardb-verify-gunzip-")
-                            .tempdir()
-                            .map_err(|source| RestoreError::Copy {
-                                path: backup.to_owned(),
-                                source,
-                            })?;
-                        let path = dir.path().to_owned();
-                        scratch = Some(dir);
-                        path
-                    }
-                };
-                let sql = dir.join("restore.sql");
-                backup::decompress(backup, &sql)?;
-                sql
-            } else {
-                backup.to_owned()
-            };
             if format.is_postgres() {
-                create_owner_roles(server, &sql).await.map_err(load_error)?;
+                let roles = owner_roles(open_sql(backup, gzip, limit)?)
+                    .map_err(|reason| too_large_or(reason, backup, limit))?;
+                create_roles(server, &roles).await.map_err(load_error)?;
             }
             let database = format.is_postgres().then_some(RESTORED_DATABASE);
-            let loaded = server
-                .load_sql_file(&sql, database)
+            server
+                .load_sql(backup, gzip, database, limit)
                 .await
-                .map_err(load_error);
-            drop(scratch);
-            loaded
+                .map_err(|failure| match failure {
+                    LoadFailure::Restore(e) => *e,
+                    LoadFailure::Instance(e) => load_error(*e),
+                })
         }
         BackupFormat::Sqlite | BackupFormat::CassandraSnapshots => {
             unreachable!("restored above, into a copy or a Cassandra node")
@@ -423,32 +543,234 @@ pub async fn load(
     }
 }
 
-/// A plain pg_dump sets owners (`ALTER … OWNER TO role`) and grants that fail, and stop the
-/// restore, where the role does not exist: create each as a role that cannot log in.
-async fn create_owner_roles(server: &Server, sql: &Path) -> Result<(), InstanceError> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(sql).map_err(|source| LocalRuntimeError::ReadSql {
-        path: sql.to_owned(),
-        source,
+/// The SQL of a plain dump, decompressed as it is read, failing past `limit` bytes.
+fn open_sql(
+    path: &Path,
+    gzip: bool,
+    limit: u64,
+) -> Result<Box<dyn std::io::Read + Send>, RestoreError> {
+    let file = std::fs::File::open(path).map_err(|source| {
+        RestoreError::Backup(BackupError::Read {
+            path: path.to_owned(),
+            source,
+        })
     })?;
-    let mut roles = std::collections::BTreeSet::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let Ok(line) = line else { break };
-        if let Some(rest) = line.split(" OWNER TO ").nth(1) {
-            roles.insert(rest.trim_end_matches(';').trim().to_owned());
-        }
-    }
-    roles.remove("postgres");
-    for role in roles {
-        let quoted = if role.starts_with('"') {
-            role
-        } else {
-            format!("\"{}\"", role.replace('"', "\"\""))
+    let reader: Box<dyn std::io::Read + Send> = if gzip {
+        Box::new(MultiGzDecoder::new(std::io::BufReader::new(file)))
+    } else {
+        Box::new(file)
+    };
+    Ok(Box::new(Limited::new(reader, RestoreLimit::bytes(limit))))
+}
+
+fn too_large_or(error: std::io::Error, path: &Path, limit: u64) -> RestoreError {
+    if error
+        .get_ref()
+        .is_some_and(|e| e.is::<crate::runtime::local::TooLarge>())
+    {
+        return RestoreError::TooLarge {
+            path: path.to_owned(),
+            limit,
         };
-        let sql = format!(
-            "DO $$ BEGIN CREATE ROLE {quoted} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
-        );
-        server.execute_sql(&sql).await?;
+    }
+    RestoreError::Backup(BackupError::Read {
+        path: path.to_owned(),
+        source: error,
+    })
+}
+
+/// Copies a SQLite backup with the files SQLite keeps beside it (`-wal`, `-journal`), so
+/// the copy opens as the original would: committed transactions in the write-ahead log
+/// are applied and a hot journal is rolled back, as on the database's own next open.
+fn copy_sqlite(backup: &Path, target: &Path, limit: u64) -> Result<(), RestoreError> {
+    let mut total = 0u64;
+    for suffix in ["", "-wal", "-journal"] {
+        let from = with_suffix(backup, suffix);
+        let to = with_suffix(target, suffix);
+        let metadata = match std::fs::symlink_metadata(&from) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => continue,
+            Err(source) => return Err(RestoreError::Copy { path: from, source }),
+        };
+        if !suffix.is_empty() && !metadata.is_file() {
+            return Err(RestoreError::Backup(BackupError::Unrecognized {
+                path: from,
+                reason: "the SQLite companion file is not a regular file".to_owned(),
+            }));
+        }
+        total = total.saturating_add(metadata.len());
+        if total > limit {
+            return Err(RestoreError::TooLarge {
+                path: backup.to_owned(),
+                limit,
+            });
+        }
+        std::fs::copy(&from, &to).map_err(|source| RestoreError::Copy { path: from, source })?;
     }
     Ok(())
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The most roles a plain dump may make the tool create: far more than any real schema has.
+const MAX_OWNER_ROLES: usize = 10_000;
+/// Lines longer than this are data, never an `ALTER … OWNER TO` statement of pg_dump's.
+const MAX_OWNER_LINE: usize = 4096;
+
+/// The roles a plain pg_dump assigns with `ALTER … OWNER TO role;`. Only lines of exactly
+/// that form count, and only role names that are plain identifiers or double-quoted ones
+/// without backslashes or control characters, at most 63 bytes: whatever a line in the dump
+/// says (application data included), at worst a role of that name is created in the
+/// disposable instance, and it cannot spell a command for the client.
+fn owner_roles(reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>, std::io::Error> {
+    use std::io::BufRead as _;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader);
+    let mut roles = std::collections::BTreeSet::new();
+    let mut line = Vec::with_capacity(MAX_OWNER_LINE);
+    loop {
+        line.clear();
+        // Bounded: a longer line is consumed in pieces and never held whole.
+        let n = (&mut reader)
+            .take(u64::try_from(MAX_OWNER_LINE).unwrap_or(u64::MAX))
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') && n == MAX_OWNER_LINE {
+            skip_line(&mut reader)?;
+            continue;
+        }
+        if let Some(role) = std::str::from_utf8(&line).ok().and_then(owner_of) {
+            if role != "\"postgres\"" && roles.len() < MAX_OWNER_ROLES {
+                roles.insert(role);
+            }
+        }
+    }
+    Ok(roles.into_iter().collect())
+}
+
+fn skip_line(reader: &mut impl std::io::BufRead) -> std::io::Result<()> {
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        match buffer.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buffer.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// The role of a pg_dump `ALTER <object> OWNER TO <role>;` line, as a quoted identifier.
+fn owner_of(line: &str) -> Option<String> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if !line.starts_with("ALTER ") {
+        return None;
+    }
+    let (_, role) = line.rsplit_once(" OWNER TO ")?;
+    let role = role.strip_suffix(';')?;
+    quoted_role(role)
+}
+
+/// `role` as a double-quoted identifier, if it is one pg_dump could have written.
+fn quoted_role(role: &str) -> Option<String> {
+    let name = if let Some(inner) = role.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        if inner.is_empty() || inner.replace("\"\"", "").contains('"') {
+            return None;
+        }
+        inner.replace("\"\"", "\"")
+    } else {
+        let plain = role
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+        if !plain {
+            return None;
+        }
+        role.to_owned()
+    };
+    let safe = name.len() <= 63 && !name.chars().any(|c| c == '\\' || c.is_control());
+    safe.then(|| format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+/// Creates each role as one that cannot log in, in one batch.
+async fn create_roles(server: &Server, roles: &[String]) -> Result<(), InstanceError> {
+    if roles.is_empty() {
+        return Ok(());
+    }
+    let sql: String = roles
+        .iter()
+        .map(|quoted| {
+            format!(
+                "DO $$ BEGIN CREATE ROLE {quoted} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;\n"
+            )
+        })
+        .collect();
+    server.execute_sql(&sql).await
+}
+
+fn safe_run_id(run_id: &str) -> String {
+    run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pg_dump_owner_lines_name_roles() {
+        assert_eq!(
+            owner_of("ALTER TABLE public.t OWNER TO app;\n"),
+            Some("\"app\"".into())
+        );
+        assert_eq!(
+            owner_of("ALTER SCHEMA bank OWNER TO \"Odd \"\"One\"\"\";"),
+            Some("\"Odd \"\"One\"\"\"".into())
+        );
+        // Data, comments and function bodies that merely contain the words.
+        assert_eq!(owner_of("  EXECUTE 'ALTER TABLE x OWNER TO ' || r;"), None);
+        assert_eq!(owner_of("1\tALTER TABLE x OWNER TO x"), None);
+        assert_eq!(
+            owner_of("ALTER TABLE x OWNER TO \"a\"; \\! touch /tmp/p"),
+            None
+        );
+        assert_eq!(owner_of("ALTER TABLE x OWNER TO \"a\\! id\";"), None);
+        assert_eq!(owner_of("ALTER TABLE x OWNER TO x; \\! id;"), None);
+        assert_eq!(owner_of("ALTER TABLE x OWNER TO Upper;"), None);
+        assert_eq!(owner_of("ALTER TABLE x OWNER TO \"a\nb\";"), None);
+    }
+
+    #[test]
+    fn owner_roles_bounds_lines_and_counts() {
+        let mut dump = "x".repeat(10 * MAX_OWNER_LINE);
+        dump.push_str(
+            " OWNER TO evil;\nALTER TABLE t OWNER TO app;\nALTER TABLE u OWNER TO postgres;\n",
+        );
+        let roles = owner_roles(Box::new(std::io::Cursor::new(dump.into_bytes()))).unwrap();
+        assert_eq!(roles, vec!["\"app\"".to_owned()]);
+    }
 }

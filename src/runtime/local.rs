@@ -1,11 +1,15 @@
 //! Disposable PostgreSQL and MariaDB servers run from the binaries installed on this machine.
 //!
-//! A [`LocalInstance`] owns one server process, a temporary directory holding its data,
-//! sockets, log and label, and a free port on 127.0.0.1. Durability is switched off (no
-//! fsync, no doublewrite, no binary log): the data is thrown away at the end, and a crash
-//! mid-run is handled by throwing it away too. Teardown is explicit ([`LocalInstance::stop`]);
-//! `Drop` kills and removes as a fallback; [`sweep_leftovers`] removes what a killed run
-//! left.
+//! A [`LocalInstance`] owns one server process and an instance directory inside the tool's
+//! private directory (`$TMPDIR/scalardb-verify-<uid>`, mode 0700): the label and the server
+//! log, which only the tool writes, and `box/`, the only place the server may write. The
+//! server, and every client run on its data (`psql`, `pg_restore`, `mariadb`), runs in a
+//! [`Sandbox`]: a fresh account that owns nothing on the host, no capabilities, none of the
+//! host's files but `/usr`, and (with [`Listen::Socket`], what drills use) no network: it
+//! answers only on a Unix socket in `box/`, with a fresh password. Durability is switched
+//! off (no fsync, no doublewrite, no binary log): the data is thrown away at the end.
+//! Teardown is explicit ([`LocalInstance::stop`]); `Drop` kills and removes as a fallback;
+//! [`sweep_leftovers`] removes what a killed run left.
 //!
 //! This module must not touch the machine's own database services or data directories,
 //! listen anywhere but loopback, or interpret the data it holds.
@@ -13,40 +17,47 @@
 mod binaries;
 mod label;
 mod process;
+mod stream;
 
 use std::fmt;
 use std::io;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use sqlx::Connection as _;
-use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
 
 use self::binaries::{Binaries, SearchPath};
 use self::label::Label;
-pub use self::label::{SweepScope, SweptInstance, sweep, sweep_in, sweep_leftovers};
-use self::process::{ProcessId, ServiceAccount};
+pub use self::label::{SweepScope, SweptInstance, private_root, sweep, sweep_in, sweep_leftovers};
+use self::process::ProcessId;
+pub use self::stream::{Limited, RestoreLimit, TooLarge};
+use super::sandbox::{self, Account, Network, Sandbox, SandboxError};
 
 /// How many free ports to try when another process takes ours between our check and the
 /// server's bind.
 const PORT_ATTEMPTS: u32 = 5;
 /// How long one readiness probe may take before it is abandoned and retried.
 const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a server may take to shut down cleanly before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How much of a server log or client stderr an error carries.
 const TAIL_LINES: usize = 40;
 /// The longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
-/// The server's data directory inside the instance directory.
+/// The directory the sandboxed server owns, inside the instance directory.
+const BOX_DIR: &str = "box";
+/// The server's data directory inside the box.
 const DATA_DIR: &str = "data";
 /// SQL that mariadbd runs at startup, before serving clients: sets the root password.
 const MARIADB_INIT_FILE: &str = "init.sql";
+/// MariaDB's socket, inside the box.
+const MARIADB_SOCKET: &str = "mysqld.sock";
+/// The file `--keep` leaves the superuser's password in (mode 0600, the tool's own).
+const PASSWORD_FILE: &str = "superuser.password";
+/// How much of a client's standard error is kept (its end).
+const STDERR_TAIL_BYTES: usize = 64 * 1024;
 
 /// A database engine the local runtime can start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,6 +90,27 @@ impl Engine {
             Self::MariaDb => "mysql",
         }
     }
+
+    /// The port a socket-only server names (PostgreSQL's socket file carries it).
+    fn default_port(self) -> u16 {
+        match self {
+            Self::Postgres => 5432,
+            Self::MariaDb => 3306,
+        }
+    }
+}
+
+/// Where the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Listen {
+    /// A free TCP port on 127.0.0.1 (and the socket in the box): for servers the tests and
+    /// the oracle load and dump with the host's own tools. The sandbox shares the host's
+    /// network.
+    #[default]
+    Loopback,
+    /// Only the Unix socket in the box, which only the tool can reach, and a fresh password
+    /// when none is given: the server sees no network at all. Drills use this.
+    Socket,
 }
 
 impl fmt::Display for Engine {
@@ -102,10 +134,12 @@ pub struct LocalOptions {
     /// `Some`: PostgreSQL requires SCRAM passwords over TCP, and MariaDB's root accounts get
     /// this password, so a wrong one is rejected as on a real server.
     pub superuser_password: Option<String>,
-    /// Where the instance directory is created; `None` is [`std::env::temp_dir`]. A sweep
-    /// must look in the same place ([`sweep_in`]). When running as root, the server's
-    /// unprivileged account must be able to traverse it (mode 0755 or 0711 will do).
+    /// Where the instance directory is created; `None` is [`private_root`]. It must be
+    /// the tool's own and writable by nobody else. A sweep must look in the same place
+    /// ([`sweep_in`]).
     pub parent_dir: Option<PathBuf>,
+    /// TCP on loopback, or the socket only.
+    pub listen: Listen,
 }
 
 impl LocalOptions {
@@ -116,6 +150,7 @@ impl LocalOptions {
             run_id: run_id.into(),
             superuser_password: None,
             parent_dir: None,
+            listen: Listen::Loopback,
         }
     }
 }
@@ -130,6 +165,7 @@ impl fmt::Debug for LocalOptions {
                 &self.superuser_password.as_ref().map(|_| "<redacted>"),
             )
             .field("parent_dir", &self.parent_dir)
+            .field("listen", &self.listen)
             .finish()
     }
 }
@@ -142,14 +178,13 @@ pub enum LocalRuntimeError {
         what: &'static str,
         hint: &'static str,
     },
-    #[error("look up the system user {user:?}")]
-    Account {
-        user: String,
-        #[source]
-        source: nix::Error,
-    },
-    #[error("find an unprivileged user to run {engine} as (tried {tried})")]
-    NoServiceAccount { engine: Engine, tried: String },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(
+        "use {} for instance directories: {reason} (remove it, or set TMPDIR elsewhere)",
+        path.display()
+    )]
+    UnsafeParent { path: PathBuf, reason: String },
     #[error("create an instance directory under {}", parent.display())]
     CreateDir {
         parent: PathBuf,
@@ -161,10 +196,10 @@ pub enum LocalRuntimeError {
         path.display()
     )]
     SocketPathTooLong { path: PathBuf },
-    #[error("give {} to user {user}", path.display())]
+    #[error("give {} to the sandbox account {uid}", path.display())]
     Chown {
         path: PathBuf,
-        user: String,
+        uid: u32,
         #[source]
         source: io::Error,
     },
@@ -243,6 +278,22 @@ pub enum LocalRuntimeError {
         status: String,
         stderr: String,
     },
+    #[error(
+        "load {} into {engine}: it would put more than {limit} bytes into the disposable \
+         instance (--max-restore-bytes)",
+        path.display()
+    )]
+    TooLarge {
+        engine: Engine,
+        path: PathBuf,
+        limit: u64,
+    },
+    #[error("copy {} into the sandbox", path.display())]
+    CopyIn {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("wait for the {engine} client")]
     Client {
         engine: Engine,
@@ -270,14 +321,16 @@ pub enum LocalRuntimeError {
     },
 }
 
-/// A running database server in a temporary directory, listening on 127.0.0.1.
+/// A running database server in a sandbox, answering on a Unix socket in its instance
+/// directory (and, with [`Listen::Loopback`], on a port of 127.0.0.1).
 ///
-/// Call [`stop`](Self::stop) when done; dropping it instead kills the server without a
-/// clean shutdown and still removes the directory.
+/// Call [`stop`](Self::stop) when done; dropping it instead still kills the server and
+/// removes the directory.
 pub struct LocalInstance {
     engine: Engine,
+    listen: Listen,
     port: u16,
-    /// The temporary directory: label, log, sockets and `data/`.
+    /// The instance directory: label, log, account files, and `box/`.
     dir: PathBuf,
     data_dir: PathBuf,
     /// `None` before the server starts and once it has been reaped. A std child rather than
@@ -285,7 +338,7 @@ pub struct LocalInstance {
     server: Option<std::process::Child>,
     removed: bool,
     binaries: Binaries,
-    account: Option<ServiceAccount>,
+    sandbox: Sandbox,
     password: Option<String>,
     label: Label,
 }
@@ -295,10 +348,11 @@ impl fmt::Debug for LocalInstance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalInstance")
             .field("engine", &self.engine)
+            .field("listen", &self.listen)
             .field("port", &self.port)
             .field("dir", &self.dir)
             .field("pid", &self.pid())
-            .field("account", &self.account.as_ref().map(|a| &a.name))
+            .field("uid", &self.sandbox.account().uid)
             .finish_non_exhaustive()
     }
 }
@@ -311,35 +365,71 @@ enum StartFailure {
 }
 
 impl LocalInstance {
-    /// Creates a data directory, starts the server on a free loopback port and waits until
-    /// it answers `SELECT 1`, all within `opts.startup_timeout`.
+    /// Creates a data directory, starts the server in its sandbox and waits until it
+    /// answers `SELECT 1`, all within `opts.startup_timeout`.
     pub async fn start(engine: Engine, opts: &LocalOptions) -> Result<Self, LocalRuntimeError> {
         let deadline = Instant::now() + opts.startup_timeout;
         let binaries = binaries::find(engine, &SearchPath::system())?;
-        let account = ServiceAccount::for_engine(engine)?;
-        let parent = opts.parent_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let parent = match &opts.parent_dir {
+            Some(dir) => {
+                label::check_private(dir)?;
+                dir.clone()
+            }
+            None => private_root()?,
+        };
         let dir = create_instance_dir(&parent, engine, &opts.run_id)?;
+        let label = Label::new(&opts.run_id, engine);
+        if let Err(e) = label.write(&dir) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let network = match opts.listen {
+            Listen::Loopback => Network::Host,
+            Listen::Socket => Network::Isolated,
+        };
+        let password = match (&opts.superuser_password, opts.listen) {
+            (Some(password), _) => Some(password.clone()),
+            (None, Listen::Socket) => Some(sandbox::random_password()?),
+            (None, Listen::Loopback) => None,
+        };
+        let prepared = Account::fresh()
+            .and_then(|account| Sandbox::prepare(&dir, &dir.join(BOX_DIR), account, network));
+        let mut sandbox = match prepared {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e.into());
+            }
+        };
+        for program in [&binaries.init, &binaries.server, &binaries.client] {
+            if let Some(parent) = program.parent().filter(|p| !p.starts_with("/usr")) {
+                sandbox = sandbox.with_read_only(parent);
+            }
+        }
         // From here on, an early return drops `instance`, which kills whatever was started
         // and removes the directory.
         let mut instance = Self {
             engine,
-            port: 0,
-            data_dir: dir.join(DATA_DIR),
+            listen: opts.listen,
+            port: engine.default_port(),
+            data_dir: sandbox.box_dir().join(DATA_DIR),
             dir,
             server: None,
             removed: false,
             binaries,
-            account,
-            password: opts.superuser_password.clone(),
-            label: Label::new(&opts.run_id, engine),
+            sandbox,
+            password,
+            label,
         };
-        instance.label.write(&instance.dir)?;
-        let socket = instance.socket_path(u16::MAX);
+        let socket = instance.socket_path();
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(LocalRuntimeError::SocketPathTooLong { path: socket });
         }
-        if let Some(account) = &instance.account {
-            account.chown(&instance.dir)?;
+        if let Some(password) = &instance.password {
+            instance.write_tool_file(PASSWORD_FILE, password)?;
+        }
+        for sub in ["tmp", "files"] {
+            instance.make_box_dir(sub)?;
         }
         instance
             .init_data_dir(deadline, opts.startup_timeout)
@@ -347,7 +437,9 @@ impl LocalInstance {
 
         let mut attempt = 1;
         loop {
-            instance.port = free_port()?;
+            if instance.listen == Listen::Loopback {
+                instance.port = free_port()?;
+            }
             instance.spawn_server()?;
             match instance.wait_ready(deadline, opts.startup_timeout).await {
                 Ok(()) => return Ok(instance),
@@ -357,25 +449,51 @@ impl LocalInstance {
         }
     }
 
-    /// The sqlx URL of the superuser on the default database, e.g.
-    /// `postgres://postgres@127.0.0.1:PORT/postgres` or `mysql://root@127.0.0.1:PORT/mysql`.
+    /// The sqlx URL of the superuser on the default database.
     pub fn url(&self) -> String {
         self.url_for(self.engine.default_database())
     }
 
-    /// The sqlx URL of the superuser on `database`.
+    /// The sqlx URL of the superuser on `database`: `postgres://postgres:PW@localhost:5432/DB
+    /// ?host=BOX` or `mysql://root:PW@localhost:3306/DB?socket=BOX/mysqld.sock` for a
+    /// socket-only server, `…@127.0.0.1:PORT/DB` on loopback.
     pub fn url_for(&self, database: &str) -> String {
+        self.url_with(database, self.password.as_deref())
+    }
+
+    /// [`url_for`](Self::url_for) without the password, for people to read.
+    pub fn url_shown(&self, database: &str) -> String {
+        self.url_with(database, None)
+    }
+
+    fn url_with(&self, database: &str, password: Option<&str>) -> String {
+        let host = match self.listen {
+            Listen::Loopback => "127.0.0.1",
+            Listen::Socket => "localhost",
+        };
         let mut url = url::Url::parse(&format!(
-            "{}://127.0.0.1:{}/",
+            "{}://{host}:{}/",
             self.engine.url_scheme(),
             self.port
         ))
-        .expect("a scheme, an IPv4 address and a port always make a valid URL");
+        .expect("a scheme, a host name and a port always make a valid URL");
         // Neither can fail on a URL with a host.
         let _ = url.set_username(self.engine.superuser());
-        let _ = url.set_password(self.password.as_deref());
+        let _ = url.set_password(password);
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().push(database);
+        }
+        if self.listen == Listen::Socket {
+            match self.engine {
+                Engine::Postgres => {
+                    url.query_pairs_mut()
+                        .append_pair("host", &self.sandbox.box_dir().to_string_lossy());
+                }
+                Engine::MariaDb => {
+                    url.query_pairs_mut()
+                        .append_pair("socket", &self.socket_path().to_string_lossy());
+                }
+            }
         }
         url.into()
     }
@@ -384,26 +502,49 @@ impl LocalInstance {
         self.engine
     }
 
+    /// The TCP port on 127.0.0.1 ([`Listen::Loopback`]), or the port the socket names.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// The temporary directory this instance owns and removes: label, log, sockets, data.
+    /// The superuser's password, if the instance has one.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The file holding the superuser's password (only the tool's user can read it).
+    pub fn password_file(&self) -> Option<PathBuf> {
+        self.password.as_ref().map(|_| self.dir.join(PASSWORD_FILE))
+    }
+
+    /// The instance directory this instance owns and removes: label, log, the box.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The server's data directory, inside [`dir`](Self::dir).
+    /// The directory the sandboxed server may write, inside [`dir`](Self::dir): its data,
+    /// socket and scratch files.
+    pub fn box_dir(&self) -> &Path {
+        self.sandbox.box_dir()
+    }
+
+    /// The server's data directory, inside the box.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
-    /// The file the server writes its log to.
+    /// The file the server writes its log to (the tool's, outside the box).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
     }
 
-    /// The server's process id, while it runs.
+    /// The uid the sandboxed processes run as.
+    pub fn sandbox_uid(&self) -> u32 {
+        self.sandbox.account().uid
+    }
+
+    /// The sandbox process's id (bubblewrap, whose descendants are the server), while it
+    /// runs.
     pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(std::process::Child::id)
     }
@@ -420,35 +561,92 @@ impl LocalInstance {
             path: path.to_path_buf(),
             source,
         })?;
-        let (status, stderr) = self.run_client(database, ClientInput::File(file)).await?;
-        if status.success() {
+        self.load_sql(path, Box::new(file), database, RestoreLimit::unlimited())
+            .await
+    }
+
+    /// Runs the SQL `reader` yields (a dump, read by the tool: the sandbox never sees the
+    /// file) with the engine's own client, stopping at the first error, and at `limit`
+    /// bytes. `path` names the source in errors.
+    ///
+    /// The client is confined like the server, and runs with every protection it has: psql
+    /// in restricted mode (`\restrict`, where it has it), so no backslash command in the
+    /// dump runs; the mariadb client in `--sandbox` mode and without `LOCAL INFILE`.
+    pub async fn load_sql(
+        &self,
+        path: &Path,
+        reader: Box<dyn io::Read + Send>,
+        database: Option<&str>,
+        limit: RestoreLimit,
+    ) -> Result<(), LocalRuntimeError> {
+        let input = match self.engine {
+            Engine::Postgres if self.psql_restricts() => {
+                let key = sandbox::random_password()?;
+                stream::Input::restricted(reader, &key, limit)
+            }
+            _ => stream::Input::plain(reader, limit),
+        };
+        let outcome = self.run_client(database, input).await?;
+        if let Some(limit) = outcome.too_large {
+            return Err(LocalRuntimeError::TooLarge {
+                engine: self.engine,
+                path: path.to_path_buf(),
+                limit,
+            });
+        }
+        if outcome.status.success() {
             return Ok(());
         }
         Err(LocalRuntimeError::LoadSql {
             engine: self.engine,
             path: path.to_path_buf(),
             database: database.map(str::to_owned),
-            status: status.to_string(),
-            stderr,
+            status: outcome.status.to_string(),
+            stderr: outcome.stderr,
         })
     }
 
     /// Restores a `pg_dump` custom, directory or tar archive into `database` with the
     /// server's own `pg_restore`, `jobs` at a time (tar archives restore with one), without
     /// owners or privileges, whose roles a disposable instance does not have.
+    ///
+    /// pg_restore runs in the sandbox and sees the archive read only. When the sandbox's
+    /// account may not read it (a backup private to its owner), the tool copies it into the
+    /// box first.
     pub async fn pg_restore(
         &self,
         archive: &Path,
         database: &str,
         jobs: usize,
     ) -> Result<(), LocalRuntimeError> {
+        let account = self.sandbox.account();
+        let (sandbox, inside) = if account.can_read(archive) {
+            (
+                self.sandbox.with_backup(archive),
+                PathBuf::from(sandbox::BACKUP),
+            )
+        } else {
+            let copy = self.sandbox.box_dir().join("archive");
+            let copy_error = |source| LocalRuntimeError::CopyIn {
+                path: archive.to_path_buf(),
+                source,
+            };
+            let (from, to) = (archive.to_path_buf(), copy.clone());
+            tokio::task::spawn_blocking(move || copy_tree(&from, &to, account))
+                .await
+                .map_err(io::Error::other)
+                .and_then(|copied| copied)
+                .map_err(copy_error)?;
+            let inside = self.sandbox.inside(&copy);
+            (self.sandbox.clone(), inside)
+        };
         let program = self.binaries.client.with_file_name("pg_restore");
-        let mut command = tokio::process::Command::new(&program);
+        let mut command = sandbox.command(&program);
         command
             .args(["--no-owner", "--no-privileges", "--exit-on-error", "-w"])
             .args([
                 "-h",
-                "127.0.0.1",
+                sandbox::BOX,
                 "-p",
                 &self.port.to_string(),
                 "-U",
@@ -456,27 +654,25 @@ impl LocalInstance {
             ])
             .arg(format!("--dbname={database}"))
             .arg(format!("--jobs={}", jobs.max(1)))
-            .arg(archive)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .arg(&inside);
         if let Some(password) = &self.password {
             command.env("PGPASSWORD", password);
         }
-        let output = command
-            .output()
+        let outcome = stream::run(command, stream::Input::none(), STDERR_TAIL_BYTES)
             .await
-            .map_err(|source| LocalRuntimeError::Spawn { program, source })?;
-        if output.status.success() {
+            .map_err(|source| LocalRuntimeError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        if outcome.status.success() {
             return Ok(());
         }
         Err(LocalRuntimeError::LoadSql {
             engine: self.engine,
             path: archive.to_path_buf(),
             database: Some(database.to_owned()),
-            status: output.status.to_string(),
-            stderr: tail(&String::from_utf8_lossy(&output.stderr)),
+            status: outcome.status.to_string(),
+            stderr: outcome.stderr,
         })
     }
 
@@ -493,77 +689,77 @@ impl LocalInstance {
         database: Option<&str>,
         sql: &str,
     ) -> Result<(), LocalRuntimeError> {
-        let (status, stderr) = self.run_client(database, ClientInput::Text(sql)).await?;
-        if status.success() {
+        let reader = Box::new(io::Cursor::new(sql.as_bytes().to_vec()));
+        let outcome = self
+            .run_client(
+                database,
+                stream::Input::plain(reader, RestoreLimit::unlimited()),
+            )
+            .await?;
+        if outcome.status.success() {
             return Ok(());
         }
         Err(LocalRuntimeError::ExecuteSql {
             engine: self.engine,
             database: database.map(str::to_owned),
-            status: status.to_string(),
-            stderr,
+            status: outcome.status.to_string(),
+            stderr: outcome.stderr,
         })
     }
 
-    /// Shuts the server down cleanly (killing it if that takes over 10 s) and removes the
-    /// instance directory.
+    /// Kills the server and everything else in its sandbox (the data is thrown away, so
+    /// there is nothing to shut down cleanly) and removes the instance directory.
     pub async fn stop(mut self) -> Result<(), LocalRuntimeError> {
-        if let Some(child) = self.server.take() {
+        if let Some(mut child) = self.server.take() {
             let pid = child.id();
-            // PostgreSQL's SIGINT is its "fast" shutdown, which disconnects clients; its
-            // SIGTERM would wait for them. SIGTERM is MariaDB's normal shutdown.
-            let signal = match self.engine {
-                Engine::Postgres => Signal::SIGINT,
-                Engine::MariaDb => Signal::SIGTERM,
-            };
-            process::signal_unchecked(pid, signal);
-            let mut child = child;
-            let mut waiter = tokio::task::spawn_blocking(move || child.wait());
-            let joined = match tokio::time::timeout(STOP_GRACE, &mut waiter).await {
-                Ok(joined) => joined,
-                Err(_) => {
-                    process::kill_group_unchecked(pid);
-                    waiter.await
-                }
-            };
-            let stop_error = |source| LocalRuntimeError::Stop {
-                engine: self.engine,
-                pid,
-                source,
-            };
-            joined
-                .map_err(io::Error::other)
-                .map_err(stop_error)?
-                .map_err(stop_error)?;
-            self.release_ipc();
-        }
-        match tokio::fs::remove_dir_all(&self.dir).await {
-            Ok(()) => {}
-            // A concurrent sweep got there first.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(LocalRuntimeError::RemoveDir {
-                    path: self.dir.clone(),
+            let waited = tokio::task::spawn_blocking(move || {
+                // Not yet reaped, so the pid cannot have been reused.
+                process::kill_group_unchecked(pid);
+                child.wait()
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|waited| waited);
+            if let Err(source) = waited {
+                return Err(LocalRuntimeError::Stop {
+                    engine: self.engine,
+                    pid,
                     source,
                 });
             }
         }
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || label::remove_dir_settled(&dir))
+            .await
+            .map_err(|e| LocalRuntimeError::RemoveDir {
+                path: self.dir.clone(),
+                source: io::Error::other(e),
+            })??;
         self.removed = true;
         Ok(())
     }
 
-    /// Frees what the kernel keeps for a dead server outside its directory.
-    fn release_ipc(&self) {
-        if self.engine == Engine::Postgres {
-            process::release_postgres_interlock(&self.data_dir);
+    fn socket_path(&self) -> PathBuf {
+        let box_dir = self.sandbox.box_dir();
+        match self.engine {
+            Engine::Postgres => box_dir.join(format!(".s.PGSQL.{}.lock", self.port)),
+            Engine::MariaDb => box_dir.join(MARIADB_SOCKET),
         }
     }
 
-    fn socket_path(&self, port: u16) -> PathBuf {
-        match self.engine {
-            Engine::Postgres => self.dir.join(format!(".s.PGSQL.{port}.lock")),
-            Engine::MariaDb => self.dir.join("mysqld.sock"),
-        }
+    /// Whether this psql has restricted mode (`\restrict`, added by the fix for
+    /// CVE-2025-8714: 17.6, 16.10, 15.14, 14.19, 13.22 and later).
+    fn psql_restricts(&self) -> bool {
+        let Ok(output) = std::process::Command::new(&self.binaries.client)
+            .arg("--version")
+            .env_clear()
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+        else {
+            return false;
+        };
+        psql_has_restrict(&String::from_utf8_lossy(&output.stdout))
     }
 
     async fn init_data_dir(
@@ -571,20 +767,27 @@ impl LocalInstance {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<(), LocalRuntimeError> {
-        let mut command = tokio::process::Command::new(&self.binaries.init);
+        let mut command = self.sandbox.tokio_command(&self.binaries.init);
         let mut secret_file = None;
+        let data = self.sandbox.inside(&self.data_dir);
         match self.engine {
             Engine::Postgres => {
                 command
                     .arg("--pgdata")
-                    .arg(&self.data_dir)
+                    .arg(&data)
                     .args(["--username=postgres", "--encoding=UTF8", "--locale=C"])
                     .arg("--no-sync");
                 if let Some(password) = &self.password {
-                    let path = self.write_private_file("pwfile", password)?;
+                    let path = self.write_box_file("pwfile", password)?;
+                    let local = match self.listen {
+                        Listen::Socket => "scram-sha-256",
+                        // The socket is in a directory only the tool can open.
+                        Listen::Loopback => "trust",
+                    };
                     command
-                        .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
-                        .arg(format!("--pwfile={}", path.display()));
+                        .arg(format!("--auth-local={local}"))
+                        .arg("--auth-host=scram-sha-256")
+                        .arg(format!("--pwfile={}", self.sandbox.inside(&path).display()));
                     secret_file = Some(path);
                 } else {
                     command.arg("--auth=trust");
@@ -592,26 +795,20 @@ impl LocalInstance {
             }
             Engine::MariaDb => {
                 // --no-defaults must come first; it keeps the machine's my.cnf out.
-                // Its bootstrap server's temporary tables go in the instance's own directory:
-                // in a shared /tmp, a MariaDB starting elsewhere may remove them as leftovers
-                // (seen in CI: "Could not remove temporary table '/tmp/#sql-temptable-…'").
+                // Its bootstrap server's temporary tables go in the box.
                 command
                     .arg("--no-defaults")
-                    .arg(format!("--datadir={}", self.data_dir.display()))
-                    .arg(format!("--tmpdir={}", self.dir.display()))
+                    .arg(format!("--datadir={}", data.display()))
+                    .arg(format!("--tmpdir={}/tmp", sandbox::BOX))
                     .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
             }
         }
         command
-            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        if let Some(account) = &self.account {
-            account.apply_tokio(&mut command);
-        }
         let child = command.spawn().map_err(|source| LocalRuntimeError::Spawn {
             program: self.binaries.init.clone(),
             source,
@@ -643,30 +840,47 @@ impl LocalInstance {
         }
         if let (Engine::MariaDb, Some(password)) = (self.engine, &self.password) {
             // Read by mariadbd through --init-file on every start attempt.
-            self.write_private_file(MARIADB_INIT_FILE, &mariadb_password_sql(password))?;
+            self.write_box_file(MARIADB_INIT_FILE, &mariadb_password_sql(password))?;
         }
         Ok(())
     }
 
-    /// Writes a file only the server's account can read, for secrets its tools read.
-    fn write_private_file(&self, name: &str, contents: &str) -> Result<PathBuf, LocalRuntimeError> {
-        use std::os::unix::fs::OpenOptionsExt as _;
+    /// Writes a file in the box that only the sandbox's account (and the tool) can read.
+    fn write_box_file(&self, name: &str, contents: &str) -> Result<PathBuf, LocalRuntimeError> {
+        let path = self.sandbox.box_dir().join(name);
+        write_private(&path, contents)?;
+        self.sandbox
+            .account()
+            .chown(&path)
+            .map_err(|source| LocalRuntimeError::Chown {
+                path: path.clone(),
+                uid: self.sandbox.account().uid,
+                source,
+            })?;
+        Ok(path)
+    }
+
+    /// Writes a file of the tool's own in the instance directory, outside the box.
+    fn write_tool_file(&self, name: &str, contents: &str) -> Result<PathBuf, LocalRuntimeError> {
         let path = self.dir.join(name);
-        let write_error = |source| LocalRuntimeError::WriteFile {
+        write_private(&path, contents)?;
+        Ok(path)
+    }
+
+    fn make_box_dir(&self, name: &str) -> Result<(), LocalRuntimeError> {
+        let path = self.sandbox.box_dir().join(name);
+        std::fs::create_dir(&path).map_err(|source| LocalRuntimeError::WriteFile {
             path: path.clone(),
             source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(write_error)?;
-        io::Write::write_all(&mut file, contents.as_bytes()).map_err(write_error)?;
-        if let Some(account) = &self.account {
-            account.chown(&path)?;
-        }
-        Ok(path)
+        })?;
+        self.sandbox
+            .account()
+            .chown(&path)
+            .map_err(|source| LocalRuntimeError::Chown {
+                path,
+                uid: self.sandbox.account().uid,
+                source,
+            })
     }
 
     fn spawn_server(&mut self) -> Result<(), LocalRuntimeError> {
@@ -679,83 +893,81 @@ impl LocalInstance {
         let log = std::fs::File::create(&log_path).map_err(log_error)?;
         let log_for_stdout = log.try_clone().map_err(log_error)?;
 
-        let mut command = std::process::Command::new(&self.binaries.server);
+        let mut command = self.sandbox.command(&self.binaries.server);
         let port = self.port.to_string();
+        let data = self.sandbox.inside(&self.data_dir);
         match self.engine {
             Engine::Postgres => {
                 command
                     .arg("-D")
-                    .arg(&self.data_dir)
-                    .args(["-p", &port, "-h", "127.0.0.1", "-k"])
-                    .arg(&self.dir)
-                    .args([
-                        "-c",
-                        "fsync=off",
-                        "-c",
-                        "synchronous_commit=off",
-                        "-c",
-                        "full_page_writes=off",
-                        // Minimal WAL lets a bulk load into a fresh table skip WAL entirely.
-                        "-c",
-                        "wal_level=minimal",
-                        "-c",
-                        "max_wal_senders=0",
-                        // Dynamic shared memory as files in the data directory rather than
-                        // in /dev/shm, where a killed server would leak them.
-                        "-c",
-                        "dynamic_shared_memory_type=mmap",
-                    ]);
+                    .arg(&data)
+                    .args(["-p", &port, "-k", sandbox::BOX]);
+                match self.listen {
+                    Listen::Loopback => command.args(["-h", "127.0.0.1"]),
+                    Listen::Socket => command.args(["-c", "listen_addresses="]),
+                };
+                command.args([
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    // Minimal WAL lets a bulk load into a fresh table skip WAL entirely.
+                    "-c",
+                    "wal_level=minimal",
+                    "-c",
+                    "max_wal_senders=0",
+                    // Dynamic shared memory as files in the data directory.
+                    "-c",
+                    "dynamic_shared_memory_type=mmap",
+                ]);
             }
             Engine::MariaDb => {
                 command
                     .arg("--no-defaults")
-                    .arg(format!("--datadir={}", self.data_dir.display()))
-                    .arg(format!("--port={port}"))
-                    .arg("--bind-address=127.0.0.1")
-                    .arg(format!(
-                        "--socket={}",
-                        self.dir.join("mysqld.sock").display()
-                    ))
-                    .arg(format!(
-                        "--pid-file={}",
-                        self.dir.join("mysqld.pid").display()
-                    ))
-                    .arg(format!("--tmpdir={}", self.dir.display()))
-                    .args([
-                        // TCP clients from 127.0.0.1 then match root@127.0.0.1 without a
-                        // reverse lookup of the host name.
-                        "--skip-name-resolve",
-                        "--skip-log-bin",
-                        "--innodb-flush-log-at-trx-commit=0",
-                        "--innodb-doublewrite=0",
-                        // --no-defaults drops Debian's utf8mb4 default for latin1.
-                        "--character-set-server=utf8mb4",
-                        "--collation-server=utf8mb4_general_ci",
-                    ]);
+                    .arg(format!("--datadir={}", data.display()))
+                    .arg(format!("--socket={}/{MARIADB_SOCKET}", sandbox::BOX))
+                    .arg(format!("--pid-file={}/mysqld.pid", sandbox::BOX))
+                    .arg(format!("--tmpdir={}/tmp", sandbox::BOX))
+                    // LOAD DATA and SELECT … INTO OUTFILE only in an empty directory of the
+                    // box, and never from a client's files.
+                    .arg(format!("--secure-file-priv={}/files", sandbox::BOX))
+                    .arg("--local-infile=0");
+                match self.listen {
+                    Listen::Loopback => command
+                        .arg(format!("--port={port}"))
+                        .arg("--bind-address=127.0.0.1"),
+                    Listen::Socket => command.arg("--skip-networking"),
+                };
+                command.args([
+                    // TCP clients from 127.0.0.1 then match root@127.0.0.1 without a
+                    // reverse lookup of the host name.
+                    "--skip-name-resolve",
+                    "--skip-log-bin",
+                    "--innodb-flush-log-at-trx-commit=0",
+                    "--innodb-doublewrite=0",
+                    // --no-defaults drops Debian's utf8mb4 default for latin1.
+                    "--character-set-server=utf8mb4",
+                    "--collation-server=utf8mb4_general_ci",
+                ]);
                 if self.password.is_some() {
-                    command.arg(format!(
-                        "--init-file={}",
-                        self.dir.join(MARIADB_INIT_FILE).display()
-                    ));
+                    command.arg(format!("--init-file={}/{MARIADB_INIT_FILE}", sandbox::BOX));
                 }
             }
         }
         command
-            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log_for_stdout)
             .stderr(log)
-            // Its own process group, so a kill reaches PostgreSQL's backends too.
+            // Its own process group, so a kill reaches the whole sandbox.
             .process_group(0);
-        if let Some(account) = &self.account {
-            account.apply_std(&mut command);
-        }
         let child = command.spawn().map_err(|source| LocalRuntimeError::Spawn {
             program: self.binaries.server.clone(),
             source,
         })?;
         self.label.server = ProcessId::of(child.id());
-        self.label.port = Some(self.port);
+        self.label.port = (self.listen == Listen::Loopback).then_some(self.port);
         self.server = Some(child);
         self.label.write(&self.dir)
     }
@@ -841,24 +1053,31 @@ impl LocalInstance {
     }
 
     fn log_tail(&self) -> String {
-        std::fs::read(self.log_path())
-            .map(|bytes| tail(&String::from_utf8_lossy(&bytes)))
+        stream::read_tail(&self.log_path(), STDERR_TAIL_BYTES)
+            .map(|text| tail(&text))
             .unwrap_or_else(|e| format!("(no log: {e})"))
     }
 
     async fn run_client(
         &self,
         database: Option<&str>,
-        input: ClientInput<'_>,
-    ) -> Result<(ExitStatus, String), LocalRuntimeError> {
-        let mut command = tokio::process::Command::new(&self.binaries.client);
-        let port = self.port.to_string();
+        input: stream::Input,
+    ) -> Result<stream::Outcome, LocalRuntimeError> {
+        let mut command = self.sandbox.command(&self.binaries.client);
         match self.engine {
             Engine::Postgres => {
                 // -X: no ~/.psqlrc; -w: never prompt, since stdin is the script.
                 command
-                    .args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-                    .args(["-p", &port, "-U", "postgres"])
+                    .args([
+                        "-X",
+                        "-q",
+                        "-w",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-h",
+                        sandbox::BOX,
+                    ])
+                    .args(["-p", &self.port.to_string(), "-U", "postgres"])
                     .arg(format!(
                         "--dbname={}",
                         database.unwrap_or(self.engine.default_database())
@@ -870,14 +1089,17 @@ impl LocalInstance {
             Engine::MariaDb => {
                 command
                     .arg("--no-defaults")
+                    .arg(format!("--socket={}/{MARIADB_SOCKET}", sandbox::BOX))
                     .args([
-                        "--protocol=TCP",
-                        "--host=127.0.0.1",
+                        "--protocol=SOCKET",
                         "--user=root",
                         "--batch",
-                    ])
-                    .arg(format!("--port={port}"))
-                    .arg("--default-character-set=utf8mb4");
+                        // No \! or system, no source, tee or pager: nothing in a dump
+                        // reaches the file system or a shell through the client.
+                        "--sandbox",
+                        "--local-infile=0",
+                        "--default-character-set=utf8mb4",
+                    ]);
                 if let Some(database) = database {
                     command.arg(format!("--database={database}"));
                 }
@@ -887,42 +1109,12 @@ impl LocalInstance {
                 }
             }
         }
-        command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let text = match input {
-            ClientInput::File(file) => {
-                command.stdin(Stdio::from(file));
-                None
-            }
-            ClientInput::Text(sql) => {
-                command.stdin(Stdio::piped());
-                Some(sql)
-            }
-        };
-        let mut child = command.spawn().map_err(|source| LocalRuntimeError::Spawn {
-            program: self.binaries.client.clone(),
-            source,
-        })?;
-        let stdin = child.stdin.take();
-        let feed = async move {
-            if let (Some(mut stdin), Some(sql)) = (stdin, text) {
-                // A write error means the client exited early; its status and stderr say why.
-                let _ = stdin.write_all(sql.as_bytes()).await;
-            }
-        };
-        // Fed and drained together: a client blocked on a full stderr pipe would otherwise
-        // never read the rest of its input.
-        let ((), output) = tokio::join!(feed, child.wait_with_output());
-        let output = output.map_err(|source| LocalRuntimeError::Client {
-            engine: self.engine,
-            source,
-        })?;
-        Ok((
-            output.status,
-            tail(&String::from_utf8_lossy(&output.stderr)),
-        ))
+        stream::run(command, input, STDERR_TAIL_BYTES)
+            .await
+            .map_err(|source| LocalRuntimeError::Client {
+                engine: self.engine,
+                source,
+            })
     }
 }
 
@@ -932,7 +1124,6 @@ impl Drop for LocalInstance {
             // Not yet reaped, so the pid cannot have been reused.
             process::kill_group_unchecked(child.id());
             let _ = child.wait();
-            self.release_ipc();
         }
         if !self.removed {
             let _ = label::remove_dir_settled(&self.dir);
@@ -940,9 +1131,74 @@ impl Drop for LocalInstance {
     }
 }
 
-enum ClientInput<'a> {
-    File(std::fs::File),
-    Text(&'a str),
+/// Whether `psql --version` output names a release with `\restrict`.
+fn psql_has_restrict(version: &str) -> bool {
+    let Some(number) = version
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+    else {
+        return false;
+    };
+    let mut parts = number
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    match major {
+        18.. => true,
+        17 => minor >= 6,
+        16 => minor >= 10,
+        15 => minor >= 14,
+        14 => minor >= 19,
+        13 => minor >= 22,
+        _ => false,
+    }
+}
+
+/// Copies a file or a directory of plain files (a pg_dump directory archive) to `to`,
+/// giving every copy to `account`. Symbolic links are refused, not followed.
+fn copy_tree(from: &Path, to: &Path, account: Account) -> io::Result<()> {
+    let metadata = std::fs::symlink_metadata(from)?;
+    if metadata.file_type().is_symlink() {
+        return Err(io::Error::other(format!(
+            "{} is a symbolic link",
+            from.display()
+        )));
+    }
+    if metadata.is_dir() {
+        std::fs::create_dir(to)?;
+        account.chown(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()), account)?;
+        }
+        return Ok(());
+    }
+    if !metadata.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            from.display()
+        )));
+    }
+    std::fs::copy(from, to)?;
+    account.chown(to)
+}
+
+/// Creates `path` with mode 0600 and writes `contents`.
+fn write_private(path: &Path, contents: &str) -> Result<(), LocalRuntimeError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let write_error = |source| LocalRuntimeError::WriteFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(write_error)?;
+    io::Write::write_all(&mut file, contents.as_bytes()).map_err(write_error)
 }
 
 fn create_instance_dir(
@@ -977,7 +1233,8 @@ fn free_port() -> Result<u16, LocalRuntimeError> {
 /// Errors a starting server gives before it accepts queries.
 fn is_transient(error: &sqlx::Error) -> bool {
     match error {
-        // Connection refused until the server listens; reset if it stops accepting.
+        // Connection refused (or no socket yet) until the server listens; reset if it
+        // stops accepting.
         sqlx::Error::Io(_) => true,
         // 57P03: PostgreSQL accepts connections while still starting up, and says so.
         sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
@@ -1025,6 +1282,18 @@ mod tests {
     #[test]
     fn password_literal_escapes_quotes_and_backslashes() {
         assert_eq!(sql_string(r"a'b\c"), r"'a''b\\c'");
+    }
+
+    #[test]
+    fn psql_restricted_mode_comes_with_the_cve_2025_8714_releases() {
+        assert!(psql_has_restrict(
+            "psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+        ));
+        assert!(psql_has_restrict("psql (PostgreSQL) 17.6"));
+        assert!(psql_has_restrict("psql (PostgreSQL) 18.1"));
+        assert!(!psql_has_restrict("psql (PostgreSQL) 15.13"));
+        assert!(!psql_has_restrict("psql (PostgreSQL) 12.22"));
+        assert!(!psql_has_restrict("garbage"));
     }
 
     #[test]

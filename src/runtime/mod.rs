@@ -9,19 +9,22 @@
 //! a server or data directory it did not create.
 //!
 //! - [`local`]: servers started from the PostgreSQL and MariaDB binaries installed on this
-//!   machine, in a temporary directory, on a free loopback port.
+//!   machine, each in a [`sandbox`] of its own, in the tool's private directory.
+//! - [`sandbox`]: the confinement (a fresh account, no capabilities, no host files, no
+//!   network) every server and client run on backup data lives in.
 //! - [`cassandra`]: Apache Cassandra nodes run from the Maven Central jars that
 //!   `scripts/install-cassandra` fetches, on a free port of a loopback address.
 
 pub mod cassandra;
 pub mod docker;
 pub mod local;
+pub mod sandbox;
 
 pub use docker::{
     DEFAULT_CASSANDRA_IMAGE, DockerCassandra, DockerInstance, DockerOptions, DockerRuntimeError,
     ExecOutput, LabelledContainer, docker_available, labelled_containers, sweep_containers,
 };
 pub use local::{
-    Engine, LocalInstance, LocalOptions, LocalRuntimeError, SweepScope, SweptInstance, sweep,
-    sweep_in, sweep_leftovers,
+    Engine, Listen, LocalInstance, LocalOptions, LocalRuntimeError, RestoreLimit, SweepScope,
+    SweptInstance, private_root, sweep, sweep_in, sweep_leftovers,
 };

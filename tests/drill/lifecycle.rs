@@ -47,7 +47,7 @@ fn spawn_until_restoring(
     loop {
         if let Some(dir) = leftovers_of(child.id()).into_iter().next() {
             // The server is up once its data directory has a postmaster.pid.
-            if dir.join("data/postmaster.pid").exists() {
+            if dir.join("box/data/postmaster.pid").exists() {
                 std::thread::sleep(Duration::from_millis(700));
                 return (child, dir);
             }
@@ -62,10 +62,10 @@ fn spawn_until_restoring(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_in_the_middle_of_a_restore_leaves_nothing_behind() {
+async fn ctrl_c_sigterm_or_sighup_in_the_middle_of_a_restore_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let dump = big_dump(dir.path()).await;
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         let (child, instance_dir) = spawn_until_restoring(&dump, &[]);
         let pid = child.id();
         kill(Pid::from_raw(i32::try_from(pid).unwrap()), signal).unwrap();

@@ -3,5 +3,6 @@
 
 mod backups;
 mod docker;
+mod hostile;
 mod lifecycle;
 mod support;

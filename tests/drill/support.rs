@@ -80,7 +80,11 @@ pub async fn postgres_with(state: &str) -> LocalInstance {
 
 /// Runs the server's pg_dump with `args` into `out`.
 pub fn pg_dump(server: &LocalInstance, args: &[&str], out: &Path) {
-    let status = Command::new("pg_dump")
+    let mut command = Command::new("pg_dump");
+    if let Some(password) = server.password() {
+        command.env("PGPASSWORD", password);
+    }
+    let status = command
         .args([
             "-h",
             "127.0.0.1",
@@ -98,13 +102,18 @@ pub fn pg_dump(server: &LocalInstance, args: &[&str], out: &Path) {
     assert!(status.success(), "pg_dump {args:?} failed");
 }
 
-/// Directories in the temp dir that a drill with this pid left behind.
+/// Instance directories (and SQLite copies) in the tool's private directory that a drill
+/// with this pid left behind.
 pub fn leftovers_of(pid: u32) -> Vec<PathBuf> {
-    let marker = format!("scalardb-verify-drill{pid}-");
-    std::fs::read_dir(std::env::temp_dir())
+    let markers = [format!("i-drill{pid}-"), format!("sqlite-drill{pid}-")];
+    let root = scalardb_verify::runtime::private_root().expect("the private directory");
+    std::fs::read_dir(root)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&marker))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            markers.iter().any(|m| name.starts_with(m))
+        })
         .map(|e| e.path())
         .collect()
 }

@@ -1,22 +1,30 @@
-//! The label every instance directory carries, and the sweep that finds and removes the
-//! instances a killed run left behind.
+//! The label every instance directory carries, the private directory instances live in,
+//! and the sweep that finds and removes the instances a killed run left behind.
 //!
-//! Owns the directory naming scheme and the label file's format. The sweep only ever touches
-//! directories with our prefix *and* a parsable label written by this tool, and only signals
+//! Owns the directory naming scheme and the label file's format. Instances live in the
+//! tool's private directory ([`private_root`]: `$TMPDIR/scalardb-verify-<uid>`, mode 0700,
+//! owned by the tool's user), never in a directory others can write, so nobody else can
+//! plant a label there. The sweep only ever touches directories with our prefix, owned by
+//! us, holding a parsable label file that we own and that this tool wrote, and only signals
 //! processes whose pid and start time both match the label.
 
 use std::fmt;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::process::{self, ProcessId};
+use super::process::ProcessId;
 use super::{Engine, LocalRuntimeError};
 
 /// Every instance directory's name starts with this.
-pub(super) const DIR_PREFIX: &str = "scalardb-verify-";
+pub(super) const DIR_PREFIX: &str = "i-";
+/// The private directory's name, before the uid.
+const ROOT_PREFIX: &str = "scalardb-verify-";
+/// A label is a few hundred bytes; anything longer is not ours.
+const LABEL_MAX_BYTES: u64 = 64 * 1024;
 /// The label's file name inside an instance directory.
 pub(super) const LABEL_FILE: &str = "scalardb-verify-instance.json";
 const TOOL: &str = "scalardb-verify";
@@ -65,11 +73,79 @@ impl Label {
         Ok(())
     }
 
+    /// The label in `dir`, if it is a regular file of our own that this tool wrote.
     fn read(dir: &Path) -> Option<Self> {
-        let bytes = std::fs::read(dir.join(LABEL_FILE)).ok()?;
+        let path = dir.join(LABEL_FILE);
+        let metadata = std::fs::symlink_metadata(&path).ok()?;
+        if !metadata.is_file() || metadata.uid() != nix::unistd::geteuid().as_raw() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .ok()?
+            .take(LABEL_MAX_BYTES)
+            .read_to_end(&mut bytes)
+            .ok()?;
         let label: Self = serde_json::from_slice(&bytes).ok()?;
         (label.tool == TOOL).then_some(label)
     }
+}
+
+/// The tool's private directory for instances: `$TMPDIR/scalardb-verify-<euid>`, created
+/// with mode 0700 if missing. One that exists but is not ours alone (another owner, a
+/// symbolic link, group or world access) is refused: someone else could plant labels or
+/// swap instance directories there.
+pub fn private_root() -> Result<PathBuf, LocalRuntimeError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let root = std::env::temp_dir().join(format!("{ROOT_PREFIX}{uid}"));
+    match std::fs::create_dir(&root) {
+        Ok(()) => {
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).map_err(
+                |source| LocalRuntimeError::CreateDir {
+                    parent: root.clone(),
+                    source,
+                },
+            )?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(LocalRuntimeError::CreateDir {
+                parent: root,
+                source,
+            });
+        }
+    }
+    check_private(&root)?;
+    Ok(root)
+}
+
+/// Refuses `dir` unless it is a real directory owned by us that nobody else may write.
+pub(super) fn check_private(dir: &Path) -> Result<(), LocalRuntimeError> {
+    let unsafe_parent = |reason: String| LocalRuntimeError::UnsafeParent {
+        path: dir.to_owned(),
+        reason,
+    };
+    let metadata = std::fs::symlink_metadata(dir)
+        .map_err(|e| unsafe_parent(format!("it cannot be examined: {e}")))?;
+    if !metadata.is_dir() {
+        return Err(unsafe_parent(
+            "it is not a directory (a symbolic link is refused)".to_owned(),
+        ));
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    if metadata.uid() != uid {
+        return Err(unsafe_parent(format!(
+            "it belongs to uid {}, not to us (uid {uid})",
+            metadata.uid()
+        )));
+    }
+    if metadata.mode() & 0o022 != 0 {
+        return Err(unsafe_parent(format!(
+            "others may write it (mode {:o})",
+            metadata.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// The name prefix of a new instance directory: the tool, the run id made safe for a file
@@ -129,7 +205,7 @@ impl fmt::Display for SweptInstance {
     }
 }
 
-/// Removes the instances that killed runs left in the temporary directory, killing their
+/// Removes the instances that killed runs left in the private directory, killing their
 /// servers first. Equivalent to `sweep(&SweepScope::Orphaned)`.
 ///
 /// Blocks for up to a few seconds per killed server; call it from `spawn_blocking` in
@@ -138,9 +214,9 @@ pub fn sweep_leftovers() -> Result<Vec<SweptInstance>, LocalRuntimeError> {
     sweep(&SweepScope::Orphaned)
 }
 
-/// Removes the labelled instances in the temporary directory that `scope` selects.
+/// Removes the labelled instances in the private directory that `scope` selects.
 pub fn sweep(scope: &SweepScope) -> Result<Vec<SweptInstance>, LocalRuntimeError> {
-    sweep_in(&std::env::temp_dir(), scope)
+    sweep_in(&private_root()?, scope)
 }
 
 /// Removes the labelled instances directly under `root` that `scope` selects: for
@@ -150,6 +226,7 @@ pub fn sweep_in(root: &Path, scope: &SweepScope) -> Result<Vec<SweptInstance>, L
         dir: root.to_path_buf(),
         source,
     };
+    check_private(root)?;
     let mut swept = Vec::new();
     for entry in std::fs::read_dir(root).map_err(scan_error)? {
         let entry = entry.map_err(scan_error)?;
@@ -157,9 +234,12 @@ pub fn sweep_in(root: &Path, scope: &SweepScope) -> Result<Vec<SweptInstance>, L
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(DIR_PREFIX));
-        // A symlink named like ours is not ours to follow.
+        // A symlink named like ours is not ours to follow, nor a directory of another's.
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if !is_ours || !is_dir {
+        let owned = entry
+            .metadata()
+            .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw());
+        if !is_ours || !is_dir || !owned {
             continue;
         }
         let dir = entry.path();
@@ -180,9 +260,6 @@ pub fn sweep_in(root: &Path, scope: &SweepScope) -> Result<Vec<SweptInstance>, L
             wait_until_gone(server, Duration::from_secs(5));
             server.pid
         });
-        if label.engine == Engine::Postgres {
-            process::release_postgres_interlock(&dir.join(super::DATA_DIR));
-        }
         remove_dir_settled(&dir)?;
         swept.push(SweptInstance {
             dir,
@@ -239,12 +316,13 @@ mod tests {
             "a/b c..d-e_f-0123456789012345678901234567890",
             Engine::MariaDb,
         );
-        assert_eq!(prefix, "scalardb-verify-a_b_c__d-e_f-01234567890-mariadb-");
+        assert_eq!(prefix, "i-a_b_c__d-e_f-01234567890-mariadb-");
     }
 
     #[test]
     fn sweep_skips_unlabelled_and_foreign_dirs_and_live_owners() {
         let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let unlabelled = root.path().join(format!("{DIR_PREFIX}unlabelled"));
         std::fs::create_dir(&unlabelled).unwrap();
         let foreign = root.path().join("other-tool-dir");
@@ -275,5 +353,32 @@ mod tests {
         let swept = sweep_in(root.path(), &SweepScope::Run("live".into())).unwrap();
         assert_eq!(swept.len(), 1);
         assert!(!live.exists());
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_not_private() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let err = sweep_in(root.path(), &SweepScope::Orphaned).unwrap_err();
+        assert!(err.to_string().contains("others may write it"), "{err}");
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        let err = check_private(&link).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_label_we_do_not_own_is_ignored() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let planted = root.path().join(format!("{DIR_PREFIX}planted"));
+        std::fs::create_dir(&planted).unwrap();
+        let mut label = Label::new("planted", Engine::Postgres);
+        label.owner = None;
+        label.write(&planted).unwrap();
+        std::os::unix::fs::chown(planted.join(LABEL_FILE), Some(65534), None).unwrap();
+        assert!(Label::read(&planted).is_none());
     }
 }

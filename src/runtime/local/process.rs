@@ -1,82 +1,13 @@
-//! The operating-system side of an instance: which account its server runs as, and how a
-//! process is identified, signalled and checked for life.
+//! The operating-system side of an instance: how a process is identified, signalled and
+//! checked for life.
 //!
 //! Owns every use of `nix` and of `/proc` in the runtime. A process is named by its pid
 //! together with its start time, so that a pid the kernel has since reused for an unrelated
 //! process is never signalled.
 
-use std::os::unix::process::CommandExt as _;
-use std::path::Path;
-
 use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::{Gid, Pid, Uid, User, geteuid};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-
-use super::{Engine, LocalRuntimeError};
-
-/// An unprivileged account that server processes run as when we are root.
-#[derive(Debug, Clone)]
-pub(super) struct ServiceAccount {
-    pub(super) name: String,
-    uid: Uid,
-    gid: Gid,
-}
-
-impl ServiceAccount {
-    /// The account to run `engine`'s processes as: `None` when we are not root (they then
-    /// run as ourselves), else the engine's Debian system user, else `nobody`.
-    ///
-    /// PostgreSQL refuses to run as root, and MariaDB only does so with `--user`; switching
-    /// the uid ourselves treats both alike and needs no `runuser` or `setpriv`.
-    pub(super) fn for_engine(engine: Engine) -> Result<Option<Self>, LocalRuntimeError> {
-        if !geteuid().is_root() {
-            return Ok(None);
-        }
-        let candidates = match engine {
-            Engine::Postgres => ["postgres", "nobody"],
-            Engine::MariaDb => ["mysql", "nobody"],
-        };
-        for name in candidates {
-            let user = User::from_name(name).map_err(|source| LocalRuntimeError::Account {
-                user: name.to_owned(),
-                source,
-            })?;
-            if let Some(user) = user {
-                return Ok(Some(Self {
-                    name: user.name,
-                    uid: user.uid,
-                    gid: user.gid,
-                }));
-            }
-        }
-        Err(LocalRuntimeError::NoServiceAccount {
-            engine,
-            tried: candidates.join(", "),
-        })
-    }
-
-    /// Gives `path` to this account, so the server can create its files there.
-    pub(super) fn chown(&self, path: &Path) -> Result<(), LocalRuntimeError> {
-        std::os::unix::fs::chown(path, Some(self.uid.as_raw()), Some(self.gid.as_raw())).map_err(
-            |source| LocalRuntimeError::Chown {
-                path: path.to_path_buf(),
-                user: self.name.clone(),
-                source,
-            },
-        )
-    }
-
-    /// Makes `command` run as this account. Rust drops the supplementary groups too when
-    /// a uid is set while running as root.
-    pub(super) fn apply_std(&self, command: &mut std::process::Command) {
-        command.uid(self.uid.as_raw()).gid(self.gid.as_raw());
-    }
-
-    /// Makes `command` run as this account.
-    pub(super) fn apply_tokio(&self, command: &mut tokio::process::Command) {
-        command.uid(self.uid.as_raw()).gid(self.gid.as_raw());
-    }
-}
 
 /// A process named so that pid reuse cannot fool us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,31 +120,6 @@ fn read_parent(pid: u32) -> Option<u32> {
 pub(super) fn signal_unchecked(pid: u32, signal: Signal) {
     if let Some(pid) = as_pid(pid) {
         let _ = kill(pid, signal);
-    }
-}
-
-/// Removes the System V shared memory segment a dead PostgreSQL server left behind.
-///
-/// PostgreSQL keeps a 56-byte segment as an interlock against two servers on one data
-/// directory, and removes it on a clean shutdown only; every SIGKILL would leak one, up to
-/// the kernel's limit. Its id is on line 7 of `postmaster.pid`, which a clean shutdown also
-/// removes, so this does nothing after one. Best effort: `ipcrm` ships with util-linux.
-pub(super) fn release_postgres_interlock(data_dir: &Path) {
-    let Ok(pid_file) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
-        return;
-    };
-    let shmid = pid_file
-        .lines()
-        .nth(6)
-        .and_then(|line| line.split_whitespace().nth(1))
-        .filter(|id| id.parse::<u64>().is_ok());
-    if let Some(shmid) = shmid {
-        let _ = std::process::Command::new("ipcrm")
-            .args(["-m", shmid])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
     }
 }
 
