@@ -131,3 +131,79 @@ fn a_missing_image_is_a_restore_error_naming_it() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("no-such-image"), "{}", run.stderr);
 }
+
+/// A kept docker instance: reachable through the socket its hint names, by this user only,
+/// with no network; `cleanup --run-id` removes the container and the socket directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_container_has_no_network_and_cleanup_removes_its_socket_directory() {
+    use sqlx::Connection as _;
+    use std::os::unix::fs::MetadataExt as _;
+
+    require_images();
+    let server = postgres_with("recoverable").await;
+    let dir = tempfile::tempdir().unwrap();
+    let custom = dir.path().join("custom.dump");
+    pg_dump(&server, &["-Fc"], &custom);
+    server.stop().await.unwrap();
+
+    let run = drill_on("docker", &custom, &["--image", PG_IMAGE, "--keep"]);
+    let report = run.json();
+    let run_id = report["drill"]["run_id"].as_str().unwrap().to_owned();
+    let hint = report["drill"]["kept_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no kept_at: {}\n{}", run.stdout, run.stderr))
+        .to_owned();
+    let url = hint.split_whitespace().next().unwrap();
+    let parsed = url::Url::parse(url).unwrap();
+    let socket_dir = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| std::path::PathBuf::from(v.into_owned()))
+        .unwrap_or_else(|| panic!("the hint names no socket: {hint}"));
+    let instance_dir = socket_dir.parent().unwrap().to_owned();
+
+    // Reachable through the hint's URL (a random password in it, the socket as its host).
+    assert!(parsed.password().is_some_and(|p| p.len() >= 32), "{hint}");
+    assert_eq!(parsed.host_str(), Some("localhost"));
+    let mut conn = sqlx::postgres::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect through {hint}: {e}"));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM bank.accounts")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(count > 0);
+    conn.close().await.unwrap();
+
+    // This user's alone, and the container without a network.
+    let meta = std::fs::metadata(&instance_dir).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o700, "{}", instance_dir.display());
+    let inspected = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=scalardb-verify.run-id={run_id}"),
+        ])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&inspected.stdout).trim().to_owned();
+    assert!(!id.is_empty(), "no running container for run {run_id}");
+    let mode = Command::new("docker")
+        .args(["inspect", "-f", "{{.HostConfig.NetworkMode}}", &id])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "none");
+
+    let cleanup = Command::new(BIN)
+        .args(["cleanup", "--run-id", &run_id])
+        .output()
+        .unwrap();
+    assert!(cleanup.status.success(), "{cleanup:?}");
+    assert_eq!(containers_of(&run_id), 0, "cleanup left the container");
+    assert!(
+        !instance_dir.exists(),
+        "cleanup left {}",
+        instance_dir.display()
+    );
+}
