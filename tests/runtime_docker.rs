@@ -181,6 +181,25 @@ fn assert_confined(instance: &DockerInstance, container: &serde_json::Value) {
     }
 }
 
+/// The instance's URL is a valid scan target, whose display names the socket but not the
+/// password.
+fn assert_scan_target_hides_the_password(instance: &DockerInstance) {
+    let target = scalardb_verify::config::Target::from_url(&instance.url())
+        .unwrap_or_else(|e| panic!("{}: {}", instance.url(), error_chain(&e)));
+    let shown = target.display();
+    let password = password_of(instance);
+    let encoded = url::Url::parse(&instance.url())
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !shown.contains(&password) && !shown.contains(&encoded),
+        "{shown}"
+    );
+    assert!(shown.contains("localhost"), "{shown}");
+}
+
 /// The instance's password, from its URL.
 fn password_of(instance: &DockerInstance) -> String {
     let url = url::Url::parse(&instance.url()).unwrap();
@@ -308,6 +327,7 @@ async fn postgres_loads_sql_restores_an_archive_and_stop_removes_it() {
         )
     );
     assert_eq!(pg.socket_path(), pg.socket_dir().join(".s.PGSQL.5433"));
+    assert_scan_target_hides_the_password(&pg);
     let dir_of_instance = instance_dir(&pg);
 
     // Loaded by psql inside the container, from a host file streamed to its stdin: big
@@ -483,6 +503,7 @@ async fn mysql_family_loads_a_dump_and_stop_removes_it() {
             db.socket_dir().display()
         )
     );
+    assert_scan_target_hides_the_password(&db);
     let dir_of_instance = instance_dir(&db);
 
     // A dump names its own database: loaded with no database selected.

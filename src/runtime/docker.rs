@@ -601,7 +601,7 @@ impl DockerInstance {
     }
 
     /// The sqlx URL of the superuser on the default database through the socket, e.g.
-    /// `postgres://postgres:PW@localhost:5433/postgres?host=/tmp/scalardb-verify-0/sql-Ab12/socket`
+    /// `postgres://postgres:PW@localhost:5433/postgres?host=/tmp/scalardb-verify-0/docker-Ab12/socket`
     /// or `mysql://root:PW@localhost/mysql?socket=/tmp/.../socket/mysqld.sock`.
     pub fn url(&self) -> String {
         self.url_for(self.engine.default_database())

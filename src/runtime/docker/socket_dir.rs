@@ -1,10 +1,10 @@
 //! The host directory a SQL container's server puts its Unix socket in: the only way to
 //! reach that server, so only this user may open it.
 //!
-//! Each instance gets a fresh directory, 0700, under a parent private to this user
-//! (`$XDG_RUNTIME_DIR/scalardb-verify-<uid>` where that is this user's own private
-//! directory, else `<temp dir>/scalardb-verify-<uid>`, 0700, refused if another user owns
-//! it). Inside it, `socket` is what the container gets mounted: writable by every account,
+//! Each instance gets a fresh directory `docker-XXXXXX`, 0700, under the parent private to
+//! this user that the local runtime's instances share (`$TMPDIR/scalardb-verify-<euid>`,
+//! 0700, refused if another user owns it or it is a link). Inside it, `socket` is what the
+//! container gets mounted: writable by every account,
 //! so that the image's server account can create its socket there whatever its uid, and
 //! reachable by nobody else, since its parent is not.
 //!
@@ -17,7 +17,7 @@ use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as 
 use std::path::{Path, PathBuf};
 
 /// How an instance directory's name starts.
-const PREFIX: &str = "sql-";
+const PREFIX: &str = "docker-";
 /// The subdirectory mounted into the container.
 const SOCKET_SUBDIR: &str = "socket";
 /// The longest Unix socket path Linux accepts (`sun_path` less its terminating NUL).
@@ -88,11 +88,9 @@ impl SocketDir {
 /// directory (not a link) owned by this user; it is made 0700 again if it is not.
 pub(super) fn private_parent() -> io::Result<PathBuf> {
     let uid = nix::unistd::geteuid().as_raw();
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute() && is_private_dir(dir, uid))
-        .unwrap_or_else(std::env::temp_dir);
-    let parent = base.join(format!("scalardb-verify-{uid}"));
+    // The same place as the local runtime's `private_root`, so that one environment
+    // variable (TMPDIR) decides where a run's private files are, for runs and sweeps alike.
+    let parent = std::env::temp_dir().join(format!("scalardb-verify-{uid}"));
     match fs::DirBuilder::new().mode(0o700).create(&parent) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
         _ => {}
@@ -112,11 +110,6 @@ pub(super) fn private_parent() -> io::Result<PathBuf> {
         fs::set_permissions(&parent, fs::Permissions::from_mode(0o700))?;
     }
     Ok(parent)
-}
-
-fn is_private_dir(dir: &Path, uid: u32) -> bool {
-    fs::symlink_metadata(dir)
-        .is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
 }
 
 /// Removes the instance directory `path`, named by a container's label, if it is one of
@@ -175,6 +168,6 @@ mod tests {
             .unwrap();
         assert!(!remove(other.path()).unwrap());
         assert!(other.path().exists());
-        assert!(!remove(&parent.join("sql-../..")).unwrap());
+        assert!(!remove(&parent.join("docker-../..")).unwrap());
     }
 }
