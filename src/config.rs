@@ -27,6 +27,17 @@ pub enum ConfigError {
     SqliteFileMissing { path: PathBuf },
     #[error("open SQLite database {path}: {reason}")]
     NotSqlite { path: PathBuf, reason: String },
+    #[error(
+        "open SQLite database {path} read-only: {sidecar} beside it holds {what}, which a \
+         read-only scan cannot apply; checkpoint it on a copy (sqlite3 COPY \
+         'PRAGMA wal_checkpoint(TRUNCATE)', or open the copy once with sqlite3) and scan the \
+         copy, or drill the backup"
+    )]
+    SqliteSidecar {
+        path: PathBuf,
+        sidecar: PathBuf,
+        what: SqliteSidecar,
+    },
     #[error("read properties file {path}")]
     ReadProperties {
         path: PathBuf,
@@ -231,38 +242,49 @@ impl Target {
         })
     }
 
-    /// A SQLite file, opened read-only: the file is a backup, never to be modified.
+    /// A SQLite file, opened read-only and immutable: the file is a backup, never to be
+    /// modified, and nothing is created beside it (no `-shm`). Only its header is read.
+    /// A write-ahead log or hot journal beside it holds changes an immutable open would
+    /// silently ignore, so such a file is refused rather than scanned without them.
     pub fn sqlite(path: &Path) -> Result<Self, ConfigError> {
-        let header = match std::fs::read(path) {
+        let not_sqlite = |reason: String| ConfigError::NotSqlite {
+            path: path.to_owned(),
+            reason,
+        };
+        let header = match read_prefix(path, SQLITE_HEADER_LEN) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ConfigError::SqliteFileMissing {
                     path: path.to_owned(),
                 });
             }
-            Err(e) => {
-                return Err(ConfigError::NotSqlite {
-                    path: path.to_owned(),
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => return Err(not_sqlite(e.to_string())),
         };
         const MAGIC: &[u8] = b"SQLite format 3\0";
         if header.is_empty() {
-            return Err(ConfigError::NotSqlite {
-                path: path.to_owned(),
-                reason: "the file is empty".to_owned(),
-            });
+            return Err(not_sqlite("the file is empty".to_owned()));
         }
         if !header.starts_with(MAGIC) {
-            return Err(ConfigError::NotSqlite {
-                path: path.to_owned(),
-                reason: "not a SQLite database (bad header)".to_owned(),
-            });
+            return Err(not_sqlite("not a SQLite database (bad header)".to_owned()));
+        }
+        for (suffix, what) in [
+            ("-wal", SqliteSidecar::Wal),
+            ("-journal", SqliteSidecar::Journal),
+        ] {
+            let mut sidecar = path.as_os_str().to_owned();
+            sidecar.push(suffix);
+            let sidecar = PathBuf::from(sidecar);
+            if what.holds_changes(&sidecar) {
+                return Err(ConfigError::SqliteSidecar {
+                    path: path.to_owned(),
+                    sidecar,
+                    what,
+                });
+            }
         }
         let display = format!("sqlite://{}", path.display());
         Ok(Self {
-            url: format!("sqlite://{}?mode=ro", path.display()),
+            url: format!("sqlite://{}?mode=ro&immutable=1", path.display()),
             display,
             dialect: Dialect::Sqlite,
             backend: Backend::Sql,
@@ -290,6 +312,57 @@ fn redact(url: &url::Url) -> String {
         .filter(|(k, _)| !k.eq_ignore_ascii_case("password"))
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
+/// The SQLite database header's length: all a target check needs to read.
+const SQLITE_HEADER_LEN: usize = 100;
+
+/// Up to `len` bytes from the start of a file, without reading the rest.
+fn read_prefix(path: &Path, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::with_capacity(len);
+    file.take(u64::try_from(len).unwrap_or(u64::MAX))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A file SQLite keeps beside a database that can hold changes not yet in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqliteSidecar {
+    /// `-wal`: committed transactions not yet checkpointed into the database.
+    Wal,
+    /// `-journal` starting with the journal magic: a hot rollback journal, an interrupted
+    /// write that must be rolled back.
+    Journal,
+}
+
+impl SqliteSidecar {
+    fn holds_changes(self, sidecar: &Path) -> bool {
+        const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+        match self {
+            // An unreadable sidecar is treated as holding changes: refusing is safe.
+            Self::Wal => std::fs::metadata(sidecar).map_or_else(
+                |e| e.kind() != std::io::ErrorKind::NotFound,
+                |m| m.len() > 0,
+            ),
+            Self::Journal => match read_prefix(sidecar, JOURNAL_MAGIC.len()) {
+                Ok(prefix) => prefix == JOURNAL_MAGIC,
+                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for SqliteSidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Wal => {
+                "a non-empty write-ahead log (committed transactions not yet checkpointed)"
+            }
+            Self::Journal => "a hot rollback journal (an interrupted write not yet rolled back)",
+        })
+    }
+}
+
     if pairs.is_empty() {
         shown.set_query(None);
     } else {
@@ -573,6 +646,51 @@ mod tests {
              scalar.db.consensus_commit.coordinator.namespace = coord\n\
              scalar.db.jdbc.table_metadata.schema: meta\n",
         )
+    #[test]
+    fn a_sqlite_target_is_opened_immutable_and_refused_with_pending_changes_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("bank.sqlite");
+        let mut bytes = b"SQLite format 3\0".to_vec();
+        bytes.resize(4096, 0);
+        std::fs::write(&db, &bytes).unwrap();
+        let target = Target::sqlite(&db).unwrap();
+        assert!(
+            target.connection_url().ends_with("?mode=ro&immutable=1"),
+            "{}",
+            target.connection_url()
+        );
+        let wal = dir.path().join("bank.sqlite-wal");
+        std::fs::write(&wal, b"").unwrap();
+        assert!(Target::sqlite(&db).is_ok(), "an empty -wal holds nothing");
+        std::fs::write(&wal, b"\x37\x7f\x06\x82 frames").unwrap();
+        let err = Target::sqlite(&db).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::SqliteSidecar { what: SqliteSidecar::Wal, sidecar, .. } if *sidecar == wal),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("bank.sqlite-wal") && message.contains("checkpoint"),
+            "{message}"
+        );
+        std::fs::remove_file(&wal).unwrap();
+        let journal = dir.path().join("bank.sqlite-journal");
+        std::fs::write(
+            &journal,
+            [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7, 0, 0],
+        )
+        .unwrap();
+        assert!(matches!(
+            Target::sqlite(&db),
+            Err(ConfigError::SqliteSidecar {
+                what: SqliteSidecar::Journal,
+                ..
+            })
+        ));
+        std::fs::write(&journal, [0u8; 16]).unwrap();
+        assert!(Target::sqlite(&db).is_ok(), "a zeroed journal is not hot");
+    }
+
         .unwrap();
         assert_eq!(
             props.target.display(),

@@ -59,9 +59,11 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(ConfigError::SqliteFileMissing { .. } | ConfigError::NotSqlite { .. }) => {
-                exit_code::UNREACHABLE
-            }
+            Self::Config(
+                ConfigError::SqliteFileMissing { .. }
+                | ConfigError::NotSqlite { .. }
+                | ConfigError::SqliteSidecar { .. },
+            ) => exit_code::UNREACHABLE,
             Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
             Self::Store(_) | Self::Cassandra(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
