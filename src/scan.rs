@@ -12,8 +12,8 @@ use crate::error::Error;
 use crate::progress::Progress;
 use crate::store::discover_settings;
 use crate::store::{
-    CassandraScanOptions, CassandraStore, CoordinatorSchema, DiscoveredTable, SqlStore, Store,
-    TableSchema,
+    CassandraScanOptions, CassandraStore, CoordinatorSchema, DiscoveredTable, SqlError, SqlStore,
+    Store, TableSchema,
 };
 
 /// An analysis with the schemas it was made from (the recovery rehearsal writes by them).
@@ -73,7 +73,7 @@ where
     let coordinator_schema = discovery.coordinator.as_ref();
     let coordinator_task = async {
         match coordinator_schema {
-            None => Ok(CoordinatorObservation::Missing),
+            None => CoordinatorObservation::Missing,
             Some(schema) => {
                 let task = progress.task(&schema.table.to_string());
                 task.phase("reading the Coordinator");
@@ -82,7 +82,15 @@ where
                     Ok(scan) => task.finish(scan.rows),
                     Err(e) => task.fail(&e.to_string()),
                 }
-                scan.map(CoordinatorObservation::Present)
+                // A Coordinator that cannot be read is a finding (indeterminate), not an
+                // unreachable target: the tables were reached, and are still scanned.
+                match scan {
+                    Ok(scan) => CoordinatorObservation::Present(scan),
+                    Err(e) => CoordinatorObservation::Unreadable {
+                        table: schema.table.clone(),
+                        reason: error_chain(&e),
+                    },
+                }
             }
         }
     };
@@ -93,7 +101,7 @@ where
         .iter()
         .filter_map(|t| match t {
             DiscoveredTable::Present(schema) => Some(schema),
-            DiscoveredTable::Missing(_) => None,
+            DiscoveredTable::Missing(_) | DiscoveredTable::Denied { .. } => None,
         })
         .collect();
     let tasks: Vec<_> = schemas
@@ -112,7 +120,6 @@ where
         .buffered(config.jobs)
         .collect::<Vec<_>>();
     let (coordinator, mut scans) = futures::join!(coordinator_task, phase_one);
-    let coordinator = coordinator?;
 
     // Phase 2: COMMITTED records the Coordinator does not confirm, filed by what phase 1
     // found unresolved, so only the records the atomicity check needs stay in memory.
@@ -158,12 +165,17 @@ where
                 table: table.clone(),
                 outcome: TableOutcome::Missing,
             },
+            DiscoveredTable::Denied { table, reason } => TableObservation {
+                table: table.clone(),
+                outcome: TableOutcome::Denied(reason.clone()),
+            },
             DiscoveredTable::Present(_) => {
                 let (schema, scan) = scanned.next().expect("one scan per present table");
                 TableObservation {
                     table: schema.table.clone(),
                     outcome: match scan {
                         Ok(scan) => TableOutcome::Scanned(scan),
+                        Err(e) if is_permission_denied(&e) => TableOutcome::Denied(error_chain(&e)),
                         Err(e) => TableOutcome::Failed(error_chain(&e)),
                     },
                 }
@@ -181,6 +193,13 @@ where
         tables: schemas.into_iter().cloned().collect(),
         coordinator: discovery.coordinator.clone(),
     })
+}
+
+/// Whether a store's error is the database refusing a read for lack of a privilege.
+fn is_permission_denied(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<SqlError>()
+        .is_some_and(SqlError::is_permission_denied)
 }
 
 /// "scan t: caused by …": an error and its causes on one line, for a finding's message.

@@ -123,6 +123,13 @@ pub enum Code {
     /// Copies of a record differ between the nodes' snapshots: they were taken at different
     /// moments.
     NodeSnapshotsSkewed,
+    /// A table the scan must read (ScalarDB's metadata, a listed table, the Coordinator)
+    /// exists but the account may not read it.
+    PermissionDenied,
+    /// ScalarDB's metadata table holds rows ScalarDB could not have written.
+    InvalidScalardbMetadata,
+    /// The Coordinator table could not be read.
+    CoordinatorScanFailed,
 }
 
 impl Code {
@@ -146,6 +153,9 @@ impl Code {
             Self::WrittenAfterPauseStart => "written-after-pause-start",
             Self::InFlightDuringPause => "in-flight-during-pause",
             Self::NodeSnapshotsSkewed => "node-snapshots-skewed",
+            Self::PermissionDenied => "permission-denied",
+            Self::InvalidScalardbMetadata => "invalid-scalardb-metadata",
+            Self::CoordinatorScanFailed => "coordinator-scan-failed",
         }
     }
 
@@ -162,7 +172,10 @@ impl Code {
             | Self::NoTransactionalTables
             | Self::WrittenAfterPauseStart
             | Self::InFlightDuringPause
-            | Self::NodeSnapshotsSkewed => Severity::Error,
+            | Self::NodeSnapshotsSkewed
+            | Self::PermissionDenied
+            | Self::InvalidScalardbMetadata
+            | Self::CoordinatorScanFailed => Severity::Error,
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
@@ -178,13 +191,17 @@ impl Code {
             | Self::CommittedButAborted
             | Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup => CheckName::TransactionAtomicity,
-            Self::UnknownTxState | Self::InvalidMetadata | Self::MetadataIncomplete => {
-                CheckName::MetadataValidity
-            }
-            Self::InvalidCoordinatorRow | Self::CoordinatorMissing => CheckName::CoordinatorTable,
-            Self::TableMissing | Self::TableScanFailed | Self::NoTransactionalTables => {
-                CheckName::TableScan
-            }
+            Self::UnknownTxState
+            | Self::InvalidMetadata
+            | Self::MetadataIncomplete
+            | Self::InvalidScalardbMetadata => CheckName::MetadataValidity,
+            Self::InvalidCoordinatorRow
+            | Self::CoordinatorMissing
+            | Self::CoordinatorScanFailed => CheckName::CoordinatorTable,
+            Self::TableMissing
+            | Self::TableScanFailed
+            | Self::NoTransactionalTables
+            | Self::PermissionDenied => CheckName::TableScan,
             Self::CommittedWithoutCoordinatorState => CheckName::CoordinatorCoverage,
             Self::WatermarkSkew => CheckName::WatermarkSkew,
             Self::InFlightAtCut => CheckName::LazyRecovery,
@@ -210,7 +227,10 @@ impl Code {
             | Self::TableScanFailed
             | Self::NoTransactionalTables
             | Self::WrittenAfterPauseStart
-            | Self::InFlightDuringPause => VerdictEffect::Indeterminate,
+            | Self::InFlightDuringPause
+            | Self::PermissionDenied
+            | Self::InvalidScalardbMetadata
+            | Self::CoordinatorScanFailed => VerdictEffect::Indeterminate,
             Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
             | Self::WatermarkSkew

@@ -32,6 +32,8 @@ pub enum TableOutcome {
     Missing,
     /// The scan failed; the reason is the error chain, already rendered.
     Failed(String),
+    /// The table exists but the account may not read it; the reason is the database's own.
+    Denied(String),
 }
 
 /// The result of scanning one table.
@@ -57,6 +59,12 @@ pub enum CoordinatorObservation {
     #[default]
     Missing,
     Present(CoordinatorScan),
+    /// The Coordinator table is there but could not be read (a permission, a corrupt row);
+    /// the reason is the error chain, already rendered.
+    Unreadable {
+        table: TableRef,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,7 +78,9 @@ pub struct CoordinatorScan {
     pub has_child_ids: bool,
     /// The table has `tx_write_set`: 3.19 write-set logging, so rows may be cleaned up.
     pub has_write_set: bool,
-    /// Rows whose state is not COMMITTED or ABORTED, or whose `tx_created_at` is NULL.
+    /// Rows whose state is not COMMITTED or ABORTED, or whose `tx_created_at` is NULL, and
+    /// (from a store without a key on `tx_id`) rows that share their `tx_id` with another:
+    /// ScalarDB keeps one state per transaction, so a valid-looking row here is a duplicate.
     pub invalid_rows: Vec<crate::model::CoordinatorRow>,
     pub invalid_count: u64,
 }
@@ -85,4 +95,10 @@ pub enum DiscoveryNote {
         table: TableRef,
         missing_columns: Vec<String>,
     },
+    /// Something discovery must read exists but the account may not read it (`object` is a
+    /// table's name); `reason` is the database's own message.
+    PermissionDenied { object: String, reason: String },
+    /// Rows of ScalarDB's metadata table that ScalarDB could not have written (a NULL
+    /// `full_table_name` or `column_name`): the tables they describe are unknown.
+    InvalidMetadataRows { table: String, rows: u64 },
 }

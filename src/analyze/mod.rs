@@ -22,8 +22,8 @@ pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView
 pub use retention::{Retention, SAMPLE_LIMIT};
 
 use crate::model::{
-    CoordinatorState, GroupCommitId, RecordKey, StoredState, TRANSACTION_LIFETIME_MS, TableRef,
-    TxState,
+    CoordinatorRow, CoordinatorState, GroupCommitId, RecordKey, StoredState,
+    TRANSACTION_LIFETIME_MS, TableRef, TxState,
 };
 
 /// Settings of one analysis, validated before any I/O.
@@ -270,6 +270,7 @@ struct UnresolvedTx {
 pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analysis {
     let mut findings = Vec::new();
     let coordinator = summarize_coordinator(&observation.coordinator, &mut findings);
+    let duplicated = duplicated_tx_ids(&observation.coordinator);
     let as_of = AsOf {
         epoch_ms: settings.as_of.or_else(|| estimate_as_of(observation)),
         estimated: settings.as_of.is_none(),
@@ -306,6 +307,20 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
                 tables.push(empty_summary(table, TableStatus::Failed));
                 continue;
             }
+            TableOutcome::Denied(reason) => {
+                findings.push(
+                    Finding::new(
+                        Code::PermissionDenied,
+                        format!(
+                            "listed in ScalarDB's table metadata, but the account may not read \
+                             it ({reason}): its records were not checked"
+                        ),
+                    )
+                    .table(table),
+                );
+                tables.push(empty_summary(table, TableStatus::Failed));
+                continue;
+            }
         };
         let mut summary = TableSummary {
             max_tx_prepared_at: scan.max_prepared_at,
@@ -313,7 +328,28 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
             records: scan.records,
             ..empty_summary(table, TableStatus::Scanned)
         };
+        let repeated = repeated_keys(&scan.exceptional);
+        let mut reported: std::collections::BTreeSet<&RecordKey> =
+            std::collections::BTreeSet::new();
         for record in &scan.exceptional {
+            let duplicated_tx = record
+                .meta
+                .tx_id
+                .as_deref()
+                .is_some_and(|tx_id| duplicated.contains(tx_id));
+            if repeated.contains_key(&record.key) || duplicated_tx {
+                // Two answers for one record: never predict both (or either) of them.
+                if reported.insert(&record.key) {
+                    findings.push(ambiguous_record(table, record, &scan.exceptional));
+                    if matches!(
+                        record.meta.state(),
+                        StoredState::Known(TxState::Prepared | TxState::Deleted)
+                    ) {
+                        summary.unresolved += 1;
+                    }
+                }
+                continue;
+            }
             if let Some(prediction) =
                 classify_exceptional(table, record, &coordinator, as_of, &mut findings)
             {
@@ -361,6 +397,10 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
             let Some(tx_id) = record.meta.tx_id.as_deref() else {
                 continue;
             };
+            if duplicated.contains(tx_id) {
+                // Its Coordinator rows contradict each other; the Coordinator's finding says so.
+                continue;
+            }
             match CoordinatorState::look_up(tx_id, &record.coordinator) {
                 CoordinatorState::Committed { .. } | CoordinatorState::Invalid { .. } => {}
                 CoordinatorState::Aborted if coordinator.write_set_logging => findings.push(
@@ -575,26 +615,138 @@ fn discovery_finding(note: &DiscoveryNote) -> Finding {
             ),
         )
         .table(table),
+        DiscoveryNote::PermissionDenied { object, reason } => Finding::new(
+            Code::PermissionDenied,
+            format!(
+                "the account may not read {object} ({reason}): what it holds was not checked; \
+                 scan with an account that can read every ScalarDB table (see the README)"
+            ),
+        )
+        .table(object),
+        DiscoveryNote::InvalidMetadataRows { table, rows } => Finding::new(
+            Code::InvalidScalardbMetadata,
+            format!(
+                "{rows} row(s) of ScalarDB's metadata table have a NULL full_table_name or \
+                 column_name: ScalarDB never writes those, and the tables they describe are \
+                 unknown"
+            ),
+        )
+        .table(table)
+        .count(*rows),
     }
+}
+
+/// Transaction ids with more than one Coordinator row, as far as the scan's sample shows
+/// them (a valid-looking invalid row is one; see `CoordinatorScan::invalid_rows`).
+fn duplicated_tx_ids(observation: &CoordinatorObservation) -> HashSet<String> {
+    let CoordinatorObservation::Present(scan) = observation else {
+        return HashSet::new();
+    };
+    scan.invalid_rows
+        .iter()
+        .filter(|row| is_valid_looking(row))
+        .map(|row| row.tx_id.clone())
+        .collect()
+}
+
+fn is_valid_looking(row: &CoordinatorRow) -> bool {
+    matches!(row.tx_state, Some(3 | 4)) && row.tx_created_at.is_some()
+}
+
+/// Keys that occur more than once among `records`, with how often.
+fn repeated_keys(records: &[ObservedRecord]) -> BTreeMap<&RecordKey, usize> {
+    let mut seen: BTreeMap<&RecordKey, usize> = BTreeMap::new();
+    for record in records {
+        *seen.entry(&record.key).or_default() += 1;
+    }
+    seen.retain(|_, n| *n > 1);
+    seen
+}
+
+/// The finding for a record the scan saw more than once, or whose transaction has more
+/// than one Coordinator row: recovery has two answers for it, so none is predicted.
+fn ambiguous_record(table: &TableRef, record: &ObservedRecord, all: &[ObservedRecord]) -> Finding {
+    let copies: Vec<&ObservedRecord> = all.iter().filter(|r| r.key == record.key).collect();
+    let same_record = copies.iter().all(|r| r.meta == record.meta);
+    let tx_id = record.meta.tx_id.as_deref();
+    let finding = if same_record {
+        let mut states: Vec<String> = copies
+            .iter()
+            .map(|r| match tx_id {
+                Some(tx_id) => CoordinatorState::look_up(tx_id, &r.coordinator).to_string(),
+                None => "absent".to_owned(),
+            })
+            .collect();
+        states.sort();
+        Finding::new(
+            Code::InvalidCoordinatorRow,
+            format!(
+                "the Coordinator holds more than one row for this record's transaction \
+                 (answers: {}): ScalarDB keeps one state per transaction (tx_id is the \
+                 Coordinator's key), so this Coordinator data is invalid and recovery's outcome \
+                 cannot be predicted",
+                states.join(", ")
+            ),
+        )
+    } else {
+        Finding::new(
+            Code::InvalidMetadata,
+            format!(
+                "the key occurs {} times in the table: ScalarDB keeps one record per key (was \
+                 the table restored without its primary key?), so recovery's outcome cannot be \
+                 predicted",
+                copies.len()
+            ),
+        )
+    };
+    finding
+        .table(table)
+        .key(&record.key)
+        .tx_id(tx_id)
+        .tx_state(record.meta.state())
 }
 
 fn summarize_coordinator(
     observation: &CoordinatorObservation,
     findings: &mut Vec<Finding>,
 ) -> CoordinatorSummary {
-    let CoordinatorObservation::Present(scan) = observation else {
-        findings.push(Finding::new(
-            Code::CoordinatorMissing,
-            "the Coordinator table is missing: no prediction of lazy recovery is possible \
-             (check --coordinator-namespace)",
-        ));
-        return CoordinatorSummary::default();
+    let scan = match observation {
+        CoordinatorObservation::Present(scan) => scan,
+        CoordinatorObservation::Missing => {
+            findings.push(Finding::new(
+                Code::CoordinatorMissing,
+                "the Coordinator table is missing: no prediction of lazy recovery is possible \
+                 (check --coordinator-namespace)",
+            ));
+            return CoordinatorSummary::default();
+        }
+        CoordinatorObservation::Unreadable { table, reason } => {
+            findings.push(
+                Finding::new(
+                    Code::CoordinatorScanFailed,
+                    format!(
+                        "could not read the Coordinator ({reason}): no prediction of lazy \
+                         recovery is possible"
+                    ),
+                )
+                .table(table),
+            );
+            return CoordinatorSummary {
+                table: Some(table.clone()),
+                ..CoordinatorSummary::default()
+            };
+        }
     };
     let table = scan.table.as_ref().map(ToString::to_string);
     for row in &scan.invalid_rows {
         let mut finding = Finding::new(
             Code::InvalidCoordinatorRow,
             match (row.tx_state, row.tx_created_at) {
+                (Some(state @ (3 | 4)), Some(_)) => format!(
+                    "Coordinator row with tx_state {state} that shares its tx_id with another \
+                     row: ScalarDB keeps one state per transaction (tx_id is the Coordinator's \
+                     key), so the Coordinator data is invalid"
+                ),
                 (Some(3 | 4), None) => "Coordinator row with a NULL tx_created_at".to_owned(),
                 (Some(state), _) => format!(
                     "Coordinator row with tx_state {state}: the Coordinator only stores \
@@ -632,7 +784,7 @@ fn estimate_as_of(observation: &Observation) -> Option<i64> {
     });
     let coordinator = match &observation.coordinator {
         CoordinatorObservation::Present(scan) => scan.max_created_at,
-        CoordinatorObservation::Missing => None,
+        CoordinatorObservation::Missing | CoordinatorObservation::Unreadable { .. } => None,
     };
     tables.chain(coordinator).max()
 }

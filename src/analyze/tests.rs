@@ -394,3 +394,156 @@ fn a_tombstone_beside_a_prepared_record_does_not_hide_a_tear() {
     assert_eq!(analysis.verdict, Verdict::Inconsistent);
     assert_eq!(codes(&analysis), [Code::TornTransaction]);
 }
+
+#[test]
+fn contradictory_coordinator_rows_give_a_finding_and_no_prediction() {
+    // One PREPARED record joined to a COMMITTED and an ABORTED row of its transaction: the
+    // SQL join returns it twice.
+    let record = prepared(1, "tx-dup", 1, Some("old"));
+    let analysis = run(vec![table(
+        "accounts",
+        vec![with_row(record.clone(), 3), with_row(record, 4)],
+        vec![],
+    )]);
+    assert!(
+        analysis.predictions.is_empty(),
+        "{:?}",
+        analysis.predictions
+    );
+    assert_eq!(codes(&analysis), [Code::InvalidCoordinatorRow]);
+    let finding = &analysis.findings[0];
+    assert_eq!(finding.tx_id.as_deref(), Some("tx-dup"));
+    assert_eq!(finding.key.as_ref(), Some(&key(1)));
+    assert!(
+        finding.message.contains("ABORTED, COMMITTED"),
+        "{}",
+        finding.message
+    );
+    assert_eq!(analysis.verdict, Verdict::Indeterminate);
+    assert_eq!(analysis.tables[0].unresolved, 1);
+    assert_eq!(
+        analysis.tables[0].roll_forward + analysis.tables[0].roll_back,
+        0
+    );
+}
+
+#[test]
+fn any_duplicate_coordinator_row_is_invalid_even_when_the_states_agree() {
+    let record = prepared(1, "tx-dup", 1, Some("old"));
+    let analysis = run(vec![table(
+        "accounts",
+        vec![with_row(record.clone(), 3), with_row(record, 3)],
+        vec![],
+    )]);
+    assert!(analysis.predictions.is_empty());
+    assert_eq!(codes(&analysis), [Code::InvalidCoordinatorRow]);
+    assert_eq!(analysis.verdict, Verdict::Indeterminate);
+}
+
+#[test]
+fn duplicated_ids_in_the_coordinator_sample_decide_records_seen_once() {
+    let row = |state| CoordinatorRow {
+        tx_id: "tx-dup".into(),
+        tx_state: Some(state),
+        tx_created_at: Some(NOW - 99_500),
+        tx_child_ids: None,
+    };
+    let observation = Observation {
+        tables: vec![table(
+            "accounts",
+            vec![with_row(prepared(1, "tx-dup", 1, Some("old")), 3)],
+            vec![with_row(committed(2, "tx-dup"), 4)],
+        )],
+        coordinator: CoordinatorObservation::Present(CoordinatorScan {
+            invalid_rows: vec![row(3), row(4)],
+            invalid_count: 2,
+            ..match coordinator() {
+                CoordinatorObservation::Present(scan) => scan,
+                _ => unreachable!(),
+            }
+        }),
+        discovery: vec![],
+    };
+    let analysis = analyze(&observation, &AnalysisSettings::default());
+    assert!(
+        analysis.predictions.is_empty(),
+        "{:?}",
+        analysis.predictions
+    );
+    let found = codes(&analysis);
+    assert!(
+        !found.contains(&Code::CommittedButAborted),
+        "a duplicated id is invalid Coordinator data, not evidence: {found:?}"
+    );
+    assert!(
+        analysis.findings.iter().any(
+            |f| f.code == Code::InvalidCoordinatorRow && f.message.contains("shares its tx_id")
+        ),
+        "{:?}",
+        analysis.findings
+    );
+    assert_eq!(analysis.verdict, Verdict::Indeterminate);
+}
+
+#[test]
+fn a_key_seen_twice_with_different_records_is_invalid_metadata() {
+    let first = with_row(prepared(1, "tx-a", 1, Some("old")), 3);
+    let second = with_row(prepared(1, "tx-b", 1, Some("old")), 4);
+    let analysis = run(vec![table("accounts", vec![first, second], vec![])]);
+    assert!(analysis.predictions.is_empty());
+    assert_eq!(codes(&analysis), [Code::InvalidMetadata]);
+    assert!(analysis.findings[0].message.contains("occurs 2 times"));
+}
+
+#[test]
+fn an_unreadable_coordinator_or_table_is_indeterminate_with_the_reason() {
+    let analysis = analyze(
+        &Observation {
+            tables: vec![
+                table("accounts", vec![prepared(1, "tx", 1, Some("old"))], vec![]),
+                TableObservation {
+                    table: TableRef::new("bank", "hidden"),
+                    outcome: TableOutcome::Denied("permission denied for table hidden".into()),
+                },
+            ],
+            coordinator: CoordinatorObservation::Unreadable {
+                table: TableRef::new("coordinator", "state"),
+                reason: "permission denied for table state".into(),
+            },
+            discovery: vec![
+                DiscoveryNote::PermissionDenied {
+                    object: "scalardb.metadata".into(),
+                    reason: "permission denied for table metadata".into(),
+                },
+                DiscoveryNote::InvalidMetadataRows {
+                    table: "scalardb.metadata".into(),
+                    rows: 2,
+                },
+            ],
+        },
+        &AnalysisSettings::default(),
+    );
+    assert_eq!(analysis.verdict, Verdict::Indeterminate);
+    assert!(analysis.predictions.is_empty());
+    let found = codes(&analysis);
+    for code in [
+        Code::CoordinatorScanFailed,
+        Code::PermissionDenied,
+        Code::InvalidScalardbMetadata,
+    ] {
+        assert!(found.contains(&code), "{code:?} in {found:?}");
+    }
+    let denied: Vec<_> = analysis
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::PermissionDenied)
+        .map(|f| f.table.clone().unwrap())
+        .collect();
+    assert_eq!(denied, ["bank.hidden", "scalardb.metadata"]);
+    assert!(
+        analysis
+            .findings
+            .iter()
+            .all(|f| f.code != Code::PermissionDenied || f.message.contains("permission denied"))
+    );
+}

@@ -70,22 +70,32 @@ impl Dialect {
         }
     }
 
+    /// A built-in function, schema-qualified on PostgreSQL so that a function of the same
+    /// name a database owner created in another schema can never be the one called (the
+    /// session's `search_path` is pinned too; see `sql.rs`). MySQL and SQLite resolve
+    /// built-ins before stored functions.
+    fn func(self, name: &str) -> String {
+        match self {
+            Self::Postgres => format!("pg_catalog.{name}"),
+            Self::MySql | Self::Sqlite => name.to_ascii_uppercase(),
+        }
+    }
+
     fn key_text(self, expr: &str, kind: KeyKind) -> String {
         match (kind, self) {
             (KeyKind::Boolean, _) => {
                 format!("CASE WHEN {expr} THEN 'true' WHEN NOT {expr} THEN 'false' END")
             }
-            (KeyKind::Blob, Self::Postgres) => format!("encode({expr}, 'hex')"),
+            (KeyKind::Blob, Self::Postgres) => format!("pg_catalog.encode({expr}, 'hex')"),
             (KeyKind::Blob, Self::MySql | Self::Sqlite) => format!("LOWER(HEX({expr}))"),
             (KeyKind::Text, _) => self.text(expr),
         }
     }
 
     fn substr(self, expr: &str, from: usize, len: Option<usize>) -> String {
-        let func = if self == Self::MySql {
-            "SUBSTRING"
-        } else {
-            "SUBSTR"
+        let func = match self {
+            Self::MySql => "SUBSTRING".to_owned(),
+            Self::Postgres | Self::Sqlite => self.func("substr"),
         };
         match len {
             Some(len) => format!("{func}({expr}, {from}, {len})"),
@@ -103,7 +113,7 @@ impl Dialect {
     /// True when `haystack` contains `needle` as an exact substring.
     fn contains(self, haystack: &str, needle: &str) -> String {
         match self {
-            Self::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+            Self::Postgres => format!("pg_catalog.strpos({haystack}, {needle}) > 0"),
             Self::MySql => format!("LOCATE({needle}, {haystack}) > 0"),
             Self::Sqlite => format!("instr({haystack}, {needle}) > 0"),
         }
@@ -113,9 +123,9 @@ impl Dialect {
     pub fn table_stats(self, table: &TableSchema) -> String {
         format!(
             "SELECT {}, {}, {} FROM {}",
-            self.int("COUNT(*)"),
-            self.int("MAX(tx_prepared_at)"),
-            self.int("MAX(tx_committed_at)"),
+            self.int(&format!("{}(*)", self.func("count"))),
+            self.int(&format!("{}(tx_prepared_at)", self.func("max"))),
+            self.int(&format!("{}(tx_committed_at)", self.func("max"))),
             self.table_name(&table.table)
         )
     }
@@ -235,15 +245,84 @@ impl Dialect {
 
     /// Row count, state counts and newest entry of the Coordinator table.
     pub fn coordinator_stats(self, coordinator: &CoordinatorSchema) -> String {
+        let sum = self.func("sum");
         format!(
             "SELECT {}, {}, {}, {}, {} FROM {}",
-            self.int("COUNT(*)"),
-            self.int("SUM(CASE WHEN tx_state = 3 THEN 1 ELSE 0 END)"),
-            self.int("SUM(CASE WHEN tx_state = 4 THEN 1 ELSE 0 END)"),
-            self.int("MAX(tx_created_at)"),
-            self.int(&format!("SUM({})", Self::INVALID_COORDINATOR_ROW)),
+            self.int(&format!("{}(*)", self.func("count"))),
+            self.int(&format!("{sum}(CASE WHEN tx_state = 3 THEN 1 ELSE 0 END)")),
+            self.int(&format!("{sum}(CASE WHEN tx_state = 4 THEN 1 ELSE 0 END)")),
+            self.int(&format!("{}(tx_created_at)", self.func("max"))),
+            self.int(&format!("{sum}({})", Self::INVALID_COORDINATOR_ROW)),
             self.table_name(&coordinator.table)
         )
+    }
+
+    /// `tx_id IN (ids with more than one row)`: a dump can define the Coordinator without
+    /// its primary key, and then one transaction can have contradictory states.
+    fn duplicated_tx_id(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "tx_id IN (SELECT d.tx_id FROM {} d WHERE d.tx_id IS NOT NULL GROUP BY d.tx_id \
+             HAVING {}(*) > 1)",
+            self.table_name(&coordinator.table),
+            self.func("count"),
+        )
+    }
+
+    /// How many otherwise valid Coordinator rows share their `tx_id` with another row.
+    pub fn duplicated_coordinator_count(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE {} = 0 AND {}",
+            self.int(&format!("{}(*)", self.func("count"))),
+            self.table_name(&coordinator.table),
+            Self::INVALID_COORDINATOR_ROW,
+            self.duplicated_tx_id(coordinator),
+        )
+    }
+
+    /// A bounded sample of those rows, in `tx_id` order so that a pair stays together.
+    pub fn duplicated_coordinator_rows(
+        self,
+        coordinator: &CoordinatorSchema,
+        limit: usize,
+    ) -> String {
+        format!(
+            "SELECT {}, {}, {}, {} FROM {} WHERE {} = 0 AND {} ORDER BY tx_id, tx_state, \
+             tx_created_at LIMIT {limit}",
+            self.text("tx_id"),
+            self.int("tx_state"),
+            self.int("tx_created_at"),
+            if coordinator.has_child_ids {
+                self.text("tx_child_ids")
+            } else {
+                self.text("NULL")
+            },
+            self.table_name(&coordinator.table),
+            Self::INVALID_COORDINATOR_ROW,
+            self.duplicated_tx_id(coordinator),
+        )
+    }
+
+    /// A query that reads nothing but needs the privilege to read `table`: its error tells
+    /// "does not exist" from "exists, but denied", which MySQL's catalog does not.
+    pub fn probe(self, table: &TableRef) -> String {
+        format!("SELECT 1 FROM {} LIMIT 0", self.table_name(table))
+    }
+
+    /// The same probe for ScalarDB's metadata table.
+    pub fn probe_scalardb_metadata(self, metadata_schema: &str) -> String {
+        format!(
+            "SELECT full_table_name, column_name FROM {} LIMIT 0",
+            self.metadata_table(metadata_schema)
+        )
+    }
+
+    fn metadata_table(self, metadata_schema: &str) -> String {
+        match self {
+            Self::Sqlite => self.quote(&format!("{metadata_schema}$metadata")),
+            Self::Postgres | Self::MySql => {
+                format!("{}.{}", self.quote(metadata_schema), self.quote("metadata"))
+            }
+        }
     }
 
     const INVALID_COORDINATOR_ROW: &'static str =
@@ -269,13 +348,20 @@ impl Dialect {
     /// Every column of every user table: `(schema, table, column, data type)`.
     pub fn catalog_columns(self) -> &'static str {
         match self {
+            // pg_catalog, not information_schema: information_schema shows only what the
+            // account has privileges on, and a table it cannot read must be reported, not
+            // silently left out.
             Self::Postgres => {
-                "SELECT CAST(table_schema AS TEXT), CAST(table_name AS TEXT), \
-                 CAST(column_name AS TEXT), CAST(data_type AS TEXT) \
-                 FROM information_schema.columns \
-                 WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
-                 AND table_schema NOT LIKE 'pg\\_toast%' AND table_schema NOT LIKE 'pg\\_temp%' \
-                 ORDER BY table_schema, table_name, ordinal_position"
+                "SELECT CAST(n.nspname AS TEXT), CAST(c.relname AS TEXT), \
+                 CAST(a.attname AS TEXT), pg_catalog.format_type(a.atttypid, NULL) \
+                 FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE a.attnum > 0 AND NOT a.attisdropped \
+                 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+                 ORDER BY n.nspname, c.relname, a.attnum"
             }
             Self::MySql => {
                 "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
@@ -296,14 +382,16 @@ impl Dialect {
     pub fn catalog_primary_keys(self) -> &'static str {
         match self {
             Self::Postgres => {
-                "SELECT CAST(k.table_schema AS TEXT), CAST(k.table_name AS TEXT), \
-                 CAST(k.column_name AS TEXT) \
-                 FROM information_schema.table_constraints t \
-                 JOIN information_schema.key_column_usage k \
-                 ON k.constraint_name = t.constraint_name AND k.table_schema = t.table_schema \
-                 AND k.table_name = t.table_name \
-                 WHERE t.constraint_type = 'PRIMARY KEY' \
-                 ORDER BY k.table_schema, k.table_name, k.ordinal_position"
+                "SELECT CAST(n.nspname AS TEXT), CAST(c.relname AS TEXT), \
+                 CAST(a.attname AS TEXT) \
+                 FROM pg_catalog.pg_constraint k \
+                 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 CROSS JOIN LATERAL pg_catalog.unnest(k.conkey) WITH ORDINALITY AS u(attnum, ord) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum \
+                 WHERE k.contype = 'p' \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 ORDER BY n.nspname, c.relname, u.ord"
             }
             Self::MySql => {
                 "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
@@ -321,12 +409,7 @@ impl Dialect {
     /// ScalarDB's table metadata: `(full_table_name, column_name, data_type, key_type)`,
     /// key columns in key order.
     pub fn scalardb_metadata(self, metadata_schema: &str) -> String {
-        let table = match self {
-            Self::Sqlite => self.quote(&format!("{metadata_schema}$metadata")),
-            Self::Postgres | Self::MySql => {
-                format!("{}.{}", self.quote(metadata_schema), self.quote("metadata"))
-            }
-        };
+        let table = self.metadata_table(metadata_schema);
         format!(
             "SELECT {}, {}, {}, {} FROM {table} ORDER BY full_table_name, ordinal_position",
             self.text("full_table_name"),
@@ -348,7 +431,7 @@ impl Dialect {
     fn key_value(self, key: &KeyColumn, n: usize) -> String {
         let p = self.placeholder(n);
         match (key.kind, self) {
-            (KeyKind::Blob, Self::Postgres) => format!("decode({p}, 'hex')"),
+            (KeyKind::Blob, Self::Postgres) => format!("pg_catalog.decode({p}, 'hex')"),
             (KeyKind::Blob, Self::MySql) => format!("UNHEX({p})"),
             (KeyKind::Blob, Self::Sqlite) => format!("unhex({p})"),
             (KeyKind::Boolean, Self::MySql | Self::Sqlite) => format!("({p} = 'true')"),
@@ -546,6 +629,62 @@ mod tests {
     }
 
     #[test]
+    fn postgres_calls_only_schema_qualified_functions() {
+        let coordinator = coordinator(true);
+        let mut blob = accounts();
+        blob.keys[0].kind = KeyKind::Blob;
+        let queries = [
+            Dialect::Postgres.table_stats(&accounts()),
+            Dialect::Postgres.exceptional_records(&blob, Some(&coordinator)),
+            Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator),
+            Dialect::Postgres.coordinator_stats(&coordinator),
+            Dialect::Postgres.invalid_coordinator_rows(&coordinator, 20),
+            Dialect::Postgres.duplicated_coordinator_count(&coordinator),
+            Dialect::Postgres.duplicated_coordinator_rows(&coordinator, 20),
+            Dialect::Postgres.catalog_columns().to_owned(),
+            Dialect::Postgres.catalog_primary_keys().to_owned(),
+            Dialect::Postgres.scalardb_metadata("scalardb"),
+            Dialect::Postgres.restore_before_image(&blob),
+        ];
+        // Every `name(` is a call; CAST, IN and the CASE/COALESCE keywords are syntax.
+        let syntax = ["CAST", "IN", "COALESCE", "VALUES", "u", "LIMIT"];
+        for sql in queries {
+            let bytes = sql.as_bytes();
+            for (i, _) in sql.match_indices('(') {
+                let start = sql[..i]
+                    .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                    .map_or(0, |p| p + 1);
+                let name = &sql[start..i];
+                if name.is_empty() || syntax.contains(&name) || bytes[start - 1] == b'"' {
+                    continue;
+                }
+                assert!(
+                    name.starts_with("pg_catalog."),
+                    "unqualified {name}( in {sql}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_coordinator_rows_are_counted_among_valid_looking_rows() {
+        let sql = Dialect::MySql.duplicated_coordinator_count(&coordinator(false));
+        assert!(
+            sql.contains(
+                "tx_id IN (SELECT d.tx_id FROM `coordinator`.`state` d WHERE d.tx_id IS NOT NULL \
+                 GROUP BY d.tx_id HAVING COUNT(*) > 1)"
+            ),
+            "{sql}"
+        );
+        let rows = Dialect::Sqlite.duplicated_coordinator_rows(&coordinator(false), 20);
+        assert!(rows.contains("ORDER BY tx_id, tx_state"), "{rows}");
+        assert_eq!(
+            Dialect::Sqlite.probe(&TableRef::new("coordinator", "state")),
+            "SELECT 1 FROM \"coordinator$state\" LIMIT 0"
+        );
+    }
+
+    #[test]
     fn identifiers_are_quoted_against_injection() {
         assert_eq!(Dialect::MySql.quote("a`b"), "`a``b`");
         assert_eq!(Dialect::Postgres.quote("a\"b"), "\"a\"\"b\"");
@@ -585,12 +724,12 @@ mod tests {
         let with = Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator(true));
         assert!(
             with.contains(
-                "LEFT JOIN \"coordinator\".\"state\" p ON p.tx_id = SUBSTR(r.tx_id, 1, 24)"
+                "LEFT JOIN \"coordinator\".\"state\" p ON p.tx_id = pg_catalog.substr(r.tx_id, 1, 24)"
             ),
             "{with}"
         );
         assert!(
-            with.contains("strpos(',' || p.tx_child_ids || ','"),
+            with.contains("pg_catalog.strpos(',' || p.tx_child_ids || ','"),
             "{with}"
         );
         let mysql = Dialect::MySql.unconfirmed_committed_records(&accounts(), &coordinator(true));

@@ -47,6 +47,12 @@ pub enum DiscoveredTable {
     Present(TableSchema),
     /// Listed in ScalarDB's metadata, absent from the database.
     Missing(TableRef),
+    /// Listed in ScalarDB's metadata, present, but the account may not read it (the
+    /// database's catalog hides such tables on MySQL); `reason` is the database's message.
+    Denied {
+        table: TableRef,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -149,8 +155,11 @@ pub fn discover(
                 has_write_set: table.has_column("tx_write_set"),
             })
     });
+    // Only `<coordinator namespace>.state` is the Coordinator: a table elsewhere is scanned
+    // by what it is, whatever its columns (an application column may be named
+    // `tx_created_at`, and a Coordinator-shaped table in another namespace is not ScalarDB's).
     let is_candidate = |table: &TableRef| {
-        table.namespace != settings.coordinator_namespace
+        *table != coordinator_ref
             && table.namespace != settings.metadata_schema
             && settings.filter.accepts(table)
     };
@@ -179,10 +188,21 @@ pub fn discover(
                 .copied()
                 .filter(|c| rows.iter().any(|r| r.column_name == *c))
                 .collect();
-            let coordinator_shaped = rows.iter().any(|r| r.column_name == "tx_created_at");
-            if listed_meta.is_empty() || coordinator_shaped {
-                // A storage-only (non-transactional) table, or a Coordinator table of
-                // another namespace than the one configured.
+            if listed_meta.is_empty() {
+                // A storage-only (non-transactional) table.
+                continue;
+            }
+            // Listed with no metadata column but `tx_id` and `tx_state`: the shape of a
+            // storage-only table such as another namespace's Coordinator, which ScalarDB does
+            // not treat as transactional. Decided by the metadata columns, never by a column
+            // such as `tx_created_at`; the database has the last word on a truncated listing.
+            let record_shaped = listed_meta
+                .iter()
+                .any(|c| !matches!(*c, "tx_id" | "tx_state"));
+            let catalog_transactional = catalog
+                .get(&table)
+                .is_some_and(CatalogTable::is_transactional);
+            if !record_shaped && !catalog_transactional {
                 continue;
             }
             let Some(catalog_table) = catalog.get(&table) else {
@@ -272,7 +292,7 @@ pub fn discover(
 fn table_of(table: &DiscoveredTable) -> &TableRef {
     match table {
         DiscoveredTable::Present(schema) => &schema.table,
-        DiscoveredTable::Missing(table) => table,
+        DiscoveredTable::Missing(table) | DiscoveredTable::Denied { table, .. } => table,
     }
 }
 
@@ -339,6 +359,7 @@ mod tests {
             .map(|t| match t {
                 DiscoveredTable::Present(s) => s.table.to_string(),
                 DiscoveredTable::Missing(t) => format!("missing {t}"),
+                DiscoveredTable::Denied { table, .. } => format!("denied {table}"),
             })
             .collect()
     }
@@ -414,6 +435,95 @@ mod tests {
         let discovery = discover(&catalog, Some(&rows), &settings(&filter));
         assert_eq!(present(&discovery), ["bank.accounts", "bank.history"]);
         assert_eq!(discovery.notes.len(), 2, "{:?}", discovery.notes);
+    }
+
+    #[test]
+    fn an_application_column_named_tx_created_at_does_not_make_a_table_the_coordinator() {
+        let mut catalog = BTreeMap::new();
+        let mut events = transactional(&["id"]);
+        events
+            .columns
+            .push(("tx_created_at".into(), "bigint".into()));
+        events
+            .columns
+            .push(("before_tx_created_at".into(), "bigint".into()));
+        catalog.insert(TableRef::new("shop", "events"), events);
+        catalog.insert(TableRef::new("coordinator", "state"), coordinator_table());
+        let mut listed = TRANSACTION_META_COLUMNS.to_vec();
+        listed.extend(["tx_created_at", "before_tx_created_at"]);
+        let rows = metadata_rows("shop.events", &[("id", "PARTITION")], &listed);
+        let filter = TableFilter::default();
+        for metadata in [Some(rows.as_slice()), None] {
+            let discovery = discover(&catalog, metadata, &settings(&filter));
+            assert_eq!(present(&discovery), ["shop.events"], "{metadata:?}");
+            assert_eq!(
+                discovery.coordinator.as_ref().unwrap().table,
+                TableRef::new("coordinator", "state")
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_configured_namespace_holds_the_coordinator() {
+        let mut catalog = BTreeMap::new();
+        // Coordinator-shaped, and transactional, but not where ScalarDB puts it.
+        let mut lookalike = transactional(&["tx_id"]);
+        lookalike
+            .columns
+            .push(("tx_created_at".into(), "bigint".into()));
+        catalog.insert(TableRef::new("other", "state"), lookalike.clone());
+        catalog.insert(TableRef::new("coordinator", "audit"), lookalike);
+        catalog.insert(TableRef::new("coordinator", "state"), coordinator_table());
+        let filter = TableFilter::default();
+        let discovery = discover(&catalog, None, &settings(&filter));
+        assert_eq!(present(&discovery), ["coordinator.audit", "other.state"]);
+        assert_eq!(
+            discovery.coordinator.unwrap().table,
+            TableRef::new("coordinator", "state")
+        );
+        let renamed = DiscoverySettings {
+            coordinator_namespace: "other",
+            ..settings(&filter)
+        };
+        let discovery = discover(&catalog, None, &renamed);
+        assert_eq!(
+            discovery.coordinator.as_ref().unwrap().table,
+            TableRef::new("other", "state")
+        );
+        assert_eq!(
+            present(&discovery),
+            ["coordinator.audit"],
+            "coordinator.state is not transactional, so it is not scanned"
+        );
+    }
+
+    #[test]
+    fn another_namespaces_coordinator_listed_in_the_metadata_is_not_a_table_to_scan() {
+        let mut catalog = BTreeMap::new();
+        catalog.insert(TableRef::new("bank", "accounts"), transactional(&["id"]));
+        catalog.insert(TableRef::new("coord", "state"), coordinator_table());
+        let mut rows = metadata_rows(
+            "bank.accounts",
+            &[("id", "PARTITION")],
+            &TRANSACTION_META_COLUMNS,
+        );
+        rows.extend(metadata_rows(
+            "coordinator.state",
+            &[("tx_id", "PARTITION")],
+            &["tx_state", "tx_created_at"],
+        ));
+        let filter = TableFilter::default();
+        let custom = DiscoverySettings {
+            coordinator_namespace: "coord",
+            ..settings(&filter)
+        };
+        let discovery = discover(&catalog, Some(&rows), &custom);
+        assert_eq!(present(&discovery), ["bank.accounts"]);
+        assert!(discovery.notes.is_empty(), "{:?}", discovery.notes);
+        assert_eq!(
+            discovery.coordinator.unwrap().table,
+            TableRef::new("coord", "state")
+        );
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! `Any` driver, and runs the queries `dialect.rs` builds, read-only, streaming rows.
 //!
 //! Every session is made read-only when it opens (and every scan runs in a read-only
-//! transaction), so a database the tool did not create is never written to.
+//! transaction), so a database the tool did not create is never written to. On PostgreSQL
+//! every session also pins `search_path` to `pg_catalog, pg_temp`: a function or operator a
+//! database owner put in a schema of the database's or role's default path is never the one
+//! a query resolves to.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,9 +17,11 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Executor, Row};
 
 use super::dialect::{Dialect, RECORD_TAIL_COLUMNS};
-use super::discover::{CatalogTable, Discovery, DiscoverySettings, MetadataRow, discover};
+use super::discover::{
+    CatalogTable, DiscoveredTable, Discovery, DiscoverySettings, MetadataRow, discover,
+};
 use super::{CoordinatorSchema, TableSchema};
-use crate::analyze::{CoordinatorScan, ObservedRecord, Retention, TableScan};
+use crate::analyze::{CoordinatorScan, DiscoveryNote, ObservedRecord, Retention, TableScan};
 use crate::model::{CoordinatorRow, CoordinatorRows, RecordKey, RecordMeta, TableRef};
 
 /// How many invalid Coordinator rows are fetched as evidence.
@@ -75,6 +80,58 @@ impl SqlError {
 #[derive(Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+
+    /// Whether the database refused the read for lack of a privilege.
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            Self::Catalog { source, .. }
+            | Self::Metadata { source, .. }
+            | Self::Scan { source, .. }
+            | Self::Coordinator { source, .. } => {
+                matches!(access_failure(source), Some(AccessFailure::Denied))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Why a read of a table failed, when the database says it plainly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AccessFailure {
+    /// The table (or its schema or database) does not exist.
+    Absent,
+    /// It exists (or the database will not say), and the account may not read it:
+    /// PostgreSQL 42501, MySQL 1142/1143/1044. MySQL answers 1142 for a table that does not
+    /// exist in a database the account has no privilege on, so a denial may hide an absence;
+    /// either way the account cannot tell, and that is what is reported.
+    Denied,
+}
+
+fn access_failure(error: &sqlx::Error) -> Option<AccessFailure> {
+    let sqlx::Error::Database(db) = error else {
+        return None;
+    };
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return match mysql.number() {
+            1142 | 1143 | 1044 => Some(AccessFailure::Denied),
+            1146 | 1049 => Some(AccessFailure::Absent),
+            _ => None,
+        };
+    }
+    match db.code().as_deref() {
+        Some("42501") => Some(AccessFailure::Denied),
+        Some("42P01" | "3F000") => Some(AccessFailure::Absent),
+        _ if db.message().starts_with("no such table") => Some(AccessFailure::Absent),
+        _ => None,
+    }
+}
+
+/// The database's own words for a failure, for a finding.
+fn database_message(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    }
     dialect: Dialect,
     target: String,
 }
@@ -103,7 +160,8 @@ impl SqlStore {
                     Box::pin(async move {
                         conn.execute(sqlx::raw_sql(match dialect {
                             Dialect::Postgres => {
-                                "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+                                "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
+                                 SET search_path = pg_catalog, pg_temp"
                             }
                             Dialect::MySql => "SET SESSION TRANSACTION READ ONLY",
                             Dialect::Sqlite => "PRAGMA query_only = ON",
@@ -173,6 +231,44 @@ impl SqlStore {
 /// `Any` driver, so bytes are accepted too, as UTF-8.
 fn text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
     match row.try_get::<Option<String>, _>(index) {
+
+    /// Runs a probe (`Dialect::probe`): `None` when the read is allowed, else why not with
+    /// the database's message; an error that says neither is returned as is.
+    async fn probe(&self, sql: &str) -> Result<Option<(AccessFailure, String)>, sqlx::Error> {
+        match sqlx::query(sql).fetch_all(&self.pool).await {
+            Ok(_) => Ok(None),
+            Err(error) => match access_failure(&error) {
+                Some(failure) => Ok(Some((failure, database_message(&error)))),
+                None => Err(error),
+            },
+        }
+    }
+
+    /// ScalarDB's metadata rows, and how many have a NULL table or column name (ScalarDB
+    /// never writes those; they are left out and reported).
+    async fn read_metadata(
+        &self,
+        metadata_schema: &str,
+    ) -> Result<(Vec<MetadataRow>, u64), sqlx::Error> {
+        let rows = sqlx::query(&self.dialect.scalardb_metadata(metadata_schema))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut metadata = Vec::with_capacity(rows.len());
+        let mut invalid = 0;
+        for row in &rows {
+            let (Some(full_table_name), Some(column_name)) = (text(row, 0)?, text(row, 1)?) else {
+                invalid += 1;
+                continue;
+            };
+            metadata.push(MetadataRow {
+                full_table_name,
+                column_name,
+                data_type: text(row, 2)?.unwrap_or_default(),
+                key_type: text(row, 3)?,
+            });
+        }
+        Ok((metadata, invalid))
+    }
         Ok(value) => Ok(value),
         Err(sqlx::Error::ColumnDecode { .. }) => {
             let bytes: Option<Vec<u8>> = row.try_get(index)?;
@@ -236,29 +332,93 @@ impl super::Store for SqlStore {
         }
 
         let metadata_table = TableRef::new(settings.metadata_schema, "metadata");
-        let metadata = if catalog.contains_key(&metadata_table) {
-            let metadata_error = |source| SqlError::Metadata {
-                table: metadata_table.to_string(),
-                source,
-            };
-            let rows = sqlx::query(&self.dialect.scalardb_metadata(settings.metadata_schema))
-                .fetch_all(&self.pool)
+        let mut notes = Vec::new();
+        let mut metadata = None;
+        let listed = catalog.contains_key(&metadata_table);
+        // MySQL's catalog hides what the account has no privilege on: an unlisted metadata
+        // table may still be there, so the probe's error decides.
+        let readable = listed
+            || match self
+                .probe(
+                    &self
+                        .dialect
+                        .probe_scalardb_metadata(settings.metadata_schema),
+                )
                 .await
-                .map_err(metadata_error)?;
-            let mut metadata = Vec::with_capacity(rows.len());
-            for row in &rows {
-                metadata.push(MetadataRow {
-                    full_table_name: required_text(row, 0).map_err(metadata_error)?,
-                    column_name: required_text(row, 1).map_err(metadata_error)?,
-                    data_type: text(row, 2).map_err(metadata_error)?.unwrap_or_default(),
-                    key_type: text(row, 3).map_err(metadata_error)?,
+            {
+                Ok(None) => true,
+                Ok(Some((AccessFailure::Absent, _))) => false,
+                Ok(Some((AccessFailure::Denied, reason))) => {
+                    notes.push(DiscoveryNote::PermissionDenied {
+                        object: metadata_table.to_string(),
+                        reason,
+                    });
+                    false
+                }
+                Err(source) => {
+                    return Err(SqlError::Metadata {
+                        table: metadata_table.to_string(),
+                        source,
+                    });
+                }
+            };
+        if readable {
+            match self.read_metadata(settings.metadata_schema).await {
+                Ok((rows, invalid)) => {
+                    if invalid > 0 {
+                        notes.push(DiscoveryNote::InvalidMetadataRows {
+                            table: metadata_table.to_string(),
+                            rows: invalid,
+                        });
+                    }
+                    metadata = Some(rows);
+                }
+                Err(source) if access_failure(&source) == Some(AccessFailure::Denied) => {
+                    notes.push(DiscoveryNote::PermissionDenied {
+                        object: metadata_table.to_string(),
+                        reason: database_message(&source),
+                    });
+                }
+                Err(source) => {
+                    return Err(SqlError::Metadata {
+                        table: metadata_table.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        let mut discovery = discover(&catalog, metadata.as_deref(), settings);
+        // A listed table the catalog does not show may be one the account cannot see.
+        for table in &mut discovery.tables {
+            let DiscoveredTable::Missing(missing) = table else {
+                continue;
+            };
+            let probed = self
+                .probe(&self.dialect.probe(missing))
+                .await
+                .map_err(catalog_error)?;
+            if let Some((AccessFailure::Denied, reason)) = probed {
+                *table = DiscoveredTable::Denied {
+                    table: missing.clone(),
+                    reason,
+                };
+            }
+        }
+        if discovery.coordinator.is_none() {
+            let coordinator = TableRef::new(settings.coordinator_namespace, "state");
+            let probed = self
+                .probe(&self.dialect.probe(&coordinator))
+                .await
+                .map_err(catalog_error)?;
+            if let Some((AccessFailure::Denied, reason)) = probed {
+                notes.push(DiscoveryNote::PermissionDenied {
+                    object: coordinator.to_string(),
+                    reason,
                 });
             }
-            Some(metadata)
-        } else {
-            None
-        };
-        Ok(discover(&catalog, metadata.as_deref(), settings))
+        }
+        discovery.notes.splice(0..0, notes);
+        Ok(discovery)
     }
 
     async fn scan_coordinator(
@@ -312,6 +472,26 @@ impl super::Store for SqlStore {
 
     /// Counts, watermarks and every record that is not plainly committed.
     async fn scan_exceptional(
+        let duplicated = sqlx::query(&self.dialect.duplicated_coordinator_count(coordinator))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(error)?;
+        let duplicated = count(&duplicated, 0).map_err(error)?;
+        if duplicated > 0 {
+            scan.invalid_count += duplicated;
+            let sql = self
+                .dialect
+                .duplicated_coordinator_rows(coordinator, INVALID_COORDINATOR_SAMPLE);
+            for row in sqlx::query(&sql)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(error)?
+            {
+                if let Some(row) = decode_coordinator_row(&row, 0).map_err(error)? {
+                    scan.invalid_rows.push(row);
+                }
+            }
+        }
         &self,
         table: &TableSchema,
         coordinator: Option<&CoordinatorSchema>,

@@ -4,5 +4,6 @@
 
 mod bad_input;
 mod fixtures;
+mod hostile;
 mod reports;
 mod support;
