@@ -181,6 +181,33 @@ fn assert_confined(instance: &DockerInstance, container: &serde_json::Value) {
     }
 }
 
+/// The clients `exec` runs, and the server, run as the server's account with no
+/// capability in effect.
+async fn assert_unprivileged(instance: &DockerInstance, account: &str) {
+    let out = instance
+        .exec(&[
+            "sh",
+            "-c",
+            "id -un; grep ^CapEff /proc/self/status | cut -f2; \
+             grep ^CapEff /proc/1/status | cut -f2; grep ^Uid /proc/1/status | cut -f2",
+        ])
+        .await
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert_eq!(lines[0], account, "{out:?}");
+    assert_eq!(
+        lines[1], "0000000000000000",
+        "the client has capabilities: {out:?}"
+    );
+    assert_eq!(
+        lines[2], "0000000000000000",
+        "the server has capabilities: {out:?}"
+    );
+    assert_ne!(lines[3], "0", "the server runs as root: {out:?}");
+}
+
 /// The instance's URL is a valid scan target, whose display names the socket but not the
 /// password.
 fn assert_scan_target_hides_the_password(instance: &DockerInstance) {
@@ -409,6 +436,7 @@ async fn postgres_loads_sql_restores_an_archive_and_stop_removes_it() {
         .unwrap();
     assert_eq!(out.exit_code, 3);
     assert_eq!(out.stdout, "out\n5433\n");
+    assert_unprivileged(&pg, "postgres").await;
     assert_eq!(out.stderr, "err\n");
 
     // A custom-format archive made by the server's own pg_dump (hex on stdout, so any
@@ -549,12 +577,13 @@ async fn mysql_family_loads_a_dump_and_stop_removes_it() {
             "sh",
             "-c",
             "c=mysql; command -v mariadb >/dev/null && c=mariadb; \
-             $c -N -e 'SELECT count(*) FROM bank.accounts'",
+             $c -uroot -N -e 'SELECT count(*) FROM bank.accounts'",
         ])
         .await
         .unwrap();
     assert!(out.success(), "{out:?}");
     assert_eq!(out.stdout.trim(), "4");
+    assert_unprivileged(&db, "mysql").await;
 
     db.stop().await.unwrap();
     assert_gone(&id);
@@ -617,7 +646,7 @@ async fn a_wrong_password_is_rejected_by_both_engines() {
             "sh",
             "-c",
             "unset MYSQL_PWD; c=mysql; command -v mariadb >/dev/null && c=mariadb; \
-             $c -N -e 'SELECT 1'",
+             $c -uroot -N -e 'SELECT 1'",
         ])
         .await
         .unwrap();

@@ -726,13 +726,22 @@ impl DockerInstance {
         })
     }
 
-    /// Runs `cmd` inside the container as its image's default user and waits for it. The
+    /// Runs `cmd` inside the container as the server's account (`postgres`, `mysql`), never
+    /// root, and waits for it. The
     /// engine's tools reach the server through its socket with no flags: `PGHOST`, `PGPORT`,
-    /// `PGUSER` and `PGPASSWORD` are set for PostgreSQL, `MYSQL_UNIX_PORT` and `MYSQL_PWD`
-    /// for MySQL and MariaDB. A non-zero exit code is an `Ok` result, for the caller to
+    /// `PGUSER` and `PGPASSWORD` are set for PostgreSQL; `MYSQL_UNIX_PORT` and `MYSQL_PWD`
+    /// for MySQL and MariaDB, whose clients also need `--user=root` (they take the user
+    /// from the account they run as, `mysql`). A non-zero exit code is an `Ok` result, for the caller to
     /// judge.
     pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerRuntimeError> {
-        exec_in(&self.client, &self.container_id, cmd, self.client_env()).await
+        exec_as(
+            &self.client,
+            &self.container_id,
+            Some(spec::client_user(self.engine)),
+            cmd,
+            self.client_env(),
+        )
+        .await
     }
 
     /// Uploads the file or directory at `host_path` into a fresh directory of the container
@@ -798,8 +807,16 @@ impl DockerInstance {
             ])
             .await;
         if let Some(dir) = Path::new(&inside).parent().and_then(Path::to_str) {
-            // Best effort: the container and its files go at `stop` anyway.
-            let _ = self.exec(&["rm", "-rf", dir]).await;
+            // Best effort: the container and its files go at `stop` anyway. As root, who
+            // owns the upload; our own command, never the backup's.
+            let _ = exec_as(
+                &self.client,
+                &self.container_id,
+                Some("root"),
+                &["rm", "-rf", dir],
+                Vec::new(),
+            )
+            .await;
         }
         let restored = restored?;
         if restored.success() {
@@ -885,6 +902,7 @@ impl DockerInstance {
                 ExecRequest {
                     cmd: spec::sql_client(self.engine, database),
                     env: self.client_env(),
+                    user: Some(spec::client_user(self.engine).to_owned()),
                     stdin: Some(stdin),
                     limit: STDERR_TAIL_BYTES,
                 },
@@ -1015,10 +1033,23 @@ fn remove_on_drop(id: String) {
     }
 }
 
-/// Runs `cmd` in the container `id` with `env`, keeping the end of each output stream.
+/// Runs `cmd` in the container `id` with `env` as the image's default user, keeping the end
+/// of each output stream.
 async fn exec_in(
     client: &Client,
     id: &str,
+    cmd: &[&str],
+    env: Vec<String>,
+) -> Result<ExecOutput, DockerRuntimeError> {
+    exec_as(client, id, None, cmd, env).await
+}
+
+/// Runs `cmd` in the container `id` as `user` (`None`: the image's default user) with `env`,
+/// keeping the end of each output stream.
+async fn exec_as(
+    client: &Client,
+    id: &str,
+    user: Option<&str>,
     cmd: &[&str],
     env: Vec<String>,
 ) -> Result<ExecOutput, DockerRuntimeError> {
@@ -1028,6 +1059,7 @@ async fn exec_in(
             ExecRequest {
                 cmd: cmd.iter().map(|&arg| arg.to_owned()).collect(),
                 env,
+                user: user.map(str::to_owned),
                 stdin: None,
                 limit: EXEC_OUTPUT_LIMIT,
             },

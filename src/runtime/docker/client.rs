@@ -180,6 +180,9 @@ pub(super) struct ExecResult {
 pub(super) struct ExecRequest<'a> {
     pub(super) cmd: Vec<String>,
     pub(super) env: Vec<String>,
+    /// The account it runs as (`name`, `uid` or `uid:gid`). `None`: the image's default
+    /// user.
+    pub(super) user: Option<String>,
     /// Copied to the command's stdin, which is then closed. `None`: no stdin at all.
     pub(super) stdin: Option<Box<dyn AsyncRead + Send + Unpin + 'a>>,
     /// The most of each output stream kept, from its end.
@@ -370,8 +373,8 @@ impl Client {
         Ok(text)
     }
 
-    /// Runs a command in a running container as its image's default user, feeding its
-    /// stdin, and waits for its exit code.
+    /// Runs a command in a running container as `request.user`, feeding its stdin, and
+    /// waits for its exit code.
     pub(super) async fn exec(
         &self,
         id: &str,
@@ -390,6 +393,7 @@ impl Client {
                     tty: Some(false),
                     env: Some(request.env),
                     cmd: Some(request.cmd),
+                    user: request.user,
                     ..Default::default()
                 },
             )

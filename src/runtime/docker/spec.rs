@@ -162,9 +162,19 @@ pub(super) fn client_env(engine: Engine, password: &str) -> Vec<String> {
         ],
         Engine::MariaDb => vec![
             format!("MYSQL_UNIX_PORT={MYSQL_SOCKET_DIR}/mysqld.sock"),
-            "USER=root".to_owned(),
             format!("MYSQL_PWD={password}"),
         ],
+    }
+}
+
+/// The account the engine's clients run as inside the container: the server's own, which
+/// every image of the contract has. Never root: what a dump makes a client do (psql's `\!`,
+/// the mariadb client's `system`) runs as an account without a capability, in a container
+/// without a network.
+pub(super) fn client_user(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "postgres",
+        Engine::MariaDb => "mysql",
     }
 }
 
