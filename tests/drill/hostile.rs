@@ -484,3 +484,72 @@ fn cleanup_ignores_labels_others_could_write() {
     dummy.kill().unwrap();
     dummy.wait().unwrap();
 }
+
+#[test]
+fn thousands_of_tables_scan_under_a_pids_limit_of_256() {
+    // 2,000 tables, eight times the limit: a thread per table (indicatif's steady tick,
+    // before) would fail to spawn and panic. 20,000 would prove no more and take minutes to
+    // create: SQLite's CREATE TABLE scans its whole schema table (quadratic; measured 4 s
+    // for 2,000 tables, 15.5 s for 4,000).
+    const TABLES: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.path().join("many.sqlite");
+    std::fs::copy(fixture("clean").join("bank.sqlite"), &db).unwrap();
+    let script = format!(
+        r#"
+import sqlite3
+db = sqlite3.connect({db:?}, isolation_level=None)
+db.execute("PRAGMA synchronous=OFF")
+db.execute("BEGIN")
+for i in range({tables}):
+    db.execute(f'CREATE TABLE "many$t{{i}}" AS SELECT * FROM "bank$accounts"')
+db.execute('''INSERT INTO "scalardb$metadata"
+    SELECT 'many.t' || n.i, m.column_name, m.data_type, m.key_type, m.clustering_order,
+           m.indexed, m.ordinal_position
+    FROM "scalardb$metadata" m,
+         (WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {last})
+          SELECT i FROM c) n
+    WHERE m.full_table_name = 'bank.accounts' ''')
+db.execute("COMMIT")
+"#,
+        db = db.display().to_string(),
+        tables = TABLES,
+        last = TABLES - 1,
+    );
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // RLIMIT_NPROC counts every thread of the account: an unprivileged one, as a
+    // container's pids limit would.
+    let output = Command::new("prlimit")
+        .args(["--nproc=256", "--"])
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(BIN)
+        .args([
+            "scan",
+            &format!("sqlite://{}", db.display()),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"], "consistent", "{stderr}");
+    assert_eq!(
+        report["summary"]["tables"].as_array().map(Vec::len),
+        Some(TABLES + 2)
+    );
+}
