@@ -72,6 +72,16 @@ pub enum ConfigError {
         applies_to: &'static str,
         format: &'static str,
     },
+    #[error("read the password file {path}")]
+    ReadPasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("use the password: the URL names no user (USER@HOST) to give it to")]
+    PasswordWithoutUser,
+    #[error("use the password: the URL carries one already")]
+    TwoPasswords,
 }
 
 /// A database to scan. The URL may hold a password; never print it.
@@ -302,16 +312,6 @@ impl Target {
     }
 }
 
-fn redact(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(None);
-    }
-    let pairs: Vec<(String, String)> = shown
-        .query_pairs()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("password"))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
 /// The SQLite database header's length: all a target check needs to read.
 const SQLITE_HEADER_LEN: usize = 100;
 
@@ -363,6 +363,16 @@ impl std::fmt::Display for SqliteSidecar {
     }
 }
 
+fn redact(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(None);
+    }
+    let pairs: Vec<(String, String)> = shown
+        .query_pairs()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("password"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     if pairs.is_empty() {
         shown.set_query(None);
     } else {
@@ -637,16 +647,6 @@ mod tests {
     }
 
     #[test]
-    fn properties_give_target_credentials_and_namespaces() {
-        let props = ScalarDbProperties::parse(
-            Path::new("database.properties"),
-            "# ScalarDB\nscalar.db.storage=jdbc\n\
-             scalar.db.contact_points=jdbc:postgresql://db.internal:5433/app?sslmode=require\n\
-             scalar.db.username=scalar\nscalar.db.password=p@ss:word\n\
-             scalar.db.consensus_commit.coordinator.namespace = coord\n\
-             scalar.db.jdbc.table_metadata.schema: meta\n",
-        )
-    #[test]
     fn a_sqlite_target_is_opened_immutable_and_refused_with_pending_changes_beside_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("bank.sqlite");
@@ -691,6 +691,16 @@ mod tests {
         assert!(Target::sqlite(&db).is_ok(), "a zeroed journal is not hot");
     }
 
+    #[test]
+    fn properties_give_target_credentials_and_namespaces() {
+        let props = ScalarDbProperties::parse(
+            Path::new("database.properties"),
+            "# ScalarDB\nscalar.db.storage=jdbc\n\
+             scalar.db.contact_points=jdbc:postgresql://db.internal:5433/app?sslmode=require\n\
+             scalar.db.username=scalar\nscalar.db.password=p@ss:word\n\
+             scalar.db.consensus_commit.coordinator.namespace = coord\n\
+             scalar.db.jdbc.table_metadata.schema: meta\n",
+        )
         .unwrap();
         assert_eq!(
             props.target.display(),

@@ -14,7 +14,9 @@ pub use cassandra::{
 };
 pub use dialect::Dialect;
 pub use discover::{DiscoveredTable, Discovery, DiscoverySettings, TableFilter};
-pub use sql::{DisposableWriter, Param, Scalar, SqlError, SqlStore, WriteError};
+pub use sql::{
+    DisposableWriter, Param, Scalar, SqlError, SqlStore, WriteError, settle_sqlite_copy,
+};
 
 use crate::analyze::{CoordinatorScan, Retention, TableScan};
 use crate::model::TableRef;

@@ -67,6 +67,12 @@ pub enum SqlError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("apply the write-ahead log of the SQLite copy {path}")]
+    Settle {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
 impl SqlError {
@@ -74,12 +80,6 @@ impl SqlError {
     pub fn is_connect(&self) -> bool {
         matches!(self, Self::Connect { .. } | Self::ConnectTimeout { .. })
     }
-}
-
-/// A connection pool to one target.
-#[derive(Clone)]
-pub struct SqlStore {
-    pool: AnyPool,
 
     /// Whether the database refused the read for lack of a privilege.
     pub fn is_permission_denied(&self) -> bool {
@@ -132,6 +132,12 @@ fn database_message(error: &sqlx::Error) -> String {
         sqlx::Error::Database(db) => db.message().to_owned(),
         other => other.to_string(),
     }
+}
+
+/// A connection pool to one target.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
     dialect: Dialect,
     target: String,
 }
@@ -225,12 +231,6 @@ impl SqlStore {
     async fn end(conn: &mut PoolConnection<Any>) -> Result<(), sqlx::Error> {
         conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(|_| ())
     }
-}
-
-/// Reads a text column. MySQL reports `CAST(… AS CHAR)` of a LONGTEXT as a BLOB type to the
-/// `Any` driver, so bytes are accepted too, as UTF-8.
-fn text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
-    match row.try_get::<Option<String>, _>(index) {
 
     /// Runs a probe (`Dialect::probe`): `None` when the read is allowed, else why not with
     /// the database's message; an error that says neither is returned as is.
@@ -269,6 +269,12 @@ fn text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
         }
         Ok((metadata, invalid))
     }
+}
+
+/// Reads a text column. MySQL reports `CAST(… AS CHAR)` of a LONGTEXT as a BLOB type to the
+/// `Any` driver, so bytes are accepted too, as UTF-8.
+fn text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
+    match row.try_get::<Option<String>, _>(index) {
         Ok(value) => Ok(value),
         Err(sqlx::Error::ColumnDecode { .. }) => {
             let bytes: Option<Vec<u8>> = row.try_get(index)?;
@@ -466,12 +472,6 @@ impl super::Store for SqlStore {
                 );
             }
         }
-        Self::end(&mut conn).await.map_err(error)?;
-        Ok(scan)
-    }
-
-    /// Counts, watermarks and every record that is not plainly committed.
-    async fn scan_exceptional(
         let duplicated = sqlx::query(&self.dialect.duplicated_coordinator_count(coordinator))
             .fetch_one(&mut *conn)
             .await
@@ -492,6 +492,12 @@ impl super::Store for SqlStore {
                 }
             }
         }
+        Self::end(&mut conn).await.map_err(error)?;
+        Ok(scan)
+    }
+
+    /// Counts, watermarks and every record that is not plainly committed.
+    async fn scan_exceptional(
         &self,
         table: &TableSchema,
         coordinator: Option<&CoordinatorSchema>,
@@ -769,4 +775,32 @@ impl DisposableWriter {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Brings a SQLite copy the tool owns (never a backup) to one self-contained file, as
+/// SQLite's own next open of the original would: committed transactions in its `-wal` are
+/// applied and a hot `-journal` is rolled back, then the log is checkpointed away, so the
+/// read-only scan that follows sees exactly that state.
+pub async fn settle_sqlite_copy(path: &std::path::Path) -> Result<(), SqlError> {
+    use sqlx::Connection as _;
+    let shown = path.display().to_string();
+    let settle = |source| SqlError::Settle {
+        path: shown.clone(),
+        source,
+    };
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .map_err(settle)?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut connection)
+        .await
+        .map_err(settle)?;
+    sqlx::query("PRAGMA journal_mode = DELETE")
+        .execute(&mut connection)
+        .await
+        .map_err(settle)?;
+    connection.close().await.map_err(settle)
 }
