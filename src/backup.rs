@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 pub mod cassandra;
+mod pg_directory;
+
+pub use pg_directory::check_directory_archive;
 
 /// The kinds of backup the tool restores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
