@@ -72,6 +72,16 @@ pub enum ConfigError {
         applies_to: &'static str,
         format: &'static str,
     },
+    #[error("read the password file {path}")]
+    ReadPasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("use the password: the URL names no user (USER@HOST) to give it to")]
+    PasswordWithoutUser,
+    #[error("use the password: the URL carries one already")]
+    TwoPasswords,
 }
 
 /// A database to scan. The URL may hold a password; never print it.

@@ -67,6 +67,12 @@ pub enum SqlError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("apply the write-ahead log of the SQLite copy {path}")]
+    Settle {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
 impl SqlError {
@@ -769,4 +775,32 @@ impl DisposableWriter {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Brings a SQLite copy the tool owns (never a backup) to one self-contained file, as
+/// SQLite's own next open of the original would: committed transactions in its `-wal` are
+/// applied and a hot `-journal` is rolled back, then the log is checkpointed away, so the
+/// read-only scan that follows sees exactly that state.
+pub async fn settle_sqlite_copy(path: &std::path::Path) -> Result<(), SqlError> {
+    use sqlx::Connection as _;
+    let shown = path.display().to_string();
+    let settle = |source| SqlError::Settle {
+        path: shown.clone(),
+        source,
+    };
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .map_err(settle)?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut connection)
+        .await
+        .map_err(settle)?;
+    sqlx::query("PRAGMA journal_mode = DELETE")
+        .execute(&mut connection)
+        .await
+        .map_err(settle)?;
+    connection.close().await.map_err(settle)
 }
