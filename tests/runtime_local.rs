@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use scalardb_verify::runtime::{
-    Engine, LocalInstance, LocalOptions, LocalRuntimeError, SweepScope, sweep, sweep_in,
+    Engine, Listen, LocalInstance, LocalOptions, LocalRuntimeError, SweepScope, sweep, sweep_in,
     sweep_leftovers,
 };
 use sqlx::Connection as _;
@@ -62,20 +62,78 @@ fn is_running(pid: u32) -> bool {
     })
 }
 
-/// The id of the System V segment a running PostgreSQL server holds (line 7 of
-/// `postmaster.pid`).
-fn postgres_shmid(data_dir: &Path) -> u64 {
-    let pid_file = std::fs::read_to_string(data_dir.join("postmaster.pid")).unwrap();
-    let line = pid_file.lines().nth(6).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+/// The processes below `pid` (the sandbox), the server among them.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            let parent = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
-fn shm_segment_exists(shmid: u64) -> bool {
-    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
-    table
-        .lines()
-        .skip(1)
-        .any(|line| line.split_whitespace().nth(1) == Some(&shmid.to_string()))
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The server processes of a sandbox (everything but bubblewrap itself).
+fn server_processes(sandbox: u32) -> Vec<u32> {
+    descendants(sandbox)
+        .into_iter()
+        .filter(|&p| comm(p) != "bwrap")
+        .collect()
+}
+
+fn namespace(pid: u32, kind: &str) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap()
+}
+
+/// The server runs in namespaces of its own: its own mounts, processes and System V IPC
+/// (so a killed server's shared memory dies with its namespace), and, when `network`,
+/// its own network.
+fn assert_confined(sandbox: u32, network: bool) {
+    let servers = server_processes(sandbox);
+    assert!(!servers.is_empty(), "no server below the sandbox {sandbox}");
+    let me = std::process::id();
+    let mut kinds = vec!["mnt", "pid", "ipc", "uts"];
+    if network {
+        kinds.push("net");
+    }
+    for server in servers {
+        for kind in &kinds {
+            assert_ne!(
+                namespace(server, kind),
+                namespace(me, kind),
+                "{} shares our {kind} namespace",
+                comm(server)
+            );
+        }
+    }
 }
 
 fn process_uid(pid: u32) -> u32 {
@@ -100,7 +158,12 @@ fn assert_gone(dir: &Path, pid: u32) {
 }
 
 fn assert_labelled(instance: &LocalInstance, options: &LocalOptions, engine: &str) {
-    let label = std::fs::read(instance.dir().join("scalardb-verify-instance.json")).unwrap();
+    let path = instance.dir().join("scalardb-verify-instance.json");
+    use std::os::unix::fs::MetadataExt as _;
+    // The label is the tool's own, outside the box the server may write.
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), our_uid());
+    assert!(!path.starts_with(instance.box_dir()));
+    let label = std::fs::read(&path).unwrap();
     let label: serde_json::Value = serde_json::from_slice(&label).unwrap();
     assert_eq!(label["tool"], "scalardb-verify");
     assert_eq!(label["run_id"], options.run_id.as_str());
@@ -110,13 +173,25 @@ fn assert_labelled(instance: &LocalInstance, options: &LocalOptions, engine: &st
     assert!(label["created_at"].is_string());
 }
 
-fn assert_unprivileged(pid: u32) {
-    // As root, the server must run as a system user; otherwise as ourselves.
-    let uid = process_uid(pid);
-    if our_uid() == 0 {
-        assert_ne!(uid, 0, "server runs as root");
-    } else {
-        assert_eq!(uid, our_uid());
+fn assert_unprivileged(instance: &LocalInstance) {
+    // As root, the server must run as a fresh account no user of the host has; otherwise
+    // as ourselves.
+    let servers = server_processes(instance.pid().unwrap());
+    assert!(!servers.is_empty());
+    for server in servers {
+        let uid = process_uid(server);
+        if our_uid() == 0 {
+            assert_ne!(uid, 0, "{} runs as root", comm(server));
+            assert_eq!(uid, instance.sandbox_uid());
+            assert!(
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .unwrap()
+                    .is_none(),
+                "uid {uid} belongs to a user of the host"
+            );
+        } else {
+            assert_eq!(uid, our_uid());
+        }
     }
 }
 
@@ -131,10 +206,11 @@ async fn postgres_starts_loads_sql_answers_queries_and_stops_without_a_trace() {
             .unwrap()
             .to_str()
             .unwrap()
-            .starts_with(&format!("scalardb-verify-{}-postgres-", options.run_id))
+            .starts_with(&format!("i-{}-postgres-", options.run_id))
     );
     assert_labelled(&pg, &options, "postgres");
-    assert_unprivileged(pid);
+    assert_unprivileged(&pg);
+    assert_confined(pid, false);
     assert_eq!(
         pg.url(),
         format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port())
@@ -204,7 +280,8 @@ async fn mariadb_starts_loads_sql_answers_queries_and_stops_without_a_trace() {
     let db = start(Engine::MariaDb, &options).await;
     let (dir, pid) = (db.dir().to_path_buf(), db.pid().unwrap());
     assert_labelled(&db, &options, "mariadb");
-    assert_unprivileged(pid);
+    assert_unprivileged(&db);
+    assert_confined(pid, false);
     assert_eq!(
         db.url(),
         format!("mysql://root@127.0.0.1:{}/mysql", db.port())
@@ -338,14 +415,13 @@ async fn dropping_an_instance_without_stop_leaves_nothing_behind() {
     for engine in [Engine::Postgres, Engine::MariaDb] {
         let instance = start(engine, &options("drop")).await;
         let (dir, pid) = (instance.dir().to_path_buf(), instance.pid().unwrap());
-        let shmid = (engine == Engine::Postgres).then(|| postgres_shmid(instance.data_dir()));
+        let servers = server_processes(pid);
         instance.execute_sql("SELECT 1").await.unwrap();
         drop(instance);
         assert_gone(&dir, pid);
-        // A killed PostgreSQL leaves its interlock segment unless we remove it.
-        if let Some(shmid) = shmid {
-            assert!(!shm_segment_exists(shmid), "segment {shmid} leaked");
-        }
+        // Every process of the sandbox is gone, and with them its IPC namespace (a killed
+        // PostgreSQL's interlock segment lives there, not in ours).
+        assert!(servers.iter().all(|&p| !is_running(p)), "{servers:?}");
     }
 }
 
@@ -375,7 +451,7 @@ fn sweep_removes_the_instances_of_a_killed_run() {
     let parent = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         parent.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .unwrap();
     // A second copy of this test binary starts an instance and is then SIGKILLed, the way a
@@ -408,15 +484,22 @@ fn sweep_removes_the_instances_of_a_killed_run() {
     let (pid, dir) = ready.split_once(' ').unwrap();
     let (pid, dir): (u32, PathBuf) = (pid.parse().unwrap(), dir.into());
     assert_eq!(dir.parent(), Some(parent.path()));
-    let shmid = postgres_shmid(&dir.join("data"));
+    let servers = server_processes(pid);
+    assert!(!servers.is_empty());
 
     // While its owner lives, an instance is not a leftover.
     assert_eq!(sweep_in(parent.path(), &SweepScope::Orphaned).unwrap(), []);
     helper.kill().unwrap();
     helper.wait().unwrap();
+    // The sandbox dies with the process that started it (bubblewrap's --die-with-parent):
+    // only the directory is left to sweep.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while servers.iter().any(|&p| is_running(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
-        is_running(pid),
-        "the server died with its owner; nothing to sweep"
+        servers.iter().all(|&p| !is_running(p)),
+        "the server outlived its owner"
     );
     assert!(dir.exists());
 
@@ -426,9 +509,7 @@ fn sweep_removes_the_instances_of_a_killed_run() {
     assert_eq!(swept[0].dir, dir);
     assert_eq!(swept[0].run_id, run_id);
     assert_eq!(swept[0].engine, Engine::Postgres);
-    assert_eq!(swept[0].killed_pid, Some(pid));
     assert_gone(&dir, pid);
-    assert!(!shm_segment_exists(shmid), "segment {shmid} leaked");
 }
 
 #[tokio::test]
@@ -467,4 +548,58 @@ async fn sweep_leftovers_spares_the_instances_of_live_runs() {
     assert!(instance.dir().exists());
     instance.execute_sql("SELECT 1").await.unwrap();
     instance.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn socket_only_instances_have_no_network_and_a_fresh_password() {
+    for engine in [Engine::Postgres, Engine::MariaDb] {
+        let mut options = options("socket");
+        options.listen = Listen::Socket;
+        let instance = start(engine, &options).await;
+        let pid = instance.pid().unwrap();
+        assert_unprivileged(&instance);
+        assert_confined(pid, true);
+        let password = instance.password().expect("a fresh password").to_owned();
+        assert_eq!(password.len(), 32);
+        let url = instance.url();
+        assert!(!url.contains("127.0.0.1"), "{url}");
+        assert!(instance.password_file().is_some_and(|f| f.exists()));
+        // The socket directory is the box, which only its account (and root) may enter.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(instance.box_dir())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "box mode {mode:o}");
+        instance.execute_sql("SELECT 1").await.unwrap();
+        match engine {
+            Engine::Postgres => {
+                let mut conn = PgConnection::connect(&url).await.unwrap();
+                let listen: String = sqlx::query_scalar("SHOW listen_addresses")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(listen, "");
+                conn.close().await.unwrap();
+                let err = PgConnection::connect(&with_password(&url, "wrong"))
+                    .await
+                    .unwrap_err();
+                assert!(err.as_database_error().is_some(), "{err}");
+            }
+            Engine::MariaDb => {
+                let mut conn = MySqlConnection::connect(&url).await.unwrap();
+                let networking: i64 = sqlx::query_scalar("SELECT @@skip_networking")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(networking, 1);
+                conn.close().await.unwrap();
+                let err = MySqlConnection::connect(&with_password(&url, "wrong"))
+                    .await
+                    .unwrap_err();
+                assert!(err.as_database_error().is_some(), "{err}");
+            }
+        }
+        instance.stop().await.unwrap();
+    }
 }
