@@ -23,8 +23,8 @@ use std::time::Instant;
 use scalardb_verify::model::TableRef;
 use scalardb_verify::runtime::cassandra::{CassandraInstance, CassandraOptions};
 use scalardb_verify::store::{
-    CassandraScanOptions, CassandraStore, CassandraWriter, CqlParam, DiscoveredTable,
-    ReadConsistency, Store as _, TableFilter, discover_settings,
+    CassandraScanOptions, CassandraStore, CqlParam, DiscoveredTable, ReadConsistency, Store as _,
+    TableFilter, discover_settings,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -80,9 +80,7 @@ async fn run(records: i64, repeat: usize) {
     .await
     .expect("start Cassandra (scripts/install-cassandra installs it)");
     eprintln!("node ready in {:.1?}", node.started_in());
-    let writer = CassandraWriter::connect(&[node.contact_point()])
-        .await
-        .expect("connect");
+    let writer = node.writer().await.expect("connect");
     writer
         .execute_script(SCHEMA)
         .await
@@ -173,7 +171,7 @@ async fn run(records: i64, repeat: usize) {
     let plain_page: i32 = env_or("BENCH_PLAIN_PAGE", 5000);
     let store = CassandraStore::connect_with(
         &[node.contact_point()],
-        None,
+        node.credentials(),
         CassandraScanOptions {
             consistency: ReadConsistency::One,
             page_size: plain_page,

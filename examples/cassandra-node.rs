@@ -31,7 +31,9 @@ async fn main() -> ExitCode {
         eprintln!("cassandra-node: failed to install signal handlers");
         return ExitCode::FAILURE;
     };
-    let opts = CassandraOptions::new(run_id);
+    let mut opts = CassandraOptions::new(run_id);
+    // ScalarDB (scripts/oracle) connects without credentials: a dev node, not a drill's.
+    opts.locked = false;
     // Boxed: the start future is too deep for select!'s layout computation.
     let start = Box::pin(CassandraInstance::start(&opts));
     let node = tokio::select! {

@@ -169,15 +169,13 @@ impl Servers {
                         scalardb_verify::scan::error_chain(&e)
                     )
                 });
-            let writer = CassandraWriter::connect(&[node.contact_point()])
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "connect to the Cassandra node at {}: {}",
-                        node.contact_point(),
-                        scalardb_verify::scan::error_chain(&e)
-                    )
-                });
+            let writer = node.writer().await.unwrap_or_else(|e| {
+                panic!(
+                    "connect to the Cassandra node at {}: {}",
+                    node.contact_point(),
+                    scalardb_verify::scan::error_chain(&e)
+                )
+            });
             self.cassandra = Some(Cassandra {
                 node,
                 writer,

@@ -18,8 +18,8 @@ use crate::model::TableRef;
 use crate::runtime::cassandra::{CassandraInstance, CassandraOptions};
 use crate::runtime::{DockerCassandra, DockerOptions, docker_available};
 use crate::store::{
-    CassandraStore, CassandraWriter, DiscoveredTable, ReadConsistency, TableFilter, TableSchema,
-    discover_settings,
+    CassandraCredentials, CassandraStore, CassandraWriter, DiscoveredTable, ReadConsistency,
+    TableFilter, TableSchema, discover_settings,
 };
 
 /// Cassandra's limit on a keyspace name's length.
@@ -87,8 +87,19 @@ impl CassandraNode {
         }
     }
 
+    /// The URL the scan takes: with the node's own credentials when it is locked.
     pub fn url(&self) -> String {
-        format!("cassandra://{}", self.contact_point())
+        match self {
+            Self::Local(node) => node.url(),
+            Self::Docker(node) => node.url(),
+        }
+    }
+
+    fn credentials(&self) -> Option<&CassandraCredentials> {
+        match self {
+            Self::Local(node) => node.credentials(),
+            Self::Docker(_) => None,
+        }
     }
 
     pub fn runtime(&self) -> &'static str {
@@ -100,9 +111,16 @@ impl CassandraNode {
 
     pub fn connection_hint(&self) -> String {
         match self {
-            Self::Local(node) => {
-                format!("{} (data directory {})", self.url(), node.dir().display())
-            }
+            Self::Local(node) => match node.credentials() {
+                Some(credentials) => format!(
+                    "cassandra://{}@{} (password in {}, data directory {})",
+                    credentials.username,
+                    node.contact_point(),
+                    node.password_file().display(),
+                    node.dir().display()
+                ),
+                None => format!("{} (data directory {})", self.url(), node.dir().display()),
+            },
             Self::Docker(node) => format!("{} (container {})", self.url(), node.container_name()),
         }
     }
@@ -117,6 +135,23 @@ impl CassandraNode {
                 .import_sstables(keyspace, table, dir)
                 .await
                 .map_err(Into::into),
+        }
+    }
+
+    /// Checks nobody but this tool used a locked node: no role, keyspace or session but its
+    /// own (see [`CassandraInstance::check_locked`]).
+    async fn check_locked(&self, keyspaces: &[&str]) -> Result<(), RestoreError> {
+        match self {
+            Self::Local(node) => {
+                node.check_locked(keyspaces)
+                    .await
+                    .map_err(|source| RestoreError::Start {
+                        engine: "Cassandra".to_owned(),
+                        runtime: "local",
+                        source: Box::new(source.into()),
+                    })
+            }
+            Self::Docker(_) => Ok(()),
         }
     }
 
@@ -174,7 +209,8 @@ pub async fn load_merged(
         .buffer_unordered(jobs.max(1))
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(())
+    let keyspaces: Vec<&str> = backup.keyspaces().into_iter().collect();
+    node.check_locked(&keyspaces).await
 }
 
 /// Imports each node's SSTables into copies of its own (`KEYSPACE__nodeN`).
@@ -203,7 +239,17 @@ pub async fn load_copies(
         .buffer_unordered(jobs.max(1))
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(())
+    let mut keyspaces: Vec<String> = backup.keyspaces().into_iter().map(str::to_owned).collect();
+    for index in 0..backup.nodes.len() {
+        keyspaces.extend(
+            backup
+                .keyspaces()
+                .into_iter()
+                .map(|k| copy_keyspace(k, index)),
+        );
+    }
+    let keyspaces: Vec<&str> = keyspaces.iter().map(String::as_str).collect();
+    node.check_locked(&keyspaces).await
 }
 
 /// Compares every scanned table's copies, record by record. `records` is how many records
@@ -219,7 +265,7 @@ pub async fn compare(
 ) -> Result<NodeComparison, Error> {
     let store = CassandraStore::connect_with(
         &[node.contact_point()],
-        None,
+        node.credentials(),
         crate::store::CassandraScanOptions {
             consistency: ReadConsistency::One,
             connect_timeout,
@@ -264,7 +310,7 @@ pub async fn compare(
 
 /// A writable session to the drill's own node (its schema, the recovery rehearsal).
 pub async fn connect(node: &CassandraNode) -> Result<CassandraWriter, RestoreError> {
-    CassandraWriter::connect(&[node.contact_point()])
+    CassandraWriter::connect_as(&[node.contact_point()], node.credentials())
         .await
         .map_err(|source| RestoreError::Schema(Box::new(source)))
 }

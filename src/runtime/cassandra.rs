@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::local::SweepScope;
 use crate::backup::cassandra::{NOT_COMPONENTS, is_plain_name, open_regular};
-use crate::store::{CassandraStore, ReadConsistency};
+use crate::store::{CassandraCredentials, CassandraStore, CassandraWriter, ReadConsistency};
 
 /// The version `scripts/install-cassandra` installs by default.
 pub const DEFAULT_CASSANDRA_VERSION: &str = "5.0.6";
@@ -42,11 +42,23 @@ const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 const TAIL_LINES: usize = 40;
 const LOG_PROBLEM_LINES: usize = 12;
+/// The role Cassandra creates at first start when none exists, with its well-known password.
+const DEFAULT_ROLE: &str = "cassandra";
+/// The drill's own CQL role and JMX user, with a fresh random password each.
+const OWN_ROLE: &str = "scalardb_verify";
+/// How long the sessions the lock-down closed may take to leave `system_views.clients`.
+const CLIENTS_SETTLE: Duration = Duration::from_secs(10);
+/// The node's files that hold a secret (mode 0600): the JMX password and access files
+/// (nodetool reads the first with `-pwf`), the CQL password for `--keep`.
+const JMX_PASSWORD_FILE: &str = "jmx.password";
+const JMX_ACCESS_FILE: &str = "jmx.access";
+const CQL_PASSWORD_FILE: &str = "cql.password";
 /// Java options Cassandra 5.0 needs on Java 17 (its `conf/jvm17-server.options`).
-const JVM17_OPTIONS: &[&str] = &[
+pub const JVM17_OPTIONS: &[&str] = &[
     "-Djdk.attach.allowAttachSelf=true",
     "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
     "--add-exports=java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports=java.management/com.sun.jmx.remote.security=ALL-UNNAMED",
     "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
     "--add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED",
     "--add-exports=java.sql/java.sql=ALL-UNNAMED",
@@ -86,6 +98,11 @@ pub struct CassandraOptions {
     pub home: Option<PathBuf>,
     /// Where the instance directory is created; `None` is [`std::env::temp_dir`].
     pub parent_dir: Option<PathBuf>,
+    /// Whether the node answers only its owner: CQL through PasswordAuthenticator and
+    /// CassandraAuthorizer as a role of its own with a fresh random password (the default
+    /// role dropped), JMX with a fresh random password. `false` (for clusters of several
+    /// nodes, which share one `system_auth`): anyone on the machine can connect.
+    pub locked: bool,
 }
 
 impl CassandraOptions {
@@ -99,6 +116,7 @@ impl CassandraOptions {
             storage_port: None,
             home: None,
             parent_dir: None,
+            locked: true,
         }
     }
 }
@@ -150,6 +168,19 @@ pub enum CassandraRuntimeError {
         timeout: Duration,
         log_tail: String,
     },
+    #[error("make a fresh random password (read /dev/urandom)")]
+    Random(#[source] io::Error),
+    #[error("lock the node to its own role: {step}")]
+    Lock {
+        step: &'static str,
+        #[source]
+        source: Box<crate::store::CassandraError>,
+    },
+    #[error(
+        "keep the node to this tool alone: {what} (another client reached it while the \
+         default role still worked; the node is not trusted)"
+    )]
+    Intruded { what: String },
     #[error("take snapshot {tag} with nodetool ({status}):\n{output}")]
     Snapshot {
         tag: String,
@@ -289,10 +320,17 @@ pub struct CassandraInstance {
     native_port: u16,
     storage_port: u16,
     jmx_port: u16,
+    /// The node's own CQL role; `None` when not locked.
+    credentials: Option<CassandraCredentials>,
+    jmx_password: String,
     server: Option<std::process::Child>,
     label: Label,
     removed: bool,
     started_in: Duration,
+    /// When the tool first saw the node listening for CQL clients.
+    listening_since: Option<Instant>,
+    /// How long the default role worked, as far as the tool can tell (see `lock`).
+    default_role_window: Option<Duration>,
 }
 
 impl CassandraInstance {
@@ -323,6 +361,11 @@ impl CassandraInstance {
             native_port: 0,
             storage_port: 0,
             jmx_port: 0,
+            credentials: opts.locked.then(|| CassandraCredentials {
+                username: OWN_ROLE.to_owned(),
+                password: String::new(),
+            }),
+            jmx_password: random_secret()?,
             server: None,
             label: Label {
                 tool: TOOL.to_owned(),
@@ -335,8 +378,14 @@ impl CassandraInstance {
             },
             removed: false,
             started_in: Duration::ZERO,
+            listening_since: None,
+            default_role_window: None,
         };
         instance.label.write(&instance.dir)?;
+        if let Some(credentials) = &mut instance.credentials {
+            credentials.password = random_secret()?;
+        }
+        instance.write_secrets()?;
         let mut attempt = 1;
         loop {
             instance.native_port = free_port(opts.listen_address)?;
@@ -349,6 +398,7 @@ impl CassandraInstance {
             instance.spawn()?;
             match instance.wait_ready(deadline, opts.startup_timeout).await {
                 Ok(()) => {
+                    instance.lock().await?;
                     instance.started_in = began.elapsed();
                     return Ok(instance);
                 }
@@ -375,6 +425,16 @@ impl CassandraInstance {
         format!("{}:{}", self.address, self.storage_port)
     }
 
+    /// The JMX port on 127.0.0.1 nodetool reaches (with the node's own password only).
+    pub fn jmx_port(&self) -> u16 {
+        self.jmx_port
+    }
+
+    /// The install directory the JVM runs from (`lib/` holds the jars).
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
     pub fn storage_port(&self) -> u16 {
         self.storage_port
     }
@@ -383,9 +443,32 @@ impl CassandraInstance {
         self.native_port
     }
 
-    /// The `cassandra://` URL the scan takes.
+    /// The `cassandra://` URL the scan takes, with the node's own credentials when locked.
     pub fn url(&self) -> String {
-        format!("cassandra://{}", self.contact_point())
+        match &self.credentials {
+            Some(c) => format!(
+                "cassandra://{}:{}@{}",
+                c.username,
+                c.password,
+                self.contact_point()
+            ),
+            None => format!("cassandra://{}", self.contact_point()),
+        }
+    }
+
+    /// The node's own CQL role and password; `None` when it was started unlocked.
+    pub fn credentials(&self) -> Option<&CassandraCredentials> {
+        self.credentials.as_ref()
+    }
+
+    /// A writable session as the node's own role.
+    pub async fn writer(&self) -> Result<CassandraWriter, crate::store::CassandraError> {
+        CassandraWriter::connect_as(&[self.contact_point()], self.credentials()).await
+    }
+
+    /// Where the CQL password is kept (mode 0600), for a node kept with `--keep`.
+    pub fn password_file(&self) -> PathBuf {
+        self.dir.join(CQL_PASSWORD_FILE)
     }
 
     pub fn dir(&self) -> &Path {
@@ -403,6 +486,13 @@ impl CassandraInstance {
 
     pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(std::process::Child::id)
+    }
+
+    /// How long the default role worked on a locked node: from the moment the tool saw the
+    /// node listen for CQL clients (it polls the log every 200 ms, so up to that much
+    /// earlier) to the drop of the role. `None` on an unlocked node.
+    pub fn default_role_window(&self) -> Option<Duration> {
+        self.default_role_window
     }
 
     /// How long `start` took, JVM launch to first CQL answer.
@@ -552,6 +642,9 @@ impl CassandraInstance {
             )
             .arg("org.apache.cassandra.tools.NodeTool")
             .args(["-h", "127.0.0.1", "-p", &self.jmx_port.to_string()])
+            // The password stays in a file: never on a command line `ps` shows.
+            .args(["-u", OWN_ROLE, "-pwf"])
+            .arg(self.dir.join(JMX_PASSWORD_FILE))
             .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -663,8 +756,9 @@ impl CassandraInstance {
              dynamic_snitch: false\n\
              auto_snapshot: false\n\
              snapshot_before_compaction: false\n\
-             authenticator: AllowAllAuthenticator\n\
-             authorizer: AllowAllAuthorizer\n\
+             authenticator: {authenticator}\n\
+             authorizer: {authorizer}\n\
+             credentials_validity: 0ms\n\
              concurrent_compactors: 1\n\
              compaction_throughput: 0MiB/s\n\
              read_request_timeout: 30000ms\n\
@@ -675,6 +769,16 @@ impl CassandraInstance {
             address = self.address,
             storage = self.storage_port,
             native = self.native_port,
+            authenticator = if self.credentials.is_some() {
+                "PasswordAuthenticator"
+            } else {
+                "AllowAllAuthenticator"
+            },
+            authorizer = if self.credentials.is_some() {
+                "CassandraAuthorizer"
+            } else {
+                "AllowAllAuthorizer"
+            },
         );
         self.write_file("cassandra.yaml", &yaml)?;
         let logback = |level: &str| {
@@ -687,6 +791,180 @@ impl CassandraInstance {
         self.write_file("logback.xml", &logback("INFO"))?;
         self.write_file("logback-tools.xml", &logback("WARN"))?;
         Ok(())
+    }
+
+    /// The JMX password and access files and the CQL password file, readable by their owner
+    /// only (the JVM refuses a JMX password file others can read).
+    fn write_secrets(&self) -> Result<(), CassandraRuntimeError> {
+        self.write_secret(
+            JMX_PASSWORD_FILE,
+            &format!("{OWN_ROLE} {}\n", self.jmx_password),
+        )?;
+        self.write_secret(JMX_ACCESS_FILE, &format!("{OWN_ROLE} readwrite\n"))?;
+        if let Some(credentials) = &self.credentials {
+            self.write_secret(CQL_PASSWORD_FILE, &format!("{}\n", credentials.password))?;
+        }
+        Ok(())
+    }
+
+    fn write_secret(&self, name: &str, contents: &str) -> Result<(), CassandraRuntimeError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.dir.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(contents.as_bytes()))
+            .map_err(|source| CassandraRuntimeError::WriteFile { path, source })
+    }
+
+    /// Makes the node answer only this tool: as the default role (the only one Cassandra
+    /// lets in at first start), creates the node's own superuser role with its random
+    /// password, then, as that role, drops the default one, and checks nobody else got in
+    /// meanwhile ([`check_locked`](Self::check_locked)).
+    ///
+    /// Cassandra 5.0 has no way to start without the default role or to create a role
+    /// before the native transport listens, so from "Starting listening for CQL clients"
+    /// to the drop (well under a second after the node answers) `cassandra`/`cassandra`
+    /// works for anyone on the machine. Whatever such a client could leave behind before
+    /// the backup is loaded (a role, a keyspace, an open session) is looked for here and
+    /// again after the load, and fails the drill.
+    async fn lock(&mut self) -> Result<(), CassandraRuntimeError> {
+        let Some(own) = self.credentials.clone() else {
+            return Ok(());
+        };
+        let contact = [self.contact_point()];
+        let lock_error = |step| {
+            move |source| CassandraRuntimeError::Lock {
+                step,
+                source: Box::new(source),
+            }
+        };
+        {
+            let default = CassandraWriter::connect_as(&contact, Some(&default_credentials()))
+                .await
+                .map_err(lock_error("connect as the default role"))?;
+            default
+                .execute_secret(
+                    &format!(
+                        "CREATE ROLE {OWN_ROLE} WITH SUPERUSER = true AND LOGIN = true \
+                         AND PASSWORD = '{}'",
+                        own.password
+                    ),
+                    &format!("CREATE ROLE {OWN_ROLE} … PASSWORD = <redacted>"),
+                )
+                .await
+                .map_err(lock_error("create the node's own role"))?;
+        }
+        let writer = CassandraWriter::connect_as(&contact, Some(&own))
+            .await
+            .map_err(lock_error("connect as the node's own role"))?;
+        writer
+            .execute(&format!("DROP ROLE {DEFAULT_ROLE}"))
+            .await
+            .map_err(lock_error("drop the default role"))?;
+        self.default_role_window = self.listening_since.map(|since| since.elapsed());
+        self.check_locked_with(&writer).await
+    }
+
+    /// Checks that nobody but this tool used the node: its own role is the only one, it
+    /// holds no keyspace the tool did not make (`expected`), and every open CQL session is
+    /// the tool's own. A no-op on an unlocked node.
+    pub async fn check_locked(&self, expected: &[&str]) -> Result<(), CassandraRuntimeError> {
+        if self.credentials.is_none() {
+            return Ok(());
+        }
+        let writer = self
+            .writer()
+            .await
+            .map_err(|source| CassandraRuntimeError::Lock {
+                step: "connect as the node's own role",
+                source: Box::new(source),
+            })?;
+        self.check_roles_and_clients(&writer).await?;
+        let keyspaces = self.user_keyspaces(&writer).await?;
+        let foreign: Vec<&String> = keyspaces
+            .iter()
+            .filter(|k| !expected.contains(&k.as_str()))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(CassandraRuntimeError::Intruded {
+                what: format!("it holds keyspaces the backup does not: {foreign:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn check_locked_with(
+        &self,
+        writer: &CassandraWriter,
+    ) -> Result<(), CassandraRuntimeError> {
+        self.check_roles_and_clients(writer).await?;
+        let keyspaces = self.user_keyspaces(writer).await?;
+        if !keyspaces.is_empty() {
+            return Err(CassandraRuntimeError::Intruded {
+                what: format!("a fresh node holds keyspaces: {keyspaces:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn check_roles_and_clients(
+        &self,
+        writer: &CassandraWriter,
+    ) -> Result<(), CassandraRuntimeError> {
+        let query_error = |source| CassandraRuntimeError::Lock {
+            step: "check who else used the node",
+            source: Box::new(source),
+        };
+        let roles: Vec<Option<String>> = writer
+            .texts("SELECT role FROM system_auth.roles")
+            .await
+            .map_err(query_error)?;
+        if roles.iter().any(|r| r.as_deref() != Some(OWN_ROLE)) {
+            return Err(CassandraRuntimeError::Intruded {
+                what: format!("it has roles besides its own: {roles:?}"),
+            });
+        }
+        // The sessions the lock-down closed take a moment to go.
+        let deadline = Instant::now() + CLIENTS_SETTLE;
+        loop {
+            let others: Vec<Option<String>> = writer
+                .texts("SELECT username FROM system_views.clients")
+                .await
+                .map_err(query_error)?
+                .into_iter()
+                .filter(|u| u.as_deref() != Some(OWN_ROLE))
+                .collect();
+            if others.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(CassandraRuntimeError::Intruded {
+                    what: format!("other CQL sessions are open, as {others:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn user_keyspaces(
+        &self,
+        writer: &CassandraWriter,
+    ) -> Result<Vec<String>, CassandraRuntimeError> {
+        let keyspaces = writer
+            .texts("SELECT keyspace_name FROM system_schema.keyspaces")
+            .await
+            .map_err(|source| CassandraRuntimeError::Lock {
+                step: "check who else used the node",
+                source: Box::new(source),
+            })?;
+        Ok(keyspaces
+            .into_iter()
+            .flatten()
+            .filter(|k| !k.starts_with("system"))
+            .collect())
     }
 
     fn write_file(&self, name: &str, contents: &str) -> Result<(), CassandraRuntimeError> {
@@ -721,6 +999,18 @@ impl CassandraInstance {
             .arg(format!("-Dcassandra.storagedir={}", data.display()))
             .arg(format!("-Dcassandra.logdir={}", self.dir.display()))
             .arg(format!("-Dcassandra.jmx.local.port={}", self.jmx_port))
+            // JMX on loopback, but only with the node's own password.
+            .arg("-Dcom.sun.management.jmxremote.authenticate=true")
+            .arg(format!(
+                "-Dcom.sun.management.jmxremote.password.file={}",
+                self.dir.join(JMX_PASSWORD_FILE).display()
+            ))
+            .arg(format!(
+                "-Dcom.sun.management.jmxremote.access.file={}",
+                self.dir.join(JMX_ACCESS_FILE).display()
+            ))
+            // The default role at once, so the lock-down does not wait for it.
+            .arg("-Dcassandra.superuser_setup_delay_ms=0")
             .args([
                 "-Dcassandra-foreground=yes",
                 "-Dcassandra.skip_wait_for_gossip_to_settle=0",
@@ -755,6 +1045,8 @@ impl CassandraInstance {
         timeout: Duration,
     ) -> Result<(), CassandraRuntimeError> {
         let contact = vec![self.contact_point()];
+        // Locked, the node answers once its default role exists; the lock-down follows.
+        let default = self.credentials.as_ref().map(|_| default_credentials());
         loop {
             let exited = self
                 .server
@@ -772,10 +1064,12 @@ impl CassandraInstance {
             if std::fs::read_to_string(self.log_path())
                 .is_ok_and(|log| log.contains("Starting listening for CQL clients"))
             {
+                self.listening_since.get_or_insert_with(Instant::now);
                 let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
                 let probe = async {
                     let store =
-                        CassandraStore::connect(&contact, None, ReadConsistency::One).await?;
+                        CassandraStore::connect(&contact, default.as_ref(), ReadConsistency::One)
+                            .await?;
                     store.release_version().await
                 };
                 if let Ok(Ok(_version)) = tokio::time::timeout_at(attempt_deadline, probe).await {
@@ -943,6 +1237,24 @@ fn free_port(address: Ipv4Addr) -> Result<u16, CassandraRuntimeError> {
     let error = |source| CassandraRuntimeError::FreePort { address, source };
     let listener = std::net::TcpListener::bind((address, 0)).map_err(error)?;
     Ok(listener.local_addr().map_err(error)?.port())
+}
+
+/// The role Cassandra makes at first start, with its well-known password.
+fn default_credentials() -> CassandraCredentials {
+    CassandraCredentials {
+        username: DEFAULT_ROLE.to_owned(),
+        password: DEFAULT_ROLE.to_owned(),
+    }
+}
+
+/// 32 hex digits from the kernel's random source: a password nobody else can guess.
+fn random_secret() -> Result<String, CassandraRuntimeError> {
+    use std::io::Read as _;
+    let mut bytes = [0_u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(CassandraRuntimeError::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Copies the SSTable components of the snapshot directory `source` into `staged`; the

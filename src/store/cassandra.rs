@@ -1525,10 +1525,52 @@ pub enum CqlParam {
 }
 
 impl CassandraWriter {
+    /// Connects without credentials.
     pub async fn connect(contact_points: &[String]) -> Result<Self, CassandraError> {
+        Self::connect_as(contact_points, None).await
+    }
+
+    /// Connects as `credentials` (PasswordAuthenticator), or without any.
+    pub async fn connect_as(
+        contact_points: &[String],
+        credentials: Option<&CassandraCredentials>,
+    ) -> Result<Self, CassandraError> {
         let options = CassandraScanOptions::default();
-        let session = open_session(contact_points, None, Consistency::One, &options).await?;
+        let session = open_session(contact_points, credentials, Consistency::One, &options).await?;
         Ok(Self { session })
+    }
+
+    /// Runs one statement that carries a secret (a password): a failure names `shown`
+    /// instead of the statement.
+    pub async fn execute_secret(&self, cql: &str, shown: &str) -> Result<(), CassandraError> {
+        self.session
+            .query_unpaged(cql, &[])
+            .await
+            .map(|_| ())
+            .map_err(|source| CassandraError::Execute {
+                statement: shown.to_owned(),
+                source: source.into(),
+            })
+    }
+
+    /// The first column of every row `cql` returns, as text (`None` for null).
+    pub async fn texts(&self, cql: &str) -> Result<Vec<Option<String>>, CassandraError> {
+        let error = |source: CqlFailure| CassandraError::Execute {
+            statement: cql.to_owned(),
+            source,
+        };
+        let result = self
+            .session
+            .query_unpaged(cql, &[])
+            .await
+            .map_err(|e| error(e.into()))?
+            .into_rows_result()
+            .map_err(|e| error(e.into()))?;
+        let rows = result
+            .rows::<(Option<String>,)>()
+            .map_err(|e| error(e.into()))?;
+        rows.map(|row| row.map(|(text,)| text).map_err(|e| error(e.into())))
+            .collect()
     }
 
     /// Runs one statement.

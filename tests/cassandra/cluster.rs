@@ -19,8 +19,10 @@ const WORKLOAD_START: Duration = Duration::from_secs(300);
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshots_of_a_live_two_node_cluster_taken_apart_are_reported_skewed() {
     let _slot = heavy_test_slot().await;
-    let first = start_node().await;
+    // Unlocked: the nodes share one system_auth, and ScalarDB's workload logs in as nobody.
     let mut options = CassandraOptions::new(format!("cassandra-cluster-{}", std::process::id()));
+    options.locked = false;
+    let first = start_node_with(options.clone()).await;
     options.listen_address = Ipv4Addr::new(127, 0, 0, 2);
     options.seeds = vec![first.seed()];
     options.storage_port = Some(first.storage_port());

@@ -9,5 +9,6 @@
 mod cluster;
 mod fixtures;
 mod hostile;
+mod locked;
 mod snapshots;
 mod support;

@@ -27,9 +27,18 @@ pub async fn heavy_test_slot() -> tokio::sync::SemaphorePermit<'static> {
     HEAVY_TESTS.acquire().await.expect("never closed")
 }
 
-/// Starts a node, failing with the reason (and the install command) when it can't.
+/// Starts a node, locked to its own role as a drill's is, failing with the reason (and
+/// the install command) when it can't.
 pub async fn start_node() -> CassandraInstance {
-    let options = CassandraOptions::new(format!("cassandra-tests-{}", std::process::id()));
+    start_node_with(CassandraOptions::new(format!(
+        "cassandra-tests-{}",
+        std::process::id()
+    )))
+    .await
+}
+
+/// Starts a node with `options`, failing with the reason when it can't.
+pub async fn start_node_with(options: CassandraOptions) -> CassandraInstance {
     let node = CassandraInstance::start(&options)
         .await
         .unwrap_or_else(|e| {
@@ -47,8 +56,9 @@ pub async fn start_node() -> CassandraInstance {
     node
 }
 
+/// A session as the node's own role.
 pub async fn writer(node: &CassandraInstance) -> CassandraWriter {
-    CassandraWriter::connect(&[node.contact_point()])
+    node.writer()
         .await
         .unwrap_or_else(|e| panic!("connect: {}", scalardb_verify::scan::error_chain(&e)))
 }
