@@ -313,11 +313,38 @@ impl Restored {
                     instance.dir().display()
                 )
             }
-            Self::Server(server @ Server::Docker(instance)) => format!(
-                "{} (container {})",
-                Self::url(server),
-                instance.container_name()
-            ),
+            Self::Server(server @ Server::Docker(instance)) => {
+                let url = Self::url(server);
+                let shown = Target::from_url(&url).map_or_else(
+                    |_| "(the instance's socket URL)".to_owned(),
+                    |target| target.display().to_owned(),
+                );
+                // The password goes in a file beside the socket directory, in the tool's
+                // private directory, never into the report.
+                let password = url::Url::parse(&url).ok().and_then(|u| {
+                    u.password().map(|p| {
+                        url::form_urlencoded::parse(format!("p={p}").as_bytes())
+                            .next()
+                            .map(|(_, v)| v.into_owned())
+                            .unwrap_or_default()
+                    })
+                });
+                let file = instance
+                    .socket_dir()
+                    .parent()
+                    .map(|dir| dir.join("superuser.password"));
+                let saved = match (password, file) {
+                    (Some(password), Some(file)) => write_secret(&file, &password)
+                        .ok()
+                        .map(|()| format!(", password in {}", file.display())),
+                    _ => None,
+                };
+                format!(
+                    "{shown} (container {}{})",
+                    instance.container_name(),
+                    saved.unwrap_or_default()
+                )
+            }
             Self::Cassandra(node) => node.connection_hint(),
             Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
         }
@@ -608,6 +635,18 @@ fn copy_sqlite(backup: &Path, target: &Path, limit: u64) -> Result<(), RestoreEr
         std::fs::copy(&from, &to).map_err(|source| RestoreError::Copy { path: from, source })?;
     }
     Ok(())
+}
+
+/// Creates `path` with mode 0600 holding `secret`.
+fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(secret.as_bytes())
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
