@@ -105,10 +105,26 @@ pub fn inspect(path: &Path) -> Result<BackupFormat, BackupError> {
             path: path.to_owned(),
         });
     }
-    let mut file = File::open(path).map_err(read_error)?;
+    detect(path, &mut File::open(path).map_err(read_error)?)
+}
+
+/// Decides what the bytes of `reader` are, and checks that a text dump is complete; `path`
+/// only names the backup in errors. Reads a header and a tail; a gzip stream is inflated
+/// through a bounded window, never into memory whole.
+pub fn detect(path: &Path, reader: &mut (impl Read + Seek)) -> Result<BackupFormat, BackupError> {
+    let read_error = |source| BackupError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let mut head = vec![0; 512];
-    let read = read_up_to(&mut file, &mut head).map_err(read_error)?;
+    let read = read_up_to(reader, &mut head).map_err(read_error)?;
     head.truncate(read);
+    if head.is_empty() {
+        return Err(BackupError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    reader.rewind().map_err(read_error)?;
     if head.starts_with(SQLITE_MAGIC) {
         return Ok(BackupFormat::Sqlite);
     }
@@ -119,9 +135,9 @@ pub fn inspect(path: &Path) -> Result<BackupFormat, BackupError> {
         return Ok(BackupFormat::PgTar);
     }
     if head.starts_with(GZIP_MAGIC) {
-        return inspect_text(path, true);
+        return inspect_text(path, reader, true);
     }
-    inspect_text(path, false)
+    inspect_text(path, reader, false)
 }
 
 fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
@@ -137,16 +153,19 @@ fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usiz
 
 /// Plain and gzip-compressed SQL dumps: the producer from the header comments, the
 /// completeness from the trailer both tools write last.
-fn inspect_text(path: &Path, gzip: bool) -> Result<BackupFormat, BackupError> {
+fn inspect_text(
+    path: &Path,
+    reader: &mut (impl Read + Seek),
+    gzip: bool,
+) -> Result<BackupFormat, BackupError> {
     let read_error = |source| BackupError::Read {
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(read_error)?;
     let (head, tail) = if gzip {
         // A compressed dump must be decompressed to its end to see the trailer; this also
         // proves the gzip stream itself is whole.
-        let mut decoder = BufReader::new(MultiGzDecoder::new(file));
+        let mut decoder = BufReader::new(MultiGzDecoder::new(reader));
         let mut head = Vec::new();
         let mut tail: Vec<u8> = Vec::new();
         loop {
@@ -175,15 +194,15 @@ fn inspect_text(path: &Path, gzip: bool) -> Result<BackupFormat, BackupError> {
         }
         (head, tail)
     } else {
-        let mut file = file;
         let mut head = vec![0; HEAD_BYTES];
-        let read = read_up_to(&mut file, &mut head).map_err(read_error)?;
+        let read = read_up_to(reader, &mut head).map_err(read_error)?;
         head.truncate(read);
-        let length = file.seek(SeekFrom::End(0)).map_err(read_error)?;
-        file.seek(SeekFrom::Start(length.saturating_sub(TAIL_BYTES)))
+        let length = reader.seek(SeekFrom::End(0)).map_err(read_error)?;
+        reader
+            .seek(SeekFrom::Start(length.saturating_sub(TAIL_BYTES)))
             .map_err(read_error)?;
         let mut tail = Vec::new();
-        file.read_to_end(&mut tail).map_err(read_error)?;
+        reader.read_to_end(&mut tail).map_err(read_error)?;
         (head, tail)
     };
     let head_text = String::from_utf8_lossy(&head);
@@ -283,6 +302,26 @@ mod tests {
         std::fs::create_dir(d.join("dir")).unwrap();
         std::fs::write(d.join("dir/toc.dat"), b"PGDMP").unwrap();
         assert_eq!(inspect(&d.join("dir")).unwrap(), BackupFormat::PgDirectory);
+    }
+
+    #[test]
+    fn detection_reads_any_reader_and_streams_a_gzip_bomb() {
+        let path = Path::new("in-memory");
+        let detect_bytes = |bytes: &[u8]| detect(path, &mut std::io::Cursor::new(bytes));
+        assert_eq!(
+            detect_bytes(MY).unwrap(),
+            BackupFormat::MySqlDump { gzip: false }
+        );
+        assert!(matches!(detect_bytes(b""), Err(BackupError::Empty { .. })));
+        // 8 MiB of zeros between header and trailer, 8 KiB compressed: inflated through a
+        // window to its trailer, never held (the fuzz target holds it to a 1 MiB budget).
+        let mut bomb = PG[..34].to_vec();
+        bomb.resize(8 << 20, 0);
+        bomb.extend_from_slice(&PG[PG.len() - 40..]);
+        assert_eq!(
+            detect_bytes(&gzip(&bomb)).unwrap(),
+            BackupFormat::PgPlain { gzip: true }
+        );
     }
 
     #[test]
