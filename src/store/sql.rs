@@ -696,8 +696,23 @@ pub struct DisposableWriter {
 impl DisposableWriter {
     pub async fn connect(url: &str, target: &str) -> Result<Self, WriteError> {
         sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres");
         let pool = AnyPoolOptions::new()
             .max_connections(1)
+            // The restored data is the backup's: a function it planted in `public` must not
+            // stand in for a built-in the rehearsal or a user's invariant calls. pg_catalog
+            // first, pg_temp last; tables still resolve in the usual schemas.
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if postgres {
+                        conn.execute(sqlx::raw_sql(
+                            "SET search_path = pg_catalog, \"$user\", public, pg_temp",
+                        ))
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(|source| WriteError::Connect {

@@ -553,3 +553,21 @@ db.execute("COMMIT")
         Some(TABLES + 2)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn functions_a_dump_plants_cannot_stand_in_for_built_ins_in_checks() {
+    // The dump puts its own abs() first in every new session's search_path; an honest
+    // invariant calling abs() must still get PostgreSQL's.
+    let dir = tempfile::tempdir().unwrap();
+    let payload = "CREATE SCHEMA evil;\n\
+         CREATE FUNCTION evil.abs(integer) RETURNS integer LANGUAGE sql AS 'SELECT 2';\n\
+         ALTER DATABASE restored SET search_path = evil, pg_catalog, public;\n\
+         ALTER ROLE postgres SET search_path = evil, pg_catalog, public;";
+    let dump = pg_dump_with("clean", payload, dir.path(), "shadow").await;
+    let run = drill_hostile(&dump, &["--check", "abs=SELECT abs(-1) = 1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    let check = &report["drill"]["invariants"][0];
+    assert_eq!(check["passed"], true, "{check}");
+    assert_eq!(report["verdict"], "consistent");
+}
