@@ -652,7 +652,7 @@ fn remove_table_id(body: &str) -> String {
         .unwrap_or(value.len());
     let after_value = &body[value_offset + value_len..];
     let trimmed = after_value.trim_start();
-    if trimmed.len() >= 3 && trimmed[..3].eq_ignore_ascii_case("AND") {
+    if trimmed.is_char_boundary(3) && trimmed[..3].eq_ignore_ascii_case("AND") {
         format!("{}WITH{}", &body[..with], &trimmed[3..])
     } else {
         format!("{}{}", body[..with].trim_end(), after_value)
