@@ -86,32 +86,7 @@ async fn mysqldump_backups_restore_and_drill_on_mariadb() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("dump.sql");
-    let output = Command::new("mariadb-dump")
-        .args([
-            "--no-defaults",
-            "--protocol=TCP",
-            "-h",
-            "127.0.0.1",
-            "-u",
-            "root",
-        ])
-        .arg(format!("--port={}", server.port()))
-        .args([
-            "--single-transaction",
-            "--databases",
-            "bank",
-            "ledger",
-            "coordinator",
-            "scalardb",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::write(&dump, &output.stdout).unwrap();
+    mariadb_dump(&server, &dump);
     let gzip = dir.path().join("dump.sql.gz");
     let status = Command::new("sh")
         .arg("-c")

@@ -73,28 +73,7 @@ async fn pg_dump_and_mysqldump_backups_drill_in_containers() {
         .await
         .unwrap();
     let dump = dir.path().join("dump.sql");
-    let output = Command::new("mariadb-dump")
-        .args([
-            "--no-defaults",
-            "--protocol=TCP",
-            "-h",
-            "127.0.0.1",
-            "-u",
-            "root",
-        ])
-        .arg(format!("--port={}", maria.port()))
-        .args([
-            "--single-transaction",
-            "--databases",
-            "bank",
-            "ledger",
-            "coordinator",
-            "scalardb",
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    std::fs::write(&dump, &output.stdout).unwrap();
+    mariadb_dump(&maria, &dump);
     maria.stop().await.unwrap();
     let run = drill_on(
         "docker",

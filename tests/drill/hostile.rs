@@ -62,14 +62,22 @@ async fn pg_dump_with(state: &str, payload: &str, dir: &Path, name: &str) -> Pat
     let honest = dir.join(format!("{name}.honest.sql"));
     pg_dump(&server, &[], &honest);
     server.stop().await.unwrap();
-    let text = std::fs::read_to_string(&honest).unwrap();
-    let trailer = text
-        .rfind("-- PostgreSQL database dump complete")
-        .expect("pg_dump's trailer");
-    let (body, end) = text.split_at(trailer);
     let hostile = dir.join(format!("{name}.sql"));
-    std::fs::write(&hostile, format!("{body}\n{payload}\n{end}")).unwrap();
+    insert_before(
+        &honest,
+        "-- PostgreSQL database dump complete",
+        payload,
+        &hostile,
+    );
     hostile
+}
+
+/// Writes `dump` to `out` with `payload` on lines of its own before `trailer`.
+fn insert_before(dump: &Path, trailer: &str, payload: &str, out: &Path) {
+    let text = std::fs::read_to_string(dump).unwrap();
+    let at = text.rfind(trailer).expect("the dump's trailer");
+    let (body, end) = text.split_at(at);
+    std::fs::write(out, format!("{body}\n{payload}\n{end}")).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,26 +181,11 @@ async fn mysql_dump_with(state: &str, payload: &str, dir: &Path, name: &str) -> 
         .load_sql_file(&fixture(state).join("mysql.sql"), None)
         .await
         .unwrap();
-    let output = Command::new("mariadb-dump")
-        .args([
-            "--no-defaults",
-            "--protocol=TCP",
-            "-h",
-            "127.0.0.1",
-            "-u",
-            "root",
-        ])
-        .arg(format!("--port={}", server.port()))
-        .args(["--databases", "bank", "ledger", "coordinator", "scalardb"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let honest = dir.join(format!("{name}.honest.sql"));
+    mariadb_dump(&server, &honest);
     server.stop().await.unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    let trailer = text.rfind("-- Dump completed").expect("the dump's trailer");
-    let (body, end) = text.split_at(trailer);
     let path = dir.join(format!("{name}.sql"));
-    std::fs::write(&path, format!("{body}\n{payload}\n{end}")).unwrap();
+    insert_before(&honest, "-- Dump completed", payload, &path);
     path
 }
 

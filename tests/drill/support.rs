@@ -102,6 +102,30 @@ pub fn pg_dump(server: &LocalInstance, args: &[&str], out: &Path) {
     assert!(status.success(), "pg_dump {args:?} failed");
 }
 
+/// A mariadb-dump of the fixture's four databases on `server`, written to `out`.
+pub fn mariadb_dump(server: &LocalInstance, out: &Path) {
+    let output = Command::new("mariadb-dump")
+        .args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+        ])
+        .arg(format!("--port={}", server.port()))
+        .args(["--single-transaction", "--databases"])
+        .args(["bank", "ledger", "coordinator", "scalardb"])
+        .output()
+        .expect("run mariadb-dump");
+    assert!(
+        output.status.success(),
+        "mariadb-dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(out, &output.stdout).unwrap();
+}
+
 /// Instance directories (and SQLite copies) in the tool's private directory that a drill
 /// with this pid left behind.
 pub fn leftovers_of(pid: u32) -> Vec<PathBuf> {
