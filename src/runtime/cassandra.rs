@@ -4,12 +4,24 @@
 //! A [`CassandraInstance`] owns one JVM, a temporary directory (config, data, commit log,
 //! log, label) and free ports on its loopback address. It is tuned for speed, not safety:
 //! periodic commit-log sync, no auto snapshots, few tokens, a small heap. Readiness is a
-//! real CQL session answering `SELECT release_version FROM system.local`. Teardown is
+//! real CQL answer. Teardown is
 //! explicit ([`CassandraInstance::stop`]); `Drop` kills and removes as a fallback;
 //! [`sweep_cassandra`] removes what a killed run left.
 //!
 //! The directory label mirrors `local/label.rs` (same prefix, same fields) with engine
 //! `cassandra`, which the SQL runtime's sweep does not parse and so leaves alone.
+//!
+//! Locked (the default, [`CassandraOptions::locked`]), a node answers only its owner: CQL
+//! through PasswordAuthenticator and CassandraAuthorizer as a role of its own with a fresh
+//! random password, the default `cassandra` role dropped as soon as the node answers (the
+//! short window before that is measured, [`CassandraInstance::default_role_window`], and
+//! anything a client could leave in it is looked for, [`CassandraInstance::check_locked`]);
+//! JMX on loopback with a password file of its own (mode 0600), which nodetool reads with
+//! `-pwf`, never from its command line. The JVM still runs as the invoking account.
+//!
+//! Imports are checked against what was staged: nodetool exits 0 when the node skipped
+//! every file, so each `…-Data.db` must have left the staging directory. Snapshot files are
+//! copied only as regular files opened without following links.
 //!
 //! This module must not listen anywhere but loopback, nor interpret the data it holds; it
 //! talks CQL only through `store` (the one scylla user).
@@ -820,9 +832,9 @@ impl CassandraInstance {
     }
 
     /// Makes the node answer only this tool: as the default role (the only one Cassandra
-    /// lets in at first start), creates the node's own superuser role with its random
-    /// password, then, as that role, drops the default one, and checks nobody else got in
-    /// meanwhile ([`check_locked`](Self::check_locked)).
+    /// lets in at first start), the readiness probe created the node's own superuser role
+    /// with its random password; as that role, this drops the default one and checks
+    /// nobody else got in meanwhile ([`check_locked`](Self::check_locked)).
     ///
     /// Cassandra 5.0 has no way to start without the default role or to create a role
     /// before the native transport listens, so from "Starting listening for CQL clients"
@@ -841,22 +853,7 @@ impl CassandraInstance {
                 source: Box::new(source),
             }
         };
-        {
-            let default = CassandraWriter::connect_as(&contact, Some(&default_credentials()))
-                .await
-                .map_err(lock_error("connect as the default role"))?;
-            default
-                .execute_secret(
-                    &format!(
-                        "CREATE ROLE {OWN_ROLE} WITH SUPERUSER = true AND LOGIN = true \
-                         AND PASSWORD = '{}'",
-                        own.password
-                    ),
-                    &format!("CREATE ROLE {OWN_ROLE} … PASSWORD = <redacted>"),
-                )
-                .await
-                .map_err(lock_error("create the node's own role"))?;
-        }
+        // The role itself was created by the readiness probe (`create_own_role`).
         let writer = CassandraWriter::connect_as(&contact, Some(&own))
             .await
             .map_err(lock_error("connect as the node's own role"))?;
@@ -1009,8 +1006,10 @@ impl CassandraInstance {
                 "-Dcom.sun.management.jmxremote.access.file={}",
                 self.dir.join(JMX_ACCESS_FILE).display()
             ))
-            // The default role at once, so the lock-down does not wait for it.
+            // The default role at once, so the lock-down does not wait for it; cheap
+            // password hashes, since the only password is 128 random bits.
             .arg("-Dcassandra.superuser_setup_delay_ms=0")
+            .arg("-Dcassandra.auth_bcrypt_gensalt_log2_rounds=4")
             .args([
                 "-Dcassandra-foreground=yes",
                 "-Dcassandra.skip_wait_for_gossip_to_settle=0",
@@ -1045,8 +1044,7 @@ impl CassandraInstance {
         timeout: Duration,
     ) -> Result<(), CassandraRuntimeError> {
         let contact = vec![self.contact_point()];
-        // Locked, the node answers once its default role exists; the lock-down follows.
-        let default = self.credentials.as_ref().map(|_| default_credentials());
+        let own = self.credentials.clone();
         loop {
             let exited = self
                 .server
@@ -1066,13 +1064,20 @@ impl CassandraInstance {
             {
                 self.listening_since.get_or_insert_with(Instant::now);
                 let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
+                // Locked, the first answer is the first step of the lock-down: the node's
+                // own role, created as the default one as soon as that exists.
                 let probe = async {
-                    let store =
-                        CassandraStore::connect(&contact, default.as_ref(), ReadConsistency::One)
-                            .await?;
-                    store.release_version().await
+                    match &own {
+                        Some(own) => create_own_role(&contact, own).await,
+                        None => {
+                            let store =
+                                CassandraStore::connect(&contact, None, ReadConsistency::One)
+                                    .await?;
+                            store.release_version().await.map(drop)
+                        }
+                    }
                 };
-                if let Ok(Ok(_version)) = tokio::time::timeout_at(attempt_deadline, probe).await {
+                if let Ok(Ok(())) = tokio::time::timeout_at(attempt_deadline, probe).await {
                     return Ok(());
                 }
             }
@@ -1237,6 +1242,26 @@ fn free_port(address: Ipv4Addr) -> Result<u16, CassandraRuntimeError> {
     let error = |source| CassandraRuntimeError::FreePort { address, source };
     let listener = std::net::TcpListener::bind((address, 0)).map_err(error)?;
     Ok(listener.local_addr().map_err(error)?.port())
+}
+
+/// As the default role, creates the node's own superuser role `own` (if no role of that
+/// name exists: a probe cut short may have created it already; one someone else created
+/// has another password, and the lock-down's login as `own` fails).
+async fn create_own_role(
+    contact: &[String],
+    own: &CassandraCredentials,
+) -> Result<(), crate::store::CassandraError> {
+    let default = CassandraWriter::connect_as(contact, Some(&default_credentials())).await?;
+    default
+        .execute_secret(
+            &format!(
+                "CREATE ROLE IF NOT EXISTS {OWN_ROLE} WITH SUPERUSER = true AND LOGIN = true \
+                 AND PASSWORD = '{}'",
+                own.password
+            ),
+            &format!("CREATE ROLE IF NOT EXISTS {OWN_ROLE} … PASSWORD = <redacted>"),
+        )
+        .await
 }
 
 /// The role Cassandra makes at first start, with its well-known password.
