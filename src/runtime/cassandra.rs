@@ -315,9 +315,22 @@ impl Label {
         Ok(())
     }
 
+    /// The label in `dir`, if it is a regular file of our own that this tool wrote.
     fn read(dir: &Path) -> Option<Self> {
-        let label: Self =
-            serde_json::from_slice(&std::fs::read(dir.join(LABEL_FILE)).ok()?).ok()?;
+        use std::io::Read as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let path = dir.join(LABEL_FILE);
+        let metadata = std::fs::symlink_metadata(&path).ok()?;
+        if !metadata.is_file() || metadata.uid() != nix::unistd::geteuid().as_raw() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .ok()?
+            .take(64 * 1024)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        let label: Self = serde_json::from_slice(&bytes).ok()?;
         (label.tool == TOOL && label.engine == ENGINE).then_some(label)
     }
 }
@@ -356,7 +369,15 @@ impl CassandraInstance {
             return Err(CassandraRuntimeError::NotInstalled { home });
         }
         let java = find_java()?;
-        let parent = opts.parent_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let parent = match opts.parent_dir.clone() {
+            Some(parent) => parent,
+            // The tool's private directory, like the SQL instances': nobody else can plant
+            // a label beside ours there.
+            None => super::local::private_root().map_err(|e| CassandraRuntimeError::CreateDir {
+                parent: std::env::temp_dir(),
+                source: io::Error::other(crate::scan::error_chain(&e)),
+            })?,
+        };
         let dir = tempfile::Builder::new()
             .prefix(&dir_prefix(&opts.run_id))
             .tempdir_in(&parent)
@@ -1132,6 +1153,8 @@ pub fn sweep_cassandra_in(
         dir: root.to_path_buf(),
         source,
     };
+    super::local::check_private(root)
+        .map_err(|e| scan_error(io::Error::other(crate::scan::error_chain(&e))))?;
     let mut swept = Vec::new();
     for entry in std::fs::read_dir(root).map_err(scan_error)? {
         let entry = entry.map_err(scan_error)?;
@@ -1139,7 +1162,10 @@ pub fn sweep_cassandra_in(
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(DIR_PREFIX));
-        if !is_ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let owned = entry.metadata().is_ok_and(|m| {
+            std::os::unix::fs::MetadataExt::uid(&m) == nix::unistd::geteuid().as_raw()
+        });
+        if !is_ours || !owned || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let dir = entry.path();
@@ -1175,9 +1201,13 @@ pub fn sweep_cassandra_in(
     Ok(swept)
 }
 
-/// [`sweep_cassandra_in`] over the temporary directory.
+/// [`sweep_cassandra_in`] over the tool's private directory.
 pub fn sweep_cassandra(scope: &SweepScope) -> Result<Vec<SweptNode>, CassandraRuntimeError> {
-    sweep_cassandra_in(&std::env::temp_dir(), scope)
+    let root = super::local::private_root().map_err(|e| CassandraRuntimeError::Sweep {
+        dir: std::env::temp_dir(),
+        source: io::Error::other(crate::scan::error_chain(&e)),
+    })?;
+    sweep_cassandra_in(&root, scope)
 }
 
 /// Where `scripts/install-cassandra` puts the jars by default.

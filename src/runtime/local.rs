@@ -32,7 +32,9 @@ use tokio::time::Instant;
 
 use self::binaries::{Binaries, SearchPath};
 use self::label::Label;
-pub use self::label::{SweepScope, SweptInstance, private_root, sweep, sweep_in, sweep_leftovers};
+pub use self::label::{
+    SweepScope, SweptInstance, check_private, private_root, sweep, sweep_in, sweep_leftovers,
+};
 use self::process::ProcessId;
 pub use self::stream::{Limited, RestoreLimit, TooLarge};
 use super::sandbox::{self, Account, Network, Sandbox, SandboxError};

@@ -418,7 +418,18 @@ fn cleanup_ignores_labels_others_could_write() {
         "port": 5432,
         "created_at": "2026-12-01T00:00:00Z",
     });
+    let mut cassandra_label = label.clone();
+    cassandra_label["engine"] = "cassandra".into();
     let shared = tempfile::tempdir().unwrap();
+    let forged_node = shared
+        .path()
+        .join("scalardb-verify-forged-cassandra-abcdef");
+    std::fs::create_dir_all(&forged_node).unwrap();
+    std::fs::write(
+        forged_node.join("scalardb-verify-instance.json"),
+        cassandra_label.to_string(),
+    )
+    .unwrap();
     std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let uid = nix::unistd::geteuid().as_raw();
     for dir in [
@@ -474,6 +485,7 @@ fn cleanup_ignores_labels_others_could_write() {
             .join("scalardb-verify-forged-postgres-abcdef")
             .exists()
     );
+    assert!(forged_node.exists());
     dummy.kill().unwrap();
     dummy.wait().unwrap();
 }

@@ -120,7 +120,7 @@ pub fn private_root() -> Result<PathBuf, LocalRuntimeError> {
 }
 
 /// Refuses `dir` unless it is a real directory owned by us that nobody else may write.
-pub(super) fn check_private(dir: &Path) -> Result<(), LocalRuntimeError> {
+pub fn check_private(dir: &Path) -> Result<(), LocalRuntimeError> {
     let unsafe_parent = |reason: String| LocalRuntimeError::UnsafeParent {
         path: dir.to_owned(),
         reason,
