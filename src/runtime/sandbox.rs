@@ -143,6 +143,20 @@ impl Account {
         if metadata.mode() & wanted != wanted {
             return false;
         }
+        // A directory archive's files must be readable too (pg_dump makes them 0600).
+        if metadata.is_dir() {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return false;
+            };
+            let readable = entries.flatten().all(|entry| {
+                entry
+                    .metadata()
+                    .is_ok_and(|m| m.is_file() && m.mode() & 0o004 != 0)
+            });
+            if !readable {
+                return false;
+            }
+        }
         let Ok(absolute) = std::path::absolute(path) else {
             return false;
         };
@@ -423,6 +437,35 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_fresh_account_reads_only_what_others_may_read() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let account = Account::fresh().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive");
+        std::fs::create_dir(&archive).unwrap();
+        let file = archive.join("toc.dat");
+        std::fs::write(&file, b"PGDMP").unwrap();
+        let chmod = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        chmod(dir.path(), 0o755);
+        chmod(&archive, 0o755);
+        chmod(&file, 0o600);
+        if !geteuid().is_root() {
+            // The invoking user's own files, in a user namespace.
+            assert!(account.can_read(&archive));
+            return;
+        }
+        assert!(!account.can_read(&file));
+        assert!(!account.can_read(&archive), "a 0600 file inside");
+        chmod(&file, 0o644);
+        assert!(account.can_read(&file));
+        assert!(account.can_read(&archive));
+        chmod(dir.path(), 0o700);
+        assert!(!account.can_read(&file), "a parent it cannot enter");
     }
 
     #[test]
