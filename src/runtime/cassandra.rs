@@ -55,9 +55,9 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 const TAIL_LINES: usize = 40;
 const LOG_PROBLEM_LINES: usize = 12;
 /// The role Cassandra creates at first start when none exists, with its well-known password.
-const DEFAULT_ROLE: &str = "cassandra";
+pub(crate) const DEFAULT_ROLE: &str = "cassandra";
 /// The drill's own CQL role and JMX user, with a fresh random password each.
-const OWN_ROLE: &str = "scalardb_verify";
+pub(crate) const OWN_ROLE: &str = "scalardb_verify";
 /// How long the sessions the lock-down closed may take to leave `system_views.clients`.
 const CLIENTS_SETTLE: Duration = Duration::from_secs(10);
 /// The node's files that hold a secret (mode 0600): the JMX password and access files
@@ -900,8 +900,8 @@ impl CassandraInstance {
                 step: "connect as the node's own role",
                 source: Box::new(source),
             })?;
-        self.check_roles_and_clients(&writer).await?;
-        let keyspaces = self.user_keyspaces(&writer).await?;
+        check_roles_and_clients(&writer).await?;
+        let keyspaces = user_keyspaces(&writer).await?;
         let foreign: Vec<&String> = keyspaces
             .iter()
             .filter(|k| !expected.contains(&k.as_str()))
@@ -918,8 +918,8 @@ impl CassandraInstance {
         &self,
         writer: &CassandraWriter,
     ) -> Result<(), CassandraRuntimeError> {
-        self.check_roles_and_clients(writer).await?;
-        let keyspaces = self.user_keyspaces(writer).await?;
+        check_roles_and_clients(writer).await?;
+        let keyspaces = user_keyspaces(writer).await?;
         if !keyspaces.is_empty() {
             return Err(CassandraRuntimeError::Intruded {
                 what: format!("a fresh node holds keyspaces: {keyspaces:?}"),
@@ -927,64 +927,67 @@ impl CassandraInstance {
         }
         Ok(())
     }
+}
 
-    async fn check_roles_and_clients(
-        &self,
-        writer: &CassandraWriter,
-    ) -> Result<(), CassandraRuntimeError> {
-        let query_error = |source| CassandraRuntimeError::Lock {
-            step: "check who else used the node",
-            source: Box::new(source),
-        };
-        let roles: Vec<Option<String>> = writer
-            .texts("SELECT role FROM system_auth.roles")
+/// Fails unless the node's only role is [`OWN_ROLE`] and every open CQL session is its own
+/// (waiting up to [`CLIENTS_SETTLE`] for the sessions the lock-down closed to go).
+pub(crate) async fn check_roles_and_clients(
+    writer: &CassandraWriter,
+) -> Result<(), CassandraRuntimeError> {
+    let query_error = |source| CassandraRuntimeError::Lock {
+        step: "check who else used the node",
+        source: Box::new(source),
+    };
+    let roles: Vec<Option<String>> = writer
+        .texts("SELECT role FROM system_auth.roles")
+        .await
+        .map_err(query_error)?;
+    if roles.iter().any(|r| r.as_deref() != Some(OWN_ROLE)) {
+        return Err(CassandraRuntimeError::Intruded {
+            what: format!("it has roles besides its own: {roles:?}"),
+        });
+    }
+    // The sessions the lock-down closed take a moment to go.
+    let deadline = Instant::now() + CLIENTS_SETTLE;
+    loop {
+        let others: Vec<Option<String>> = writer
+            .texts("SELECT username FROM system_views.clients")
             .await
-            .map_err(query_error)?;
-        if roles.iter().any(|r| r.as_deref() != Some(OWN_ROLE)) {
+            .map_err(query_error)?
+            .into_iter()
+            .filter(|u| u.as_deref() != Some(OWN_ROLE))
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
             return Err(CassandraRuntimeError::Intruded {
-                what: format!("it has roles besides its own: {roles:?}"),
+                what: format!("other CQL sessions are open, as {others:?}"),
             });
         }
-        // The sessions the lock-down closed take a moment to go.
-        let deadline = Instant::now() + CLIENTS_SETTLE;
-        loop {
-            let others: Vec<Option<String>> = writer
-                .texts("SELECT username FROM system_views.clients")
-                .await
-                .map_err(query_error)?
-                .into_iter()
-                .filter(|u| u.as_deref() != Some(OWN_ROLE))
-                .collect();
-            if others.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(CassandraRuntimeError::Intruded {
-                    what: format!("other CQL sessions are open, as {others:?}"),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
-    async fn user_keyspaces(
-        &self,
-        writer: &CassandraWriter,
-    ) -> Result<Vec<String>, CassandraRuntimeError> {
-        let keyspaces = writer
-            .texts("SELECT keyspace_name FROM system_schema.keyspaces")
-            .await
-            .map_err(|source| CassandraRuntimeError::Lock {
-                step: "check who else used the node",
-                source: Box::new(source),
-            })?;
-        Ok(keyspaces
-            .into_iter()
-            .flatten()
-            .filter(|k| !k.starts_with("system"))
-            .collect())
-    }
+/// The keyspaces of the node that are not Cassandra's own.
+pub(crate) async fn user_keyspaces(
+    writer: &CassandraWriter,
+) -> Result<Vec<String>, CassandraRuntimeError> {
+    let keyspaces = writer
+        .texts("SELECT keyspace_name FROM system_schema.keyspaces")
+        .await
+        .map_err(|source| CassandraRuntimeError::Lock {
+            step: "check who else used the node",
+            source: Box::new(source),
+        })?;
+    Ok(keyspaces
+        .into_iter()
+        .flatten()
+        .filter(|k| !k.starts_with("system"))
+        .collect())
+}
 
+impl CassandraInstance {
     fn write_file(&self, name: &str, contents: &str) -> Result<(), CassandraRuntimeError> {
         let path = self.dir.join(name);
         std::fs::write(&path, contents)
@@ -1277,7 +1280,7 @@ fn free_port(address: Ipv4Addr) -> Result<u16, CassandraRuntimeError> {
 /// As the default role, creates the node's own superuser role `own` (if no role of that
 /// name exists: a probe cut short may have created it already; one someone else created
 /// has another password, and the lock-down's login as `own` fails).
-async fn create_own_role(
+pub(crate) async fn create_own_role(
     contact: &[String],
     own: &CassandraCredentials,
 ) -> Result<(), crate::store::CassandraError> {
@@ -1295,7 +1298,7 @@ async fn create_own_role(
 }
 
 /// The role Cassandra makes at first start, with its well-known password.
-fn default_credentials() -> CassandraCredentials {
+pub(crate) fn default_credentials() -> CassandraCredentials {
     CassandraCredentials {
         username: DEFAULT_ROLE.to_owned(),
         password: DEFAULT_ROLE.to_owned(),
@@ -1303,7 +1306,7 @@ fn default_credentials() -> CassandraCredentials {
 }
 
 /// 32 hex digits from the kernel's random source: a password nobody else can guess.
-fn random_secret() -> Result<String, CassandraRuntimeError> {
+pub(crate) fn random_secret() -> Result<String, CassandraRuntimeError> {
     use std::io::Read as _;
     let mut bytes = [0_u8; 16];
     std::fs::File::open("/dev/urandom")
