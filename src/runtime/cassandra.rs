@@ -17,7 +17,15 @@
 //! short window before that is measured, [`CassandraInstance::default_role_window`], and
 //! anything a client could leave in it is looked for, [`CassandraInstance::check_locked`]);
 //! JMX on loopback with a password file of its own (mode 0600), which nodetool reads with
-//! `-pwf`, never from its command line. The JVM still runs as the invoking account.
+//! `-pwf`, never from its command line.
+//!
+//! The JVM and every nodetool run in a [`Sandbox`]: a fresh account without capabilities
+//! (when the tool is root), `/usr` and the jars read only, the config read only, and the
+//! node's box (data, JMX password) the only place it may write. It shares the host's
+//! network, since the tool and a cluster's other nodes reach it over TCP on loopback.
+//! Files the tool puts in the box while the JVM runs (the SSTables to import) are created
+//! one path component at a time under directory handles, never following a link, so a
+//! node taken over by a crafted SSTable cannot redirect them onto the host.
 //!
 //! Imports are checked against what was staged: nodetool exits 0 when the node skipped
 //! every file, so each `…-Data.db` must have left the staging directory. Snapshot files are
@@ -28,6 +36,7 @@
 
 use std::io::{self, Write as _};
 use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::local::SweepScope;
+use super::sandbox::{self, Account, Network, Sandbox, SandboxError};
 use crate::backup::cassandra::{NOT_COMPONENTS, is_plain_name, open_regular};
 use crate::store::{CassandraCredentials, CassandraStore, CassandraWriter, ReadConsistency};
 
@@ -52,6 +62,10 @@ const ENGINE: &str = "cassandra";
 const PORT_ATTEMPTS: u32 = 3;
 const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// The node's writable directory (data, JMX password), the sandbox's `/box`.
+const BOX_DIR: &str = "box";
+/// The tool's config files for the node, bound read only at their own path.
+const CONF_DIR: &str = "conf";
 const TAIL_LINES: usize = 40;
 const LOG_PROBLEM_LINES: usize = 12;
 /// The role Cassandra creates at first start when none exists, with its well-known password.
@@ -182,6 +196,21 @@ pub enum CassandraRuntimeError {
     },
     #[error("make a fresh random password (read /dev/urandom)")]
     Random(#[source] io::Error),
+    #[error("confine the Cassandra JVM")]
+    Sandbox(#[from] SandboxError),
+    #[error(
+        "let the node's sandbox account read Cassandra's jars in {}: they must be readable \
+         by others (chmod -R o+rX, or run scripts/install-cassandra again)",
+        path.display()
+    )]
+    Unreadable { path: PathBuf },
+    #[error("give {} to the sandbox account (uid {uid})", path.display())]
+    Chown {
+        path: PathBuf,
+        uid: u32,
+        #[source]
+        source: io::Error,
+    },
     #[error("lock the node to its own role: {step}")]
     Lock {
         step: &'static str,
@@ -339,6 +368,8 @@ impl Label {
 #[derive(Debug)]
 pub struct CassandraInstance {
     dir: PathBuf,
+    /// The JVM's and nodetool's confinement; its box is `dir/box`.
+    sandbox: Sandbox,
     home: PathBuf,
     java: PathBuf,
     address: Ipv4Addr,
@@ -386,8 +417,22 @@ impl CassandraInstance {
                 source,
             })?
             .keep();
+        let confined = Account::fresh()
+            .and_then(|account| Sandbox::prepare(&dir, &dir.join(BOX_DIR), account, Network::Host))
+            .map_err(CassandraRuntimeError::from)
+            .and_then(|sandbox| confine(sandbox, &dir, &home, &java));
+        let sandbox = match confined {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        // From here on, an early return drops `instance`, which kills the JVM and removes
+        // the directory.
         let mut instance = Self {
             dir,
+            sandbox,
             home,
             java,
             address: opts.listen_address,
@@ -463,6 +508,11 @@ impl CassandraInstance {
         self.jmx_port
     }
 
+    /// The Java runtime the node and nodetool run on.
+    pub fn java(&self) -> &Path {
+        &self.java
+    }
+
     /// The install directory the JVM runs from (`lib/` holds the jars).
     pub fn home(&self) -> &Path {
         &self.home
@@ -508,15 +558,26 @@ impl CassandraInstance {
         &self.dir
     }
 
-    /// Where the node keeps its SSTables: `<data>/<keyspace>/<table>-<id>/`.
+    /// Where the node keeps its SSTables: `<data>/<keyspace>/<table>-<id>/`. The sandbox
+    /// account owns everything under it.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.join("data").join("data")
+        self.box_dir().join("data").join("data")
+    }
+
+    /// The node's writable directory (the sandbox's `/box`).
+    pub fn box_dir(&self) -> &Path {
+        self.sandbox.box_dir()
+    }
+
+    fn conf_dir(&self) -> PathBuf {
+        self.dir.join(CONF_DIR)
     }
 
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
     }
 
+    /// The sandbox's outermost process (bubblewrap), whose death ends everything inside.
     pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(std::process::Child::id)
     }
@@ -567,12 +628,13 @@ impl CassandraInstance {
         table: &str,
         source: &Path,
     ) -> Result<(), CassandraRuntimeError> {
-        let (staging, staged, data_files) = self.staging_dir(keyspace, table, source)?;
+        let staged = self.stage(keyspace, table, source)?;
+        let data_files = &staged.data_files;
         if data_files.is_empty() {
-            let _ = std::fs::remove_dir_all(&staging);
+            staged.remove();
             return Ok(());
         }
-        let staged_text = staged.display().to_string();
+        let staged_text = staged.inside.display().to_string();
         let log_start = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
         let outcome = self
             .nodetool(&["import", keyspace, table, &staged_text])
@@ -592,11 +654,12 @@ impl CassandraInstance {
                 (status, with_log_problems(output, &log))
             });
         let left_behind = if outcome.is_ok() {
-            unloaded(&staged, &data_files)
+            staged.unloaded()
         } else {
             Vec::new()
         };
-        let _ = std::fs::remove_dir_all(&staging);
+        let staged_count = data_files.len();
+        staged.remove();
         let import_error = |status, output| CassandraRuntimeError::Import {
             keyspace: keyspace.to_owned(),
             table: table.to_owned(),
@@ -609,7 +672,7 @@ impl CassandraInstance {
             return Err(CassandraRuntimeError::NotImported {
                 table: format!("{keyspace}.{table}"),
                 source_dir: source.to_owned(),
-                staged: data_files.len(),
+                staged: staged_count,
                 unloaded: left_behind.join(", "),
                 output: with_log_problems(tail(&output), &read_from(&self.log_path(), log_start)),
             });
@@ -617,42 +680,70 @@ impl CassandraInstance {
         Ok(())
     }
 
-    /// A fresh directory under this instance's own, and in it `<keyspace>/<table>/` holding
-    /// copies of the regular files of `source` (SSTable components; manifest.json and
-    /// schema.cql are left out), with the names of the `…-Data.db` files copied. Cassandra
-    /// reads an SSTable's keyspace and table from its two parent directories' names, and
-    /// skips files whose parents don't name the target. A symbolic link or any other
-    /// entry that is not a regular file or a directory is refused, never followed: the
-    /// copy holds only the backup's own files.
-    fn staging_dir(
+    /// A fresh directory in the node's box, and in it `<keyspace>/<table>/` holding copies
+    /// of the regular files of `source` (SSTable components; manifest.json and schema.cql
+    /// are left out), with the names of the `…-Data.db` files copied. Cassandra reads an
+    /// SSTable's keyspace and table from its two parent directories' names, and skips files
+    /// whose parents don't name the target. A symbolic link or any other entry that is not
+    /// a regular file or a directory is refused, never followed: the copy holds only the
+    /// backup's own files.
+    ///
+    /// The node runs while this copies, and its account owns the box: every directory and
+    /// file is made under a handle of its parent (`mkdirat`/`openat`, `O_NOFOLLOW`,
+    /// `O_EXCL`), so nothing the node does to its box can send a write elsewhere.
+    fn stage(
         &self,
         keyspace: &str,
         table: &str,
         source: &Path,
-    ) -> Result<(PathBuf, PathBuf, Vec<String>), CassandraRuntimeError> {
-        let parent = self.dir.join("import");
-        std::fs::create_dir_all(&parent).map_err(|source| CassandraRuntimeError::CreateDir {
-            parent: parent.clone(),
+    ) -> Result<Staged, CassandraRuntimeError> {
+        for name in [keyspace, table] {
+            if !is_plain_name(name) {
+                return Err(CassandraRuntimeError::UnsafeSnapshotFile {
+                    path: source.to_owned(),
+                    reason: "its keyspace or table name is not a plain file name",
+                });
+            }
+        }
+        let box_dir = self.box_dir().to_owned();
+        let create_error = |source: io::Error| CassandraRuntimeError::CreateDir {
+            parent: box_dir.clone(),
             source,
-        })?;
-        let staging = tempfile::Builder::new()
-            .prefix("sstables-")
-            .tempdir_in(&parent)
-            .map_err(|source| CassandraRuntimeError::CreateDir {
-                parent: parent.clone(),
-                source,
-            })?
-            .keep();
-        let staged = staging.join(keyspace).join(table);
-        std::fs::create_dir_all(&staged).map_err(|source| CassandraRuntimeError::CreateDir {
-            parent: staging.clone(),
-            source,
-        })?;
-        let copied = copy_components(source, &staged);
-        match copied {
-            Ok(data_files) => Ok((staging, staged, data_files)),
+        };
+        let box_fd = open_dir(None, &box_dir).map_err(create_error)?;
+        let name = format!("import-{}", random_secret()?);
+        let root = box_dir.join(&name);
+        let staging = make_dir(&box_fd, &name).map_err(create_error)?;
+        let staged = Staged {
+            root,
+            inside: self
+                .sandbox
+                .inside(&box_dir.join(&name).join(keyspace).join(table)),
+            table_dir: None,
+            data_files: Vec::new(),
+        };
+        let keyspace_fd = make_dir(&staging, keyspace).map_err(create_error)?;
+        let table_fd = make_dir(&keyspace_fd, table).map_err(create_error)?;
+        let account = self.sandbox.account();
+        match copy_components(source, &table_fd, account) {
+            Ok(data_files) => {
+                // The import moves the files out of the table directory: the node's account
+                // may change that directory (and only that one).
+                account
+                    .chown_fd(&table_fd)
+                    .map_err(|source| CassandraRuntimeError::Chown {
+                        path: staged.inside.clone(),
+                        uid: account.uid,
+                        source,
+                    })?;
+                Ok(Staged {
+                    table_dir: Some(table_fd),
+                    data_files,
+                    ..staged
+                })
+            }
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
+                staged.remove();
                 Err(e)
             }
         }
@@ -662,22 +753,30 @@ impl CassandraInstance {
     /// the exit status and the output's tail.
     async fn nodetool(&self, args: &[&str]) -> Result<String, (String, String)> {
         let classpath = format!("{}/*", self.home.join("lib").display());
-        let output = tokio::process::Command::new(&self.java)
+        // Confined like the node: what comes back over JMX is the node's, and the node
+        // holds the backup.
+        let output = self
+            .sandbox
+            .tokio_command(&self.java)
             .args(["-Xmx256m", "-cp", &classpath])
             .args(JVM17_OPTIONS)
             .arg(format!(
                 "-Dcassandra.storagedir={}",
-                self.dir.join("data").display()
+                self.sandbox.inside(&self.box_dir().join("data")).display()
             ))
             .arg(
                 "-Dlogback.configurationFile=".to_owned()
-                    + &self.dir.join("logback-tools.xml").display().to_string(),
+                    + &self
+                        .conf_dir()
+                        .join("logback-tools.xml")
+                        .display()
+                        .to_string(),
             )
             .arg("org.apache.cassandra.tools.NodeTool")
             .args(["-h", "127.0.0.1", "-p", &self.jmx_port.to_string()])
             // The password stays in a file: never on a command line `ps` shows.
             .args(["-u", OWN_ROLE, "-pwf"])
-            .arg(self.dir.join(JMX_PASSWORD_FILE))
+            .arg(self.sandbox.inside(&self.box_dir().join(JMX_PASSWORD_FILE)))
             .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -759,7 +858,7 @@ impl CassandraInstance {
     }
 
     fn write_config(&self, opts: &CassandraOptions) -> Result<(), CassandraRuntimeError> {
-        let data = self.dir.join("data");
+        let data = self.sandbox.inside(&self.box_dir().join("data"));
         let seeds = if opts.seeds.is_empty() {
             self.seed()
         } else {
@@ -828,28 +927,27 @@ impl CassandraInstance {
 
     /// The JMX password and access files and the CQL password file, readable by their owner
     /// only (the JVM refuses a JMX password file others can read).
+    /// The JMX password file goes in the box, owned by the sandbox account (the JVM reads
+    /// it, and refuses one others may read); the CQL password stays the tool's.
     fn write_secrets(&self) -> Result<(), CassandraRuntimeError> {
-        self.write_secret(
-            JMX_PASSWORD_FILE,
-            &format!("{OWN_ROLE} {}\n", self.jmx_password),
-        )?;
-        self.write_secret(JMX_ACCESS_FILE, &format!("{OWN_ROLE} readwrite\n"))?;
+        let jmx = self.box_dir().join(JMX_PASSWORD_FILE);
+        write_secret(&jmx, &format!("{OWN_ROLE} {}\n", self.jmx_password))?;
+        let account = self.sandbox.account();
+        account
+            .chown(&jmx)
+            .map_err(|source| CassandraRuntimeError::Chown {
+                path: jmx.clone(),
+                uid: account.uid,
+                source,
+            })?;
+        self.write_file(JMX_ACCESS_FILE, &format!("{OWN_ROLE} readwrite\n"))?;
         if let Some(credentials) = &self.credentials {
-            self.write_secret(CQL_PASSWORD_FILE, &format!("{}\n", credentials.password))?;
+            write_secret(
+                &self.dir.join(CQL_PASSWORD_FILE),
+                &format!("{}\n", credentials.password),
+            )?;
         }
         Ok(())
-    }
-
-    fn write_secret(&self, name: &str, contents: &str) -> Result<(), CassandraRuntimeError> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let path = self.dir.join(name);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut file| file.write_all(contents.as_bytes()))
-            .map_err(|source| CassandraRuntimeError::WriteFile { path, source })
     }
 
     /// Makes the node answer only this tool: as the default role (the only one Cassandra
@@ -988,8 +1086,9 @@ pub(crate) async fn user_keyspaces(
 }
 
 impl CassandraInstance {
+    /// Writes one of the node's config files (read only inside the sandbox).
     fn write_file(&self, name: &str, contents: &str) -> Result<(), CassandraRuntimeError> {
-        let path = self.dir.join(name);
+        let path = self.conf_dir().join(name);
         std::fs::write(&path, contents)
             .map_err(|source| CassandraRuntimeError::WriteFile { path, source })
     }
@@ -1002,33 +1101,36 @@ impl CassandraInstance {
         };
         let log = std::fs::File::create(&log_path).map_err(log_error)?;
         let log_err = log.try_clone().map_err(log_error)?;
-        let data = self.dir.join("data");
+        let data = self.sandbox.inside(&self.box_dir().join("data"));
         let classpath = format!("{}/*", self.home.join("lib").display());
-        let mut command = std::process::Command::new(&self.java);
+        let conf = self.conf_dir();
+        let mut command = self.sandbox.command(&self.java);
         command
             .args(["-Xms512m", "-Xmx1g", "-Xss512k", "-XX:+UseG1GC"])
             .args(["-XX:+ExitOnOutOfMemoryError", "-XX:+PerfDisableSharedMem"])
             .args(JVM17_OPTIONS)
             .arg(format!(
                 "-Dcassandra.config=file://{}",
-                self.dir.join("cassandra.yaml").display()
+                conf.join("cassandra.yaml").display()
             ))
             .arg(format!(
                 "-Dlogback.configurationFile={}",
-                self.dir.join("logback.xml").display()
+                conf.join("logback.xml").display()
             ))
             .arg(format!("-Dcassandra.storagedir={}", data.display()))
-            .arg(format!("-Dcassandra.logdir={}", self.dir.display()))
+            .arg(format!("-Dcassandra.logdir={}", sandbox::BOX))
             .arg(format!("-Dcassandra.jmx.local.port={}", self.jmx_port))
             // JMX on loopback, but only with the node's own password.
             .arg("-Dcom.sun.management.jmxremote.authenticate=true")
             .arg(format!(
                 "-Dcom.sun.management.jmxremote.password.file={}",
-                self.dir.join(JMX_PASSWORD_FILE).display()
+                self.sandbox
+                    .inside(&self.box_dir().join(JMX_PASSWORD_FILE))
+                    .display()
             ))
             .arg(format!(
                 "-Dcom.sun.management.jmxremote.access.file={}",
-                self.dir.join(JMX_ACCESS_FILE).display()
+                conf.join(JMX_ACCESS_FILE).display()
             ))
             // The default role at once, so the lock-down does not wait for it; cheap
             // password hashes, since the only password is 128 random bits.
@@ -1045,7 +1147,6 @@ impl CassandraInstance {
                 &classpath,
                 "org.apache.cassandra.service.CassandraDaemon",
             ])
-            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -1271,6 +1372,54 @@ fn dir_prefix(run_id: &str) -> String {
     format!("{DIR_PREFIX}{safe}-{ENGINE}-")
 }
 
+/// Completes a node's sandbox: the jars (which the account must be able to read), the Java
+/// runtime when it is not under `/usr`, and the config directory `dir/conf` (the tool's,
+/// created here), all read only.
+fn confine(
+    sandbox: Sandbox,
+    dir: &Path,
+    home: &Path,
+    java: &Path,
+) -> Result<Sandbox, CassandraRuntimeError> {
+    let lib = home.join("lib");
+    if !sandbox.account().can_read_bound(&lib) {
+        return Err(CassandraRuntimeError::Unreadable { path: lib });
+    }
+    let conf = dir.join(CONF_DIR);
+    std::fs::create_dir(&conf)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|source| CassandraRuntimeError::CreateDir {
+            parent: dir.to_owned(),
+            source,
+        })?;
+    let mut sandbox = sandbox.with_read_only(home).with_read_only(&conf);
+    if !java.starts_with("/usr") {
+        // `<java home>/bin/java`: the whole runtime.
+        if let Some(java_home) = java.parent().and_then(Path::parent) {
+            sandbox = sandbox.with_read_only(java_home);
+        }
+    }
+    Ok(sandbox)
+}
+
+/// Writes a new file only its owner may read.
+fn write_secret(path: &Path, contents: &str) -> Result<(), CassandraRuntimeError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(contents.as_bytes()))
+        .map_err(|source| CassandraRuntimeError::WriteFile {
+            path: path.to_owned(),
+            source,
+        })
+}
+
 fn free_port(address: Ipv4Addr) -> Result<u16, CassandraRuntimeError> {
     let error = |source| CassandraRuntimeError::FreePort { address, source };
     let listener = std::net::TcpListener::bind((address, 0)).map_err(error)?;
@@ -1319,7 +1468,11 @@ pub(crate) fn random_secret() -> Result<String, CassandraRuntimeError> {
 /// names of the `…-Data.db` files copied. Each is opened without following links (see
 /// [`open_regular`]) and created anew, so nothing outside the backup is read and nothing
 /// outside `staged` is written.
-fn copy_components(source: &Path, staged: &Path) -> Result<Vec<String>, CassandraRuntimeError> {
+fn copy_components(
+    source: &Path,
+    staged: &OwnedFd,
+    account: Account,
+) -> Result<Vec<String>, CassandraRuntimeError> {
     let copy_error = |from: &Path, source| CassandraRuntimeError::CopySstables {
         from: from.to_owned(),
         source,
@@ -1355,12 +1508,10 @@ fn copy_components(source: &Path, staged: &Path) -> Result<Vec<String>, Cassandr
             continue;
         }
         let mut from = open_regular(&path).map_err(|e| copy_error(&path, e))?;
-        let mut to = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(staged.join(name))
-            .map_err(|e| copy_error(&path, e))?;
+        let mut to = create_file(staged, name).map_err(|e| copy_error(&path, e))?;
         io::copy(&mut from, &mut to).map_err(|e| copy_error(&path, e))?;
+        // The import may rewrite a component's metadata in place.
+        account.chown_fd(&to).map_err(|e| copy_error(&path, e))?;
         if name.ends_with("-Data.db") {
             data_files.push(name.to_owned());
         }
@@ -1369,13 +1520,78 @@ fn copy_components(source: &Path, staged: &Path) -> Result<Vec<String>, Cassandr
     Ok(data_files)
 }
 
-/// The `data_files` still in `staged` after an import: the node did not load them.
-fn unloaded(staged: &Path, data_files: &[String]) -> Vec<String> {
-    data_files
-        .iter()
-        .filter(|name| std::fs::symlink_metadata(staged.join(name)).is_ok())
-        .cloned()
-        .collect()
+/// SSTables staged in the node's box for one `nodetool import`.
+struct Staged {
+    /// `box/import-<random>`, removed afterwards.
+    root: PathBuf,
+    /// `<keyspace>/<table>` under it, as the node sees it.
+    inside: PathBuf,
+    /// A handle on that table directory, whatever the node renames.
+    table_dir: Option<OwnedFd>,
+    data_files: Vec<String>,
+}
+
+impl Staged {
+    /// The `data_files` still in the table directory after an import: the node did not
+    /// load them.
+    fn unloaded(&self) -> Vec<String> {
+        let Some(dir) = &self.table_dir else {
+            return Vec::new();
+        };
+        self.data_files
+            .iter()
+            .filter(|name| {
+                nix::sys::stat::fstatat(
+                    dir,
+                    name.as_str(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .is_ok()
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Removes the staging directory (never following a link the node may have put there).
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Opens the directory `name` (a path when `parent` is `None`, else one component under
+/// it) without following a link.
+fn open_dir(parent: Option<&OwnedFd>, name: &Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::{OFlag, openat};
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let mode = nix::sys::stat::Mode::empty();
+    Ok(match parent {
+        Some(fd) => openat(fd, name, flags, mode)?,
+        None => openat(nix::fcntl::AT_FDCWD, name, flags, mode)?,
+    })
+}
+
+/// Makes the new directory `name` under `parent` (mode 0755) and opens it.
+fn make_dir(parent: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    nix::sys::stat::mkdirat(
+        parent,
+        name,
+        nix::sys::stat::Mode::from_bits_truncate(0o755),
+    )?;
+    open_dir(Some(parent), Path::new(name))
+}
+
+/// Creates the new file `name` under `parent` (mode 0644), failing if anything is there.
+fn create_file(parent: &OwnedFd, name: &str) -> io::Result<std::fs::File> {
+    use nix::fcntl::{OFlag, openat};
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(
+        parent,
+        name,
+        flags,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )?;
+    Ok(std::fs::File::from(fd))
 }
 
 /// The problems a node logged (its WARN and ERROR lines and the exceptions' causes, at most

@@ -128,10 +128,41 @@ impl Account {
         Ok(())
     }
 
+    /// Gives the open file or directory `fd` to this account (only when the tool is root).
+    pub fn chown_fd(&self, fd: &impl std::os::fd::AsFd) -> io::Result<()> {
+        if self.switch {
+            nix::unistd::fchown(
+                fd,
+                Some(Uid::from_raw(self.uid)),
+                Some(Gid::from_raw(self.gid)),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Whether this account may read `path` and reach it through its parents: it belongs to
     /// no group of the host and owns nothing there, so only the "other" permission bits
     /// count.
     pub fn can_read(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        if !self.can_read_bound(path) {
+            return false;
+        }
+        if !self.switch {
+            return true;
+        }
+        let Ok(absolute) = std::path::absolute(path) else {
+            return false;
+        };
+        absolute
+            .ancestors()
+            .skip(1)
+            .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0))
+    }
+
+    /// Whether this account may read `path` (a file, or a directory and every file in it)
+    /// once it is bound into the sandbox, where its host parents don't count.
+    pub fn can_read_bound(&self, path: &Path) -> bool {
         use std::os::unix::fs::MetadataExt as _;
         if !self.switch {
             return true;
@@ -157,13 +188,7 @@ impl Account {
                 return false;
             }
         }
-        let Ok(absolute) = std::path::absolute(path) else {
-            return false;
-        };
-        absolute
-            .ancestors()
-            .skip(1)
-            .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0))
+        true
     }
 }
 
@@ -263,7 +288,8 @@ impl Sandbox {
         }
     }
 
-    /// Makes `dir` (outside `/usr`, e.g. a JVM's jars) visible read only at its own path.
+    /// Makes `dir` (outside `/usr`, e.g. a JVM's jars) visible read only at its own path;
+    /// its parents inside are empty directories the account may pass through.
     pub fn with_read_only(mut self, dir: &Path) -> Self {
         self.read_only.push(dir.to_owned());
         self
@@ -360,6 +386,22 @@ impl Sandbox {
             "/tmp",
         ]);
         for dir in &self.read_only {
+            // Parents bubblewrap creates on its own are private to root (0700), which the
+            // account could not pass through.
+            let mut parents: Vec<&Path> = dir
+                .ancestors()
+                .skip(1)
+                .filter(|p| *p != Path::new("/") && !p.starts_with("/usr"))
+                .collect();
+            parents.reverse();
+            for parent in parents {
+                args.extend([
+                    OsString::from("--perms"),
+                    OsString::from("0755"),
+                    OsString::from("--dir"),
+                    parent.as_os_str().to_owned(),
+                ]);
+            }
             args.extend(pair("--ro-bind", dir, dir));
         }
         args.extend(pair("--bind", &self.box_dir, Path::new(BOX)));
@@ -466,6 +508,10 @@ mod tests {
         assert!(account.can_read(&archive));
         chmod(dir.path(), 0o700);
         assert!(!account.can_read(&file), "a parent it cannot enter");
+        assert!(
+            account.can_read_bound(&archive),
+            "bound into the sandbox, its host parents don't count"
+        );
     }
 
     #[test]
@@ -486,5 +532,23 @@ mod tests {
         let args = sandbox.arguments();
         assert!(args.iter().any(|a| a == "--unshare-net"));
         assert!(args.iter().any(|a| a == "--die-with-parent"));
+        let jars = Path::new("/root/.cache/jars");
+        let args = sandbox.with_read_only(jars).arguments();
+        let text: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = |needle: &[&str]| {
+            text.windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap_or_else(|| panic!("{needle:?} not in {text:?}"))
+        };
+        let root = at(&["--perms", "0755", "--dir", "/root"]);
+        let cache = at(&["--perms", "0755", "--dir", "/root/.cache"]);
+        let bind = at(&["--ro-bind", "/root/.cache/jars", "/root/.cache/jars"]);
+        assert!(
+            root < cache && cache < bind,
+            "parents first, passable: {text:?}"
+        );
     }
 }

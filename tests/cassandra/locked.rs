@@ -1,7 +1,8 @@
 //! The disposable node answers only the tool (issue 10): CQL needs the node's own role
 //! with its fresh random password (the default `cassandra`/`cassandra` role is gone, and
 //! nobody gets in without credentials), JMX needs its own password too, and a role,
-//! keyspace or session someone else left makes the node untrusted.
+//! keyspace or session someone else left makes the node untrusted. The JVM runs confined
+//! (a fresh account, no capabilities, none of the host's files).
 
 use std::process::Command;
 
@@ -9,19 +10,20 @@ use scalardb_verify::store::{CassandraCredentials, CassandraWriter};
 
 use crate::support::*;
 
-/// nodetool `status` against `node`'s JMX port, with `extra` arguments (credentials).
+/// nodetool `status` against `node`'s JMX port, with `extra` arguments (credentials), run
+/// from the host as another local user would.
 fn nodetool_status(
     node: &scalardb_verify::runtime::cassandra::CassandraInstance,
     extra: &[&str],
 ) -> std::process::Output {
-    let java = std::fs::read_link(format!("/proc/{}/exe", node.pid().unwrap())).unwrap();
     let classpath = format!("{}/*", node.home().join("lib").display());
-    Command::new(java)
+    let scratch = tempfile::tempdir().unwrap();
+    Command::new(node.java())
         .args(["-Xmx128m", "-cp", &classpath])
         .args(scalardb_verify::runtime::cassandra::JVM17_OPTIONS)
         .arg(format!(
             "-Dcassandra.storagedir={}",
-            node.dir().join("data").display()
+            scratch.path().display()
         ))
         .args([
             "org.apache.cassandra.tools.NodeTool",
@@ -34,6 +36,109 @@ fn nodetool_status(
         .arg("status")
         .output()
         .unwrap()
+}
+
+/// `pid` and every process below it.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            let parent = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found
+}
+
+/// A field of `/proc/<pid>/status`, e.g. `Uid` or `CapEff`.
+fn status_field(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))?;
+    Some(line[field.len() + 1..].trim().to_owned())
+}
+
+/// The node's JVM runs confined: as another account than ours when we are root, without
+/// capabilities or a way to gain any, in a mount namespace of its own that holds none of
+/// the host's files but `/usr`, the jars and its own directories.
+fn assert_confined(node: &scalardb_verify::runtime::cassandra::CassandraInstance) {
+    let outer = node.pid().expect("running");
+    let jvm = descendants(outer)
+        .into_iter()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("org.apache.cassandra.service.CassandraDaemon"))
+                && std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .is_ok_and(|exe| exe.to_string_lossy().contains("java"))
+        })
+        .expect("the Cassandra JVM below the sandbox");
+    let ours = status_field(std::process::id(), "Uid").unwrap();
+    let uid = status_field(jvm, "Uid").unwrap();
+    let first = |ids: &str| ids.split_whitespace().next().unwrap().to_owned();
+    if first(&ours) == "0" {
+        assert_ne!(first(&uid), "0", "the JVM runs as root");
+        let home_owner = {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata(node.box_dir()).unwrap().uid()
+        };
+        assert_eq!(first(&uid), home_owner.to_string(), "it owns its box");
+    }
+    assert_eq!(status_field(jvm, "CapEff").unwrap(), "0000000000000000");
+    assert_eq!(status_field(jvm, "CapBnd").unwrap(), "0000000000000000");
+    assert_eq!(status_field(jvm, "NoNewPrivs").unwrap(), "1");
+    let ns = |pid: &str, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    assert_ne!(ns(&jvm.to_string(), "mnt"), ns("self", "mnt"));
+    assert_ne!(ns(&jvm.to_string(), "pid"), ns("self", "pid"));
+    // What the JVM sees as / and /etc: nothing of the host's but what it was given.
+    let root = std::path::PathBuf::from(format!("/proc/{jvm}/root"));
+    let mut etc: Vec<String> = std::fs::read_dir(root.join("etc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    etc.sort();
+    for entry in &etc {
+        assert!(
+            [
+                "alternatives",
+                "group",
+                "hosts",
+                "java-17-openjdk",
+                "ld.so.cache",
+                "localtime",
+                "passwd"
+            ]
+            .contains(&entry.as_str()),
+            "the sandbox's /etc holds {entry}: {etc:?}"
+        );
+    }
+    assert!(!etc.contains(&"shadow".to_owned()));
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert_eq!(passwd.lines().count(), 1, "{passwd}");
+    assert!(!root.join("home").exists() && !root.join("var").exists());
+    assert!(
+        !root.join("root/.ssh").exists(),
+        "the host's /root is not visible"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,7 +200,7 @@ async fn the_node_answers_only_its_own_role_and_jmx_password() {
         !anonymous.status.success(),
         "nodetool without credentials got in"
     );
-    let password_file = node.dir().join("jmx.password");
+    let password_file = node.box_dir().join("jmx.password");
     let admitted = nodetool_status(
         &node,
         &[
@@ -111,13 +216,21 @@ async fn the_node_answers_only_its_own_role_and_jmx_password() {
         String::from_utf8_lossy(&admitted.stderr)
     );
     use std::os::unix::fs::PermissionsExt as _;
-    for secret in ["jmx.password", "jmx.access", "cql.password"] {
-        let mode = std::fs::metadata(node.dir().join(secret))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "{secret} is readable by others");
+    for secret in [password_file.clone(), node.password_file()] {
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} is readable by others",
+            secret.display()
+        );
     }
+    assert!(
+        node.password_file().starts_with(node.dir())
+            && !node.password_file().starts_with(node.box_dir()),
+        "the CQL password is the tool's, outside what the node may read"
+    );
+    assert_confined(&node);
 
     // What an intruder would leave behind makes the node untrusted.
     run_cql(&writer, "CREATE KEYSPACE planted WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};").await;
