@@ -482,7 +482,9 @@ impl CassandraInstance {
                 }
                 Err(e)
                     if attempt < PORT_ATTEMPTS
-                        && instance.log_tail().contains("Address already in use") =>
+                        && port_taken(
+                            &std::fs::read_to_string(instance.log_path()).unwrap_or_default(),
+                        ) =>
                 {
                     drop(e);
                     instance.kill();
@@ -1420,6 +1422,14 @@ fn write_secret(path: &Path, contents: &str) -> Result<(), CassandraRuntimeError
         })
 }
 
+/// Whether a failed start's log shows that a port chosen free was taken before the JVM
+/// bound it: by another process ("Address already in use"), or by this node while a client
+/// of another still dialled it (a CQL frame on the inter-node port, whose handshake then
+/// fails its start: "InvalidLegacyProtocolMagic", seen in CI with several nodes starting).
+fn port_taken(log: &str) -> bool {
+    log.contains("Address already in use") || log.contains("InvalidLegacyProtocolMagic")
+}
+
 fn free_port(address: Ipv4Addr) -> Result<u16, CassandraRuntimeError> {
     let error = |source| CassandraRuntimeError::FreePort { address, source };
     let listener = std::net::TcpListener::bind((address, 0)).map_err(error)?;
@@ -1650,6 +1660,19 @@ fn tail(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_is_retried_only_when_a_port_was_taken() {
+        assert!(port_taken(
+            "java.net.BindException: Address already in use\n"
+        ));
+        assert!(port_taken(
+            "Caused by: org.apache.cassandra.net.Message$InvalidLegacyProtocolMagic: Read 67108864, Expected -900387334"
+        ));
+        assert!(!port_taken(
+            "Exception encountered during startup: corrupt sstable"
+        ));
+    }
 
     #[test]
     fn import_failures_quote_what_the_node_logged() {
