@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::analyze::{AnalysisSettings, PauseWindow, Severity, Verdict};
 use crate::cli::{CleanupArgs, Cli, Command, CommonArgs, DrillArgs, ScanArgs};
 use crate::config::{
-    ConfigError, DEFAULT_COORDINATOR_NAMESPACE, DEFAULT_METADATA_SCHEMA, ScalarDbProperties,
-    ScanConfig, Target, parse_as_of, parse_duration_ms,
+    ConfigError, DEFAULT_COORDINATOR_NAMESPACE, DEFAULT_METADATA_SCHEMA, Deployment,
+    PropertiesFile, ScanConfig, StorageFlags, Target, parse_as_of, parse_duration_ms,
 };
 use crate::drill::{DrillConfig, Invariant};
 use crate::error::{Error, exit_code};
@@ -231,55 +231,110 @@ fn emit(
 }
 
 pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
-    let (target, properties) = match (&args.url, &args.properties) {
-        (Some(url), _) => {
-            let password = match (&args.password_file, &args.password_env) {
-                (Some(path), _) => Some(read_password_file(path)?),
-                (None, Some(password)) => Some(password.clone()),
-                (None, None) => None,
-            };
-            let url = match password {
-                Some(password) => with_password(url, &password)?,
-                None => {
-                    if url_has_password(url) {
-                        eprintln!(
-                            "warning: the URL carries a password, which every user of this \
-                             machine can read on its command line (ps); use --password-file \
-                             or SCALARDB_VERIFY_PASSWORD"
-                        );
-                    }
-                    url.clone()
-                }
-            };
-            (Target::from_url(&url)?, None)
-        }
-        (None, Some(path)) => {
-            let properties = ScalarDbProperties::read(path)?;
-            (properties.target.clone(), Some(properties))
-        }
-        (None, None) => return Err(ConfigError::NoTarget),
-    };
-    let from_properties = |pick: fn(&ScalarDbProperties) -> &Option<String>| {
-        properties.as_ref().and_then(|p| pick(p).clone())
-    };
     let common = &args.common;
+    let (target, coordinator_namespace, metadata_schema) = match &args.url {
+        Some(url) => (
+            url_target(args, url)?,
+            common
+                .coordinator_namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_COORDINATOR_NAMESPACE.to_owned()),
+            common.metadata_schema.clone(),
+        ),
+        None => {
+            let deployment = deployment(args)?;
+            // One storage per run until the deployment-wide scan (issue 11) lands: a
+            // deployment across several is refused here, never scanned in part.
+            let storage = deployment.single_storage()?;
+            for unrouted in deployment.unrouted_storages() {
+                eprintln!(
+                    "warning: storage {unrouted} is configured, but no namespace is routed to \
+                     it: ScalarDB never reads it, so it is not scanned"
+                );
+            }
+            (
+                storage.endpoint().open()?,
+                deployment.coordinator_namespace().to_owned(),
+                common
+                    .metadata_schema
+                    .clone()
+                    .or_else(|| storage.metadata_schema().map(str::to_owned)),
+            )
+        }
+    };
     Ok(ScanConfig {
         target,
-        coordinator_namespace: common
-            .coordinator_namespace
-            .clone()
-            .or_else(|| from_properties(|p| &p.coordinator_namespace))
-            .unwrap_or_else(|| DEFAULT_COORDINATOR_NAMESPACE.to_owned()),
-        metadata_schema: common
-            .metadata_schema
-            .clone()
-            .or_else(|| from_properties(|p| &p.metadata_schema))
-            .unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned()),
+        coordinator_namespace,
+        metadata_schema: metadata_schema.unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned()),
         filter: filter(common),
         jobs: usize::from(common.jobs),
         connect_timeout: Duration::from_secs(common.connect_timeout),
         analysis: analysis_settings(common)?,
     })
+}
+
+/// The positional URL, with the password from --password-file or the environment.
+fn url_target(args: &ScanArgs, url: &str) -> Result<Target, ConfigError> {
+    let password = match (&args.password_file, &args.password_env) {
+        (Some(path), _) => Some(read_password_file(path)?),
+        (None, Some(password)) => Some(password.clone()),
+        (None, None) => None,
+    };
+    let url = match password {
+        Some(password) => with_password(url, &password)?,
+        None => {
+            if url_has_password(url) {
+                warn_password_on_command_line(
+                    "the URL",
+                    "use --password-file or SCALARDB_VERIFY_PASSWORD",
+                );
+            }
+            url.to_owned()
+        }
+    };
+    Target::from_url(&url)
+}
+
+fn warn_password_on_command_line(what: &str, instead: &str) {
+    eprintln!(
+        "warning: {what} carries a password, which every user of this machine can read on \
+         its command line (ps); {instead}"
+    );
+}
+
+/// The deployment from --properties files or --storage options, validated before any
+/// connection (reading the files is the only I/O).
+fn deployment(args: &ScanArgs) -> Result<Deployment, ConfigError> {
+    let coordinator_namespace = args.common.coordinator_namespace.as_deref();
+    if !args.properties.is_empty() {
+        let files = args
+            .properties
+            .iter()
+            .map(|path| PropertiesFile::read(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Deployment::from_properties(&files, coordinator_namespace);
+    }
+    if args.storages.is_empty() {
+        return Err(ConfigError::NoTarget);
+    }
+    if args.storages.iter().any(|s| {
+        s.split_once('=')
+            .is_some_and(|(_, url)| url_has_password(url))
+    }) {
+        warn_password_on_command_line(
+            "a --storage URL",
+            "give the deployment with --properties, in a file only you can read",
+        );
+    }
+    Deployment::from_flags(
+        &StorageFlags {
+            storages: &args.storages,
+            namespaces: &args.namespaces,
+            default_storage: args.default_storage.as_deref(),
+            coordinator_storage: args.coordinator_storage.as_deref(),
+        },
+        coordinator_namespace,
+    )
 }
 
 /// The first line of `path`, without its line ending.
@@ -514,5 +569,71 @@ pub fn exit_code_for(report: &Report, strict: bool, fail_on: Option<Severity>) -
         exit_code::FAILED_CHECK
     } else {
         exit_code::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn scan_args(args: &[&str]) -> ScanArgs {
+        let cli = Cli::try_parse_from(["scalardb-verify", "scan"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Scan(args) => args,
+            other => panic!("not a scan: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_deployment_of_one_storage_is_scanned_as_its_url_would_be() {
+        let config = scan_args(&[
+            "--storage",
+            "bank=postgres://verifier@db:5432/app",
+            "--coordinator-namespace",
+            "coord",
+        ]);
+        let config = scan_config(&config).unwrap();
+        assert_eq!(config.target.display(), "postgres://verifier@db:5432/app");
+        assert_eq!(config.coordinator_namespace, "coord");
+        assert_eq!(config.metadata_schema, DEFAULT_METADATA_SCHEMA);
+    }
+
+    #[test]
+    fn a_deployment_across_storages_is_refused_before_any_connection() {
+        let args = scan_args(&[
+            "--storage",
+            "pg=postgres://verifier@pg:5432/app",
+            "--storage",
+            "my=mysql://verifier@my:3306/",
+            "--namespace",
+            "orders=my",
+            "--default-storage",
+            "pg",
+            "--coordinator-storage",
+            "pg",
+        ]);
+        let error = scan_config(&args).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::SeveralStorages { count: 2, .. }),
+            "{error}"
+        );
+        assert_eq!(Error::from(error).exit_code(), exit_code::USAGE);
+    }
+
+    #[test]
+    fn storage_routing_options_need_storages() {
+        for args in [
+            &["--namespace", "a=b", "postgres://h/db"][..],
+            &["--default-storage", "a", "postgres://h/db"],
+            &["--coordinator-storage", "a", "--properties", "p"],
+            &["--namespace", "a=b"],
+            &["--storage", "a=postgres://h/db", "postgres://h/db"],
+            &["--storage", "a=postgres://h/db", "--properties", "p"],
+        ] {
+            let parsed = Cli::try_parse_from(["scalardb-verify", "scan"].iter().chain(args));
+            assert!(parsed.is_err(), "{args:?}");
+        }
     }
 }

@@ -57,12 +57,12 @@ pub struct ScanArgs {
     /// cassandra://[USER[:PASS]@]HOST[:PORT][,HOST…][?consistency=QUORUM] (Cassandra or ScyllaDB).
     /// A password in the URL is visible to every user of the machine (`ps`): give it with
     /// --password-file or SCALARDB_VERIFY_PASSWORD instead.
-    #[arg(value_name = "URL", required_unless_present = "properties")]
+    #[arg(value_name = "URL", required_unless_present_any = ["properties", "storages"])]
     pub url: Option<String>,
 
     /// Read the URL user's password from FILE (its first line), so it never appears on a
     /// command line.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["properties", "password_env"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["properties", "password_env", "storages"])]
     pub password_file: Option<PathBuf>,
 
     /// The URL user's password, from the environment.
@@ -71,15 +71,36 @@ pub struct ScanArgs {
         env = "SCALARDB_VERIFY_PASSWORD",
         hide = true,
         hide_env_values = true,
-        conflicts_with = "properties"
+        conflicts_with_all = ["properties", "storages"]
     )]
     pub password_env: Option<String>,
 
-    /// Take the target and namespaces from a ScalarDB database.properties file
-    /// (scalar.db.storage=jdbc, scalar.db.contact_points, scalar.db.username/password, the
-    /// Coordinator namespace and the JDBC metadata schema properties).
+    /// Take the deployment from ScalarDB database.properties files: scalar.db.storage=jdbc or
+    /// cassandra (contact_points, username/password), or multi-storage (its storages,
+    /// namespace and table mappings and default storage), the Coordinator namespace and the
+    /// metadata schema. Repeatable: one file per service (microservices, two-phase commit),
+    /// which must share one Coordinator. One run scans one storage for now.
     #[arg(long, value_name = "FILE", conflicts_with = "url")]
-    pub properties: Option<PathBuf>,
+    pub properties: Vec<PathBuf>,
+
+    /// A storage of the deployment, NAME=URL (URL as for the positional argument).
+    /// Repeatable; with several, give --default-storage. One run scans one storage for now.
+    #[arg(long = "storage", value_name = "NAME=URL", conflicts_with_all = ["url", "properties"])]
+    pub storages: Vec<String>,
+
+    /// Route a namespace to a --storage, NS=NAME (as scalar.db.multi_storage.namespace_mapping).
+    /// Repeatable.
+    #[arg(long = "namespace", value_name = "NS=NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    pub namespaces: Vec<String>,
+
+    /// The --storage of namespaces no --namespace routes (as
+    /// scalar.db.multi_storage.default_storage); needed with several --storage.
+    #[arg(long, value_name = "NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    pub default_storage: Option<String>,
+
+    /// The --storage that holds the Coordinator table. Default: as its namespace is routed.
+    #[arg(long, value_name = "NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    pub coordinator_storage: Option<String>,
 
     #[command(flatten)]
     pub common: CommonArgs,

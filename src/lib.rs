@@ -2,7 +2,8 @@
 //! transactionally consistent state.
 //!
 //! Module map:
-//! - `cli`: clap types only; `config`: validated settings (URLs, properties files).
+//! - `cli`: clap types only; `config`: validated settings (URLs, properties files, the
+//!   `Deployment`: storages, routing, the Coordinator's storage), built before any I/O.
 //! - `app`: from arguments to a rendered report and an exit code; `error`: the error type
 //!   and the exit codes.
 //! - `scan`: the scan job's phases; `store`: discovery and scans (`store/sql.rs` is the only

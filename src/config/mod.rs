@@ -1,13 +1,25 @@
 //! Validated settings, built from the command line and ScalarDB `database.properties`
 //! files before any I/O against a target. Secrets stay inside `Target`; everything that
 //! is shown to a user goes through `Target::display`, which has no password.
+//!
+//! `properties.rs` reads ScalarDB's files as ScalarDB does; `deployment.rs` turns them (or
+//! `--storage`/`--namespace`) into a [`Deployment`]: the storages, how each namespace is
+//! routed, and which storage holds the Coordinator. Neither opens a file or a connection:
+//! the caller reads the files, and a SQLite file is checked only when it is opened.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::analyze::AnalysisSettings;
 use crate::store::{CassandraCredentials, Dialect, ReadConsistency, TableFilter};
+
+mod deployment;
+mod properties;
+
+pub use deployment::{
+    Deployment, Endpoint, Service, Source, Storage, StorageFlags, StorageId, StorageKind,
+};
+pub use properties::PropertiesFile;
 
 pub const DEFAULT_COORDINATOR_NAMESPACE: &str = "coordinator";
 pub const DEFAULT_METADATA_SCHEMA: &str = "scalardb";
@@ -15,7 +27,7 @@ pub const DEFAULT_METADATA_SCHEMA: &str = "scalardb";
 /// Each message reads after "failed to".
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("choose a target: give a URL or --properties FILE")]
+    #[error("choose a target: give a URL, --properties FILE or --storage NAME=URL")]
     NoTarget,
     #[error("parse target URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
@@ -45,13 +57,61 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("use properties file {path}: {key} is not set")]
-    MissingProperty { path: PathBuf, key: &'static str },
+    MissingProperty { path: PathBuf, key: String },
+    #[error("use properties file {path}: {key}={storage} is not supported yet ({supported} are)")]
+    UnsupportedStorage {
+        path: PathBuf,
+        key: String,
+        storage: String,
+        supported: &'static str,
+    },
+    #[error("use properties file {path}: {key}: unsupported JDBC URL {url}")]
+    UnsupportedJdbcUrl {
+        path: PathBuf,
+        key: String,
+        url: String,
+    },
+    #[error("use properties file {path}: {key} {reason}")]
+    InvalidProperty {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("parse {option} {value}: {reason}")]
+    InvalidOption {
+        option: &'static str,
+        /// What the user wrote, or only its name where the rest may hold a password.
+        value: String,
+        reason: String,
+    },
+    #[error("choose {option}: {why}")]
+    MissingOption {
+        option: &'static str,
+        why: &'static str,
+    },
     #[error(
-        "use properties file {path}: scalar.db.storage={storage} is not supported yet (jdbc and cassandra are)"
+        "use properties files {first} and {other} as one deployment: they name different \
+         Coordinators ({first_coordinator} and {other_coordinator}); the services of one \
+         deployment share one Coordinator table"
     )]
-    UnsupportedStorage { path: PathBuf, storage: String },
-    #[error("use properties file {path}: unsupported JDBC URL {url}")]
-    UnsupportedJdbcUrl { path: PathBuf, url: String },
+    CoordinatorsDisagree {
+        first: PathBuf,
+        first_coordinator: String,
+        other: PathBuf,
+        other_coordinator: String,
+    },
+    #[error(
+        "scan the deployment: it spans {count} storages, {storages}, with the Coordinator \
+         ({coordinator_table}) in {coordinator}; scanning several storages in one run is not \
+         built yet (issue 11)"
+    )]
+    SeveralStorages {
+        count: usize,
+        /// Each storage as `NAME (TARGET)`, without passwords.
+        storages: String,
+        coordinator_table: String,
+        coordinator: String,
+    },
     #[error("parse --as-of {value}: expected epoch milliseconds or an RFC 3339 timestamp")]
     InvalidAsOf { value: String },
     #[error("parse --skew-threshold {value}: expected a duration such as 90s, 5m or 1h")]
@@ -129,11 +189,8 @@ impl Target {
         if let Some(rest) = raw.strip_prefix("cassandra://") {
             return Self::cassandra_url(raw, rest);
         }
-        if let Some(path) = raw
-            .strip_prefix("sqlite://")
-            .or_else(|| raw.strip_prefix("sqlite:"))
-        {
-            return Self::sqlite(Path::new(path.split('?').next().unwrap_or(path)));
+        if let Some(path) = sqlite_url_path(raw) {
+            return Self::sqlite(path);
         }
         let mut url = url::Url::parse(raw).map_err(|e| ConfigError::InvalidUrl {
             url: redact_unparsed(raw),
@@ -312,6 +369,14 @@ impl Target {
     }
 }
 
+/// The file of a `sqlite://PATH` or `sqlite:PATH` URL, without its parameters.
+fn sqlite_url_path(raw: &str) -> Option<&Path> {
+    let path = raw
+        .strip_prefix("sqlite://")
+        .or_else(|| raw.strip_prefix("sqlite:"))?;
+    Some(Path::new(path.split('?').next().unwrap_or(path)))
+}
+
 /// The SQLite database header's length: all a target check needs to read.
 const SQLITE_HEADER_LEN: usize = 100;
 
@@ -387,146 +452,6 @@ fn redact_unparsed(raw: &str) -> String {
         Some((scheme, _)) => format!("{scheme}://…"),
         None => "(unparseable URL)".to_owned(),
     }
-}
-
-/// What a ScalarDB `database.properties` file says about the target and its layout.
-#[derive(Debug)]
-pub struct ScalarDbProperties {
-    pub target: Target,
-    pub coordinator_namespace: Option<String>,
-    pub metadata_schema: Option<String>,
-}
-
-impl ScalarDbProperties {
-    pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadProperties {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(path, &text)
-    }
-
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let properties = parse_properties(text);
-        let get = |key: &str| properties.get(key).filter(|v| !v.is_empty()).cloned();
-        let storage = get("scalar.db.storage").unwrap_or_else(|| "cassandra".to_owned());
-        if storage == "cassandra" {
-            let hosts = get("scalar.db.contact_points").ok_or(ConfigError::MissingProperty {
-                path: path.to_owned(),
-                key: "scalar.db.contact_points",
-            })?;
-            let port = get("scalar.db.contact_port")
-                .map(|p| p.parse::<u16>())
-                .transpose()
-                .map_err(|_| ConfigError::MissingProperty {
-                    path: path.to_owned(),
-                    key: "scalar.db.contact_port (as a port number)",
-                })?;
-            let credentials = get("scalar.db.username").map(|username| CassandraCredentials {
-                username,
-                password: get("scalar.db.password").unwrap_or_default(),
-            });
-            let target = Target::cassandra(
-                hosts.split(','),
-                port,
-                credentials,
-                ReadConsistency::default(),
-            )
-            .map_err(|reason| ConfigError::InvalidUrl {
-                url: format!("scalar.db.contact_points in {}", path.display()),
-                reason,
-            })?;
-            return Ok(Self {
-                target,
-                coordinator_namespace: get("scalar.db.consensus_commit.coordinator.namespace"),
-                metadata_schema: get("scalar.db.system_namespace_name"),
-            });
-        }
-        if storage != "jdbc" {
-            return Err(ConfigError::UnsupportedStorage {
-                path: path.to_owned(),
-                storage,
-            });
-        }
-        let jdbc = get("scalar.db.contact_points").ok_or(ConfigError::MissingProperty {
-            path: path.to_owned(),
-            key: "scalar.db.contact_points",
-        })?;
-        let target = jdbc_target(
-            path,
-            &jdbc,
-            get("scalar.db.username"),
-            get("scalar.db.password"),
-        )?;
-        Ok(Self {
-            target,
-            coordinator_namespace: get("scalar.db.consensus_commit.coordinator.namespace"),
-            metadata_schema: get("scalar.db.jdbc.table_metadata.schema")
-                .or_else(|| get("scalar.db.system_namespace_name")),
-        })
-    }
-}
-
-/// Java properties, the subset ScalarDB configs use: `key=value` or `key: value`, `#`/`!`
-/// comments, trailing-backslash continuations.
-fn parse_properties(text: &str) -> HashMap<String, String> {
-    let mut properties = HashMap::new();
-    let mut pending = String::new();
-    for line in text.lines() {
-        let line = line.trim_start();
-        if pending.is_empty() && (line.starts_with('#') || line.starts_with('!')) {
-            continue;
-        }
-        if let Some(continued) = line.strip_suffix('\\') {
-            pending.push_str(continued);
-            continue;
-        }
-        pending.push_str(line);
-        let entry = std::mem::take(&mut pending);
-        let Some(split) = entry.find(['=', ':']) else {
-            continue;
-        };
-        let (key, value) = entry.split_at(split);
-        properties.insert(key.trim().to_owned(), value[1..].trim().to_owned());
-    }
-    properties
-}
-
-fn jdbc_target(
-    path: &Path,
-    jdbc: &str,
-    username: Option<String>,
-    password: Option<String>,
-) -> Result<Target, ConfigError> {
-    let unsupported = || ConfigError::UnsupportedJdbcUrl {
-        path: path.to_owned(),
-        url: redact_unparsed(jdbc),
-    };
-    if let Some(file) = jdbc.strip_prefix("jdbc:sqlite:") {
-        let file = file.split('?').next().unwrap_or(file);
-        return Target::sqlite(Path::new(file.strip_prefix("file:").unwrap_or(file)));
-    }
-    let (scheme, rest) = if let Some(rest) = jdbc.strip_prefix("jdbc:postgresql://") {
-        ("postgres", rest)
-    } else if let Some(rest) = jdbc
-        .strip_prefix("jdbc:mysql://")
-        .or_else(|| jdbc.strip_prefix("jdbc:mariadb://"))
-    {
-        ("mysql", rest)
-    } else {
-        return Err(unsupported());
-    };
-    let mut url = url::Url::parse(&format!("{scheme}://{rest}")).map_err(|_| unsupported())?;
-    // JDBC parameters (sslmode=…, useSSL=…) do not mean the same to sqlx: keep none.
-    url.set_query(None);
-    if let Some(user) = username {
-        url.set_username(&user).map_err(|()| unsupported())?;
-    }
-    if let Some(password) = password {
-        url.set_password(Some(&password))
-            .map_err(|()| unsupported())?;
-    }
-    Target::from_url(url.as_str())
 }
 
 /// Parses `--as-of`: epoch milliseconds, or an RFC 3339 timestamp.
@@ -691,35 +616,54 @@ mod tests {
         assert!(Target::sqlite(&db).is_ok(), "a zeroed journal is not hot");
     }
 
+    /// What a single-storage properties file gives `scan`.
+    struct Single {
+        target: Target,
+        coordinator_namespace: String,
+        metadata_schema: Option<String>,
+    }
+
+    fn single(path: &str, text: &str) -> Single {
+        let file = PropertiesFile {
+            path: PathBuf::from(path),
+            text: text.to_owned(),
+        };
+        let deployment = Deployment::from_properties(&[file], None).unwrap();
+        let storage = deployment.single_storage().unwrap();
+        Single {
+            target: storage.endpoint().open().unwrap(),
+            coordinator_namespace: deployment.coordinator_namespace().to_owned(),
+            metadata_schema: storage.metadata_schema().map(str::to_owned),
+        }
+    }
+
     #[test]
     fn properties_give_target_credentials_and_namespaces() {
-        let props = ScalarDbProperties::parse(
-            Path::new("database.properties"),
+        let props = single(
+            "database.properties",
             "# ScalarDB\nscalar.db.storage=jdbc\n\
              scalar.db.contact_points=jdbc:postgresql://db.internal:5433/app?sslmode=require\n\
              scalar.db.username=scalar\nscalar.db.password=p@ss:word\n\
              scalar.db.consensus_commit.coordinator.namespace = coord\n\
              scalar.db.jdbc.table_metadata.schema: meta\n",
-        )
-        .unwrap();
+        );
         assert_eq!(
             props.target.display(),
             "postgres://scalar@db.internal:5433/app"
         );
         assert!(props.target.connection_url().contains("p%40ss%3Aword"));
-        assert_eq!(props.coordinator_namespace.as_deref(), Some("coord"));
+        assert_eq!(props.coordinator_namespace, "coord");
         assert_eq!(props.metadata_schema.as_deref(), Some("meta"));
     }
 
     #[test]
     fn cassandra_targets_come_from_urls_and_properties() {
-        let props = ScalarDbProperties::parse(
-            Path::new("p"),
+        let props = single(
+            "p",
             "scalar.db.storage=cassandra\nscalar.db.contact_points=db1, db2:9999\n\
              scalar.db.contact_port=9043\nscalar.db.username=cassandra\n\
              scalar.db.password=s3cret\n",
-        )
-        .unwrap();
+        );
         let Backend::Cassandra(cassandra) = &props.target.backend else {
             panic!("not a Cassandra target");
         };
@@ -730,8 +674,7 @@ mod tests {
         );
         assert!(!format!("{:?}", props.target).contains("s3cret"));
         // ScalarDB's default storage is Cassandra.
-        let props = ScalarDbProperties::parse(Path::new("p"), "scalar.db.contact_points=localhost")
-            .unwrap();
+        let props = single("p", "scalar.db.contact_points=localhost");
         assert!(matches!(props.target.backend, Backend::Cassandra(_)));
 
         let target =
