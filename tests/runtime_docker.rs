@@ -12,7 +12,9 @@
 //!
 //! The Cassandra tests start `scalardb-verify-test/cassandra:5.0` (the official
 //! `cassandra:5.0`'s contract; `SCALARDB_VERIFY_TEST_CASSANDRA_IMAGE` overrides it), write
-//! rows into one node, snapshot them there, and import the snapshot into a second node.
+//! rows into one node, snapshot them there, and import the snapshot into a second node; and
+//! check that a node is confined and locked (only its own CQL role and JMX user get in, no
+//! password on a command line, what an intruder would leave is found).
 //!
 //! No test skips when the engine or an image is missing: it fails, saying to run
 //! `scripts/install-docker` and `scripts/build-test-images`. The `docker` command line is
@@ -27,7 +29,9 @@ use scalardb_verify::runtime::{
     DockerCassandra, DockerInstance, DockerOptions, DockerRuntimeError, Engine, docker_available,
     labelled_containers, sweep_containers,
 };
-use scalardb_verify::store::{CassandraStore, CassandraWriter, CqlParam, ReadConsistency};
+use scalardb_verify::store::{
+    CassandraCredentials, CassandraStore, CassandraWriter, CqlParam, ReadConsistency,
+};
 use sqlx::Connection as _;
 use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::PgConnection;
@@ -804,20 +808,59 @@ fn assert_cassandra_labelled(node: &DockerCassandra, options: &DockerOptions) {
         labels["scalardb-verify.address"],
         node.address().to_string().as_str()
     );
-    assert_eq!(container["HostConfig"]["NetworkMode"], "host");
     assert_eq!(container["State"]["Running"], true);
+    assert_cassandra_confined(node, &container);
+}
+
+/// What a Cassandra container may do: the SQL containers' confinement, but on the host's
+/// network (for its own loopback address) and with no host directory; and no password on
+/// its command line or in its environment.
+fn assert_cassandra_confined(node: &DockerCassandra, container: &serde_json::Value) {
+    let host = &container["HostConfig"];
+    assert_eq!(host["NetworkMode"], "host", "{host}");
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{host}");
+    let mut added: Vec<&str> = host["CapAdd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().trim_start_matches("CAP_"))
+        .collect();
+    added.sort_unstable();
+    assert_eq!(added, ["CHOWN", "SETGID", "SETUID"], "{host}");
+    assert_eq!(
+        host["SecurityOpt"],
+        serde_json::json!(["no-new-privileges"])
+    );
+    assert_eq!(host["PidsLimit"], 2048);
+    assert_eq!(host["Privileged"], false);
+    let mounts = container["Mounts"].as_array().unwrap();
+    assert!(mounts.iter().all(|m| m["Type"] != "bind"), "{mounts:?}");
+    let password = &node.credentials().password;
+    assert_eq!(password.len(), 32);
+    for shown in [
+        &container["Config"]["Cmd"],
+        &container["Config"]["Env"],
+        &container["Args"],
+        &container["Path"],
+    ] {
+        assert!(!shown.to_string().contains(password.as_str()), "{shown}");
+    }
 }
 
 async fn cql_writer(node: &DockerCassandra) -> CassandraWriter {
-    CassandraWriter::connect(&[node.contact_point()])
+    node.writer()
         .await
         .unwrap_or_else(|e| panic!("connect to {}: {}", node.contact_point(), error_chain(&e)))
 }
 
 async fn count_rows(node: &DockerCassandra, keyspace: &str, table: &str) -> u64 {
-    let store = CassandraStore::connect(&[node.contact_point()], None, ReadConsistency::One)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {}: {}", node.contact_point(), error_chain(&e)));
+    let store = CassandraStore::connect(
+        &[node.contact_point()],
+        Some(node.credentials()),
+        ReadConsistency::One,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connect to {}: {}", node.contact_point(), error_chain(&e)));
     store
         .count_single_stream(&TableRef::new(keyspace, table), &["id"])
         .await
@@ -857,8 +900,13 @@ async fn cassandra_snapshot_of_one_node_imports_into_another() {
     assert_eq!(source.contact_point(), format!("{}:9042", source.address()));
     assert_eq!(
         source.url(),
-        format!("cassandra://{}", source.contact_point())
+        format!(
+            "cassandra://scalardb_verify:{}@{}",
+            source.credentials().password,
+            source.contact_point()
+        )
     );
+    assert_ne!(source.credentials().password, target.credentials().password);
     for node in [&source, &target] {
         assert_cassandra_labelled(node, &options);
         let version = node.release_version().expect("the probe read system.local");
@@ -988,6 +1036,218 @@ async fn cassandra_snapshot_of_one_node_imports_into_another() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// The well-known default role, which a fresh node has until the lock-down drops it.
+fn default_role() -> CassandraCredentials {
+    CassandraCredentials {
+        username: "cassandra".to_owned(),
+        password: "cassandra".to_owned(),
+    }
+}
+
+/// Output of a command that must have failed, for an assertion on its reason.
+fn failed_output(out: &scalardb_verify::runtime::ExecOutput) -> String {
+    assert!(!out.success(), "it succeeded: {out:?}");
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+#[tokio::test]
+async fn a_cassandra_container_answers_only_its_own_role_and_jmx_user() {
+    let options = cassandra_options("cass-lock");
+    let node = start_cassandra(&options).await;
+    let window = node
+        .default_role_window()
+        .expect("the probe saw the node listen");
+    eprintln!("the default role worked for {window:.1?}");
+    assert_cassandra_labelled(&node, &options);
+    let contact = [node.contact_point()];
+    // The node took the settings the container was given: authentication on, and no
+    // credentials cache to keep the dropped default role's password working.
+    let log = node.log_tail(2000).await.unwrap();
+    for setting in [
+        "authenticator=PasswordAuthenticator",
+        "authorizer=CassandraAuthorizer",
+        "credentials_validity=0ms",
+    ] {
+        assert!(
+            log.contains(setting),
+            "the node's configuration lacks {setting}"
+        );
+    }
+
+    // CQL: not the default role, not without a password, not with a wrong one.
+    let refused = |e: scalardb_verify::store::CassandraError| error_chain(&e);
+    let chain = refused(
+        CassandraWriter::connect_as(&contact, Some(&default_role()))
+            .await
+            .map(drop)
+            .expect_err("cassandra/cassandra got in"),
+    );
+    assert!(chain.contains("Provided username cassandra"), "{chain}");
+    let chain = refused(
+        CassandraWriter::connect(&contact)
+            .await
+            .map(drop)
+            .expect_err("a client without credentials got in"),
+    );
+    assert!(chain.to_lowercase().contains("authent"), "{chain}");
+    let wrong = CassandraCredentials {
+        username: "scalardb_verify".to_owned(),
+        password: "0".repeat(32),
+    };
+    let chain = refused(
+        CassandraWriter::connect_as(&contact, Some(&wrong))
+            .await
+            .map(drop)
+            .expect_err("a wrong password got in"),
+    );
+    assert!(
+        chain.contains("Provided username scalardb_verify"),
+        "{chain}"
+    );
+
+    // Its own role gets in, through the URL the scan takes too, and is the only role.
+    let url = url::Url::parse(&node.url()).unwrap();
+    assert_eq!(url.username(), "scalardb_verify");
+    assert_eq!(url.password(), Some(node.credentials().password.as_str()));
+    let target = scalardb_verify::config::Target::from_url(&node.url())
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert!(
+        !target.display().contains(&node.credentials().password),
+        "{}",
+        target.display()
+    );
+    let writer = cql_writer(&node).await;
+    let roles = writer
+        .texts("SELECT role FROM system_auth.roles")
+        .await
+        .unwrap();
+    assert_eq!(roles, [Some("scalardb_verify".to_owned())]);
+    let version = node.release_version().expect("read as the node's own role");
+    assert!(version.starts_with("5.0"), "{version}");
+    node.check_locked(&[])
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+
+    // What an intruder in the default role's window could leave fails the check the drill
+    // makes after the load: a keyspace the backup does not have, a role.
+    writer
+        .execute(
+            "CREATE KEYSPACE intruder WITH replication = \
+             {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        )
+        .await
+        .unwrap();
+    let error = node.check_locked(&["bank"]).await.unwrap_err();
+    let chain = error_chain(&error);
+    assert!(
+        matches!(error, DockerRuntimeError::CassandraLock { .. }) && chain.contains("intruder"),
+        "{chain}"
+    );
+    node.check_locked(&["intruder"]).await.unwrap();
+    writer
+        .execute("CREATE ROLE eve WITH LOGIN = true AND PASSWORD = 'eve'")
+        .await
+        .unwrap();
+    let chain = error_chain(&node.check_locked(&["intruder"]).await.unwrap_err());
+    assert!(chain.contains("eve"), "{chain}");
+
+    // JMX: the node's own user with its password file, and nobody else.
+    let status = node.nodetool(&["statusbinary"]).await.unwrap();
+    assert_eq!(status.stdout.trim(), "running", "{status:?}");
+    let port = node.jmx_port().to_string();
+    let anonymous = node
+        .exec(&["nodetool", "-p", &port, "statusbinary"])
+        .await
+        .unwrap();
+    let output = failed_output(&anonymous);
+    assert!(output.contains("Credentials required"), "{output}");
+    let guessed = node
+        .exec(&[
+            "sh",
+            "-c",
+            &format!(
+                "printf 'scalardb_verify {}\\n' >/tmp/guess && chmod 600 /tmp/guess && \
+                 nodetool -p {port} -u scalardb_verify -pwf /tmp/guess statusbinary",
+                "0".repeat(32)
+            ),
+        ])
+        .await
+        .unwrap();
+    let output = failed_output(&guessed);
+    assert!(output.contains("Invalid username or password"), "{output}");
+
+    // The secrets are the server account's alone, and on no command line in the container.
+    let secrets = node
+        .exec(&[
+            "stat",
+            "-c",
+            "%a %u %n",
+            "/scalardb-verify-secret",
+            "/scalardb-verify-secret/jmx.password",
+            "/scalardb-verify-secret/jmx.access",
+            "/scalardb-verify-secret/cql.password",
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets.stdout.lines().collect::<Vec<_>>(),
+        [
+            "700 999 /scalardb-verify-secret",
+            "600 999 /scalardb-verify-secret/jmx.password",
+            "600 999 /scalardb-verify-secret/jmx.access",
+            "600 999 /scalardb-verify-secret/cql.password",
+        ],
+        "{secrets:?}"
+    );
+    let jmx = node
+        .exec(&["cat", "/scalardb-verify-secret/jmx.password"])
+        .await
+        .unwrap();
+    let jmx_password = jmx
+        .stdout
+        .strip_prefix("scalardb_verify ")
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{jmx:?}"))
+        .to_owned();
+    assert_eq!(jmx_password.len(), 32);
+    assert_ne!(jmx_password, node.credentials().password);
+    let stored = node.exec(&["cat", &node.password_file()]).await.unwrap();
+    assert_eq!(stored.stdout.trim(), node.credentials().password);
+    let cmdlines = node
+        .exec(&["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"])
+        .await
+        .unwrap();
+    assert!(cmdlines.stdout.contains("CassandraDaemon"), "{cmdlines:?}");
+    for secret in [&jmx_password, &node.credentials().password] {
+        assert!(!cmdlines.stdout.contains(secret.as_str()), "{cmdlines:?}");
+    }
+
+    // Commands run as the server's account, which runs without a capability.
+    let out = node
+        .exec(&[
+            "sh",
+            "-c",
+            "id -un; grep ^CapEff /proc/self/status | cut -f2; \
+             grep ^CapEff /proc/1/status | cut -f2; grep ^Uid /proc/1/status | cut -f2",
+        ])
+        .await
+        .unwrap();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert_eq!(lines[0], "cassandra", "{out:?}");
+    assert_eq!(lines[1], "0000000000000000", "{out:?}");
+    assert_eq!(
+        lines[2], "0000000000000000",
+        "the server has capabilities: {out:?}"
+    );
+    assert_ne!(lines[3], "0", "the server runs as root: {out:?}");
+
+    drop(writer);
+    let id = node.container_id().to_owned();
+    node.stop().await.unwrap();
+    assert_gone(&id);
 }
 
 #[tokio::test]

@@ -98,7 +98,7 @@ impl CassandraNode {
     fn credentials(&self) -> Option<&CassandraCredentials> {
         match self {
             Self::Local(node) => node.credentials(),
-            Self::Docker(_) => None,
+            Self::Docker(node) => Some(node.credentials()),
         }
     }
 
@@ -121,7 +121,14 @@ impl CassandraNode {
                 ),
                 None => format!("{} (data directory {})", self.url(), node.dir().display()),
             },
-            Self::Docker(node) => format!("{} (container {})", self.url(), node.container_name()),
+            // The password stays in the container, readable by its server account alone.
+            Self::Docker(node) => format!(
+                "cassandra://{}@{} (password in {} inside the container {})",
+                node.credentials().username,
+                node.contact_point(),
+                node.password_file(),
+                node.container_name()
+            ),
         }
     }
 
@@ -139,7 +146,7 @@ impl CassandraNode {
     }
 
     /// Checks nobody but this tool used a locked node: no role, keyspace or session but its
-    /// own (see [`CassandraInstance::check_locked`]).
+    /// own (see [`CassandraInstance::check_locked`], [`DockerCassandra::check_locked`]).
     async fn check_locked(&self, keyspaces: &[&str]) -> Result<(), RestoreError> {
         match self {
             Self::Local(node) => {
@@ -151,7 +158,15 @@ impl CassandraNode {
                         source: Box::new(source.into()),
                     })
             }
-            Self::Docker(_) => Ok(()),
+            Self::Docker(node) => {
+                node.check_locked(keyspaces)
+                    .await
+                    .map_err(|source| RestoreError::Start {
+                        engine: "Cassandra".to_owned(),
+                        runtime: "docker",
+                        source: Box::new(source.into()),
+                    })
+            }
         }
     }
 

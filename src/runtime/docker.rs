@@ -11,8 +11,10 @@
 //! `mysql`/`mariadb`) inside the container, with the host file streamed to its stdin, so
 //! the host needs nothing but the engine.
 //! A [`DockerCassandra`] does the same for a single Cassandra node (`cassandra:5.0`), whose
-//! ports are fixed: it gets a loopback address of its own instead, and SSTables are loaded
-//! with the image's `nodetool import`.
+//! ports are fixed: it gets a loopback address of its own on the host's network instead,
+//! answers CQL only as a role of its own (fresh random password, the default role dropped)
+//! and JMX only with a password file of its own, runs with the same capabilities, no new
+//! privileges and a pids limit, and SSTables are loaded with the image's `nodetool import`.
 //! Every container is labelled (`scalardb-verify.tool`, `.run-id`, `.engine`, and a SQL
 //! server's `.socket-dir`); teardown is explicit ([`DockerInstance::stop`]), `Drop` removes
 //! as a fallback, and [`sweep_containers`] removes what a killed run left, socket
@@ -68,11 +70,11 @@ pub const TOOL: &str = "scalardb-verify";
 
 /// How long `docker_available` and connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The capabilities a SQL container keeps (all others are dropped): those the images'
+/// The capabilities a container keeps (all others are dropped): those the images'
 /// entrypoints use as root to hand the data and socket directories to the server's
 /// account (`chown`) and to become that account (`gosu`, `setpriv`: setuid, setgid,
 /// setgroups). Nothing else runs as root in the container but our own client commands.
-const SQL_CAPABILITIES: &[&str] = &["CHOWN", "SETUID", "SETGID"];
+const CONTAINER_CAPABILITIES: &[&str] = &["CHOWN", "SETUID", "SETGID"];
 /// At most this many processes and threads in a SQL container: MySQL runs a thread per
 /// connection, PostgreSQL a process, and a restore a few dozen at most.
 const SQL_PIDS_LIMIT: i64 = 1024;
@@ -105,8 +107,8 @@ pub struct DockerOptions {
     /// Covers creating and starting the container and waiting until the server answers.
     pub startup_timeout: Duration,
     /// The superuser's password (`postgres`, `root`). `None`: a fresh random one for each
-    /// SQL instance; there is never an instance without one. Cassandra ignores it (its image
-    /// lets every client in).
+    /// SQL instance; there is never an instance without one. Cassandra ignores it: its own
+    /// role always gets a fresh random one.
     pub superuser_password: Option<String>,
 }
 
@@ -367,6 +369,17 @@ pub enum DockerRuntimeError {
         last_probe: String,
         log_tail: String,
     },
+    #[error("keep the Cassandra node in the container {container} to this tool alone")]
+    CassandraLock {
+        container: String,
+        #[source]
+        source: Box<super::cassandra::CassandraRuntimeError>,
+    },
+    #[error(
+        "keep the Cassandra node in the container {container} to this tool alone: it answers \
+         CQL without a password (its image ignored -Dcassandra.settings.authenticator)"
+    )]
+    CassandraUnlocked { container: String },
     #[error("list the SSTable components in {}", dir.display())]
     ListSstables {
         dir: PathBuf,
@@ -551,7 +564,7 @@ impl DockerInstance {
                     socket_dir.socket_dir().to_string_lossy().into_owned(),
                     spec::socket_dir(engine).to_owned(),
                 ),
-                SQL_CAPABILITIES,
+                CONTAINER_CAPABILITIES,
                 SQL_PIDS_LIMIT,
             );
             let created = tokio::time::timeout_at(
@@ -1031,17 +1044,6 @@ fn remove_on_drop(id: String) {
         // A panic in the helper is ignored: Drop must not panic.
         let _ = remover.join();
     }
-}
-
-/// Runs `cmd` in the container `id` with `env` as the image's default user, keeping the end
-/// of each output stream.
-async fn exec_in(
-    client: &Client,
-    id: &str,
-    cmd: &[&str],
-    env: Vec<String>,
-) -> Result<ExecOutput, DockerRuntimeError> {
-    exec_as(client, id, None, cmd, env).await
 }
 
 /// Runs `cmd` in the container `id` as `user` (`None`: the image's default user) with `env`,

@@ -3,7 +3,9 @@
 //! The archive is built on a blocking thread and streamed in chunks, so an upload of a
 //! multi-gigabyte `pg_dump` directory never sits in memory. Owners and times are left out
 //! (every entry belongs to root and is readable by all), so any user in the container can
-//! read what was uploaded.
+//! read what was uploaded. A list of backup files (a Cassandra snapshot's components) is
+//! read only through [`open_regular`]: never through a link, never from a FIFO. Secrets are
+//! small in-memory archives of a private directory, root's or the server account's.
 //!
 //! This module must not talk to the engine; it only produces bytes.
 
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
+
+use crate::backup::cassandra::open_regular;
 
 /// The size of one streamed chunk.
 const CHUNK: usize = 256 * 1024;
@@ -35,8 +39,9 @@ pub(super) fn tar_stream(
 }
 
 /// A tar archive of `files` (regular files, by path) under `top/dir/<file name>`, where
-/// `top` is a fresh directory and `dir` a relative path of one or more components. Streamed
-/// like [`tar_stream`].
+/// `top` is a fresh directory and `dir` a relative path of one or more components. Each file
+/// is opened with [`open_regular`]: a symbolic link or anything but a regular file fails the
+/// archive, naming it. Streamed like [`tar_stream`].
 pub(super) fn files_stream(
     files: Vec<PathBuf>,
     top: String,
@@ -52,21 +57,43 @@ pub(super) fn files_stream(
 /// alone (0700 and 0400): a secret for the container's entrypoint, which reads it as root.
 /// Small, so built in memory.
 pub(super) fn secret_archive(dir: &str, name: &str, contents: &[u8]) -> io::Result<Vec<u8>> {
+    private_dir_archive(dir, 0, 0o400, &[(name, contents)])
+}
+
+/// A tar archive of a directory `dir` holding `files` (name, contents), all owned by the
+/// account `owner` (uid and gid) and readable by it alone (0700 and 0600): secrets for a
+/// server that runs as that account and reads them itself. Small, so built in memory.
+pub(super) fn owned_secret_archive(
+    dir: &str,
+    owner: u64,
+    files: &[(&str, &[u8])],
+) -> io::Result<Vec<u8>> {
+    private_dir_archive(dir, owner, 0o600, files)
+}
+
+fn private_dir_archive(
+    dir: &str,
+    owner: u64,
+    file_mode: u32,
+    files: &[(&str, &[u8])],
+) -> io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Directory);
     header.set_mode(0o700);
-    header.set_uid(0);
-    header.set_gid(0);
+    header.set_uid(owner);
+    header.set_gid(owner);
     header.set_size(0);
     builder.append_data(&mut header, format!("{dir}/"), io::empty())?;
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(0o400);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_size(u64::try_from(contents.len()).map_err(io::Error::other)?);
-    builder.append_data(&mut header, format!("{dir}/{name}"), contents)?;
+    for (name, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(file_mode);
+        header.set_uid(owner);
+        header.set_gid(owner);
+        header.set_size(u64::try_from(contents.len()).map_err(io::Error::other)?);
+        builder.append_data(&mut header, format!("{dir}/{name}"), *contents)?;
+    }
     builder.into_inner()
 }
 
@@ -118,7 +145,6 @@ fn write_files(
 ) -> io::Result<()> {
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Deterministic);
-    builder.follow_symlinks(true);
     // Every directory on the way has its own entry, so none is left to the engine's defaults.
     let mut path = top.to_owned();
     append_dir(&mut builder, &path)?;
@@ -133,7 +159,11 @@ fn write_files(
                 format!("{} names no file", file.display()),
             )
         })?;
-        builder.append_path_with_name(file, format!("{path}/{}", name.to_string_lossy()))?;
+        // Opened as the local runtime's copy opens them: a link or a FIFO swapped in since
+        // the listing is refused, never followed or blocked on.
+        let mut opened = open_regular(file)
+            .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", file.display())))?;
+        builder.append_file(format!("{path}/{}", name.to_string_lossy()), &mut opened)?;
     }
     builder.into_inner()?.flush()
 }
@@ -275,6 +305,51 @@ mod tests {
                 "top/ks/tbl/",
                 "top/ks/tbl/nb-1-big-Data.db",
                 "top/ks/tbl/nb-1-big-TOC.txt"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_listed_link_or_fifo_fails_the_archive_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"host secret").unwrap();
+        let link = dir.path().join("nb-1-big-Data.db");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let fifo = dir.path().join("nb-2-big-Data.db");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        for file in [link, fifo] {
+            let (stream, builder) = files_stream(vec![file.clone()], "top".into(), "ks/t".into());
+            let chunks: Result<Vec<Bytes>, io::Error> = stream.try_collect().await;
+            assert!(chunks.is_err(), "the stream ends with the error");
+            let error = builder.await.unwrap().unwrap_err().to_string();
+            assert!(error.contains(&file.display().to_string()), "{error}");
+        }
+    }
+
+    #[test]
+    fn owned_secrets_are_their_owners_alone() {
+        let tar = owned_secret_archive("s", 999, &[("a", b"1"), ("b", b"22")]).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let header = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    header.mode().unwrap(),
+                    header.uid().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("s/".to_owned(), 0o700, 999),
+                ("s/a".to_owned(), 0o600, 999),
+                ("s/b".to_owned(), 0o600, 999)
             ]
         );
     }

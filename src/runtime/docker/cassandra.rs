@@ -8,12 +8,26 @@
 //! to a free port through `-Dcassandra.jmx.local.port` in `JVM_EXTRA_OPTS` (the official
 //! `cassandra-env.sh` appends that variable last, so it wins over the default 7199).
 //!
-//! Readiness is a real CQL answer ([`super::cql`]). SSTables are loaded with the image's
-//! own `nodetool import`, from a directory uploaded into the data volume (so that the import
-//! moves files rather than copying them across file systems).
+//! The node answers only this tool, as the local runtime's does
+//! ([`crate::runtime::cassandra`], whose lock-down steps it calls): PasswordAuthenticator and
+//! CassandraAuthorizer through Cassandra's `cassandra.settings.*` system properties in
+//! `JVM_EXTRA_OPTS` (so the image's own cassandra.yaml, and its entrypoint's edits of it,
+//! stay as they are); once the node asks for credentials, the default `cassandra` role
+//! creates the tool's own with a fresh random password, which then drops the default role
+//! and checks that no other role, keyspace or session appeared meanwhile (again after the
+//! load: [`DockerCassandra::check_locked`]). JMX asks for a password too, from a file in a
+//! directory of the server account's alone, uploaded before the container starts; the
+//! image's `nodetool` reads it with `-pwf`. No password is on a command line or in the
+//! container's environment. The container keeps only the capabilities its entrypoint
+//! needs to drop to the server's account, with no new privileges and a pids limit.
 //!
-//! This module must not use the CQL driver, publish ports, or touch containers it did not
-//! label; it talks to the engine only through [`super::client`].
+//! Readiness is a real CQL answer ([`super::cql`]), then the tool's own role. SSTables are
+//! loaded with the image's own `nodetool import`, from a directory uploaded into the data
+//! volume (so that the import moves files rather than copying them across file systems),
+//! every file read through [`crate::backup::cassandra::open_regular`].
+//!
+//! This module must not publish ports or touch containers it did not label; it talks to the
+//! engine only through [`super::client`], and CQL only through `store` (beside the probe).
 
 use std::fmt;
 use std::hash::{BuildHasher as _, Hasher as _};
@@ -25,14 +39,20 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::client::{Client, ContainerSpec};
+use super::client::{Client, Confinement, ContainerSpec};
 use super::cql::{self, Answer};
 use super::{
-    DockerOptions, DockerRuntimeError, ExecOutput, LABEL_ADDRESS, PROBE_ATTEMPT_TIMEOUT,
-    StartFailure, StartingContainer, archive, client_with_image, container_name, exec_in,
-    exit_status, free_port, labels, remove_on_drop, start_with_retries, tail_lines,
+    CONTAINER_CAPABILITIES, DockerOptions, DockerRuntimeError, ExecOutput, LABEL_ADDRESS,
+    PROBE_ATTEMPT_TIMEOUT, StartFailure, StartingContainer, archive, client_with_image,
+    container_name, exec_as, exit_status, free_port, labels, remove_on_drop, start_with_retries,
+    tail_lines,
 };
 use crate::backup::cassandra::NOT_COMPONENTS;
+use crate::runtime::cassandra::{
+    CassandraRuntimeError, DEFAULT_ROLE, OWN_ROLE, check_roles_and_clients, create_own_role,
+    random_secret, user_keyspaces,
+};
+use crate::store::{CassandraCredentials, CassandraWriter};
 
 /// The image `start` uses when `DockerOptions::image` is `None`.
 pub const DEFAULT_CASSANDRA_IMAGE: &str = "cassandra:5.0";
@@ -59,6 +79,39 @@ const START_ATTEMPTS: u32 = 3;
 const IMPORT_PARENT: &str = "/var/lib/cassandra";
 /// How much of the container's log is searched for the reason an import failed.
 const IMPORT_LOG_LINES: usize = 200;
+/// How much of the container's log is searched, until found, for the line saying the node
+/// listens for CQL clients (a node logs a few hundred lines on its way up).
+const LISTENING_LOG_LINES: usize = 2000;
+/// The account the image runs the server as, by name and by id (999 in the official image
+/// and in the test image): it owns the node's secrets, and runs every command but `chown`.
+const SERVER_USER: &str = "cassandra";
+const SERVER_UID: u64 = 999;
+/// The directory, at the container's root, that holds the node's secrets: the server
+/// account's alone (0700, files 0600), uploaded before the container starts. The JVM reads
+/// the JMX password and access files (it refuses a password file others can read); nodetool
+/// the first with `-pwf`; the CQL password is there for a node kept with `--keep`.
+const SECRET_DIR: &str = "scalardb-verify-secret";
+const JMX_PASSWORD_FILE: &str = "jmx.password";
+const JMX_ACCESS_FILE: &str = "jmx.access";
+const CQL_PASSWORD_FILE: &str = "cql.password";
+/// At most this many processes and threads: a Cassandra JVM runs a few hundred threads
+/// under load (native transport, compaction, an import per table at once).
+const PIDS_LIMIT: i64 = 2048;
+/// Authentication on through Cassandra 5.0's `cassandra.settings.<name>` properties, which
+/// override cassandra.yaml once `cassandra.config.allow_system_properties` is set; no
+/// credentials cache, so the default role's password stops working the moment the role is
+/// dropped (cached, it went on working for up to its 2 s validity); the default role at
+/// once, so the lock-down does not wait for it; cheap password hashes, since the only
+/// password is 128 random bits.
+const AUTH_OPTIONS: &str = "-Dcassandra.config.allow_system_properties=true \
+     -Dcassandra.settings.authenticator=PasswordAuthenticator \
+     -Dcassandra.settings.authorizer=CassandraAuthorizer \
+     -Dcassandra.settings.credentials_validity=0ms \
+     -Dcassandra.superuser_setup_delay_ms=0 -Dcassandra.auth_bcrypt_gensalt_log2_rounds=4";
+/// JMX with a password. Cassandra's JMX authenticator needs `com.sun.jmx.remote.security`,
+/// which the image's Java 17 options do not export (the node refuses to start without it).
+const JMX_AUTH_OPTIONS: &str = "--add-exports=java.management/com.sun.jmx.remote.security=ALL-UNNAMED \
+     -Dcom.sun.management.jmxremote.authenticate=true";
 
 /// A Cassandra node running in a container on the host's network, at a loopback address of
 /// its own.
@@ -72,8 +125,13 @@ pub struct DockerCassandra {
     name: String,
     address: Ipv4Addr,
     jmx_port: u16,
+    /// The node's own CQL role, with its fresh random password.
+    credentials: CassandraCredentials,
     release_version: Option<String>,
     started_in: Duration,
+    /// When the probe first found the node asking for credentials.
+    listening_since: Option<Instant>,
+    default_role_window: Option<Duration>,
     removed: bool,
     uploads: AtomicU64,
 }
@@ -86,6 +144,7 @@ impl fmt::Debug for DockerCassandra {
             .field("name", &self.name)
             .field("address", &self.address)
             .field("jmx_port", &self.jmx_port)
+            .field("credentials", &self.credentials)
             .field("release_version", &self.release_version)
             .field("removed", &self.removed)
             .finish_non_exhaustive()
@@ -93,12 +152,14 @@ impl fmt::Debug for DockerCassandra {
 }
 
 impl DockerCassandra {
-    /// Starts a labelled container of `opts.image` (default `cassandra:5.0`; pulled first if
-    /// missing, outside the timeout) on a free loopback address, and waits until the node
-    /// answers a CQL query from this host, within `opts.startup_timeout`. If the container
-    /// exits during startup, fails at once with the end of its log; the container is removed
-    /// on every failure. `opts.superuser_password` is not used: the image's default
-    /// authenticator lets every client in.
+    /// Starts a labelled, confined container of `opts.image` (default `cassandra:5.0`;
+    /// pulled first if missing, outside the timeout) on a free loopback address, waits until
+    /// the node asks this host's CQL clients for credentials, and locks it to a role of its
+    /// own (see the module's documentation), within `opts.startup_timeout`. If the container
+    /// exits during startup, fails at once with the end of its log; a node that answers
+    /// without a password, or that someone else reached first, fails; the container is
+    /// removed on every failure. `opts.superuser_password` is not used: the node's own role
+    /// always gets a fresh random password.
     pub async fn start(opts: &DockerOptions) -> Result<Self, DockerRuntimeError> {
         let image = opts
             .image
@@ -114,26 +175,38 @@ impl DockerCassandra {
                 let address = free_address()?;
                 let jmx_port = free_port()?;
                 let spec = container_spec(&image, address, jmx_port, &opts.run_id);
-                let container_id =
-                    tokio::time::timeout_at(deadline, client.create_container(&spec))
-                        .await
-                        .map_err(|_elapsed| DockerRuntimeError::CassandraTimeout {
-                            image: image.clone(),
-                            what: "create a container",
-                            timeout: opts.startup_timeout,
-                        })??;
-                Ok(Self {
+                let confinement = Confinement::host_network(CONTAINER_CAPABILITIES, PIDS_LIMIT);
+                let container_id = tokio::time::timeout_at(
+                    deadline,
+                    client.create_confined_container(&spec, &confinement),
+                )
+                .await
+                .map_err(|_elapsed| DockerRuntimeError::CassandraTimeout {
+                    image: image.clone(),
+                    what: "create a container",
+                    timeout: opts.startup_timeout,
+                })??;
+                // From here on, an early return drops the node, which removes the container.
+                let mut node = Self {
                     client: client.clone(),
                     image: image.clone(),
                     container_id,
                     name: spec.name,
                     address,
                     jmx_port,
+                    credentials: CassandraCredentials {
+                        username: OWN_ROLE.to_owned(),
+                        password: String::new(),
+                    },
                     release_version: None,
                     started_in: Duration::ZERO,
+                    listening_since: None,
+                    default_role_window: None,
                     removed: false,
                     uploads: AtomicU64::new(0),
-                })
+                };
+                node.upload_secrets().await?;
+                Ok(node)
             })
             .await?;
         node.started_in = began.elapsed();
@@ -145,9 +218,62 @@ impl DockerCassandra {
         format!("{}:{CASSANDRA_NATIVE_PORT}", self.address)
     }
 
-    /// The `cassandra://` URL the scan takes.
+    /// The `cassandra://` URL the scan takes, with the node's own credentials.
     pub fn url(&self) -> String {
-        format!("cassandra://{}", self.contact_point())
+        format!(
+            "cassandra://{}:{}@{}",
+            self.credentials.username,
+            self.credentials.password,
+            self.contact_point()
+        )
+    }
+
+    /// The node's own CQL role and its password: the only role the node has.
+    pub fn credentials(&self) -> &CassandraCredentials {
+        &self.credentials
+    }
+
+    /// Where the CQL password is inside the container (readable by the server's account
+    /// alone), for a node kept with `--keep`.
+    pub fn password_file(&self) -> String {
+        secret_path(CQL_PASSWORD_FILE)
+    }
+
+    /// How long the default role worked: from the probe's first finding the node asking
+    /// for credentials (it probes every 100 to 500 ms, so up to that much earlier) to the
+    /// drop of the role.
+    pub fn default_role_window(&self) -> Option<Duration> {
+        self.default_role_window
+    }
+
+    /// Checks that nobody but this tool used the node: its own role is the only one, it
+    /// holds no keyspace the tool did not make (`expected`), and every open CQL session is
+    /// the tool's own.
+    pub async fn check_locked(&self, expected: &[&str]) -> Result<(), DockerRuntimeError> {
+        let writer = self
+            .writer()
+            .await
+            .map_err(self.lock_error("connect as the node's own role"))?;
+        check_roles_and_clients(&writer)
+            .await
+            .map_err(|e| self.locked_error(e))?;
+        let foreign: Vec<String> = user_keyspaces(&writer)
+            .await
+            .map_err(|e| self.locked_error(e))?
+            .into_iter()
+            .filter(|k| !expected.contains(&k.as_str()))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(self.locked_error(CassandraRuntimeError::Intruded {
+                what: format!("it holds keyspaces the backup does not: {foreign:?}"),
+            }));
+        }
+        Ok(())
+    }
+
+    /// A writable session as the node's own role.
+    pub async fn writer(&self) -> Result<CassandraWriter, crate::store::CassandraError> {
+        CassandraWriter::connect_as(&[self.contact_point()], Some(&self.credentials)).await
     }
 
     /// The node's own loopback address (listen, RPC and broadcast address).
@@ -176,8 +302,7 @@ impl DockerCassandra {
         &self.image
     }
 
-    /// `release_version` from `system.local`, as the readiness probe read it (`None` if the
-    /// node required authentication).
+    /// `release_version` from `system.local`, as the lock-down read it as the node's own role.
     pub fn release_version(&self) -> Option<&str> {
         self.release_version.as_deref()
     }
@@ -187,16 +312,34 @@ impl DockerCassandra {
         self.started_in
     }
 
-    /// Runs `cmd` inside the container as its image's default user and waits for it. A
-    /// non-zero exit code is an `Ok` result, for the caller to judge.
+    /// Runs `cmd` inside the container as the server's account (`cassandra`), never root,
+    /// and waits for it. A non-zero exit code is an `Ok` result, for the caller to judge.
     pub async fn exec(&self, cmd: &[&str]) -> Result<ExecOutput, DockerRuntimeError> {
-        exec_in(&self.client, &self.container_id, cmd, Vec::new()).await
+        exec_as(
+            &self.client,
+            &self.container_id,
+            Some(SERVER_USER),
+            cmd,
+            Vec::new(),
+        )
+        .await
     }
 
-    /// Runs the image's `nodetool` against this node (`-p <jmx port>` is passed first).
+    /// Runs the image's `nodetool` against this node, as the node's own JMX user
+    /// (`-p <jmx port> -u scalardb_verify -pwf <password file>` are passed first: the
+    /// password stays in its file).
     pub async fn nodetool(&self, args: &[&str]) -> Result<ExecOutput, DockerRuntimeError> {
         let port = self.jmx_port.to_string();
-        let mut cmd = vec!["nodetool", "-p", &port];
+        let password_file = secret_path(JMX_PASSWORD_FILE);
+        let mut cmd = vec![
+            "nodetool",
+            "-p",
+            &port,
+            "-u",
+            OWN_ROLE,
+            "-pwf",
+            &password_file,
+        ];
         cmd.extend_from_slice(args);
         self.exec(&cmd).await
     }
@@ -255,10 +398,17 @@ impl DockerCassandra {
                 exit_code,
                 output: output.to_owned(),
             };
-            // The import moves the files, so the server's user must own them.
-            let chown = self
-                .exec(&["chown", "-R", "cassandra:cassandra", &upload_dir])
-                .await?;
+            // The import moves the files, so the server's user must own them. As root, with
+            // the container's CHOWN; our own command, never the backup's.
+            let owner = format!("{SERVER_USER}:{SERVER_USER}");
+            let chown = exec_as(
+                &self.client,
+                &self.container_id,
+                Some("root"),
+                &["chown", "-R", &owner, &upload_dir],
+                Vec::new(),
+            )
+            .await?;
             if !chown.success() {
                 return Err(import_error(chown.exit_code, &tail_lines(&chown.stderr)));
             }
@@ -315,6 +465,99 @@ impl DockerCassandra {
         Ok(())
     }
 
+    /// Uploads the node's secrets into the created container: a fresh JMX password and
+    /// access file for the tool's own JMX user, and the fresh password of its CQL role.
+    async fn upload_secrets(&mut self) -> Result<(), DockerRuntimeError> {
+        let cql = random_secret().map_err(|e| self.locked_error(e))?;
+        let jmx = random_secret().map_err(|e| self.locked_error(e))?;
+        self.credentials.password = cql;
+        let files: [(&str, String); 3] = [
+            (JMX_PASSWORD_FILE, format!("{OWN_ROLE} {jmx}\n")),
+            (JMX_ACCESS_FILE, format!("{OWN_ROLE} readwrite\n")),
+            (
+                CQL_PASSWORD_FILE,
+                format!("{}\n", self.credentials.password),
+            ),
+        ];
+        let files: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(name, contents)| (*name, contents.as_bytes()))
+            .collect();
+        let tar =
+            archive::owned_secret_archive(SECRET_DIR, SERVER_UID, &files).map_err(|source| {
+                DockerRuntimeError::Archive {
+                    path: PathBuf::from(format!("/{SECRET_DIR}")),
+                    container: self.name.clone(),
+                    source,
+                }
+            })?;
+        self.client.upload_bytes(&self.container_id, "/", tar).await
+    }
+
+    /// As the default role (the only one Cassandra lets in at first start), creates the
+    /// node's own superuser role. Fails, with the error chain, until the node has made its
+    /// default role.
+    async fn create_own_role(&self) -> Result<(), String> {
+        create_own_role(&[self.contact_point()], &self.credentials)
+            .await
+            .map_err(|e| crate::scan::error_chain(&e))
+    }
+
+    /// As the node's own role: drops the default one and checks nobody else got in
+    /// meanwhile (no other role, no keyspace, no session but the tool's), as the local
+    /// runtime's lock-down does. From the node's first asking for credentials to the drop,
+    /// `cassandra`/`cassandra` works for anyone on the machine; what such a client could
+    /// leave behind is looked for here and again after the load (`check_locked`).
+    async fn lock(&mut self) -> Result<(), DockerRuntimeError> {
+        let writer = self
+            .writer()
+            .await
+            .map_err(self.lock_error("connect as the node's own role"))?;
+        writer
+            .execute(&format!("DROP ROLE {DEFAULT_ROLE}"))
+            .await
+            .map_err(self.lock_error("drop the default role"))?;
+        self.default_role_window = self.listening_since.map(|since| since.elapsed());
+        check_roles_and_clients(&writer)
+            .await
+            .map_err(|e| self.locked_error(e))?;
+        let keyspaces = user_keyspaces(&writer)
+            .await
+            .map_err(|e| self.locked_error(e))?;
+        if !keyspaces.is_empty() {
+            return Err(self.locked_error(CassandraRuntimeError::Intruded {
+                what: format!("a fresh node holds keyspaces: {keyspaces:?}"),
+            }));
+        }
+        self.release_version = writer
+            .texts("SELECT release_version FROM system.local")
+            .await
+            .map_err(self.lock_error("read the release version"))?
+            .into_iter()
+            .next()
+            .flatten();
+        Ok(())
+    }
+
+    fn lock_error(
+        &self,
+        step: &'static str,
+    ) -> impl FnOnce(crate::store::CassandraError) -> DockerRuntimeError + '_ {
+        move |source| {
+            self.locked_error(CassandraRuntimeError::Lock {
+                step,
+                source: Box::new(source),
+            })
+        }
+    }
+
+    fn locked_error(&self, source: CassandraRuntimeError) -> DockerRuntimeError {
+        DockerRuntimeError::CassandraLock {
+            container: self.name.clone(),
+            source: Box::new(source),
+        }
+    }
+
     async fn log_tail_or_note(&self) -> String {
         match self
             .client
@@ -336,8 +579,9 @@ impl StartingContainer for DockerCassandra {
         &self.container_id
     }
 
-    /// Probes the node until it answers CQL (noting its release version when it says),
-    /// its container exits, or the deadline passes.
+    /// Once the node's log says it listens, probes it until it asks for credentials and its
+    /// default role creates the tool's own, then locks it ([`DockerCassandra::lock`]); fails
+    /// when its container exits, it answers without a password, or the deadline passes.
     async fn wait_until_serving(
         &mut self,
         deadline: Instant,
@@ -368,19 +612,50 @@ impl StartingContainer for DockerCassandra {
                     StartFailure::Fatal(error)
                 });
             }
+            // Probed only once the node's own log says it holds its CQL port: whatever else
+            // answers there first (someone who bound the address while the JVM was
+            // starting) is never taken for the node, nor given its password.
+            let listening = self.listening_since.is_some()
+                || self
+                    .log_tail(LISTENING_LOG_LINES)
+                    .await
+                    .map_err(fatal)?
+                    .contains(&format!(
+                        "Starting listening for CQL clients on /{}:{CASSANDRA_NATIVE_PORT}",
+                        self.address
+                    ));
             // Capped per attempt, so one connection stuck half-open does not use up the
             // whole deadline. Every failure is "not yet": refused until the node listens.
             let attempt_deadline = (Instant::now() + PROBE_ATTEMPT_TIMEOUT).min(deadline);
-            let last_probe =
-                match tokio::time::timeout_at(attempt_deadline, cql::probe(target)).await {
-                    Ok(Ok(Answer::Version(version))) => {
-                        self.release_version = version;
-                        return Ok(());
+            let attempt = async {
+                if !listening {
+                    return Err(Some(
+                        "the node has not logged that it listens yet".to_owned(),
+                    ));
+                }
+                if self.listening_since.is_none() {
+                    match cql::probe(target).await {
+                        Ok(Answer::AuthenticationRequired) => {
+                            self.listening_since = Some(Instant::now());
+                        }
+                        // The image ignored the authenticator: the node is anybody's.
+                        Ok(Answer::Version(_)) => return Err(None),
+                        Err(e) => return Err(Some(e.to_string())),
                     }
-                    Ok(Ok(Answer::AuthenticationRequired)) => return Ok(()),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_elapsed) => format!("no answer within {PROBE_ATTEMPT_TIMEOUT:?}"),
-                };
+                }
+                // Fails until the node has made its default role, moments after it listens.
+                self.create_own_role().await.map_err(Some)
+            };
+            let last_probe = match tokio::time::timeout_at(attempt_deadline, attempt).await {
+                Ok(Ok(())) => return self.lock().await.map_err(fatal),
+                Ok(Err(None)) => {
+                    return Err(fatal(DockerRuntimeError::CassandraUnlocked {
+                        container: self.name.clone(),
+                    }));
+                }
+                Ok(Err(Some(e))) => e,
+                Err(_elapsed) => format!("no answer within {PROBE_ATTEMPT_TIMEOUT:?}"),
+            };
             let now = Instant::now();
             if now >= deadline {
                 return Err(fatal(DockerRuntimeError::CassandraNotReady {
@@ -423,7 +698,14 @@ fn container_spec(image: &str, address: Ipv4Addr, jmx_port: u16, run_id: &str) -
     }
 }
 
-/// The official image's variables: every address is the node's own, it is its own seed.
+/// Where a secret file is inside the container.
+fn secret_path(name: &str) -> String {
+    format!("/{SECRET_DIR}/{name}")
+}
+
+/// The official image's variables: every address is the node's own, it is its own seed;
+/// authentication for CQL and JMX in `JVM_EXTRA_OPTS`, which names the secret files but
+/// holds no secret (`docker inspect` shows it).
 fn server_env(address: Ipv4Addr, jmx_port: u16) -> Vec<String> {
     vec![
         format!("CASSANDRA_LISTEN_ADDRESS={address}"),
@@ -433,7 +715,14 @@ fn server_env(address: Ipv4Addr, jmx_port: u16) -> Vec<String> {
         "CASSANDRA_CLUSTER_NAME=scalardb-verify".to_owned(),
         format!("MAX_HEAP_SIZE={MAX_HEAP_SIZE}"),
         format!("HEAP_NEWSIZE={HEAP_NEWSIZE}"),
-        format!("JVM_EXTRA_OPTS=-Dcassandra.jmx.local.port={jmx_port} {FAST_START_OPTIONS}"),
+        format!(
+            "JVM_EXTRA_OPTS=-Dcassandra.jmx.local.port={jmx_port} {FAST_START_OPTIONS} \
+             {AUTH_OPTIONS} {JMX_AUTH_OPTIONS} \
+             -Dcom.sun.management.jmxremote.password.file={} \
+             -Dcom.sun.management.jmxremote.access.file={}",
+            secret_path(JMX_PASSWORD_FILE),
+            secret_path(JMX_ACCESS_FILE),
+        ),
     ]
 }
 
@@ -588,6 +877,21 @@ mod tests {
             "{extra}"
         );
         assert!(spec.env.contains(&"MAX_HEAP_SIZE=1G".to_owned()));
+        // Authentication for CQL and JMX, from files: no secret in what `docker inspect`
+        // shows.
+        let words: Vec<&str> = extra.split(' ').collect();
+        for option in [
+            "-Dcassandra.config.allow_system_properties=true",
+            "-Dcassandra.settings.authenticator=PasswordAuthenticator",
+            "-Dcassandra.settings.authorizer=CassandraAuthorizer",
+            "-Dcassandra.settings.credentials_validity=0ms",
+            "-Dcom.sun.management.jmxremote.authenticate=true",
+            "-Dcom.sun.management.jmxremote.password.file=/scalardb-verify-secret/jmx.password",
+            "-Dcom.sun.management.jmxremote.access.file=/scalardb-verify-secret/jmx.access",
+        ] {
+            assert!(words.contains(&option), "{option} not in {extra}");
+        }
+        assert!(!words.contains(&""), "{extra}");
     }
 
     #[tokio::test]

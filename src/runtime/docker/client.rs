@@ -87,11 +87,11 @@ pub(super) struct ContainerSpec {
     pub(super) stop_signal: Option<String>,
 }
 
-/// How a container is confined. [`Confinement::host_network`] is the Cassandra node's (its
-/// own loopback address on the host's network, the engine's default privileges);
-/// [`Confinement::isolated`] the SQL servers': no network, no capabilities beyond those
-/// the images' entrypoints need to drop to their server account, no new privileges, a
-/// pids limit, and one host directory mounted.
+/// How a container is confined. Both kinds keep no capabilities beyond those the images'
+/// entrypoints need to drop to their server account, no new privileges, and a pids limit.
+/// [`Confinement::host_network`] is the Cassandra node's (its own loopback address on the
+/// host's network, no host directory); [`Confinement::isolated`] the SQL servers' (no
+/// network, one host directory mounted).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Confinement {
     /// `host` or `none`.
@@ -105,10 +105,14 @@ pub(super) struct Confinement {
 }
 
 impl Confinement {
-    pub(super) fn host_network() -> Self {
+    /// The host's network, no host mount, and only `capabilities`.
+    pub(super) fn host_network(capabilities: &[&str], pids_limit: i64) -> Self {
         Self {
             network_mode: "host".to_owned(),
-            ..Self::default()
+            binds: Vec::new(),
+            capabilities: Some(capabilities.iter().map(|&c| c.to_owned()).collect()),
+            no_new_privileges: true,
+            pids_limit: Some(pids_limit),
         }
     }
 
@@ -276,15 +280,6 @@ impl Client {
             })?;
         }
         Ok(())
-    }
-
-    /// Creates a container on the host's network with the engine's default privileges.
-    pub(super) async fn create_container(
-        &self,
-        spec: &ContainerSpec,
-    ) -> Result<String, DockerRuntimeError> {
-        self.create_confined_container(spec, &Confinement::host_network())
-            .await
     }
 
     /// Creates a container confined as `confinement` says.
