@@ -3,8 +3,9 @@
 //! The archive is built on a blocking thread and streamed in chunks, so an upload of a
 //! multi-gigabyte `pg_dump` directory never sits in memory. Owners and times are left out
 //! (every entry belongs to root and is readable by all), so any user in the container can
-//! read what was uploaded. A list of backup files (a Cassandra snapshot's components) is
-//! read only through [`open_regular`]: never through a link, never from a FIFO. Secrets are
+//! read what was uploaded. Backup files (a dump, the files of a directory archive, a
+//! Cassandra snapshot's components) are read only through [`open_regular`]: never through a
+//! link, never from a FIFO. Secrets are
 //! small in-memory archives of a private directory, root's or the server account's.
 //!
 //! This module must not talk to the engine; it only produces bytes.
@@ -176,14 +177,31 @@ fn write_archive(
 ) -> io::Result<()> {
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Deterministic);
-    builder.follow_symlinks(true);
     append_dir(&mut builder, top)?;
-
+    let open = |path: &Path| {
+        open_regular(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))
+    };
     let path_in_archive = format!("{top}/{name}");
-    if std::fs::metadata(source)?.is_dir() {
-        builder.append_dir_all(&path_in_archive, source)?;
+    // The path the user named may be a link (`latest.dump`); what is inside a directory
+    // archive is the backup's, read only as regular files directly in it (a `pg_dump -Fd`
+    // directory is flat): a link or FIFO swapped in since the archive was checked is refused,
+    // never followed or blocked on.
+    let source = std::fs::canonicalize(source)?;
+    if std::fs::metadata(&source)?.is_dir() {
+        append_dir(&mut builder, &path_in_archive)?;
+        let mut entries = std::fs::read_dir(&source)?.collect::<Result<Vec<_>, _>>()?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let file_name = entry.file_name();
+            let mut opened = open(&entry.path())?;
+            builder.append_file(
+                format!("{path_in_archive}/{}", file_name.to_string_lossy()),
+                &mut opened,
+            )?;
+        }
     } else {
-        builder.append_path_with_name(source, &path_in_archive)?;
+        builder.append_file(&path_in_archive, &mut open(&source)?)?;
     }
     builder.into_inner()?.flush()
 }
@@ -262,22 +280,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_directory_is_archived_whole() {
+    async fn a_directory_archive_is_archived_file_by_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("toc.dat"), b"toc").unwrap();
-        std::fs::write(dir.path().join("sub/3001.dat"), b"rows").unwrap();
-        let mut names: Vec<String> = entries(dir.path().to_owned())
+        std::fs::write(dir.path().join("3001.dat.gz"), b"rows").unwrap();
+        let names: Vec<String> = entries(dir.path().to_owned())
             .await
             .into_iter()
             .map(|(path, _, _)| path)
             .collect();
-        names.sort();
-        assert!(names.contains(&"top/name/toc.dat".to_owned()), "{names:?}");
-        assert!(
-            names.contains(&"top/name/sub/3001.dat".to_owned()),
-            "{names:?}"
+        assert_eq!(
+            names,
+            [
+                "top/",
+                "top/name/",
+                "top/name/3001.dat.gz",
+                "top/name/toc.dat"
+            ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_link_fifo_or_directory_inside_a_directory_archive_fails_it_unread() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"host secret").unwrap();
+        for plant in ["link", "fifo", "dir"] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("toc.dat"), b"toc").unwrap();
+            let planted = dir.path().join("3001.dat");
+            match plant {
+                "link" => std::os::unix::fs::symlink(&secret, &planted).unwrap(),
+                "fifo" => nix::unistd::mkfifo(&planted, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+                _ => std::fs::create_dir(&planted).unwrap(),
+            }
+            let (stream, builder) = tar_stream(dir.path().to_owned(), "top".into(), "n".into());
+            let chunks: Result<Vec<Bytes>, io::Error> = stream.try_collect().await;
+            assert!(chunks.is_err(), "{plant}: the stream ends with the error");
+            let error = builder.await.unwrap().unwrap_err().to_string();
+            assert!(error.contains("3001.dat"), "{plant}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_the_user_names_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("dump-2026-12-01.custom");
+        std::fs::write(&dump, b"PGDMP").unwrap();
+        let latest = dir.path().join("latest.custom");
+        std::os::unix::fs::symlink(&dump, &latest).unwrap();
+        let entries = entries(latest).await;
+        assert_eq!(entries[1].0, "top/name");
+        assert_eq!(entries[1].2, b"PGDMP");
     }
 
     #[tokio::test]
