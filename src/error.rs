@@ -82,3 +82,15 @@ impl From<RestoreError> for Error {
         Self::Restore(Box::new(error))
     }
 }
+
+/// "scan t: caused by …": an error and its causes on one line, for a finding's message.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -202,14 +202,4 @@ fn is_permission_denied(error: &(dyn std::error::Error + 'static)) -> bool {
         .is_some_and(SqlError::is_permission_denied)
 }
 
-/// "scan t: caused by …": an error and its causes on one line, for a finding's message.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use crate::error::error_chain;

@@ -132,12 +132,11 @@ fn assert_labelled(instance: &DockerInstance, options: &DockerOptions, engine: &
     assert_confined(instance, &container);
 }
 
-/// What a SQL container may do: no network, nothing of the host but its socket directory,
-/// three capabilities, no new privileges, a pids limit; and no password on its command line
-/// or in its environment.
-fn assert_confined(instance: &DockerInstance, container: &serde_json::Value) {
+/// What every container of the tool may do: the given network, three capabilities (its
+/// entrypoint's, to become the server's account), no new privileges, a pids limit.
+fn assert_hardened(container: &serde_json::Value, network: &str, pids: u64) {
     let host = &container["HostConfig"];
-    assert_eq!(host["NetworkMode"], "none", "{host}");
+    assert_eq!(host["NetworkMode"], network, "{host}");
     assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{host}");
     let mut added: Vec<&str> = host["CapAdd"]
         .as_array()
@@ -151,8 +150,15 @@ fn assert_confined(instance: &DockerInstance, container: &serde_json::Value) {
         host["SecurityOpt"],
         serde_json::json!(["no-new-privileges"])
     );
-    assert_eq!(host["PidsLimit"], 1024);
+    assert_eq!(host["PidsLimit"], pids);
     assert_eq!(host["Privileged"], false);
+}
+
+/// What a SQL container may do: no network, nothing of the host but its socket directory,
+/// three capabilities, no new privileges, a pids limit; and no password on its command line
+/// or in its environment.
+fn assert_confined(instance: &DockerInstance, container: &serde_json::Value) {
+    assert_hardened(container, "none", 1024);
     let mounts = container["Mounts"].as_array().unwrap();
     let binds: Vec<&serde_json::Value> = mounts.iter().filter(|m| m["Type"] == "bind").collect();
     assert_eq!(binds.len(), 1, "{mounts:?}");
@@ -816,23 +822,7 @@ fn assert_cassandra_labelled(node: &DockerCassandra, options: &DockerOptions) {
 /// network (for its own loopback address) and with no host directory; and no password on
 /// its command line or in its environment.
 fn assert_cassandra_confined(node: &DockerCassandra, container: &serde_json::Value) {
-    let host = &container["HostConfig"];
-    assert_eq!(host["NetworkMode"], "host", "{host}");
-    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{host}");
-    let mut added: Vec<&str> = host["CapAdd"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().trim_start_matches("CAP_"))
-        .collect();
-    added.sort_unstable();
-    assert_eq!(added, ["CHOWN", "SETGID", "SETUID"], "{host}");
-    assert_eq!(
-        host["SecurityOpt"],
-        serde_json::json!(["no-new-privileges"])
-    );
-    assert_eq!(host["PidsLimit"], 2048);
-    assert_eq!(host["Privileged"], false);
+    assert_hardened(container, "host", 2048);
     let mounts = container["Mounts"].as_array().unwrap();
     assert!(mounts.iter().all(|m| m["Type"] != "bind"), "{mounts:?}");
     let password = &node.credentials().password;

@@ -379,7 +379,7 @@ impl Deployment {
                 ));
             }
             let endpoint = Endpoint::from_url(url)
-                .map_err(|e| invalid("--storage", &shown, error_chain(&e)))?;
+                .map_err(|e| invalid("--storage", &shown, crate::error::error_chain(&e)))?;
             let id = builder.add(&Source::CommandLine, name, endpoint, &None);
             by_name.push((name.to_owned(), id));
         }
@@ -561,17 +561,6 @@ fn check_storage_name(name: &str) -> Result<(), String> {
         return Err("a storage name has no spaces, ',', ':', '@' or '='".to_owned());
     }
     Ok(())
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Collects storages, one per database.
