@@ -393,6 +393,12 @@ impl CassandraInstance {
     /// Writes a config, starts the JVM and waits for a CQL answer, within
     /// `opts.startup_timeout`.
     pub async fn start(opts: &CassandraOptions) -> Result<Self, CassandraRuntimeError> {
+        // Boxed: the start-up future is deep enough to overflow the layout computation of
+        // any async caller that holds it inline.
+        Box::pin(Self::start_unboxed(opts)).await
+    }
+
+    async fn start_unboxed(opts: &CassandraOptions) -> Result<Self, CassandraRuntimeError> {
         let began = Instant::now();
         let deadline = began + opts.startup_timeout;
         let home = opts.home.clone().unwrap_or_else(default_home);

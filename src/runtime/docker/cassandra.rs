@@ -161,6 +161,12 @@ impl DockerCassandra {
     /// removed on every failure. `opts.superuser_password` is not used: the node's own role
     /// always gets a fresh random password.
     pub async fn start(opts: &DockerOptions) -> Result<Self, DockerRuntimeError> {
+        // Boxed: the start-up future is deep enough to overflow the layout computation of
+        // any async caller that holds it inline.
+        Box::pin(Self::start_unboxed(opts)).await
+    }
+
+    async fn start_unboxed(opts: &DockerOptions) -> Result<Self, DockerRuntimeError> {
         let image = opts
             .image
             .clone()
