@@ -37,6 +37,7 @@ impl CassandraNode {
         image: Option<&str>,
         run_id: &str,
         startup_timeout: Duration,
+        keep: bool,
     ) -> Result<Self, RestoreError> {
         let use_docker = match runtime {
             RuntimeKind::Local => false,
@@ -66,6 +67,7 @@ impl CassandraNode {
         } else {
             let mut options = CassandraOptions::new(run_id);
             options.startup_timeout = startup_timeout;
+            options.outlive_tool = keep;
             CassandraInstance::start(&options)
                 .await
                 .map(|node| Self::Local(Box::new(node)))

@@ -153,6 +153,7 @@ pub async fn run(config: &DrillConfig, progress: &Progress) -> Result<DrillOutco
         config.image.as_deref(),
         &config.run_id,
         config.startup_timeout,
+        config.keep,
     )
     .await?;
     clock.lap("start");

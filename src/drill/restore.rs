@@ -384,6 +384,7 @@ pub async fn start(
     image: Option<&str>,
     run_id: &str,
     startup_timeout: Duration,
+    keep: bool,
 ) -> Result<Restored, RestoreError> {
     let engine = match format {
         BackupFormat::Sqlite => {
@@ -400,7 +401,7 @@ pub async fn start(
             return Ok(Restored::Sqlite { dir, path });
         }
         BackupFormat::CassandraSnapshots => {
-            return CassandraNode::start(runtime, image, run_id, startup_timeout)
+            return CassandraNode::start(runtime, image, run_id, startup_timeout, keep)
                 .await
                 .map(Restored::Cassandra);
         }
@@ -438,6 +439,7 @@ pub async fn start(
         options.startup_timeout = startup_timeout;
         options.superuser_password = Some(password);
         options.listen = Listen::Socket;
+        options.outlive_tool = keep;
         LocalInstance::start(engine, &options)
             .await
             .map(|i| Restored::Server(Server::Local(Box::new(i))))

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -129,6 +129,8 @@ pub struct CassandraOptions {
     /// role dropped), JMX with a fresh random password. `false` (for clusters of several
     /// nodes, which share one `system_auth`): anyone on the machine can connect.
     pub locked: bool,
+    /// Whether the node may outlive the tool (`--keep`); otherwise it is killed with it.
+    pub outlive_tool: bool,
 }
 
 impl CassandraOptions {
@@ -143,6 +145,7 @@ impl CassandraOptions {
             home: None,
             parent_dir: None,
             locked: true,
+            outlive_tool: false,
         }
     }
 }
@@ -306,14 +309,10 @@ fn read_stat(pid: u32) -> Option<(u64, char)> {
     ))
 }
 
+/// Kills the sandbox `pid` leads and everything below it (a kept node's sandbox does not
+/// die with its parent, so killing its outermost process alone would leave the JVM).
 fn kill_group(pid: u32) {
-    let Ok(raw) = i32::try_from(pid) else {
-        return;
-    };
-    let pid = Pid::from_raw(raw);
-    if killpg(pid, Signal::SIGKILL).is_err() {
-        let _ = kill(pid, Signal::SIGKILL);
-    }
+    super::local::process::kill_group_unchecked(pid);
 }
 
 /// The instance directory's label, in the SQL runtime's format with engine `cassandra`.
@@ -426,7 +425,14 @@ impl CassandraInstance {
         let confined = Account::fresh()
             .and_then(|account| Sandbox::prepare(&dir, &dir.join(BOX_DIR), account, Network::Host))
             .map_err(CassandraRuntimeError::from)
-            .and_then(|sandbox| confine(sandbox, &dir, &home, &java));
+            .and_then(|sandbox| confine(sandbox, &dir, &home, &java))
+            .map(|sandbox| {
+                if opts.outlive_tool {
+                    sandbox.outliving_the_tool()
+                } else {
+                    sandbox
+                }
+            });
         let sandbox = match confined {
             Ok(sandbox) => sandbox,
             Err(e) => {

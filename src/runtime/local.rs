@@ -16,7 +16,7 @@
 
 mod binaries;
 mod label;
-mod process;
+pub(crate) mod process;
 mod stream;
 
 use std::fmt;
@@ -142,6 +142,8 @@ pub struct LocalOptions {
     pub parent_dir: Option<PathBuf>,
     /// TCP on loopback, or the socket only.
     pub listen: Listen,
+    /// Whether the server may outlive the tool (`--keep`); otherwise it is killed with it.
+    pub outlive_tool: bool,
 }
 
 impl LocalOptions {
@@ -153,6 +155,7 @@ impl LocalOptions {
             superuser_password: None,
             parent_dir: None,
             listen: Listen::Loopback,
+            outlive_tool: false,
         }
     }
 }
@@ -397,6 +400,7 @@ impl LocalInstance {
         let prepared = Account::fresh()
             .and_then(|account| Sandbox::prepare(&dir, &dir.join(BOX_DIR), account, network));
         let mut sandbox = match prepared {
+            Ok(sandbox) if opts.outlive_tool => sandbox.outliving_the_tool(),
             Ok(sandbox) => sandbox,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);

@@ -16,7 +16,8 @@
 //! - in **its own network namespace** ([`Network::Isolated`]): no interface but a loopback of
 //!   its own, so no server on the machine can be reached. The tool talks to the server
 //!   through a Unix socket in the instance directory, which only the tool can open;
-//! - in its own PID, IPC and UTS namespaces, killed with the tool (`--die-with-parent`).
+//! - in its own PID, IPC and UTS namespaces, killed with the tool (`--die-with-parent`),
+//!   unless it is to outlive it ([`Sandbox::outliving_the_tool`], for `--keep`).
 //!
 //! This module only builds the command line; it must not decide what runs inside, and it
 //! must not weaken a layer because a program inside fails: such a program is refused.
@@ -208,6 +209,10 @@ pub struct Sandbox {
     backup: Option<PathBuf>,
     read_only: Vec<PathBuf>,
     network: Network,
+    /// Whether everything inside is killed when the tool's process (the spawning thread)
+    /// ends; not for an instance `--keep` leaves running, which every teardown (`stop`,
+    /// `cleanup`) then kills explicitly, process by process.
+    dies_with_tool: bool,
 }
 
 impl Sandbox {
@@ -260,6 +265,7 @@ impl Sandbox {
             backup: None,
             read_only: Vec::new(),
             network,
+            dies_with_tool: true,
         })
     }
 
@@ -286,6 +292,12 @@ impl Sandbox {
             backup: Some(backup.to_owned()),
             ..self.clone()
         }
+    }
+
+    /// The same sandbox, whose processes outlive the tool (for `--keep`).
+    pub fn outliving_the_tool(mut self) -> Self {
+        self.dies_with_tool = false;
+        self
     }
 
     /// Makes `dir` (outside `/usr`, e.g. a JVM's jars) visible read only at its own path;
@@ -320,8 +332,10 @@ impl Sandbox {
     fn arguments(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+        if self.dies_with_tool {
+            push(&["--die-with-parent"]);
+        }
         push(&[
-            "--die-with-parent",
             "--new-session",
             "--unshare-pid",
             "--unshare-ipc",

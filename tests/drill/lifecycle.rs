@@ -177,3 +177,80 @@ fn every_drill_tears_down_on_success_and_on_failure() {
         assert!(leftovers_of(pid).is_empty(), "{:?}", leftovers_of(pid));
     }
 }
+
+/// A kept server is still up after the drill exits (its sandbox does not die with the
+/// tool), answers with the password the tool left, and `cleanup --run-id` kills it.
+#[test]
+fn keep_leaves_a_local_server_running_until_cleanup() {
+    let backup = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/oracle/postgres-3.19.1-mixed-custom-coordinator/backup.pg.sql");
+    let output = Command::new(BIN)
+        .arg("drill")
+        .arg(&backup)
+        .args([
+            "--keep",
+            "--quiet",
+            "--format",
+            "json",
+            "--runtime",
+            "local",
+        ])
+        .args(["--coordinator-namespace", "custom_coord"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.code().is_some(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let run_id = report["drill"]["run_id"].as_str().unwrap().to_owned();
+    let kept = report["drill"]["kept_at"].as_str().unwrap().to_owned();
+    // "<url> (instance directory <dir>, password in <file>)"
+    let url = kept.split_whitespace().next().unwrap();
+    let password_file = kept
+        .split_once("password in ")
+        .map(|(_, rest)| rest.trim_end_matches(')'))
+        .unwrap_or_else(|| panic!("no password file in {kept}"));
+    let socket_dir = url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no socket directory in {kept}"));
+    let instance = std::path::Path::new(&socket_dir)
+        .parent()
+        .unwrap()
+        .to_owned();
+    assert!(std::path::Path::new(password_file).starts_with(&instance));
+    let password = std::fs::read_to_string(password_file).unwrap();
+    let query = || {
+        Command::new("/usr/lib/postgresql/15/bin/psql")
+            .args([
+                "-h",
+                &socket_dir,
+                "-U",
+                "postgres",
+                "-d",
+                "restored",
+                "-tAc",
+            ])
+            .arg("SELECT count(*) FROM custom_coord.state")
+            .env("PGPASSWORD", password.trim())
+            .output()
+            .unwrap()
+    };
+    let answered = query();
+    assert!(
+        answered.status.success(),
+        "the kept server is gone after the drill exited: {}\n{stderr}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    let cleanup = Command::new(BIN)
+        .args(["cleanup", "--run-id", &run_id])
+        .output()
+        .unwrap();
+    assert!(cleanup.status.success(), "{cleanup:?}");
+    assert!(!instance.exists(), "{} is left behind", instance.display());
+    assert!(
+        !query().status.success(),
+        "the server still answers after cleanup"
+    );
+}

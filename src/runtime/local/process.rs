@@ -59,7 +59,7 @@ impl ProcessId {
 /// are gone leaves half of it behind.
 ///
 /// Only for a child we have not reaped yet: until then its pid cannot be reused.
-pub(super) fn kill_group_unchecked(pid: u32) {
+pub(crate) fn kill_group_unchecked(pid: u32) {
     // Collected before the leader dies: afterwards its children are re-parented to init.
     let descendants: Vec<ProcessId> = descendants_of(pid)
         .into_iter()
