@@ -1,13 +1,12 @@
-//! `ScalarDbProperties::parse`: any text is settings or a named error, never a panic. A
-//! `jdbc:sqlite:` URL makes the parser check that file's header, so a path the fuzzer
-//! writes may be opened and read (never written).
+//! `Deployment::from_properties`: any text, as one service's properties file or (split at
+//! a NUL byte) two services' files, is a routed deployment or a named error, never a panic.
+//! Building it reads no file; opening its single storage may read a SQLite file's header
+//! (a path the fuzzer wrote), never write one.
 
 #![no_main]
 
-use std::path::Path;
-
 use libfuzzer_sys::fuzz_target;
-use scalardb_verify::config::ScalarDbProperties;
+use scalardb_verify::config::{Deployment, PropertiesFile};
 
 mod common;
 
@@ -18,7 +17,24 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(properties) = ScalarDbProperties::parse(Path::new("database.properties"), text) {
-        let _ = properties.target.display();
+    let files: Vec<PropertiesFile> = text
+        .splitn(2, '\0')
+        .enumerate()
+        .map(|(i, part)| PropertiesFile {
+            path: format!("service{i}.properties").into(),
+            text: part.to_owned(),
+        })
+        .collect();
+    if let Ok(deployment) = Deployment::from_properties(&files, None) {
+        for storage in deployment.storages() {
+            let _ = storage.to_string();
+            let _ = storage.endpoint().display();
+        }
+        let _ = deployment.storage(deployment.coordinator_storage()).to_string();
+        for service in deployment.services() {
+            let _ = deployment.storage(service.storage_for_namespace("bank_a"));
+            let _ = deployment.storage(service.storage_for_table("coordinator", "state"));
+        }
+        let _ = deployment.single_storage().map(|s| s.endpoint().open().is_ok());
     }
 });
