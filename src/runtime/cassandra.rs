@@ -42,8 +42,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -61,7 +59,6 @@ const TOOL: &str = "scalardb-verify";
 const ENGINE: &str = "cassandra";
 const PORT_ATTEMPTS: u32 = 3;
 const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-const STOP_GRACE: Duration = Duration::from_secs(15);
 /// The node's writable directory (data, JMX password), the sandbox's `/box`.
 const BOX_DIR: &str = "box";
 /// The tool's config files for the node, bound read only at their own path.
@@ -832,30 +829,21 @@ impl CassandraInstance {
         found
     }
 
-    /// Asks the JVM to shut down (SIGTERM), kills it after 15 s, removes the directory.
+    /// Kills the node's sandbox and everything in it, then removes the directory. (A
+    /// signal to the sandbox's outermost process is not passed on to the JVM, and a kept
+    /// node's sandbox does not die with it: the whole tree is killed. The node is
+    /// disposable: nothing needs a clean shutdown.)
     pub async fn stop(mut self) -> Result<(), CassandraRuntimeError> {
         if let Some(mut child) = self.server.take() {
             let pid = child.id();
-            if let Ok(raw) = i32::try_from(pid) {
-                let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
-            }
-            let deadline = std::time::Instant::now() + STOP_GRACE;
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if std::time::Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Ok(None) => {
-                        kill_group(pid);
-                        child
-                            .wait()
-                            .map_err(|source| CassandraRuntimeError::Stop { pid, source })?;
-                        break;
-                    }
-                    Err(source) => return Err(CassandraRuntimeError::Stop { pid, source }),
-                }
-            }
+            tokio::task::spawn_blocking(move || {
+                kill_group(pid);
+                child.wait()
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|waited| waited)
+            .map_err(|source| CassandraRuntimeError::Stop { pid, source })?;
         }
         match tokio::fs::remove_dir_all(&self.dir).await {
             Ok(()) => {}
