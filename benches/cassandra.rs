@@ -73,12 +73,12 @@ fn is_prepared(tx: i64) -> bool {
 }
 
 async fn run(records: i64, repeat: usize) {
-    let node = CassandraInstance::start(&CassandraOptions::new(format!(
-        "bench-cassandra-{}",
-        std::process::id()
-    )))
-    .await
-    .expect("start Cassandra (scripts/install-cassandra installs it)");
+    let mut options = CassandraOptions::new(format!("bench-cassandra-{}", std::process::id()));
+    // The tool's binary carries the node's ports out of its sandbox (this one is the bench).
+    options.bridge = Some(env!("CARGO_BIN_EXE_scalardb-verify").into());
+    let node = CassandraInstance::start(&options)
+        .await
+        .expect("start Cassandra (scripts/install-cassandra installs it)");
     eprintln!("node ready in {:.1?}", node.started_in());
     let writer = node.writer().await.expect("connect");
     writer

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::analyze::{AnalysisSettings, PauseWindow, Severity, Verdict};
-use crate::cli::{CleanupArgs, Cli, Command, CommonArgs, DrillArgs, ScanArgs};
+use crate::cli::{BridgeArgs, CleanupArgs, Cli, Command, CommonArgs, DrillArgs, ScanArgs};
 use crate::config::{
     ConfigError, DEFAULT_COORDINATOR_NAMESPACE, DEFAULT_METADATA_SCHEMA, Deployment,
     PropertiesFile, ScanConfig, StorageFlags, Target, parse_as_of, parse_duration_ms,
@@ -23,7 +23,24 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result
         Command::Scan(args) => scan(args, stdout, stdout_is_terminal),
         Command::Drill(args) => drill(args, stdout, stdout_is_terminal),
         Command::Cleanup(args) => cleanup(&args, stdout),
+        Command::Bridge(args) => bridge(&args),
     }
+}
+
+/// The bridge a sandbox with a network of its own starts first (`runtime::bridge`).
+fn bridge(args: &BridgeArgs) -> Result<u8, Error> {
+    let forwards = args
+        .forwards
+        .iter()
+        .map(|spec| spec.parse())
+        .collect::<Result<Vec<crate::runtime::bridge::Forward>, _>>()
+        .map_err(|e| Error::Bridge(Box::new(e)))?;
+    let (program, program_args) = args
+        .program
+        .split_first()
+        .ok_or_else(|| Error::Bridge("no program to run".into()))?;
+    crate::runtime::bridge::serve(&forwards, program, program_args)
+        .map_err(|e| Error::Bridge(Box::new(e)))
 }
 
 fn async_runtime() -> Result<tokio::runtime::Runtime, Error> {

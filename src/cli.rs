@@ -48,6 +48,22 @@ scalardb-verify drill /backups/cassandra-2026-11-24 --per-node --snapshot-tag ni
     /// Remove what an earlier, killed run left behind (labelled containers, instance
     /// directories and their server processes) and list what was removed.
     Cleanup(CleanupArgs),
+    /// Internal: carries TCP ports through the wall of a sandbox with a network of its own
+    /// (the tool runs it inside the sandboxes of Cassandra nodes and nodetool).
+    #[command(hide = true)]
+    Bridge(BridgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    /// LISTEN=DIAL: `fd:N` (a listening Unix socket handed in) or `tcp:127.0.0.1:PORT`, to
+    /// `tcp:127.0.0.1:PORT` or `unix:PATH`.
+    #[arg(long = "forward", value_name = "LISTEN=DIAL", required = true)]
+    pub forwards: Vec<String>,
+
+    /// The program to run (and exit with), and its arguments.
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    pub program: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

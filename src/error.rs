@@ -54,6 +54,8 @@ pub enum Error {
     CleanupCassandra(#[source] Box<crate::runtime::cassandra::CassandraRuntimeError>),
     #[error("finish: interrupted, and the disposable instance was torn down")]
     Interrupted,
+    #[error("bridge a sandbox's network")]
+    Bridge(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -71,7 +73,8 @@ impl Error {
             | Self::Rehearse(_)
             | Self::RehearseCassandra(_)
             | Self::Cleanup(_)
-            | Self::CleanupCassandra(_) => exit_code::UNREACHABLE,
+            | Self::CleanupCassandra(_)
+            | Self::Bridge(_) => exit_code::UNREACHABLE,
             Self::Interrupted => exit_code::INTERRUPTED,
         }
     }

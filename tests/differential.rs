@@ -158,7 +158,9 @@ impl Servers {
 
     async fn cassandra(&mut self) -> &mut Cassandra {
         if self.cassandra.is_none() {
-            let opts = CassandraOptions::new(format!("differential-{}", std::process::id()));
+            let mut opts = CassandraOptions::new(format!("differential-{}", std::process::id()));
+            // This test binary is not the tool, whose binary carries the node's ports.
+            opts.bridge = Some(env!("CARGO_BIN_EXE_scalardb-verify").into());
             // Boxed: the start future is too deep for the compiler's layout computation inline.
             let node = Box::pin(CassandraInstance::start(&opts))
                 .await

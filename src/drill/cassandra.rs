@@ -113,6 +113,22 @@ impl CassandraNode {
 
     pub fn connection_hint(&self) -> String {
         match self {
+            // A kept locked node has a network of its own: its CQL port comes out only
+            // through its socket in the tool's directory (the tool's own host port ended
+            // with the drill).
+            Self::Local(node) if node.is_isolated() => {
+                let socket = node.cql_socket();
+                format!(
+                    "the CQL socket {} as {} (password in {}, data directory {}); to reach it \
+                     over TCP on this machine, run: scalardb-verify bridge --forward \
+                     tcp:127.0.0.1:9042=unix:{} -- sleep infinity",
+                    socket.display(),
+                    node.credentials().map_or("", |c| c.username.as_str()),
+                    node.password_file().display(),
+                    node.dir().display(),
+                    socket.display(),
+                )
+            }
             Self::Local(node) => match node.credentials() {
                 Some(credentials) => format!(
                     "cassandra://{}@{} (password in {}, data directory {})",

@@ -21,8 +21,13 @@
 //!
 //! The JVM and every nodetool run in a [`Sandbox`]: a fresh account without capabilities
 //! (when the tool is root), `/usr` and the jars read only, the config read only, and the
-//! node's box (data, JMX password) the only place it may write. It shares the host's
-//! network, since the tool and a cluster's other nodes reach it over TCP on loopback.
+//! node's box (data, JMX password) the only place it may write. A locked node also has a
+//! network of its own ([`Network::Isolated`]): it listens on its own loopback's usual ports
+//! and can reach nothing on the machine. Its CQL and JMX ports come out through Unix sockets
+//! in the tool's directory ([`bridge`](super::bridge)): CQL to a loopback port of the host
+//! that only this process may connect to, JMX into nodetool's own sandbox, where a bridge
+//! listens on the port nodetool expects. An unlocked node (a test cluster of several nodes,
+//! which reach each other over TCP) shares the host's network.
 //! Files the tool puts in the box while the JVM runs (the SSTables to import) are created
 //! one path component at a time under directory handles, never following a link, so a
 //! node taken over by a crafted SSTable cannot redirect them onto the host.
@@ -35,8 +40,9 @@
 //! talks CQL only through `store` (the one scylla user).
 
 use std::io::{self, Write as _};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -76,6 +82,15 @@ const CLIENTS_SETTLE: Duration = Duration::from_secs(10);
 const JMX_PASSWORD_FILE: &str = "jmx.password";
 const JMX_ACCESS_FILE: &str = "jmx.access";
 const CQL_PASSWORD_FILE: &str = "cql.password";
+/// The Unix sockets a locked node's CQL and JMX ports come out through, in the tool's
+/// directory (mode 0600; the JMX one the sandbox account's, since nodetool's sandbox dials it).
+const CQL_SOCKET: &str = "cql.sock";
+const JMX_SOCKET: &str = "jmx.sock";
+/// A locked node's ports on its own loopback: Cassandra's usual ones, since nothing else
+/// listens there.
+const ISOLATED_NATIVE_PORT: u16 = 9042;
+const ISOLATED_STORAGE_PORT: u16 = 7000;
+const ISOLATED_JMX_PORT: u16 = 7199;
 /// Java options Cassandra 5.0 needs on Java 17 (its `conf/jvm17-server.options`).
 pub const JVM17_OPTIONS: &[&str] = &[
     "-Djdk.attach.allowAttachSelf=true",
@@ -128,6 +143,10 @@ pub struct CassandraOptions {
     pub locked: bool,
     /// Whether the node may outlive the tool (`--keep`); otherwise it is killed with it.
     pub outlive_tool: bool,
+    /// The `scalardb-verify` binary that carries a locked node's ports through its
+    /// sandbox's wall (its hidden `bridge` command); `None`: this process's own executable.
+    /// Tests and benchmarks, whose executable is not the tool, name the tool's.
+    pub bridge: Option<PathBuf>,
 }
 
 impl CassandraOptions {
@@ -143,6 +162,7 @@ impl CassandraOptions {
             parent_dir: None,
             locked: true,
             outlive_tool: false,
+            bridge: None,
         }
     }
 }
@@ -199,11 +219,29 @@ pub enum CassandraRuntimeError {
     #[error("confine the Cassandra JVM")]
     Sandbox(#[from] SandboxError),
     #[error(
-        "let the node's sandbox account read Cassandra's jars in {}: they must be readable \
-         by others (chmod -R o+rX, or run scripts/install-cassandra again)",
+        "let the node's sandbox account read {}: Cassandra's jars and the scalardb-verify \
+         binary must be readable by others (chmod -R o+rX, or run scripts/install-cassandra \
+         again)",
         path.display()
     )]
     Unreadable { path: PathBuf },
+    #[error("find this program's own executable, which carries a locked node's ports")]
+    NoBridge {
+        #[source]
+        source: io::Error,
+    },
+    #[error("make the node's socket {}", path.display())]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("open a loopback port for the node's CQL socket {}", socket.display())]
+    HostPort {
+        socket: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("give {} to the sandbox account (uid {uid})", path.display())]
     Chown {
         path: PathBuf,
@@ -375,6 +413,8 @@ pub struct CassandraInstance {
     /// The node's own CQL role; `None` when not locked.
     credentials: Option<CassandraCredentials>,
     jmx_password: String,
+    /// A locked node's way out of its network: the bridge binary and the host's CQL port.
+    bridged: Option<Bridged>,
     server: Option<std::process::Child>,
     label: Label,
     removed: bool,
@@ -419,10 +459,25 @@ impl CassandraInstance {
                 source,
             })?
             .keep();
+        let network = if opts.locked {
+            Network::Isolated
+        } else {
+            Network::Host
+        };
+        let bridge = match opts.locked {
+            true => match opts.bridge.clone().map_or_else(std::env::current_exe, Ok) {
+                Ok(program) => Some(program),
+                Err(source) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(CassandraRuntimeError::NoBridge { source });
+                }
+            },
+            false => None,
+        };
         let confined = Account::fresh()
-            .and_then(|account| Sandbox::prepare(&dir, &dir.join(BOX_DIR), account, Network::Host))
+            .and_then(|account| Sandbox::prepare(&dir, &dir.join(BOX_DIR), account, network))
             .map_err(CassandraRuntimeError::from)
-            .and_then(|sandbox| confine(sandbox, &dir, &home, &java))
+            .and_then(|sandbox| confine(sandbox, &dir, &home, &java, bridge.as_deref()))
             .map(|sandbox| {
                 if opts.outlive_tool {
                     sandbox.outliving_the_tool()
@@ -444,7 +499,12 @@ impl CassandraInstance {
             sandbox,
             home,
             java,
-            address: opts.listen_address,
+            // Inside its own network, a locked node has loopback's first address to itself.
+            address: if opts.locked {
+                Ipv4Addr::LOCALHOST
+            } else {
+                opts.listen_address
+            },
             native_port: 0,
             storage_port: 0,
             jmx_port: 0,
@@ -453,6 +513,10 @@ impl CassandraInstance {
                 password: String::new(),
             }),
             jmx_password: random_secret()?,
+            bridged: bridge.map(|program| Bridged {
+                program,
+                host_port: None,
+            }),
             server: None,
             label: Label {
                 tool: TOOL.to_owned(),
@@ -475,12 +539,19 @@ impl CassandraInstance {
         instance.write_secrets()?;
         let mut attempt = 1;
         loop {
-            instance.native_port = free_port(opts.listen_address)?;
-            instance.storage_port = match opts.storage_port {
-                Some(port) => port,
-                None => free_port(opts.listen_address)?,
-            };
-            instance.jmx_port = free_port(Ipv4Addr::LOCALHOST)?;
+            if instance.bridged.is_some() {
+                // Nothing else listens in the node's own network: no port can be taken.
+                instance.native_port = ISOLATED_NATIVE_PORT;
+                instance.storage_port = ISOLATED_STORAGE_PORT;
+                instance.jmx_port = ISOLATED_JMX_PORT;
+            } else {
+                instance.native_port = free_port(opts.listen_address)?;
+                instance.storage_port = match opts.storage_port {
+                    Some(port) => port,
+                    None => free_port(opts.listen_address)?,
+                };
+                instance.jmx_port = free_port(Ipv4Addr::LOCALHOST)?;
+            }
             instance.write_config(opts)?;
             instance.spawn()?;
             match instance.wait_ready(deadline, opts.startup_timeout).await {
@@ -504,9 +575,13 @@ impl CassandraInstance {
         }
     }
 
-    /// `address:port` of the CQL native transport.
+    /// `address:port` the tool's CQL clients reach the node at: a locked node's host port
+    /// (open to this process alone), else the node's own native transport.
     pub fn contact_point(&self) -> String {
-        format!("{}:{}", self.address, self.native_port)
+        match self.bridged.as_ref().and_then(|b| b.host_port.as_ref()) {
+            Some(port) => port.address().to_string(),
+            None => format!("{}:{}", self.address, self.native_port),
+        }
     }
 
     /// `address:storage_port`, for another node's `seeds`.
@@ -514,7 +589,8 @@ impl CassandraInstance {
         format!("{}:{}", self.address, self.storage_port)
     }
 
-    /// The JMX port on 127.0.0.1 nodetool reaches (with the node's own password only).
+    /// The JMX port on 127.0.0.1 nodetool reaches (with the node's own password only): on a
+    /// locked node, a port of its own network, which nothing on the host can reach.
     pub fn jmx_port(&self) -> u16 {
         self.jmx_port
     }
@@ -533,8 +609,21 @@ impl CassandraInstance {
         self.storage_port
     }
 
+    /// The native transport's port where the node listens (on a locked node, in its own
+    /// network: see [`contact_point`](Self::contact_point)).
     pub fn native_port(&self) -> u16 {
         self.native_port
+    }
+
+    /// Whether the node has a network of its own (a locked node does).
+    pub fn is_isolated(&self) -> bool {
+        self.bridged.is_some()
+    }
+
+    /// The Unix socket a locked node's CQL port comes out through (in the tool's directory,
+    /// mode 0600); it outlives the tool with a node kept by `--keep`.
+    pub fn cql_socket(&self) -> PathBuf {
+        self.dir.join(CQL_SOCKET)
     }
 
     /// The `cassandra://` URL the scan takes, with the node's own credentials when locked.
@@ -765,10 +854,35 @@ impl CassandraInstance {
     async fn nodetool(&self, args: &[&str]) -> Result<String, (String, String)> {
         let classpath = format!("{}/*", self.home.join("lib").display());
         // Confined like the node: what comes back over JMX is the node's, and the node
-        // holds the backup.
-        let output = self
-            .sandbox
-            .tokio_command(&self.java)
+        // holds the backup. A locked node's JMX port comes into nodetool's own network
+        // through the node's JMX socket, bound into this sandbox alone.
+        let mut command = match &self.bridged {
+            Some(bridged) => {
+                let socket = self.dir.join(JMX_SOCKET);
+                let mut command = self
+                    .sandbox
+                    .clone()
+                    .with_read_only(&socket)
+                    .tokio_command(&bridged.program);
+                command
+                    .args(["bridge", "--forward"])
+                    .arg(
+                        super::bridge::Forward {
+                            listen: super::bridge::Listen::Tcp(SocketAddrV4::new(
+                                Ipv4Addr::LOCALHOST,
+                                self.jmx_port,
+                            )),
+                            dial: super::bridge::Dial::Unix(socket),
+                        }
+                        .to_string(),
+                    )
+                    .arg("--")
+                    .arg(&self.java);
+                command
+            }
+            None => self.sandbox.tokio_command(&self.java),
+        };
+        let output = command
             .args(["-Xmx256m", "-cp", &classpath])
             .args(JVM17_OPTIONS)
             .arg(format!(
@@ -1106,7 +1220,53 @@ impl CassandraInstance {
         let data = self.sandbox.inside(&self.box_dir().join("data"));
         let classpath = format!("{}/*", self.home.join("lib").display());
         let conf = self.conf_dir();
-        let mut command = self.sandbox.command(&self.java);
+        let mut command = match &mut self.bridged {
+            Some(bridged) => {
+                // The bridge is the sandbox's first process: it takes the node's two sockets
+                // (as descriptors 3 and 4), dials the node's ports on the sandbox's own
+                // loopback, and runs the JVM as its child.
+                let (cql, jmx) = bind_sockets(&self.dir, self.sandbox.account())?;
+                let mut command = self.sandbox.command(&bridged.program);
+                command.arg("bridge");
+                for (fd, port) in [(3, self.native_port), (4, self.jmx_port)] {
+                    let forward = super::bridge::Forward {
+                        listen: super::bridge::Listen::Fd(fd),
+                        dial: super::bridge::Dial::Tcp(SocketAddrV4::new(
+                            Ipv4Addr::LOCALHOST,
+                            port,
+                        )),
+                    };
+                    command.arg("--forward").arg(forward.to_string());
+                }
+                command.arg("--").arg(&self.java);
+                use command_fds::{CommandFdExt as _, FdMapping};
+                command
+                    .fd_mappings(vec![
+                        FdMapping {
+                            parent_fd: OwnedFd::from(cql),
+                            child_fd: 3,
+                        },
+                        FdMapping {
+                            parent_fd: OwnedFd::from(jmx),
+                            child_fd: 4,
+                        },
+                    ])
+                    .map_err(|e| CassandraRuntimeError::Spawn {
+                        program: bridged.program.clone(),
+                        source: io::Error::other(e.to_string()),
+                    })?;
+                let socket = self.dir.join(CQL_SOCKET);
+                bridged.host_port =
+                    Some(super::bridge::HostPort::open(&socket).map_err(|source| {
+                        CassandraRuntimeError::HostPort {
+                            socket: socket.clone(),
+                            source,
+                        }
+                    })?);
+                command
+            }
+            None => self.sandbox.command(&self.java),
+        };
         command
             .args(["-Xms512m", "-Xmx1g", "-Xss512k", "-XX:+UseG1GC"])
             .args(["-XX:+ExitOnOutOfMemoryError", "-XX:+PerfDisableSharedMem"])
@@ -1122,6 +1282,12 @@ impl CassandraInstance {
             .arg(format!("-Dcassandra.storagedir={}", data.display()))
             .arg(format!("-Dcassandra.logdir={}", sandbox::BOX))
             .arg(format!("-Dcassandra.jmx.local.port={}", self.jmx_port))
+            // The RMI server nodetool is sent to after the registry: on the same port (as
+            // cassandra-env.sh sets it), which alone a locked node's bridge carries.
+            .arg(format!(
+                "-Dcom.sun.management.jmxremote.rmi.port={}",
+                self.jmx_port
+            ))
             // JMX on loopback, but only with the node's own password.
             .arg("-Dcom.sun.management.jmxremote.authenticate=true")
             .arg(format!(
@@ -1156,7 +1322,10 @@ impl CassandraInstance {
         let child = command
             .spawn()
             .map_err(|source| CassandraRuntimeError::Spawn {
-                program: self.java.clone(),
+                program: self
+                    .bridged
+                    .as_ref()
+                    .map_or_else(|| self.java.clone(), |b| b.program.clone()),
                 source,
             })?;
         self.label.server = ProcessId::of(child.id());
@@ -1382,10 +1551,15 @@ fn confine(
     dir: &Path,
     home: &Path,
     java: &Path,
+    bridge: Option<&Path>,
 ) -> Result<Sandbox, CassandraRuntimeError> {
     let lib = home.join("lib");
-    if !sandbox.account().can_read_bound(&lib) {
-        return Err(CassandraRuntimeError::Unreadable { path: lib });
+    for path in std::iter::once(lib.as_path()).chain(bridge) {
+        if !sandbox.account().can_read_bound(path) {
+            return Err(CassandraRuntimeError::Unreadable {
+                path: path.to_owned(),
+            });
+        }
     }
     let conf = dir.join(CONF_DIR);
     std::fs::create_dir(&conf)
@@ -1398,6 +1572,9 @@ fn confine(
             source,
         })?;
     let mut sandbox = sandbox.with_read_only(home).with_read_only(&conf);
+    if let Some(bridge) = bridge {
+        sandbox = sandbox.with_read_only(bridge);
+    }
     if !java.starts_with("/usr") {
         // `<java home>/bin/java`: the whole runtime.
         if let Some(java_home) = java.parent().and_then(Path::parent) {
@@ -1405,6 +1582,51 @@ fn confine(
         }
     }
     Ok(sandbox)
+}
+
+/// A locked node's way out of its own network.
+#[derive(Debug)]
+struct Bridged {
+    /// The `scalardb-verify` binary, bound read only into the node's and nodetool's sandboxes.
+    program: PathBuf,
+    /// The host's loopback port the tool's CQL clients reach the node at (the node's CQL
+    /// socket behind it); open to this process alone.
+    host_port: Option<super::bridge::HostPort>,
+}
+
+/// The node's CQL and JMX sockets in the tool's directory `dir`, fresh (a start retried
+/// makes them anew): both mode 0600, the JMX one given to `account`, which dials it from
+/// nodetool's sandbox. Nobody else may enter `dir`.
+fn bind_sockets(
+    dir: &Path,
+    account: Account,
+) -> Result<(UnixListener, UnixListener), CassandraRuntimeError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bind = |name: &str| {
+        let path = dir.join(name);
+        let error = |source| CassandraRuntimeError::Socket {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(error(e)),
+        }
+        let listener = UnixListener::bind(&path).map_err(error)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+        Ok((listener, path))
+    };
+    let (cql, _) = bind(CQL_SOCKET)?;
+    let (jmx, jmx_path) = bind(JMX_SOCKET)?;
+    account
+        .chown(&jmx_path)
+        .map_err(|source| CassandraRuntimeError::Chown {
+            path: jmx_path.clone(),
+            uid: account.uid,
+            source,
+        })?;
+    Ok((cql, jmx))
 }
 
 /// Writes a new file only its owner may read.

@@ -12,9 +12,12 @@
 //!   machine, each in a [`sandbox`] of its own, in the tool's private directory.
 //! - [`sandbox`]: the confinement (a fresh account, no capabilities, no host files, no
 //!   network) every server and client run on backup data lives in.
+//! - [`bridge`]: byte pipes through the wall of a sandbox that has a network of its own,
+//!   for the servers only TCP reaches (Cassandra's CQL and JMX).
 //! - [`cassandra`]: Apache Cassandra nodes run from the Maven Central jars that
 //!   `scripts/install-cassandra` fetches, on a free port of a loopback address.
 
+pub mod bridge;
 pub mod cassandra;
 pub mod docker;
 pub mod local;

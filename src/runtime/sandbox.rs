@@ -15,7 +15,8 @@
 //!   backup read only at [`BACKUP`] when it is handed in; nothing else of the host's files;
 //! - in **its own network namespace** ([`Network::Isolated`]): no interface but a loopback of
 //!   its own, so no server on the machine can be reached. The tool talks to the server
-//!   through a Unix socket in the instance directory, which only the tool can open;
+//!   through a Unix socket in the instance directory, which only the tool can open (a
+//!   server that speaks only TCP gets its ports carried out by [`bridge`](super::bridge));
 //! - in its own PID, IPC and UTS namespaces, killed with the tool (`--die-with-parent`),
 //!   unless it is to outlive it ([`Sandbox::outliving_the_tool`], for `--keep`).
 //!

@@ -2,7 +2,8 @@
 //! with its fresh random password (the default `cassandra`/`cassandra` role is gone, and
 //! nobody gets in without credentials), JMX needs its own password too, and a role,
 //! keyspace or session someone else left makes the node untrusted. The JVM runs confined
-//! (a fresh account, no capabilities, none of the host's files).
+//! (a fresh account, no capabilities, none of the host's files, a network of its own whose
+//! ports only this process reaches).
 
 use std::process::Command;
 
@@ -109,6 +110,16 @@ fn assert_confined(node: &scalardb_verify::runtime::cassandra::CassandraInstance
     let ns = |pid: &str, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
     assert_ne!(ns(&jvm.to_string(), "mnt"), ns("self", "mnt"));
     assert_ne!(ns(&jvm.to_string(), "pid"), ns("self", "pid"));
+    // A network of its own, holding a loopback and nothing else.
+    assert_ne!(ns(&jvm.to_string(), "net"), ns("self", "net"));
+    let devices = std::fs::read_to_string(format!("/proc/{jvm}/net/dev")).unwrap();
+    let interfaces: Vec<&str> = devices
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{devices}");
     // What the JVM sees as / and /etc: nothing of the host's but what it was given.
     let root = std::path::PathBuf::from(format!("/proc/{jvm}/root"));
     let mut etc: Vec<String> = std::fs::read_dir(root.join("etc"))
@@ -194,27 +205,69 @@ async fn the_node_answers_only_its_own_role_and_jmx_password() {
     );
     node.check_locked(&[]).await.unwrap();
 
-    // JMX: no credentials, refused; the node's own password file, admitted.
-    let anonymous = nodetool_status(&node, &[]);
+    // JMX is in the node's own network: from the host, not even the node's own password
+    // gets nodetool in (nothing of the node's listens here)...
     assert!(
-        !anonymous.status.success(),
-        "nodetool without credentials got in"
+        node.is_isolated(),
+        "a drill's node has a network of its own"
     );
     let password_file = node.box_dir().join("jmx.password");
-    let admitted = nodetool_status(
-        &node,
+    for extra in [
+        &[][..],
         &[
             "-u",
             "scalardb_verify",
             "-pwf",
             password_file.to_str().unwrap(),
-        ],
+        ][..],
+    ] {
+        let from_host = nodetool_status(&node, extra);
+        assert!(
+            !from_host.status.success(),
+            "nodetool reached the node's JMX from the host with {extra:?}"
+        );
+    }
+    // ...while the tool's own nodetool, confined in a network of its own, reaches it
+    // through the node's JMX socket.
+    node.snapshot("locked", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{}", scalardb_verify::scan::error_chain(&e)));
+
+    // The host port the tool's driver uses answers this process and those it started alone:
+    // a CQL OPTIONS frame from a process that is not ours (its parent has exited) gets
+    // nothing back, the same frame from here gets SUPPORTED.
+    let port = node.contact_point().rsplit(':').next().unwrap().to_owned();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let orphan = format!(
+        "(sleep 0.3; exec 3<>/dev/tcp/127.0.0.1/{port}; echo connected; \
+         printf '\\x04\\x00\\x00\\x00\\x05\\x00\\x00\\x00\\x00' >&3; \
+         timeout 5 cat <&3 | od -An -tx1; echo done) >{} 2>/dev/null </dev/null & disown",
+        out.path().display()
     );
-    assert!(
-        admitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&admitted.stderr)
+    Command::new("setsid")
+        .args(["bash", "-c", &orphan])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let answer = loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let text = std::fs::read_to_string(out.path()).unwrap();
+        if text.contains("done") || std::time::Instant::now() > deadline {
+            break text;
+        }
+    };
+    assert_eq!(
+        answer, "connected\ndone\n",
+        "another process got an answer on the node's host port"
     );
+    {
+        use std::io::{Read as _, Write as _};
+        let mut ours = std::net::TcpStream::connect(node.contact_point()).unwrap();
+        ours.write_all(&[4, 0, 0, 0, 5, 0, 0, 0, 0]).unwrap();
+        let mut header = [0u8; 9];
+        ours.read_exact(&mut header).unwrap();
+        assert_eq!(header[4], 6, "SUPPORTED answers OPTIONS: {header:?}");
+    }
     use std::os::unix::fs::PermissionsExt as _;
     for secret in [password_file.clone(), node.password_file()] {
         let mode = std::fs::metadata(&secret).unwrap().permissions().mode();

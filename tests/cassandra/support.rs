@@ -30,11 +30,15 @@ pub async fn heavy_test_slot() -> tokio::sync::SemaphorePermit<'static> {
 /// Starts a node, locked to its own role as a drill's is, failing with the reason (and
 /// the install command) when it can't.
 pub async fn start_node() -> CassandraInstance {
-    start_node_with(CassandraOptions::new(format!(
-        "cassandra-tests-{}",
-        std::process::id()
-    )))
-    .await
+    start_node_with(options(format!("cassandra-tests-{}", std::process::id()))).await
+}
+
+/// A locked node's options, whose ports the tool's binary carries out of its sandbox (this
+/// test binary is not the tool).
+pub fn options(run_id: String) -> CassandraOptions {
+    let mut options = CassandraOptions::new(run_id);
+    options.bridge = Some(BIN.into());
+    options
 }
 
 /// Starts a node with `options`, failing with the reason when it can't.
