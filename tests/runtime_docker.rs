@@ -192,7 +192,8 @@ fn assert_confined(instance: &DockerInstance, container: &serde_json::Value) {
 }
 
 /// A shell command printing, one per line: who `exec` runs as, its effective capabilities,
-/// the server's (pid 1) effective capabilities and its uid.
+/// the effective capabilities and uid of pid 1 (the server, or for Cassandra the tool's
+/// bridge that runs it, which gives up root before carrying a byte).
 const UNPRIVILEGED_PROBE: &str = "id -un; grep ^CapEff /proc/self/status | cut -f2; \
      grep ^CapEff /proc/1/status | cut -f2; grep ^Uid /proc/1/status | cut -f2";
 
@@ -791,6 +792,9 @@ fn cassandra_options(test: &str) -> DockerOptions {
     );
     // Generous: two JVMs may start at once on a small shared machine.
     options.startup_timeout = Duration::from_secs(300);
+    // The tool's binary carries the node's CQL port out of its network (this test binary
+    // is not the tool).
+    options.bridge = Some(env!("CARGO_BIN_EXE_scalardb-verify").into());
     options
 }
 
@@ -823,13 +827,35 @@ fn assert_cassandra_labelled(node: &DockerCassandra, options: &DockerOptions) {
     assert_cassandra_confined(node, &container);
 }
 
-/// What a Cassandra container may do: the SQL containers' confinement, but on the host's
-/// network (for its own loopback address) and with no host directory; and no password on
-/// its command line or in its environment.
+/// What a Cassandra container may do: the SQL containers' confinement (no network but its
+/// own loopback, one private host directory for its socket), plus the tool's binary read
+/// only as its first process; and no password on its command line or in its environment.
 fn assert_cassandra_confined(node: &DockerCassandra, container: &serde_json::Value) {
-    assert_hardened(container, "host", 2048);
-    let mounts = container["Mounts"].as_array().unwrap();
-    assert!(mounts.iter().all(|m| m["Type"] != "bind"), "{mounts:?}");
+    assert_hardened(container, "none", 2048);
+    let mut mounts: Vec<(String, bool)> = container["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Type"] == "bind")
+        .map(|m| (m["Source"].as_str().unwrap().to_owned(), m["RW"] == true))
+        .collect();
+    mounts.sort();
+    let mut expected = vec![
+        (
+            node.cql_socket().parent().unwrap().display().to_string(),
+            true,
+        ),
+        (env!("CARGO_BIN_EXE_scalardb-verify").to_owned(), false),
+    ];
+    expected.sort();
+    assert_eq!(
+        mounts, expected,
+        "only the socket directory, and the bridge read only"
+    );
+    assert_eq!(
+        container["Config"]["Entrypoint"][1], "bridge",
+        "the bridge is the container's first process"
+    );
     let password = &node.credentials().password;
     assert_eq!(password.len(), 32);
     for shown in [
@@ -887,12 +913,12 @@ async fn copy_out(node: &DockerCassandra, pattern: &str, into: &Path) {
 #[tokio::test]
 async fn cassandra_snapshot_of_one_node_imports_into_another() {
     let options = cassandra_options("cass");
-    // Two nodes side by side on the host's network: same fixed ports, own addresses.
+    // Two nodes side by side, each in a network of its own, reached through host ports of
+    // their own.
     let (source, target) = tokio::join!(start_cassandra(&options), start_cassandra(&options));
     assert_ne!(source.address(), target.address());
-    assert_ne!(source.jmx_port(), target.jmx_port());
     assert_ne!(source.contact_point(), target.contact_point());
-    assert_eq!(source.contact_point(), format!("{}:9042", source.address()));
+    assert_ne!(source.cql_socket(), target.cql_socket());
     assert_eq!(
         source.url(),
         format!(

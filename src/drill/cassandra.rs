@@ -140,12 +140,17 @@ impl CassandraNode {
                 None => format!("{} (data directory {})", self.url(), node.dir().display()),
             },
             // The password stays in the container, readable by its server account alone.
+            // The container has a network of its own too: only its CQL socket outlives the
+            // drill's host port.
             Self::Docker(node) => format!(
-                "cassandra://{}@{} (password in {} inside the container {})",
+                "the CQL socket {} as {} (password in {} inside the container {}); to reach \
+                 it over TCP on this machine, run: scalardb-verify bridge --forward \
+                 tcp:127.0.0.1:9042=unix:{} -- sleep infinity",
+                node.cql_socket().display(),
                 node.credentials().username,
-                node.contact_point(),
                 node.password_file(),
-                node.container_name()
+                node.container_name(),
+                node.cql_socket().display(),
             ),
         }
     }

@@ -46,6 +46,9 @@ pub enum Listen {
     Fd(RawFd),
     /// A TCP port on loopback.
     Tcp(SocketAddrV4),
+    /// A Unix socket the bridge makes at this path (mode 0666: it is for a directory the
+    /// tool mounted into a container, private to the tool's user on the host).
+    Unix(PathBuf),
 }
 
 /// Where a bridge carries each connection.
@@ -95,8 +98,13 @@ impl FromStr for Forward {
             Listen::Fd(fd)
         } else if let Some(address) = listen.strip_prefix("tcp:") {
             Listen::Tcp(loopback(address).ok_or_else(|| error("tcp: takes 127.0.0.1:PORT"))?)
+        } else if let Some(path) = listen.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(error("unix: takes an absolute path"));
+            }
+            Listen::Unix(PathBuf::from(path))
         } else {
-            return Err(error("LISTEN is fd:N or tcp:127.0.0.1:PORT"));
+            return Err(error("LISTEN is fd:N, tcp:127.0.0.1:PORT or unix:PATH"));
         };
         let dial = if let Some(address) = dial.strip_prefix("tcp:") {
             Dial::Tcp(loopback(address).ok_or_else(|| error("tcp: takes 127.0.0.1:PORT"))?)
@@ -117,6 +125,7 @@ impl fmt::Display for Forward {
         match &self.listen {
             Listen::Fd(fd) => write!(f, "fd:{fd}=")?,
             Listen::Tcp(address) => write!(f, "tcp:{address}=")?,
+            Listen::Unix(path) => write!(f, "unix:{}=", path.display())?,
         }
         match &self.dial {
             Dial::Tcp(address) => write!(f, "tcp:{address}"),
@@ -142,6 +151,14 @@ pub enum BridgeError {
         #[source]
         source: io::Error,
     },
+    #[error("listen on {}", path.display())]
+    ListenUnix {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("give up root (become nobody, 65534)")]
+    DropRoot(#[source] io::Error),
     #[error("run {}", program.display())]
     Run {
         program: PathBuf,
@@ -169,6 +186,12 @@ pub fn serve(forwards: &[Forward], program: &OsStr, args: &[OsString]) -> Result
                     source,
                 },
             )?),
+            Listen::Unix(path) => {
+                Listener::Unix(listen_at(path).map_err(|source| BridgeError::ListenUnix {
+                    path: path.clone(),
+                    source,
+                })?)
+            }
         };
         listeners.push((listener, forward.dial.clone()));
     }
@@ -181,6 +204,12 @@ pub fn serve(forwards: &[Forward], program: &OsStr, args: &[OsString]) -> Result
         .args(args)
         .spawn()
         .map_err(run_error)?;
+    // Started as a container's root (whose entrypoint needs it to hand the server its
+    // files), the bridge itself keeps nothing: it becomes `nobody`, every capability gone,
+    // before it carries a byte.
+    if nix::unistd::geteuid().is_root() {
+        drop_root().map_err(|e| BridgeError::DropRoot(io::Error::from(e)))?;
+    }
     for (listener, dial) in listeners {
         std::thread::spawn(move || match listener {
             Listener::Unix(listener) => accept_loop(listener.incoming(), &dial),
@@ -189,6 +218,36 @@ pub fn serve(forwards: &[Forward], program: &OsStr, args: &[OsString]) -> Result
     }
     let status = child.wait().map_err(run_error)?;
     Ok(exit_code(status))
+}
+
+/// Becomes `nobody` (65534:65534, no supplementary groups); leaving root this way clears
+/// every capability.
+fn drop_root() -> nix::Result<()> {
+    use nix::unistd::{Gid, Uid};
+    const NOBODY: u32 = 65534;
+    nix::unistd::setgroups(&[])?;
+    nix::unistd::setgid(Gid::from_raw(NOBODY))?;
+    nix::unistd::setuid(Uid::from_raw(NOBODY))
+}
+
+/// A fresh listening socket at `path` (a socket left there by an earlier start is replaced;
+/// anything else is not), which any account may dial: the directory is the tool's.
+fn listen_at(path: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "something that is not a socket is there",
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
 }
 
 fn exit_code(status: std::process::ExitStatus) -> u8 {
@@ -360,6 +419,13 @@ impl HostPort {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    // A socket, not a link a container that can write its directory put
+                    // there to send the tool elsewhere on the host.
+                    let is_socket =
+                        std::fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_socket());
+                    if !is_socket {
+                        continue;
+                    }
                     if let Ok(out) = UnixStream::connect(&socket) {
                         let _ = pipe(stream, out, &open);
                     }
@@ -485,6 +551,7 @@ mod tests {
         for spec in [
             "fd:3=tcp:127.0.0.1:9042",
             "tcp:127.0.0.1:7199=unix:/tmp/x/jmx.sock",
+            "unix:/run/s/cql.sock=tcp:127.0.0.1:9042",
         ] {
             let forward: Forward = spec.parse().unwrap();
             assert_eq!(forward.to_string(), spec);

@@ -10,20 +10,21 @@
 //! pids limit. Durability is off. Loading runs the image's own client (`psql`,
 //! `mysql`/`mariadb`) inside the container, with the host file streamed to its stdin, so
 //! the host needs nothing but the engine.
-//! A [`DockerCassandra`] does the same for a single Cassandra node (`cassandra:5.0`), whose
-//! ports are fixed: it gets a loopback address of its own on the host's network instead,
+//! A [`DockerCassandra`] does the same for a single Cassandra node (`cassandra:5.0`), which
+//! speaks only TCP: the tool's binary, mounted read only as the container's first process,
+//! carries its CQL port to a Unix socket in such a directory ([`super::bridge`]). It
 //! answers CQL only as a role of its own (fresh random password, the default role dropped)
 //! and JMX only with a password file of its own, runs with the same capabilities, no new
 //! privileges and a pids limit, and SSTables are loaded with the image's `nodetool import`.
-//! Every container is labelled (`scalardb-verify.tool`, `.run-id`, `.engine`, and a SQL
-//! server's `.socket-dir`); teardown is explicit ([`DockerInstance::stop`]), `Drop` removes
+//! Every container is labelled (`scalardb-verify.tool`, `.run-id`, `.engine`,
+//! `.socket-dir`); teardown is explicit ([`DockerInstance::stop`]), `Drop` removes
 //! as a fallback, and [`sweep_containers`] removes what a killed run left, socket
 //! directories included.
 //!
 //! This is the only module that talks to the Docker engine, and only through
 //! [`client`]. It must not touch containers it did not label, publish ports beyond
 //! loopback, or interpret the data it holds. The engine must run on this host: the SQL
-//! server's socket is a host directory, and the Cassandra node is on the host's network.
+//! server's socket is a host directory.
 //!
 //! - `client`: the bollard facade, one error variant per engine operation.
 //! - `spec`: each engine's image contract (environment, server arguments, client command).
@@ -110,6 +111,11 @@ pub struct DockerOptions {
     /// SQL instance; there is never an instance without one. Cassandra ignores it: its own
     /// role always gets a fresh random one.
     pub superuser_password: Option<String>,
+    /// The `scalardb-verify` binary that carries a Cassandra container's CQL port out of its
+    /// network (its hidden `bridge` command, mounted read only as the container's first
+    /// process); `None`: this process's own executable. Tests, whose executable is not the
+    /// tool, name the tool's.
+    pub bridge: Option<PathBuf>,
 }
 
 impl DockerOptions {
@@ -121,6 +127,7 @@ impl DockerOptions {
             run_id: run_id.into(),
             startup_timeout: Duration::from_secs(120),
             superuser_password: None,
+            bridge: None,
         }
     }
 }
@@ -185,6 +192,22 @@ pub enum DockerRuntimeError {
     #[error("make a private socket directory for {engine}")]
     CreateSocketDir {
         engine: Engine,
+        #[source]
+        source: io::Error,
+    },
+    #[error("make a private socket directory for a Cassandra container")]
+    CreateCassandraSocketDir {
+        #[source]
+        source: io::Error,
+    },
+    #[error("find this program's own executable, which carries a Cassandra container's port")]
+    NoBridge {
+        #[source]
+        source: io::Error,
+    },
+    #[error("open a loopback port for the Cassandra container's CQL socket {}", socket.display())]
+    HostPort {
+        socket: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -1182,6 +1205,8 @@ fn container_spec(
     ContainerSpec {
         name: container_name(&opts.run_id, engine, port),
         image: image.to_owned(),
+        entrypoint: None,
+        hostname: None,
         cmd: spec::server_args(engine),
         env: spec::server_env(engine),
         labels,

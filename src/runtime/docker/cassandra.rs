@@ -2,11 +2,19 @@
 //!
 //! A [`DockerCassandra`] owns one container of the official `cassandra:5.0` image (or any
 //! image with its contract: the `CASSANDRA_*` variables, `MAX_HEAP_SIZE`/`HEAP_NEWSIZE`,
-//! `JVM_EXTRA_OPTS`, `nodetool` on the PATH) on the host's network. The image's ports are
-//! fixed (9042 CQL, 7000 storage), so each node gets a loopback address of its own,
-//! `127.x.y.z`, as its listen and RPC address; JMX, which Cassandra binds on 127.0.0.1, moves
-//! to a free port through `-Dcassandra.jmx.local.port` in `JVM_EXTRA_OPTS` (the official
-//! `cassandra-env.sh` appends that variable last, so it wins over the default 7199).
+//! `JVM_EXTRA_OPTS`, `nodetool` on the PATH, a C library as recent as glibc 2.34) with a
+//! network of its own (`none`: a loopback and nothing else), so a node taken over by a
+//! crafted SSTable reaches nothing on the machine or beyond. Its CQL port comes out through
+//! the tool's own binary, mounted read only and run as the container's first process
+//! (`scalardb-verify bridge`, which then runs the image's entrypoint as its child): it makes a
+//! Unix socket in a host directory private to the tool's user ([`SocketDir`]) and dials the
+//! node for each connection; on the host, a loopback port open to this process and those it
+//! started alone ([`crate::runtime::bridge::HostPort`]) carries the driver's connections to
+//! that socket. nodetool runs inside the container, in the node's network. Each node still
+//! gets a loopback address of its own, `127.x.y.z`, as its listen and RPC address, and JMX a
+//! port chosen free through `-Dcassandra.jmx.local.port` in `JVM_EXTRA_OPTS` (the official
+//! `cassandra-env.sh` appends that variable last): inside its own network neither can
+//! collide, but they keep nodes apart in names, labels and reports.
 //!
 //! The node answers only this tool, as the local runtime's does
 //! ([`crate::runtime::cassandra`], whose lock-down steps it calls): PasswordAuthenticator and
@@ -41,11 +49,12 @@ use tokio::time::Instant;
 
 use super::client::{Client, Confinement, ContainerSpec};
 use super::cql::{self, Answer};
+use super::socket_dir::SocketDir;
 use super::{
     CONTAINER_CAPABILITIES, DockerOptions, DockerRuntimeError, ExecOutput, LABEL_ADDRESS,
-    PROBE_ATTEMPT_TIMEOUT, StartFailure, StartingContainer, archive, client_with_image,
-    container_name, exec_as, exit_status, free_port, labels, remove_on_drop, start_with_retries,
-    tail_lines,
+    LABEL_SOCKET_DIR, PROBE_ATTEMPT_TIMEOUT, StartFailure, StartingContainer, archive,
+    client_with_image, container_name, exec_as, exit_status, free_port, labels, remove_on_drop,
+    start_with_retries, tail_lines,
 };
 use crate::backup::cassandra::NOT_COMPONENTS;
 use crate::runtime::cassandra::{
@@ -94,6 +103,12 @@ const SECRET_DIR: &str = "scalardb-verify-secret";
 const JMX_PASSWORD_FILE: &str = "jmx.password";
 const JMX_ACCESS_FILE: &str = "jmx.access";
 const CQL_PASSWORD_FILE: &str = "cql.password";
+/// The container's network is its own (`none`: a loopback and nothing else). Its CQL port
+/// comes out through this socket, which the tool's binary, mounted read only as the
+/// container's first process, makes in a host directory private to the tool's user.
+const CQL_SOCKET: &str = "cql.sock";
+const SOCKET_MOUNT: &str = "/scalardb-verify-socket";
+const BRIDGE_MOUNT: &str = "/scalardb-verify-bridge/scalardb-verify";
 /// At most this many processes and threads: a Cassandra JVM runs a few hundred threads
 /// under load (native transport, compaction, an import per table at once).
 const PIDS_LIMIT: i64 = 2048;
@@ -113,8 +128,8 @@ const AUTH_OPTIONS: &str = "-Dcassandra.config.allow_system_properties=true \
 const JMX_AUTH_OPTIONS: &str = "--add-exports=java.management/com.sun.jmx.remote.security=ALL-UNNAMED \
      -Dcom.sun.management.jmxremote.authenticate=true";
 
-/// A Cassandra node running in a container on the host's network, at a loopback address of
-/// its own.
+/// A Cassandra node running in a container with a network of its own, at a loopback address
+/// of its own, reached through its CQL socket.
 ///
 /// Call [`stop`](Self::stop) when done; dropping it instead removes the container on a
 /// helper thread, blocking the dropping thread for up to 15 s.
@@ -132,6 +147,10 @@ pub struct DockerCassandra {
     /// When the probe first found the node asking for credentials.
     listening_since: Option<Instant>,
     default_role_window: Option<Duration>,
+    /// The host directory the container's CQL socket is in, and the loopback port of the
+    /// host (open to this process and those it started alone) the tool's clients use.
+    socket_dir: SocketDir,
+    host_port: crate::runtime::bridge::HostPort,
     removed: bool,
     uploads: AtomicU64,
 }
@@ -172,6 +191,12 @@ impl DockerCassandra {
             .clone()
             .unwrap_or_else(|| DEFAULT_CASSANDRA_IMAGE.to_owned());
         let client = client_with_image(&image).await?;
+        let bridge = opts
+            .bridge
+            .clone()
+            .map_or_else(std::env::current_exe, Ok)
+            .map_err(|source| DockerRuntimeError::NoBridge { source })?;
+        let entrypoint = client.image_entrypoint(&image).await?;
         let began = Instant::now();
         let deadline = began + opts.startup_timeout;
         // An attempt fails as taken when the address or the JMX port was bound before the
@@ -180,9 +205,35 @@ impl DockerCassandra {
             start_with_retries(START_ATTEMPTS, deadline, opts.startup_timeout, async || {
                 let address = free_address()?;
                 let jmx_port = free_port()?;
-                let spec = container_spec(&image, address, jmx_port, &opts.run_id);
-                let confinement = Confinement::host_network(CONTAINER_CAPABILITIES, PIDS_LIMIT);
-                let container_id = tokio::time::timeout_at(
+                let socket_dir = SocketDir::create(CQL_SOCKET)
+                    .map_err(|source| DockerRuntimeError::CreateCassandraSocketDir { source })?;
+                let socket = socket_dir.socket_dir().join(CQL_SOCKET);
+                let host_port = match crate::runtime::bridge::HostPort::open(&socket) {
+                    Ok(port) => port,
+                    Err(source) => {
+                        let _ = socket_dir.remove();
+                        return Err(DockerRuntimeError::HostPort { socket, source });
+                    }
+                };
+                let mut spec = container_spec(&image, address, jmx_port, &opts.run_id);
+                spec.entrypoint = Some(bridged_entrypoint(address, &entrypoint));
+                spec.labels.insert(
+                    LABEL_SOCKET_DIR.to_owned(),
+                    socket_dir.path().to_string_lossy().into_owned(),
+                );
+                let mut confinement = Confinement::isolated(
+                    (
+                        socket_dir.socket_dir().to_string_lossy().into_owned(),
+                        SOCKET_MOUNT.to_owned(),
+                    ),
+                    CONTAINER_CAPABILITIES,
+                    PIDS_LIMIT,
+                );
+                confinement.read_only_binds.push((
+                    bridge.to_string_lossy().into_owned(),
+                    BRIDGE_MOUNT.to_owned(),
+                ));
+                let created = tokio::time::timeout_at(
                     deadline,
                     client.create_confined_container(&spec, &confinement),
                 )
@@ -191,7 +242,15 @@ impl DockerCassandra {
                     image: image.clone(),
                     what: "create a container",
                     timeout: opts.startup_timeout,
-                })??;
+                })
+                .and_then(|created| created);
+                let container_id = match created {
+                    Ok(id) => id,
+                    Err(e) => {
+                        let _ = socket_dir.remove();
+                        return Err(e);
+                    }
+                };
                 // From here on, an early return drops the node, which removes the container.
                 let mut node = Self {
                     client: client.clone(),
@@ -208,6 +267,8 @@ impl DockerCassandra {
                     started_in: Duration::ZERO,
                     listening_since: None,
                     default_role_window: None,
+                    socket_dir,
+                    host_port,
                     removed: false,
                     uploads: AtomicU64::new(0),
                 };
@@ -219,9 +280,16 @@ impl DockerCassandra {
         Ok(node)
     }
 
-    /// `address:9042`, for the CQL driver.
+    /// The host's loopback port the node's CQL socket is carried to (open to this process
+    /// and those it started alone), for the CQL driver.
     pub fn contact_point(&self) -> String {
-        format!("{}:{CASSANDRA_NATIVE_PORT}", self.address)
+        self.host_port.address().to_string()
+    }
+
+    /// The Unix socket the node's CQL port comes out through (in a host directory private
+    /// to the tool's user); it outlives the tool with a node kept by `--keep`.
+    pub fn cql_socket(&self) -> PathBuf {
+        self.socket_dir.socket_dir().join(CQL_SOCKET)
     }
 
     /// The `cassandra://` URL the scan takes, with the node's own credentials.
@@ -468,7 +536,12 @@ impl DockerCassandra {
     pub async fn stop(mut self) -> Result<(), DockerRuntimeError> {
         self.client.remove_container(&self.container_id).await?;
         self.removed = true;
-        Ok(())
+        self.socket_dir
+            .remove()
+            .map_err(|source| DockerRuntimeError::RemoveSocketDir {
+                path: self.socket_dir.path().to_owned(),
+                source,
+            })
     }
 
     /// Uploads the node's secrets into the created container: a fresh JMX password and
@@ -594,7 +667,7 @@ impl StartingContainer for DockerCassandra {
         timeout: Duration,
     ) -> Result<(), StartFailure> {
         let fatal = StartFailure::Fatal;
-        let target = SocketAddr::V4(SocketAddrV4::new(self.address, CASSANDRA_NATIVE_PORT));
+        let target = SocketAddr::V4(self.host_port.address());
         let mut pause = Duration::from_millis(100);
         loop {
             let state = self
@@ -687,8 +760,28 @@ impl Drop for DockerCassandra {
     fn drop(&mut self) {
         if !self.removed {
             remove_on_drop(self.container_id.clone());
+            let _ = self.socket_dir.remove();
         }
     }
+}
+
+/// The container's first process: the tool's bridge, which makes the CQL socket in the
+/// mounted socket directory, dials the node's port in the container's own network for each
+/// connection, and runs the image's own entrypoint (with the command) as its child.
+fn bridged_entrypoint(address: Ipv4Addr, image_entrypoint: &[String]) -> Vec<String> {
+    let forward = crate::runtime::bridge::Forward {
+        listen: crate::runtime::bridge::Listen::Unix(Path::new(SOCKET_MOUNT).join(CQL_SOCKET)),
+        dial: crate::runtime::bridge::Dial::Tcp(SocketAddrV4::new(address, CASSANDRA_NATIVE_PORT)),
+    };
+    let mut entrypoint = vec![
+        BRIDGE_MOUNT.to_owned(),
+        "bridge".to_owned(),
+        "--forward".to_owned(),
+        forward.to_string(),
+        "--".to_owned(),
+    ];
+    entrypoint.extend_from_slice(image_entrypoint);
+    entrypoint
 }
 
 fn container_spec(image: &str, address: Ipv4Addr, jmx_port: u16, run_id: &str) -> ContainerSpec {
@@ -697,6 +790,10 @@ fn container_spec(image: &str, address: Ipv4Addr, jmx_port: u16, run_id: &str) -
     ContainerSpec {
         name: container_name(run_id, ENGINE, address),
         image: image.to_owned(),
+        entrypoint: None,
+        // Cassandra resolves its own host name at start; in a network of its own nothing
+        // but `localhost` resolves.
+        hostname: Some("localhost".to_owned()),
         cmd: vec!["cassandra".to_owned(), "-f".to_owned()],
         env: server_env(address, jmx_port),
         labels,

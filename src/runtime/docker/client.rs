@@ -81,23 +81,28 @@ fn engine(error: bollard::errors::Error) -> EngineError {
 pub(super) struct ContainerSpec {
     pub(super) name: String,
     pub(super) image: String,
+    /// `None`: the image's own entrypoint.
+    pub(super) entrypoint: Option<Vec<String>>,
+    /// `None`: the engine's (the container id, which only a network of the engine's names).
+    pub(super) hostname: Option<String>,
     pub(super) cmd: Vec<String>,
     pub(super) env: Vec<String>,
     pub(super) labels: HashMap<String, String>,
     pub(super) stop_signal: Option<String>,
 }
 
-/// How a container is confined. Both kinds keep no capabilities beyond those the images'
-/// entrypoints need to drop to their server account, no new privileges, and a pids limit.
-/// [`Confinement::host_network`] is the Cassandra node's (its own loopback address on the
-/// host's network, no host directory); [`Confinement::isolated`] the SQL servers' (no
-/// network, one host directory mounted).
+/// How a container is confined: no capabilities beyond those the images' entrypoints need
+/// to drop to their server account, no new privileges, a pids limit, no network but a
+/// loopback of its own, one host directory mounted for the server's socket (and, for a
+/// Cassandra node, the tool's binary read only, which carries its CQL port to that socket).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Confinement {
-    /// `host` or `none`.
+    /// `none`.
     pub(super) network_mode: String,
     /// Host directories mounted read-write: `(host path, container path)`.
     pub(super) binds: Vec<(String, String)>,
+    /// Host files or directories mounted read only: `(host path, container path)`.
+    pub(super) read_only_binds: Vec<(String, String)>,
     /// `None`: the engine's default capabilities.
     pub(super) capabilities: Option<Vec<String>>,
     pub(super) no_new_privileges: bool,
@@ -105,22 +110,12 @@ pub(super) struct Confinement {
 }
 
 impl Confinement {
-    /// The host's network, no host mount, and only `capabilities`.
-    pub(super) fn host_network(capabilities: &[&str], pids_limit: i64) -> Self {
-        Self {
-            network_mode: "host".to_owned(),
-            binds: Vec::new(),
-            capabilities: Some(capabilities.iter().map(|&c| c.to_owned()).collect()),
-            no_new_privileges: true,
-            pids_limit: Some(pids_limit),
-        }
-    }
-
     /// No network at all, `bind` the only host mount, and only `capabilities`.
     pub(super) fn isolated(bind: (String, String), capabilities: &[&str], pids_limit: i64) -> Self {
         Self {
             network_mode: "none".to_owned(),
             binds: vec![bind],
+            read_only_binds: Vec::new(),
             capabilities: Some(capabilities.iter().map(|&c| c.to_owned()).collect()),
             no_new_privileges: true,
             pids_limit: Some(pids_limit),
@@ -131,13 +126,16 @@ impl Confinement {
         HostConfig {
             network_mode: Some(self.network_mode.clone()),
             // Mounts rather than `binds` strings, which a `:` in a path would break.
-            mounts: (!self.binds.is_empty()).then(|| {
-                self.binds
-                    .iter()
-                    .map(|(source, target)| Mount {
+            mounts: (!self.binds.is_empty() || !self.read_only_binds.is_empty()).then(|| {
+                let writable = self.binds.iter().map(|bind| (bind, false));
+                let read_only = self.read_only_binds.iter().map(|bind| (bind, true));
+                writable
+                    .chain(read_only)
+                    .map(|((source, target), read_only)| Mount {
                         source: Some(source.clone()),
                         target: Some(target.clone()),
                         typ: Some(MountType::BIND),
+                        read_only: read_only.then_some(true),
                         ..Default::default()
                     })
                     .collect()
@@ -247,6 +245,23 @@ impl Client {
         )
     }
 
+    /// The entrypoint `image` declares (empty when it declares none).
+    pub(super) async fn image_entrypoint(
+        &self,
+        image: &str,
+    ) -> Result<Vec<String>, DockerRuntimeError> {
+        let inspected = self.docker.inspect_image(image).await.map_err(|source| {
+            DockerRuntimeError::InspectImage {
+                image: image.to_owned(),
+                source: engine(source),
+            }
+        })?;
+        Ok(inspected
+            .config
+            .and_then(|config| config.entrypoint)
+            .unwrap_or_default())
+    }
+
     pub(super) async fn image_exists(&self, image: &str) -> Result<bool, DockerRuntimeError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
@@ -293,6 +308,8 @@ impl Client {
             .build();
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            hostname: spec.hostname.clone(),
             cmd: Some(spec.cmd.clone()),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
