@@ -12,7 +12,9 @@
 //! read's page size, default 5000, the tool's default), BENCH_PERF=FILE (one extra scan
 //! under `perf record`, written to FILE), BENCH_NODE_COST=1 (also: the node's CPU for one
 //! stream of the records table with fewer and fewer columns selected, to show what a row
-//! costs the node whatever a client asks of it).
+//! costs the node whatever a client asks of it), BENCH_UNLOCKED=1 (a node on the host's
+//! network, reached directly, instead of a drill's locked node in a network of its own
+//! whose CQL port the tool's bridge carries: run both to see what the bridge costs).
 
 // The scylla session futures are deeply nested.
 #![recursion_limit = "256"]
@@ -76,10 +78,19 @@ async fn run(records: i64, repeat: usize) {
     let mut options = CassandraOptions::new(format!("bench-cassandra-{}", std::process::id()));
     // The tool's binary carries the node's ports out of its sandbox (this one is the bench).
     options.bridge = Some(env!("CARGO_BIN_EXE_scalardb-verify").into());
+    options.locked = std::env::var_os("BENCH_UNLOCKED").is_none();
     let node = CassandraInstance::start(&options)
         .await
         .expect("start Cassandra (scripts/install-cassandra installs it)");
-    eprintln!("node ready in {:.1?}", node.started_in());
+    eprintln!(
+        "node ready in {:.1?} ({})",
+        node.started_in(),
+        if node.is_isolated() {
+            "locked, in a network of its own: CQL through the bridge"
+        } else {
+            "unlocked, on the host's network: CQL direct"
+        }
+    );
     let writer = node.writer().await.expect("connect");
     writer
         .execute_script(SCHEMA)
