@@ -14,7 +14,7 @@ use crate::config::{
 use crate::drill::{DrillConfig, Invariant};
 use crate::error::{Error, exit_code};
 use crate::progress::Progress;
-use crate::report::{Format, Report};
+use crate::report::{Format, Report, RunFacts};
 use crate::store::TableFilter;
 
 /// Runs one command; `stdout_is_terminal` picks the default format.
@@ -35,21 +35,21 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 fn scan(args: ScanArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
     let config = scan_config(&args)?;
+    check_run_outputs(&args.common)?;
     let progress = Progress::new(args.common.quiet);
     let analysis = async_runtime()?
         .block_on(crate::scan::run(&config, &progress))?
         .analysis;
     let report = Report::new(analysis, config.target.display().to_owned());
     emit(&report, &args.common, stdout, stdout_is_terminal)?;
-    Ok(exit_code_for(
-        &report,
-        args.common.strict,
-        args.common.fail_on,
-    ))
+    let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
+    record_run(&report, "scan", code, &args.common)?;
+    Ok(code)
 }
 
 fn drill(args: DrillArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
     let config = drill_config(&args)?;
+    check_run_outputs(&args.common)?;
     let progress = Progress::new(args.common.quiet);
     let outcome = async_runtime()?.block_on(async {
         tokio::select! {
@@ -69,11 +69,55 @@ fn drill(args: DrillArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> R
     let report = Report::new(outcome.scan.analysis, outcome.target).with_drill(outcome.section);
     emit(&report, &args.common, stdout, stdout_is_terminal)?;
     let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
-    Ok(if code == exit_code::OK && drill_failed {
+    let code = if code == exit_code::OK && drill_failed {
         exit_code::FAILED_CHECK
     } else {
         code
-    })
+    };
+    record_run(&report, "drill", code, &args.common)?;
+    Ok(code)
+}
+
+/// Fails before a long run, not after it, when the metrics file could not be written.
+fn check_run_outputs(common: &CommonArgs) -> Result<(), Error> {
+    if let Some(path) = &common.metrics_file {
+        let dir = parent_dir(path);
+        if !dir.is_dir() {
+            return Err(Error::WriteMetrics {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("its directory {} does not exist", dir.display()),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a finished run leaves besides its report: the metrics file.
+fn record_run(
+    report: &Report,
+    command: &'static str,
+    code: u8,
+    common: &CommonArgs,
+) -> Result<(), Error> {
+    let run = RunFacts {
+        command,
+        finished_at: jiff::Timestamp::now(),
+        exit_code: code,
+    };
+    if let Some(path) = &common.metrics_file {
+        // node_exporter often runs as an account of its own: the file must be readable by
+        // it (it holds no secret: the target is rendered without its password).
+        write_atomically(path, Some(0o644), |out| report.render_metrics(&run, out)).map_err(
+            |source| Error::WriteMetrics {
+                path: path.clone(),
+                source,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Resolves on Ctrl-C, SIGTERM or SIGHUP (a closed terminal or an ended SSH session must
@@ -529,19 +573,12 @@ fn write_report(
 ) -> Result<(), Error> {
     match output {
         Some(path) => {
-            // Written beside the target, then renamed: a reader never sees half a report.
-            let write_error = |source| Error::WriteReport {
-                path: path.to_owned(),
-                source,
-            };
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let mut file = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
-            report.render(format, &mut file).map_err(write_error)?;
-            file.persist(path).map_err(|e| write_error(e.error))?;
-            Ok(())
+            write_atomically(path, None, |out| report.render(format, out)).map_err(|source| {
+                Error::WriteReport {
+                    path: path.to_owned(),
+                    source,
+                }
+            })
         }
         None => match report.render(format, stdout).and_then(|()| stdout.flush()) {
             // A closed pipe (`| head`) is the reader's choice, not a failure of the scan.
@@ -549,6 +586,31 @@ fn write_report(
             other => other.map_err(Error::WriteStdout),
         },
     }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Written beside `path`, then renamed over it: a reader never sees half a file. The
+/// temporary file is created 0600; `mode` widens it before the rename.
+fn write_atomically(
+    path: &Path,
+    mode: Option<u32>,
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut file = tempfile::NamedTempFile::new_in(parent_dir(path))?;
+    render(&mut file)?;
+    file.flush()?;
+    if let Some(mode) = mode {
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// The one place a report becomes an exit code.

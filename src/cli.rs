@@ -270,6 +270,13 @@ pub struct CommonArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Also write the run's Prometheus metrics to FILE, in the format node_exporter's
+    /// textfile collector reads (name it *.prom in the collector's directory). Written
+    /// atomically (a temporary file beside it, then renamed), mode 0644. Metric names are
+    /// listed in the README.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Fail (exit 1) on a recoverable verdict too: anything unresolved fails.
     #[arg(long)]
     pub strict: bool,

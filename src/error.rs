@@ -38,6 +38,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("write the metrics file {path}")]
+    WriteMetrics {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("write the report to stdout")]
     WriteStdout(#[source] std::io::Error),
     #[error("start the async runtime")]
@@ -64,7 +70,9 @@ impl Error {
                 | ConfigError::NotSqlite { .. }
                 | ConfigError::SqliteSidecar { .. },
             ) => exit_code::UNREACHABLE,
-            Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
+            Self::Config(_) | Self::WriteReport { .. } | Self::WriteMetrics { .. } => {
+                exit_code::USAGE
+            }
             Self::Store(_) | Self::Cassandra(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
             Self::Restore(_)

@@ -14,6 +14,8 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub const ALL: [Severity; 3] = [Self::Info, Self::Warning, Self::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Info => "info",

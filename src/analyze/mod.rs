@@ -69,6 +69,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub const ALL: [Verdict; 4] = [
+        Self::Consistent,
+        Self::Recoverable,
+        Self::Indeterminate,
+        Self::Inconsistent,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Consistent => "consistent",

@@ -3,6 +3,7 @@
 
 mod csv;
 mod junit;
+pub mod prometheus;
 mod terminal;
 
 use std::io::{self, Write};
@@ -46,6 +47,16 @@ pub struct Report {
     /// Present in the report of a `drill`: the restore, the rehearsal, the invariants.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillSection>,
+}
+
+/// What a run adds to its report: the command, when it ended, its exit code. The metrics
+/// and the history line are rendered from both.
+#[derive(Clone, Copy, Debug)]
+pub struct RunFacts {
+    /// `scan` or `drill`.
+    pub command: &'static str,
+    pub finished_at: jiff::Timestamp,
+    pub exit_code: u8,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -136,6 +147,19 @@ impl Report {
         }
         self.drill = Some(drill);
         self
+    }
+
+    /// What was verified, stable from run to run: the backup of a drill (its report's
+    /// target names the disposable instance), the target of a scan.
+    pub fn subject(&self) -> &str {
+        self.drill
+            .as_ref()
+            .map_or(self.target.as_str(), |drill| drill.backup.as_str())
+    }
+
+    /// The run's metrics in Prometheus' text format (node_exporter's textfile collector).
+    pub fn render_metrics(&self, run: &RunFacts, out: &mut dyn Write) -> io::Result<()> {
+        prometheus::render(self, run, out)
     }
 
     pub fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {

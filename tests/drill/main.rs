@@ -5,4 +5,7 @@ mod backups;
 mod docker;
 mod hostile;
 mod lifecycle;
+mod metrics;
+#[path = "../common/metrics.rs"]
+mod prom;
 mod support;

@@ -5,5 +5,8 @@
 mod bad_input;
 mod fixtures;
 mod hostile;
+mod metrics;
+#[path = "../common/metrics.rs"]
+mod prom;
 mod reports;
 mod support;
