@@ -23,6 +23,11 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result
         Command::Scan(args) => scan(args, stdout, stdout_is_terminal),
         Command::Drill(args) => drill(args, stdout, stdout_is_terminal),
         Command::Cleanup(args) => cleanup(&args, stdout),
+        Command::Schema => stdout
+            .write_all(crate::report::schema::report_schema().as_bytes())
+            .and_then(|()| stdout.flush())
+            .map(|()| exit_code::OK)
+            .map_err(Error::WriteStdout),
     }
 }
 

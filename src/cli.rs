@@ -48,6 +48,9 @@ scalardb-verify drill /backups/cassandra-2026-11-24 --per-node --snapshot-tag ni
     /// Remove what an earlier, killed run left behind (labelled containers, instance
     /// directories and their server processes) and list what was removed.
     Cleanup(CleanupArgs),
+    /// Print the JSON Schema of the JSON report (--format json); the same as
+    /// schema/report.schema.json in the repository.
+    Schema,
 }
 
 #[derive(Debug, Args)]

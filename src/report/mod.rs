@@ -4,6 +4,7 @@
 mod csv;
 mod junit;
 pub mod prometheus;
+pub mod schema;
 mod terminal;
 
 use std::io::{self, Write};
@@ -32,8 +33,10 @@ pub enum Format {
     Junit,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Report {
+    /// Bumped whenever a field changes meaning or disappears.
+    #[schemars(schema_with = "schema::schema_version")]
     pub schema_version: u32,
     pub tool: ToolInfo,
     /// The scanned target, with any password removed.
@@ -59,13 +62,13 @@ pub struct RunFacts {
     pub exit_code: u8,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ToolInfo {
     pub name: &'static str,
     pub version: &'static str,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     pub records_scanned: u64,
     pub unresolved_records: u64,
@@ -77,7 +80,7 @@ pub struct Summary {
     pub coordinator: CoordinatorSummary,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckOutcome {
     Passed,
@@ -86,7 +89,7 @@ pub enum CheckOutcome {
     NotRun,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CheckResult {
     pub check: CheckName,
     /// The table checked, or the Coordinator table for `coordinator-table`.

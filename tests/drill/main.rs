@@ -8,4 +8,6 @@ mod lifecycle;
 mod metrics;
 #[path = "../common/metrics.rs"]
 mod prom;
+#[path = "../common/schema.rs"]
+mod schema;
 mod support;

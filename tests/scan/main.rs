@@ -9,4 +9,6 @@ mod metrics;
 #[path = "../common/metrics.rs"]
 mod prom;
 mod reports;
+#[path = "../common/schema.rs"]
+mod schema;
 mod support;
