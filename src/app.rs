@@ -23,6 +23,21 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result
         Command::Scan(args) => scan(args, stdout, stdout_is_terminal),
         Command::Drill(args) => drill(args, stdout, stdout_is_terminal),
         Command::Cleanup(args) => cleanup(&args, stdout),
+        Command::History(args) => {
+            let entries = crate::history::read(&args.dir)?;
+            crate::history::render_trend(&args.dir, &entries, args.last, stdout)
+                .and_then(|()| stdout.flush())
+                .or_else(|e| {
+                    // A closed pipe (`| head`) is the reader's choice.
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(Error::WriteStdout)?;
+            Ok(exit_code::OK)
+        }
         Command::Schema => stdout
             .write_all(crate::report::schema::report_schema().as_bytes())
             .and_then(|()| stdout.flush())
@@ -97,10 +112,13 @@ fn check_run_outputs(common: &CommonArgs) -> Result<(), Error> {
             });
         }
     }
+    if let Some(dir) = &common.history {
+        crate::history::prepare(dir)?;
+    }
     Ok(())
 }
 
-/// What a finished run leaves besides its report: the metrics file.
+/// What a finished run leaves besides its report: the metrics file, the history line.
 fn record_run(
     report: &Report,
     command: &'static str,
@@ -121,6 +139,9 @@ fn record_run(
                 source,
             },
         )?;
+    }
+    if let Some(dir) = &common.history {
+        crate::history::append(dir, &crate::history::Entry::new(report, &run))?;
     }
     Ok(())
 }

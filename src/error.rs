@@ -44,6 +44,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
     #[error("write the report to stdout")]
     WriteStdout(#[source] std::io::Error),
     #[error("start the async runtime")]
@@ -70,9 +72,10 @@ impl Error {
                 | ConfigError::NotSqlite { .. }
                 | ConfigError::SqliteSidecar { .. },
             ) => exit_code::UNREACHABLE,
-            Self::Config(_) | Self::WriteReport { .. } | Self::WriteMetrics { .. } => {
-                exit_code::USAGE
-            }
+            Self::Config(_)
+            | Self::WriteReport { .. }
+            | Self::WriteMetrics { .. }
+            | Self::History(_) => exit_code::USAGE,
             Self::Store(_) | Self::Cassandra(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
             Self::Restore(_)

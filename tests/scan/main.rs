@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod fixtures;
+mod history;
 mod hostile;
 mod metrics;
 #[path = "../common/metrics.rs"]
