@@ -3,6 +3,7 @@
 
 mod backups;
 mod docker;
+mod examples;
 mod hostile;
 mod lifecycle;
 mod metrics;
