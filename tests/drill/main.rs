@@ -5,6 +5,7 @@ mod backups;
 mod docker;
 mod examples;
 mod hostile;
+mod image;
 mod lifecycle;
 mod metrics;
 #[path = "../common/metrics.rs"]
