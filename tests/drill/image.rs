@@ -136,4 +136,12 @@ async fn the_image_builds_and_drills_a_pg_dump_and_a_sqlite_file_inside() {
     let run = drill_in_image(dir.path(), "app.sqlite");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["verdict"], "recoverable");
+
+    // 450 MB not to leave behind (a failed run's image is replaced by the next build).
+    let removed = docker(&["image", "rm", TAG]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
 }
