@@ -13,6 +13,7 @@ use crate::config::{
 };
 use crate::drill::{DrillConfig, Invariant};
 use crate::error::{Error, exit_code};
+use crate::history::RunSubject;
 use crate::progress::Progress;
 use crate::report::{Format, Report, RunFacts};
 use crate::store::TableFilter;
@@ -56,46 +57,112 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, Error> {
 fn scan(args: ScanArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
     let config = scan_config(&args)?;
     check_run_outputs(&args.common)?;
-    let progress = Progress::new(args.common.quiet);
-    let analysis = async_runtime()?
-        .block_on(crate::scan::run(&config, &progress))?
-        .analysis;
-    let report = Report::new(analysis, config.target.display().to_owned());
-    emit(&report, &args.common, stdout, stdout_is_terminal)?;
-    let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
-    record_run(&report, "scan", code, &args.common)?;
-    Ok(code)
+    let subject = RunSubject {
+        target: config.target.display().to_owned(),
+        backup: None,
+    };
+    let result = (|| {
+        let progress = Progress::new(args.common.quiet);
+        let analysis = async_runtime()?
+            .block_on(crate::scan::run(&config, &progress))?
+            .analysis;
+        let report = Report::new(analysis, config.target.display().to_owned());
+        emit(&report, &args.common, stdout, stdout_is_terminal)?;
+        let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
+        Ok((report, code))
+    })();
+    finish_run("scan", &subject, result, &args.common)
 }
 
 fn drill(args: DrillArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
     let config = drill_config(&args)?;
     check_run_outputs(&args.common)?;
-    let progress = Progress::new(args.common.quiet);
-    let outcome = async_runtime()?.block_on(async {
-        tokio::select! {
-            outcome = crate::drill::run(&config, &progress) => outcome,
-            // Dropping the drill's future tears its instance down (Drop of the instance and
-            // kill-on-drop of every client), so only then is the interruption reported.
-            () = shutdown_signal() => Err(Error::Interrupted),
-        }
-    })?;
-    if let Some(kept) = &outcome.section.kept_at {
-        eprintln!(
-            "kept the instance running: {kept}\nremove it with: scalardb-verify cleanup --run-id {}",
-            outcome.section.run_id
-        );
-    }
-    let drill_failed = outcome.section.failed();
-    let report = Report::new(outcome.scan.analysis, outcome.target).with_drill(outcome.section);
-    emit(&report, &args.common, stdout, stdout_is_terminal)?;
-    let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
-    let code = if code == exit_code::OK && drill_failed {
-        exit_code::FAILED_CHECK
-    } else {
-        code
+    let subject = RunSubject {
+        target: config.backup.display().to_string(),
+        backup: Some(config.backup.display().to_string()),
     };
-    record_run(&report, "drill", code, &args.common)?;
-    Ok(code)
+    let result = (|| {
+        let progress = Progress::new(args.common.quiet);
+        let outcome = async_runtime()?.block_on(async {
+            tokio::select! {
+                outcome = crate::drill::run(&config, &progress) => outcome,
+                // Dropping the drill's future tears its instance down (Drop of the instance
+                // and kill-on-drop of every client), so only then is the interruption
+                // reported.
+                () = shutdown_signal() => Err(Error::Interrupted),
+            }
+        })?;
+        if let Some(kept) = &outcome.section.kept_at {
+            eprintln!(
+                "kept the instance running: {kept}\nremove it with: scalardb-verify cleanup --run-id {}",
+                outcome.section.run_id
+            );
+        }
+        let drill_failed = outcome.section.failed();
+        let report = Report::new(outcome.scan.analysis, outcome.target).with_drill(outcome.section);
+        emit(&report, &args.common, stdout, stdout_is_terminal)?;
+        let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
+        let code = if code == exit_code::OK && drill_failed {
+            exit_code::FAILED_CHECK
+        } else {
+            code
+        };
+        Ok((report, code))
+    })();
+    finish_run("drill", &subject, result, &args.common)
+}
+
+/// Records a finished run (metrics file, history line) and passes its result on. A run
+/// that ended without a report is recorded too, as failed, so its metrics do not go on
+/// showing the previous run's verdict; an error recording it is only a warning then.
+fn finish_run(
+    command: &'static str,
+    subject: &RunSubject,
+    result: Result<(Report, u8), Error>,
+    common: &CommonArgs,
+) -> Result<u8, Error> {
+    match result {
+        Ok((report, code)) => {
+            record_run(&report, command, code, common)?;
+            Ok(code)
+        }
+        Err(error) => {
+            let run = RunFacts {
+                command,
+                finished_at: jiff::Timestamp::now(),
+                exit_code: error.exit_code(),
+            };
+            if let Err(record_error) = record_failed_run(subject, &run, &error, common) {
+                eprintln!(
+                    "warning: could not record the failed run: {}",
+                    crate::error::error_chain(&record_error)
+                );
+            }
+            Err(error)
+        }
+    }
+}
+
+fn record_failed_run(
+    subject: &RunSubject,
+    run: &RunFacts,
+    error: &Error,
+    common: &CommonArgs,
+) -> Result<(), Error> {
+    if let Some(path) = &common.metrics_file {
+        write_atomically(path, Some(0o644), |out| {
+            crate::report::prometheus::render_failed(&subject.target, run, out)
+        })
+        .map_err(|source| Error::WriteMetrics {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if let Some(dir) = &common.history {
+        let entry = crate::history::Entry::failed(subject, run, crate::error::error_chain(error));
+        crate::history::append(dir, &entry)?;
+    }
+    Ok(())
 }
 
 /// Fails before a long run, not after it, when the metrics file could not be written.

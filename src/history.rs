@@ -78,16 +78,34 @@ pub struct Entry {
     pub target: String,
     /// The drill's backup.
     pub backup: Option<String>,
-    pub verdict: String,
+    /// None for a run that ended without a report (see `error`).
+    pub verdict: Option<String>,
     pub exit_code: u8,
-    pub records_scanned: u64,
-    pub unresolved_records: u64,
-    pub torn_transactions: u64,
+    pub records_scanned: Option<u64>,
+    pub unresolved_records: Option<u64>,
+    pub torn_transactions: Option<u64>,
     pub restore_seconds: Option<f64>,
     pub rto_seconds: Option<u64>,
     pub restore_within_rto: Option<bool>,
-    pub findings: FindingCounts,
+    pub findings: Option<FindingCounts>,
     pub tool_version: String,
+    /// Why a run ended without a report: its error and causes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a run was for, known before it runs: the scan's target, the drill's backup.
+#[derive(Clone, Debug)]
+pub struct RunSubject {
+    pub target: String,
+    pub backup: Option<String>,
+}
+
+/// To the millisecond, as the metrics give it.
+fn millisecond_text(at: jiff::Timestamp) -> String {
+    jiff::Timestamp::from_millisecond(at.as_millisecond())
+        .unwrap_or(at)
+        .to_string()
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,27 +126,47 @@ impl Entry {
         };
         let drill = report.drill.as_ref();
         Self {
-            // To the millisecond, as the metrics give it.
-            finished_at: jiff::Timestamp::from_millisecond(run.finished_at.as_millisecond())
-                .unwrap_or(run.finished_at)
-                .to_string(),
+            finished_at: millisecond_text(run.finished_at),
             command: run.command.to_owned(),
             target: report.target.clone(),
             backup: drill.map(|d| d.backup.clone()),
-            verdict: report.verdict.as_str().to_owned(),
+            verdict: Some(report.verdict.as_str().to_owned()),
             exit_code: run.exit_code,
-            records_scanned: report.summary.records_scanned,
-            unresolved_records: report.summary.unresolved_records,
-            torn_transactions: report.summary.transactions.torn,
+            records_scanned: Some(report.summary.records_scanned),
+            unresolved_records: Some(report.summary.unresolved_records),
+            torn_transactions: Some(report.summary.transactions.torn),
             restore_seconds: drill.map(|d| d.restore_seconds),
             rto_seconds: drill.and_then(|d| d.rto_seconds),
             restore_within_rto: drill.and_then(|d| d.restore_within_rto),
-            findings: FindingCounts {
+            findings: Some(FindingCounts {
                 error: count(Severity::Error),
                 warning: count(Severity::Warning),
                 info: count(Severity::Info),
-            },
-            tool_version: report.tool.version.to_owned(),
+            }),
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            error: None,
+        }
+    }
+
+    /// A run that ended without a report (could not reach or restore the target, was
+    /// interrupted): what it was for, its exit code and its error.
+    pub fn failed(subject: &RunSubject, run: &RunFacts, error: String) -> Self {
+        Self {
+            finished_at: millisecond_text(run.finished_at),
+            command: run.command.to_owned(),
+            target: subject.target.clone(),
+            backup: subject.backup.clone(),
+            verdict: None,
+            exit_code: run.exit_code,
+            records_scanned: None,
+            unresolved_records: None,
+            torn_transactions: None,
+            restore_seconds: None,
+            rto_seconds: None,
+            restore_within_rto: None,
+            findings: None,
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            error: Some(error),
         }
     }
 
@@ -280,7 +318,7 @@ pub fn render_trend(
             "{:<20} {:<6} {:<13} {:>4} {:>10} {:>7} {:>6} {:>8}  {}",
             short_time(&entry.finished_at),
             entry.command,
-            entry.verdict,
+            entry.verdict.as_deref().unwrap_or("(no report)"),
             entry.exit_code,
             entry
                 .restore_seconds
@@ -288,10 +326,17 @@ pub fn render_trend(
             entry
                 .rto_seconds
                 .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-            entry.findings.error,
-            entry.findings.warning,
+            entry
+                .findings
+                .map_or_else(|| "-".to_owned(), |f| f.error.to_string()),
+            entry
+                .findings
+                .map_or_else(|| "-".to_owned(), |f| f.warning.to_string()),
             entry.subject()
         )?;
+        if let Some(error) = &entry.error {
+            writeln!(out, "{:<20} error: {error}", "")?;
+        }
     }
     writeln!(out)?;
     chart(shown, out)
@@ -370,16 +415,17 @@ mod tests {
             command: if restore.is_some() { "drill" } else { "scan" }.to_owned(),
             target: "sqlite:///x".to_owned(),
             backup: restore.map(|_| "/backups/nightly.dump".to_owned()),
-            verdict: "consistent".to_owned(),
+            verdict: Some("consistent".to_owned()),
             exit_code: 0,
-            records_scanned: 10,
-            unresolved_records: 0,
-            torn_transactions: 0,
+            records_scanned: Some(10),
+            unresolved_records: Some(0),
+            torn_transactions: Some(0),
             restore_seconds: restore,
             rto_seconds: rto,
             restore_within_rto: rto.zip(restore).map(|(r, s)| s <= r as f64),
-            findings: FindingCounts::default(),
+            findings: Some(FindingCounts::default()),
             tool_version: "0.1.0".to_owned(),
+            error: None,
         }
     }
 

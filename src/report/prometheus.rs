@@ -16,42 +16,8 @@ use crate::analyze::{Severity, Verdict};
 pub const PREFIX: &str = "scalardb_verify_";
 
 pub fn render(report: &Report, run: &RunFacts, out: &mut dyn Write) -> io::Result<()> {
-    let mut text = Metrics {
-        text: String::new(),
-        common: format!(
-            "command=\"{}\",target=\"{}\"",
-            escape(run.command),
-            escape(report.subject())
-        ),
-    };
-    text.family(
-        "build_info",
-        "The tool's version (always 1).",
-        &[(vec![("version", report.tool.version)], "1".to_owned())],
-    );
-    text.family(
-        "last_run_timestamp_seconds",
-        "When the run ended, as a Unix timestamp.",
-        &[(vec![], timestamp_seconds(run.finished_at))],
-    );
-    text.family(
-        "verdict",
-        "The run's verdict: 1 for the verdict given, 0 for the others.",
-        &Verdict::ALL
-            .iter()
-            .map(|v| {
-                (
-                    vec![("verdict", v.as_str())],
-                    u8::from(*v == report.verdict).to_string(),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    text.family(
-        "exit_code",
-        "The run's exit code (0 passed, 1 failed a check, 4 indeterminate).",
-        &[(vec![], run.exit_code.to_string())],
-    );
+    let mut text = Metrics::new(run, report.subject());
+    text.run_families(run, Some(report.verdict));
     let summary = &report.summary;
     let single = |value: u64| [(vec![], value.to_string())];
     text.family(
@@ -161,6 +127,15 @@ pub fn render(report: &Report, run: &RunFacts, out: &mut dyn Write) -> io::Resul
     out.write_all(text.text.as_bytes())
 }
 
+/// The metrics of a run that ended without a report (it could not reach or restore its
+/// target): when, and its exit code; every verdict gauge 0, no figures. A previous run's
+/// file is replaced, so its verdict does not outlive a run that failed.
+pub fn render_failed(subject: &str, run: &RunFacts, out: &mut dyn Write) -> io::Result<()> {
+    let mut text = Metrics::new(run, subject);
+    text.run_families(run, None);
+    out.write_all(text.text.as_bytes())
+}
+
 struct Metrics {
     text: String,
     /// The labels every sample carries, rendered.
@@ -170,6 +145,52 @@ struct Metrics {
 type Sample<'a> = (Vec<(&'a str, &'a str)>, String);
 
 impl Metrics {
+    fn new(run: &RunFacts, subject: &str) -> Self {
+        Self {
+            text: String::new(),
+            common: format!(
+                "command=\"{}\",target=\"{}\"",
+                escape(run.command),
+                escape(subject)
+            ),
+        }
+    }
+
+    /// What every run has, with or without a report.
+    fn run_families(&mut self, run: &RunFacts, verdict: Option<Verdict>) {
+        self.family(
+            "build_info",
+            "The tool's version (always 1).",
+            &[(vec![("version", env!("CARGO_PKG_VERSION"))], "1".to_owned())],
+        );
+        self.family(
+            "last_run_timestamp_seconds",
+            "When the run ended, as a Unix timestamp.",
+            &[(vec![], timestamp_seconds(run.finished_at))],
+        );
+        let verdicts: Vec<_> = Verdict::ALL
+            .iter()
+            .map(|v| {
+                (
+                    vec![("verdict", v.as_str())],
+                    u8::from(Some(*v) == verdict).to_string(),
+                )
+            })
+            .collect();
+        self.family(
+            "verdict",
+            "The run's verdict: 1 for the verdict given, 0 for the others (all 0: the run \
+             ended without one).",
+            &verdicts,
+        );
+        self.family(
+            "exit_code",
+            "The run's exit code (0 passed, 1 failed a check, 2 usage, 3 unreachable, \
+             4 indeterminate, 130 interrupted).",
+            &[(vec![], run.exit_code.to_string())],
+        );
+    }
+
     fn family(&mut self, name: &str, help: &str, samples: &[Sample<'_>]) {
         // Writing to a String cannot fail.
         let _ = writeln!(self.text, "# HELP {PREFIX}{name} {help}");

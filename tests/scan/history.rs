@@ -201,3 +201,59 @@ fn history_of_a_directory_without_history_names_the_file() {
         assert!(help.stdout.contains(taught), "{taught}: {}", help.stdout);
     }
 }
+
+#[test]
+fn a_run_that_ends_without_a_report_is_recorded_as_failed() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("history");
+    let metrics = work.path().join("scalardb_verify.prom");
+    let outputs = [
+        "--history",
+        dir.to_str().unwrap(),
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ];
+    let (_copy_dir, path) = sqlite_copy("clean");
+    let run = scan_json(&sqlite_url(&path), &outputs);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // Nothing listens on port 1: the scan cannot reach its target (exit 3).
+    let target = "postgres://verifier@127.0.0.1:1/app";
+    let mut args = outputs.to_vec();
+    args.extend(["--connect-timeout", "1"]);
+    let run = scan_json(target, &args);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+
+    let scrape = crate::prom::read_metrics(&metrics);
+    let labels = [("command", "scan"), ("target", target)];
+    let value = |name: &str, extra: &[(&str, &str)]| {
+        let mut all = labels.to_vec();
+        all.extend_from_slice(extra);
+        crate::prom::gauge(&scrape, &format!("scalardb_verify_{name}"), &all)
+    };
+    assert_eq!(value("exit_code", &[]), 3.0);
+    for verdict in ["consistent", "recoverable", "indeterminate", "inconsistent"] {
+        assert_eq!(value("verdict", &[("verdict", verdict)]), 0.0, "{verdict}");
+    }
+    assert!(value("last_run_timestamp_seconds", &[]) > 1.7e9);
+    assert!(!crate::prom::has_metric(
+        &scrape,
+        "scalardb_verify_records_scanned"
+    ));
+
+    let lines = history_lines(&dir);
+    assert_eq!(lines.len(), 2);
+    let failed = &lines[1];
+    assert_eq!(failed["target"], target);
+    assert_eq!(failed["exit_code"], 3);
+    assert_eq!(failed["verdict"], Value::Null);
+    assert_eq!(failed["records_scanned"], Value::Null);
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("127.0.0.1"), "{error}");
+
+    let shown = history(&[dir.to_str().unwrap()]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stdout.contains("(no report)"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("error: "), "{}", shown.stdout);
+}
