@@ -57,7 +57,8 @@ scalardb-verify history /var/lib/scalardb-verify\n  \
 scalardb-verify history /var/lib/scalardb-verify --last 7\n\n\
 Each run appends one JSON line to DIR/history.jsonl (finished_at, command, target, backup, \
 verdict, exit_code, records_scanned, unresolved_records, torn_transactions, restore_seconds, \
-rto_seconds, restore_within_rto, findings by severity, tool_version): read it with jq for \
+rto_seconds, restore_within_rto, findings by severity, tool_version, and error for a run that ended without \
+a report): read it with jq for \
 anything this view does not show. A drill whose restore creeps toward its RTO shows as \
 bars closing in on the | mark before any drill fails."
     )]

@@ -390,7 +390,7 @@ fn chart(entries: &[Entry], out: &mut dyn Write) -> io::Result<()> {
         };
         writeln!(
             out,
-            "{:<17} {bar_text} {note}",
+            "{:<19} {bar_text} {note}",
             short_time(&entry.finished_at)
         )?;
     }

@@ -397,7 +397,16 @@ fn the_kubernetes_manifests_are_valid_api_objects_that_fit_together() {
         docs[0]["metadata"]["name"].as_str()
     );
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    // What the drill's sandbox needs (README: Container image).
+    assert_eq!(pod.host_users, Some(false));
     let container = &pod.containers[0];
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.proc_mount.as_deref(), Some("Unmasked"));
+    assert_eq!(
+        security.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("Unconfined")
+    );
+    assert_eq!(security.allow_privilege_escalation, Some(false));
     let resources = container.resources.as_ref().unwrap();
     assert!(resources.limits.as_ref().unwrap().contains_key("memory"));
     assert!(resources.requests.as_ref().unwrap().contains_key("cpu"));
