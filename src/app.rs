@@ -13,8 +13,9 @@ use crate::config::{
 };
 use crate::drill::{DrillConfig, Invariant};
 use crate::error::{Error, exit_code};
+use crate::history::RunSubject;
 use crate::progress::Progress;
-use crate::report::{Format, Report};
+use crate::report::{Format, Report, RunFacts};
 use crate::store::TableFilter;
 
 /// Runs one command; `stdout_is_terminal` picks the default format.
@@ -23,6 +24,26 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result
         Command::Scan(args) => scan(args, stdout, stdout_is_terminal),
         Command::Drill(args) => drill(args, stdout, stdout_is_terminal),
         Command::Cleanup(args) => cleanup(&args, stdout),
+        Command::History(args) => {
+            let entries = crate::history::read(&args.dir)?;
+            crate::history::render_trend(&args.dir, &entries, args.last, stdout)
+                .and_then(|()| stdout.flush())
+                .or_else(|e| {
+                    // A closed pipe (`| head`) is the reader's choice.
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(Error::WriteStdout)?;
+            Ok(exit_code::OK)
+        }
+        Command::Schema => stdout
+            .write_all(crate::report::schema::report_schema().as_bytes())
+            .and_then(|()| stdout.flush())
+            .map(|()| exit_code::OK)
+            .map_err(Error::WriteStdout),
         Command::Bridge(args) => bridge(&args),
     }
 }
@@ -52,45 +73,161 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 fn scan(args: ScanArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
     let config = scan_config(&args)?;
-    let progress = Progress::new(args.common.quiet);
-    let analysis = async_runtime()?
-        .block_on(crate::scan::run(&config, &progress))?
-        .analysis;
-    let report = Report::new(analysis, config.target.display().to_owned());
-    emit(&report, &args.common, stdout, stdout_is_terminal)?;
-    Ok(exit_code_for(
-        &report,
-        args.common.strict,
-        args.common.fail_on,
-    ))
+    check_run_outputs(&args.common)?;
+    let subject = RunSubject {
+        target: config.target.display().to_owned(),
+        backup: None,
+    };
+    let result = (|| {
+        let progress = Progress::new(args.common.quiet);
+        let analysis = async_runtime()?
+            .block_on(crate::scan::run(&config, &progress))?
+            .analysis;
+        let report = Report::new(analysis, config.target.display().to_owned());
+        emit(&report, &args.common, stdout, stdout_is_terminal)?;
+        let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
+        Ok((report, code))
+    })();
+    finish_run("scan", &subject, result, &args.common)
 }
 
 fn drill(args: DrillArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> Result<u8, Error> {
     let config = drill_config(&args)?;
-    let progress = Progress::new(args.common.quiet);
-    let outcome = async_runtime()?.block_on(async {
-        tokio::select! {
-            outcome = crate::drill::run(&config, &progress) => outcome,
-            // Dropping the drill's future tears its instance down (Drop of the instance and
-            // kill-on-drop of every client), so only then is the interruption reported.
-            () = shutdown_signal() => Err(Error::Interrupted),
+    check_run_outputs(&args.common)?;
+    let subject = RunSubject {
+        target: config.backup.display().to_string(),
+        backup: Some(config.backup.display().to_string()),
+    };
+    let result = (|| {
+        let progress = Progress::new(args.common.quiet);
+        let outcome = async_runtime()?.block_on(async {
+            tokio::select! {
+                outcome = crate::drill::run(&config, &progress) => outcome,
+                // Dropping the drill's future tears its instance down (Drop of the instance
+                // and kill-on-drop of every client), so only then is the interruption
+                // reported.
+                () = shutdown_signal() => Err(Error::Interrupted),
+            }
+        })?;
+        if let Some(kept) = &outcome.section.kept_at {
+            eprintln!(
+                "kept the instance running: {kept}\nremove it with: scalardb-verify cleanup --run-id {}",
+                outcome.section.run_id
+            );
         }
-    })?;
-    if let Some(kept) = &outcome.section.kept_at {
-        eprintln!(
-            "kept the instance running: {kept}\nremove it with: scalardb-verify cleanup --run-id {}",
-            outcome.section.run_id
-        );
+        let drill_failed = outcome.section.failed();
+        let report = Report::new(outcome.scan.analysis, outcome.target).with_drill(outcome.section);
+        emit(&report, &args.common, stdout, stdout_is_terminal)?;
+        let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
+        let code = if code == exit_code::OK && drill_failed {
+            exit_code::FAILED_CHECK
+        } else {
+            code
+        };
+        Ok((report, code))
+    })();
+    finish_run("drill", &subject, result, &args.common)
+}
+
+/// Records a finished run (metrics file, history line) and passes its result on. A run
+/// that ended without a report is recorded too, as failed, so its metrics do not go on
+/// showing the previous run's verdict; an error recording it is only a warning then.
+fn finish_run(
+    command: &'static str,
+    subject: &RunSubject,
+    result: Result<(Report, u8), Error>,
+    common: &CommonArgs,
+) -> Result<u8, Error> {
+    match result {
+        Ok((report, code)) => {
+            record_run(&report, command, code, common)?;
+            Ok(code)
+        }
+        Err(error) => {
+            let run = RunFacts {
+                command,
+                finished_at: jiff::Timestamp::now(),
+                exit_code: error.exit_code(),
+            };
+            if let Err(record_error) = record_failed_run(subject, &run, &error, common) {
+                eprintln!(
+                    "warning: could not record the failed run: {}",
+                    crate::error::error_chain(&record_error)
+                );
+            }
+            Err(error)
+        }
     }
-    let drill_failed = outcome.section.failed();
-    let report = Report::new(outcome.scan.analysis, outcome.target).with_drill(outcome.section);
-    emit(&report, &args.common, stdout, stdout_is_terminal)?;
-    let code = exit_code_for(&report, args.common.strict, args.common.fail_on);
-    Ok(if code == exit_code::OK && drill_failed {
-        exit_code::FAILED_CHECK
-    } else {
-        code
-    })
+}
+
+fn record_failed_run(
+    subject: &RunSubject,
+    run: &RunFacts,
+    error: &Error,
+    common: &CommonArgs,
+) -> Result<(), Error> {
+    if let Some(path) = &common.metrics_file {
+        write_atomically(path, Some(0o644), |out| {
+            crate::report::prometheus::render_failed(&subject.target, run, out)
+        })
+        .map_err(|source| Error::WriteMetrics {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if let Some(dir) = &common.history {
+        let entry = crate::history::Entry::failed(subject, run, crate::error::error_chain(error));
+        crate::history::append(dir, &entry)?;
+    }
+    Ok(())
+}
+
+/// Fails before a long run, not after it, when the metrics file could not be written.
+fn check_run_outputs(common: &CommonArgs) -> Result<(), Error> {
+    if let Some(path) = &common.metrics_file {
+        let dir = parent_dir(path);
+        if !dir.is_dir() {
+            return Err(Error::WriteMetrics {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("its directory {} does not exist", dir.display()),
+                ),
+            });
+        }
+    }
+    if let Some(dir) = &common.history {
+        crate::history::prepare(dir)?;
+    }
+    Ok(())
+}
+
+/// What a finished run leaves besides its report: the metrics file, the history line.
+fn record_run(
+    report: &Report,
+    command: &'static str,
+    code: u8,
+    common: &CommonArgs,
+) -> Result<(), Error> {
+    let run = RunFacts {
+        command,
+        finished_at: jiff::Timestamp::now(),
+        exit_code: code,
+    };
+    if let Some(path) = &common.metrics_file {
+        // node_exporter often runs as an account of its own: the file must be readable by
+        // it (it holds no secret: the target is rendered without its password).
+        write_atomically(path, Some(0o644), |out| report.render_metrics(&run, out)).map_err(
+            |source| Error::WriteMetrics {
+                path: path.clone(),
+                source,
+            },
+        )?;
+    }
+    if let Some(dir) = &common.history {
+        crate::history::append(dir, &crate::history::Entry::new(report, &run))?;
+    }
+    Ok(())
 }
 
 /// Resolves on Ctrl-C, SIGTERM or SIGHUP (a closed terminal or an ended SSH session must
@@ -546,19 +683,12 @@ fn write_report(
 ) -> Result<(), Error> {
     match output {
         Some(path) => {
-            // Written beside the target, then renamed: a reader never sees half a report.
-            let write_error = |source| Error::WriteReport {
-                path: path.to_owned(),
-                source,
-            };
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let mut file = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
-            report.render(format, &mut file).map_err(write_error)?;
-            file.persist(path).map_err(|e| write_error(e.error))?;
-            Ok(())
+            write_atomically(path, None, |out| report.render(format, out)).map_err(|source| {
+                Error::WriteReport {
+                    path: path.to_owned(),
+                    source,
+                }
+            })
         }
         None => match report.render(format, stdout).and_then(|()| stdout.flush()) {
             // A closed pipe (`| head`) is the reader's choice, not a failure of the scan.
@@ -566,6 +696,31 @@ fn write_report(
             other => other.map_err(Error::WriteStdout),
         },
     }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Written beside `path`, then renamed over it: a reader never sees half a file. The
+/// temporary file is created 0600; `mode` widens it before the rename.
+fn write_atomically(
+    path: &Path,
+    mode: Option<u32>,
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut file = tempfile::NamedTempFile::new_in(parent_dir(path))?;
+    render(&mut file)?;
+    file.flush()?;
+    if let Some(mode) = mode {
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// The one place a report becomes an exit code.

@@ -48,6 +48,24 @@ scalardb-verify drill /backups/cassandra-2026-11-24 --per-node --snapshot-tag ni
     /// Remove what an earlier, killed run left behind (labelled containers, instance
     /// directories and their server processes) and list what was removed.
     Cleanup(CleanupArgs),
+    /// Show the trend of the runs recorded with --history DIR: a table of every run, and a
+    /// chart of each drill's restore time against its RTO.
+    #[command(
+        after_help = "Record runs with --history on scan or drill, then read them back:\n  \
+scalardb-verify drill /backups/nightly.dump --rto-seconds 600 --history /var/lib/scalardb-verify\n  \
+scalardb-verify history /var/lib/scalardb-verify\n  \
+scalardb-verify history /var/lib/scalardb-verify --last 7\n\n\
+Each run appends one JSON line to DIR/history.jsonl (finished_at, command, target, backup, \
+verdict, exit_code, records_scanned, unresolved_records, torn_transactions, restore_seconds, \
+rto_seconds, restore_within_rto, findings by severity, tool_version, and error for a run that ended without \
+a report): read it with jq for \
+anything this view does not show. A drill whose restore creeps toward its RTO shows as \
+bars closing in on the | mark before any drill fails."
+    )]
+    History(HistoryArgs),
+    /// Print the JSON Schema of the JSON report (--format json); the same as
+    /// schema/report.schema.json in the repository.
+    Schema,
     /// Internal: carries TCP ports through the wall of a sandbox with a network of its own
     /// (the tool runs it inside the sandboxes of Cassandra nodes and nodetool).
     #[command(hide = true)]
@@ -239,6 +257,17 @@ pub struct CleanupArgs {
     pub run_id: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The directory given to --history (it holds history.jsonl).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Show only the last N runs.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub last: usize,
+}
+
 /// Options shared by `scan` and `drill`.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -285,6 +314,19 @@ pub struct CommonArgs {
     /// Write the report to FILE instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Also write the run's Prometheus metrics to FILE, in the format node_exporter's
+    /// textfile collector reads (name it *.prom in the collector's directory). Written
+    /// atomically (a temporary file beside it, then renamed), mode 0644. Metric names are
+    /// listed in the README.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Append this run's summary (time, verdict, exit code, restore seconds against the
+    /// RTO, findings by severity) as one JSON line to DIR/history.jsonl; DIR is created
+    /// (mode 0700) if missing. `scalardb-verify history DIR` shows the trend.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
 
     /// Fail (exit 1) on a recoverable verdict too: anything unresolved fails.
     #[arg(long)]

@@ -38,6 +38,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("write the metrics file {path}")]
+    WriteMetrics {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
     #[error("write the report to stdout")]
     WriteStdout(#[source] std::io::Error),
     #[error("start the async runtime")]
@@ -66,7 +74,10 @@ impl Error {
                 | ConfigError::NotSqlite { .. }
                 | ConfigError::SqliteSidecar { .. },
             ) => exit_code::UNREACHABLE,
-            Self::Config(_) | Self::WriteReport { .. } => exit_code::USAGE,
+            Self::Config(_)
+            | Self::WriteReport { .. }
+            | Self::WriteMetrics { .. }
+            | Self::History(_) => exit_code::USAGE,
             Self::Store(_) | Self::Cassandra(_) => exit_code::UNREACHABLE,
             Self::WriteStdout(_) | Self::Runtime(_) => exit_code::USAGE,
             Self::Restore(_)

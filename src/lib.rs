@@ -10,7 +10,9 @@
 //!   sqlx user, `store/cassandra.rs` the only scylla user).
 //! - `model`: ScalarDB's domain; `analyze`: the pure analysis, observation in, verdict out
 //!   (and `analyze/nodes.rs`: Cassandra nodes compared record by record).
-//! - `report`: the report as data and its renderers; `progress`: stderr progress.
+//! - `report`: the report as data and its renderers (terminal, JSON and its schema, CSV,
+//!   JUnit, Prometheus metrics); `progress`: stderr progress.
+//! - `history`: the run history (`--history DIR`), appended and read back as a trend.
 //! - `backup`: what a backup is, from its bytes or layout (Cassandra snapshots in
 //!   `backup/cassandra.rs`); `drill`: restore, scan, rehearse, compare, tear down.
 //! - `runtime`: disposable instances: local server processes, Cassandra JVMs, containers
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod drill;
 pub mod error;
+pub mod history;
 pub mod model;
 pub mod progress;
 pub mod report;

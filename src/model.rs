@@ -32,7 +32,9 @@ pub const TRANSACTION_META_COLUMNS: [&str; 10] = [
 ];
 
 /// `com.scalar.db.api.TransactionState`, as stored in `tx_state` columns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TxState {
     Prepared,
@@ -136,6 +138,19 @@ impl Serialize for TableRef {
     }
 }
 
+impl schemars::JsonSchema for TableRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TableRef".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A table as NAMESPACE.TABLE."
+        })
+    }
+}
+
 /// A record's primary key: partition then clustering columns, each value rendered as text
 /// the same way on every backend (integers in decimal, text as is, booleans `true`/`false`,
 /// blobs in lowercase hex).
@@ -161,6 +176,22 @@ impl Serialize for RecordKey {
             map.serialize_entry(column, value)?;
         }
         map.end()
+    }
+}
+
+impl schemars::JsonSchema for RecordKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RecordKey".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "A record's primary key, column to value, partition then clustering \
+                columns in order; every value as text (integers in decimal, booleans true/false, \
+                blobs in lowercase hex).",
+            "additionalProperties": { "type": "string" }
+        })
     }
 }
 

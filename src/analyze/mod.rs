@@ -49,13 +49,13 @@ impl Default for AnalysisSettings {
 }
 
 /// A pause of ScalarDB's transaction processing (scalar-admin-for-kubernetes output).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PauseWindow {
     pub start_ms: i64,
     pub end_ms: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Nothing unresolved and nothing contradictory.
@@ -69,6 +69,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub const ALL: [Verdict; 4] = [
+        Self::Consistent,
+        Self::Recoverable,
+        Self::Indeterminate,
+        Self::Inconsistent,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Consistent => "consistent",
@@ -80,7 +87,7 @@ impl Verdict {
 }
 
 /// What lazy recovery will do with one unresolved record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// PREPARED, transaction committed: the record becomes COMMITTED.
@@ -100,7 +107,7 @@ impl Outcome {
 }
 
 /// Why recovery takes that outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     CoordinatorCommitted,
@@ -110,7 +117,7 @@ pub enum Reason {
     NoCoordinatorState,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Prediction {
     pub table: TableRef,
     pub key: RecordKey,
@@ -124,7 +131,7 @@ pub struct Prediction {
     pub in_flight_at_cut: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TableStatus {
     Scanned,
@@ -132,7 +139,7 @@ pub enum TableStatus {
     Failed,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TableSummary {
     pub table: TableRef,
     pub status: TableStatus,
@@ -145,7 +152,7 @@ pub struct TableSummary {
     pub max_tx_committed_at: Option<i64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CoordinatorSummary {
     pub present: bool,
     pub table: Option<TableRef>,
@@ -157,7 +164,7 @@ pub struct CoordinatorSummary {
     pub write_set_logging: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TransactionSummary {
     /// Transactions with at least one unresolved record.
     pub unresolved: u64,
@@ -170,14 +177,14 @@ pub struct TransactionSummary {
     pub in_flight_at_cut: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AsOf {
     pub epoch_ms: Option<i64>,
     pub estimated: bool,
 }
 
 /// The outcome of an analysis, ready to be rendered as a report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Analysis {
     pub verdict: Verdict,
     pub as_of: AsOf,

@@ -21,7 +21,7 @@ use super::{Code, Finding, SAMPLE_LIMIT};
 use crate::model::{RecordKey, StoredState, TableRef, TxState};
 
 /// One node's copy of a record: what the comparison looks at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NodeCopy {
     pub tx_id: Option<String>,
     pub tx_state: Option<i64>,
@@ -58,14 +58,14 @@ impl NodeCopy {
 }
 
 /// A record whose copies differ, with every node's copy (`None`: the node has none).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Divergence {
     pub table: String,
     pub key: RecordKey,
     pub copies: Vec<NodeCopyView>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NodeCopyView {
     pub node: String,
     pub copy: Option<NodeCopy>,
@@ -74,7 +74,7 @@ pub struct NodeCopyView {
 }
 
 /// One node's side of the comparison.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NodeSummary {
     pub name: String,
     pub records: u64,
@@ -85,7 +85,7 @@ pub struct NodeSummary {
 }
 
 /// The outcome of comparing the nodes' snapshots.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NodeComparison {
     pub nodes: Vec<NodeSummary>,
     /// Distinct records seen on any node.

@@ -25,7 +25,7 @@ use crate::scan::{self, ScanOutcome};
 use crate::store::{DisposableWriter, Scalar, TableFilter};
 
 /// A user invariant: a query returning one boolean or number.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Invariant {
     pub name: String,
     pub sql: String,
@@ -60,13 +60,13 @@ pub struct DrillConfig {
     pub max_restore_bytes: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Phase {
     pub name: &'static str,
     pub seconds: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RecoveryRehearsal {
     pub writes: RecoveryWrites,
     /// The verdict of the scan after the rehearsal.
@@ -76,7 +76,7 @@ pub struct RecoveryRehearsal {
     pub succeeded: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct InvariantResult {
     pub name: String,
     pub sql: String,
@@ -87,7 +87,7 @@ pub struct InvariantResult {
 }
 
 /// What a drill adds to the scan report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DrillSection {
     pub backup: String,
     pub format: &'static str,

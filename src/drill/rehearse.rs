@@ -14,7 +14,7 @@ use crate::store::{
     Param, TableSchema, WriteError,
 };
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RecoveryWrites {
     /// PREPARED records committed (roll forward).
     pub committed: u64,

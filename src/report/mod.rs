@@ -3,6 +3,8 @@
 
 mod csv;
 mod junit;
+pub mod prometheus;
+pub mod schema;
 mod terminal;
 
 use std::io::{self, Write};
@@ -31,8 +33,10 @@ pub enum Format {
     Junit,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Report {
+    /// Bumped whenever a field changes meaning or disappears.
+    #[schemars(schema_with = "schema::schema_version")]
     pub schema_version: u32,
     pub tool: ToolInfo,
     /// The scanned target, with any password removed.
@@ -48,13 +52,23 @@ pub struct Report {
     pub drill: Option<DrillSection>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// What a run adds to its report: the command, when it ended, its exit code. The metrics
+/// and the history line are rendered from both.
+#[derive(Clone, Copy, Debug)]
+pub struct RunFacts {
+    /// `scan` or `drill`.
+    pub command: &'static str,
+    pub finished_at: jiff::Timestamp,
+    pub exit_code: u8,
+}
+
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ToolInfo {
     pub name: &'static str,
     pub version: &'static str,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     pub records_scanned: u64,
     pub unresolved_records: u64,
@@ -66,7 +80,7 @@ pub struct Summary {
     pub coordinator: CoordinatorSummary,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckOutcome {
     Passed,
@@ -75,7 +89,7 @@ pub enum CheckOutcome {
     NotRun,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CheckResult {
     pub check: CheckName,
     /// The table checked, or the Coordinator table for `coordinator-table`.
@@ -136,6 +150,19 @@ impl Report {
         }
         self.drill = Some(drill);
         self
+    }
+
+    /// What was verified, stable from run to run: the backup of a drill (its report's
+    /// target names the disposable instance), the target of a scan.
+    pub fn subject(&self) -> &str {
+        self.drill
+            .as_ref()
+            .map_or(self.target.as_str(), |drill| drill.backup.as_str())
+    }
+
+    /// The run's metrics in Prometheus' text format (node_exporter's textfile collector).
+    pub fn render_metrics(&self, run: &RunFacts, out: &mut dyn Write) -> io::Result<()> {
+        prometheus::render(self, run, out)
     }
 
     pub fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {

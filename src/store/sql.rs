@@ -628,7 +628,7 @@ pub enum Param {
 }
 
 /// What an invariant query returned.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Scalar {
     Bool(bool),

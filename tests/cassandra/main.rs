@@ -10,5 +10,7 @@ mod cluster;
 mod fixtures;
 mod hostile;
 mod locked;
+#[path = "../common/schema.rs"]
+mod schema;
 mod snapshots;
 mod support;

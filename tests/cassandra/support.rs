@@ -97,13 +97,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// The report on stdout, validated against the published JSON Schema.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+        let report = serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}); exit {}; stdout:\n{}\nstderr:\n{}",
                 self.code, self.stdout, self.stderr
             )
-        })
+        });
+        crate::schema::validate_report(&report);
+        report
     }
 }
 

@@ -3,6 +3,13 @@
 
 mod backups;
 mod docker;
+mod examples;
 mod hostile;
+mod image;
 mod lifecycle;
+mod metrics;
+#[path = "../common/metrics.rs"]
+mod prom;
+#[path = "../common/schema.rs"]
+mod schema;
 mod support;

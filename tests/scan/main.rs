@@ -4,6 +4,12 @@
 
 mod bad_input;
 mod fixtures;
+mod history;
 mod hostile;
+mod metrics;
+#[path = "../common/metrics.rs"]
+mod prom;
 mod reports;
+#[path = "../common/schema.rs"]
+mod schema;
 mod support;

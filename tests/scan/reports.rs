@@ -180,3 +180,28 @@ fn help_teaches_the_exit_codes() {
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("4 indeterminate"), "{help}");
 }
+
+#[test]
+fn the_schema_rejects_what_a_report_may_not_hold() {
+    let (_dir, path) = sqlite_copy("torn");
+    let report = scan_json(&sqlite_url(&path), &[]).json();
+    type Breakage = fn(&mut serde_json::Value);
+    let breakages: [(&str, Breakage); 4] = [
+        ("an unknown verdict", |r| r["verdict"] = "maybe".into()),
+        ("a missing summary", |r| {
+            r.as_object_mut().unwrap().remove("summary");
+        }),
+        ("another schema version", |r| {
+            r["schema_version"] = 99.into()
+        }),
+        ("a negative count", |r| {
+            r["summary"]["records_scanned"] = (-1).into();
+        }),
+    ];
+    for (what, breakage) in breakages {
+        let mut broken = report.clone();
+        breakage(&mut broken);
+        let outcome = std::panic::catch_unwind(|| crate::schema::validate_report(&broken));
+        assert!(outcome.is_err(), "the schema accepts {what}");
+    }
+}

@@ -27,13 +27,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// The report on stdout, validated against the published JSON Schema.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+        let report = serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}); exit {}; stdout:\n{}\nstderr:\n{}",
                 self.code, self.stdout, self.stderr
             )
-        })
+        });
+        crate::schema::validate_report(&report);
+        report
     }
 }
 
@@ -77,7 +80,9 @@ pub fn normalized(mut report: Value) -> Value {
 pub fn expected(state: &str) -> Value {
     let text =
         std::fs::read_to_string(fixture(state).join("expected.json")).expect("expected.json");
-    serde_json::from_str(&text).expect("expected.json parses")
+    let report = serde_json::from_str(&text).expect("expected.json parses");
+    crate::schema::validate_report(&report);
+    report
 }
 
 /// Starts a disposable server, failing (never skipping) with the reason when it can't.
