@@ -62,38 +62,6 @@ fn is_running(pid: u32) -> bool {
     })
 }
 
-/// The processes below `pid` (the sandbox), the server among them.
-fn descendants(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|child| {
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-            let parent = stat[stat.rfind(')')? + 1..]
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((child, parent))
-        })
-        .collect();
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, p)| *p == parent)
-                .map(|(c, _)| *c),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -103,7 +71,7 @@ fn comm(pid: u32) -> String {
 
 /// The server processes of a sandbox (everything but bubblewrap itself).
 fn server_processes(sandbox: u32) -> Vec<u32> {
-    descendants(sandbox)
+    scalardb_verify::runtime::local::process::descendants(sandbox)
         .into_iter()
         .filter(|&p| comm(p) != "bwrap")
         .collect()

@@ -479,43 +479,9 @@ fn is_this_process(peer: SocketAddr, local: SocketAddrV4) -> bool {
         })
     };
     holds("self")
-        || descendants(std::process::id())
+        || super::local::process::descendants(std::process::id())
             .iter()
             .any(|pid| holds(&pid.to_string()))
-}
-
-/// Every process below `pid`, from the parents `/proc/<pid>/stat` names.
-fn descendants(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let parents: Vec<(u32, u32)> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|child| {
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-            // The command name in parentheses may hold spaces and parentheses: the state and
-            // the parent follow the last `)`.
-            let parent = stat
-                .get(stat.rfind(')')? + 1..)?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((child, parent))
-        })
-        .collect();
-    let mut found = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(parent) = frontier.pop() {
-        for (child, _) in parents.iter().filter(|(_, p)| *p == parent) {
-            if !found.contains(child) {
-                found.push(*child);
-                frontier.push(*child);
-            }
-        }
-    }
-    found
 }
 
 /// The inode of the socket `from` → `to` in a `/proc/net/tcp` table; `None` if absent (or

@@ -16,7 +16,7 @@
 
 mod binaries;
 mod label;
-pub(crate) mod process;
+pub mod process;
 mod stream;
 
 use std::fmt;

@@ -39,37 +39,6 @@ fn nodetool_status(
         .unwrap()
 }
 
-/// `pid` and every process below it.
-fn descendants(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|child| {
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-            let parent = stat[stat.rfind(')')? + 1..]
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((child, parent))
-        })
-        .collect();
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, p)| *p == parent)
-                .map(|(c, _)| *c),
-        );
-        i += 1;
-    }
-    found
-}
-
 /// A field of `/proc/<pid>/status`, e.g. `Uid` or `CapEff`.
 fn status_field(pid: u32, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -84,7 +53,7 @@ fn status_field(pid: u32, field: &str) -> Option<String> {
 /// the host's files but `/usr`, the jars and its own directories.
 fn assert_confined(node: &scalardb_verify::runtime::cassandra::CassandraInstance) {
     let outer = node.pid().expect("running");
-    let jvm = descendants(outer)
+    let jvm = scalardb_verify::runtime::local::process::descendants(outer)
         .into_iter()
         .find(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cmdline"))

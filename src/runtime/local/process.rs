@@ -1,7 +1,8 @@
 //! The operating-system side of an instance: how a process is identified, signalled and
 //! checked for life.
 //!
-//! Owns every use of `nix` and of `/proc` in the runtime. A process is named by its pid
+//! Owns every use of `nix` and of `/proc` in the runtime but the bridge's (which reads the
+//! kernel's socket table and descriptors to tell its own clients). A process is named by its pid
 //! together with its start time, so that a pid the kernel has since reused for an unrelated
 //! process is never signalled.
 
@@ -144,6 +145,40 @@ fn read_stat(pid: u32) -> Option<Stat> {
     // `rest` starts at field 3 (state); start time is field 22, 19 further on.
     let start_time = fields.nth(18)?.parse().ok()?;
     Some(Stat { state, start_time })
+}
+
+/// Every process below `pid`, from the parents `/proc/<pid>/stat` names.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // The command name in parentheses may hold spaces and parentheses: the state and
+            // the parent follow the last `)`.
+            let parent = stat
+                .get(stat.rfind(')')? + 1..)?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (child, _) in parents.iter().filter(|(_, p)| *p == parent) {
+            if !found.contains(child) {
+                found.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
