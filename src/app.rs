@@ -60,7 +60,7 @@ fn bridge(args: &BridgeArgs) -> Result<u8, Error> {
         .program
         .split_first()
         .ok_or_else(|| Error::Bridge("no program to run".into()))?;
-    crate::runtime::bridge::serve(&forwards, program, program_args)
+    crate::runtime::bridge::serve(&forwards, args.drop_root, program, program_args)
         .map_err(|e| Error::Bridge(Box::new(e)))
 }
 

@@ -79,6 +79,10 @@ pub struct BridgeArgs {
     #[arg(long = "forward", value_name = "LISTEN=DIAL", required = true)]
     pub forwards: Vec<String>,
 
+    /// Started as root, become `nobody` (no capability) once the program runs.
+    #[arg(long)]
+    pub drop_root: bool,
+
     /// The program to run (and exit with), and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub program: Vec<std::ffi::OsString>,

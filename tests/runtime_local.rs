@@ -584,3 +584,69 @@ async fn socket_only_instances_have_no_network_and_a_fresh_password() {
         instance.stop().await.unwrap();
     }
 }
+
+/// `scalardb-verify bridge`, as the drill's hint for a kept Cassandra node tells a user to
+/// run it: a TCP port on loopback carried to a Unix socket while its program runs, then it
+/// exits with the program's code; a forward it cannot read is refused before anything runs.
+#[test]
+fn the_bridge_command_carries_a_port_to_a_socket_while_its_program_runs() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("echo.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut back = stream.try_clone().unwrap();
+            let _ = std::io::copy(&mut &stream, &mut back);
+        }
+    });
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = env!("CARGO_BIN_EXE_scalardb-verify");
+    let mut bridge = std::process::Command::new(bin)
+        .arg("bridge")
+        .arg("--forward")
+        .arg(format!("tcp:127.0.0.1:{port}=unix:{}", socket.display()))
+        .args(["--", "sh", "-c", "sleep 3; exit 7"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("the bridge never listened on {port}: {e}"),
+        }
+    };
+    stream.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    stream.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"ping");
+    assert_eq!(
+        bridge.wait().unwrap().code(),
+        Some(7),
+        "the program's exit code"
+    );
+
+    for bad in [
+        "tcp:10.0.0.1:9042=unix:/x",
+        "fd:1=tcp:127.0.0.1:9042",
+        "tcp:127.0.0.1:1=unix:relative",
+    ] {
+        let out = std::process::Command::new(bin)
+            .args(["bridge", "--forward", bad, "--", "touch"])
+            .arg(dir.path().join("ran"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad} was taken");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(bad), "{bad}: {stderr}");
+        assert!(!dir.path().join("ran").exists(), "{bad}: the program ran");
+    }
+}

@@ -175,7 +175,12 @@ enum Listener {
 /// Runs `program` with `args` (its environment and standard streams are this process's) and
 /// carries every forward's connections until it exits; its exit code (128 + the signal that
 /// killed it).
-pub fn serve(forwards: &[Forward], program: &OsStr, args: &[OsString]) -> Result<u8, BridgeError> {
+pub fn serve(
+    forwards: &[Forward],
+    drop_root: bool,
+    program: &OsStr,
+    args: &[OsString],
+) -> Result<u8, BridgeError> {
     let mut listeners = Vec::with_capacity(forwards.len());
     for forward in forwards {
         let listener = match &forward.listen {
@@ -207,8 +212,8 @@ pub fn serve(forwards: &[Forward], program: &OsStr, args: &[OsString]) -> Result
     // Started as a container's root (whose entrypoint needs it to hand the server its
     // files), the bridge itself keeps nothing: it becomes `nobody`, every capability gone,
     // before it carries a byte.
-    if nix::unistd::geteuid().is_root() {
-        drop_root().map_err(|e| BridgeError::DropRoot(io::Error::from(e)))?;
+    if drop_root && nix::unistd::geteuid().is_root() {
+        become_nobody().map_err(|e| BridgeError::DropRoot(io::Error::from(e)))?;
     }
     for (listener, dial) in listeners {
         std::thread::spawn(move || match listener {
@@ -222,7 +227,7 @@ pub fn serve(forwards: &[Forward], program: &OsStr, args: &[OsString]) -> Result
 
 /// Becomes `nobody` (65534:65534, no supplementary groups); leaving root this way clears
 /// every capability.
-fn drop_root() -> nix::Result<()> {
+fn become_nobody() -> nix::Result<()> {
     use nix::unistd::{Gid, Uid};
     const NOBODY: u32 = 65534;
     nix::unistd::setgroups(&[])?;

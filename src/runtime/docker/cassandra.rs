@@ -776,6 +776,7 @@ fn bridged_entrypoint(address: Ipv4Addr, image_entrypoint: &[String]) -> Vec<Str
     let mut entrypoint = vec![
         BRIDGE_MOUNT.to_owned(),
         "bridge".to_owned(),
+        "--drop-root".to_owned(),
         "--forward".to_owned(),
         forward.to_string(),
         "--".to_owned(),
