@@ -8,6 +8,7 @@ mod finding;
 mod input;
 mod nodes;
 mod retention;
+mod storages;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -20,6 +21,7 @@ pub use input::{
 };
 pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView, NodeSummary};
 pub use retention::{Retention, SAMPLE_LIMIT};
+pub use storages::{IgnoredTable, StorageObservation, StorageSummary};
 
 use crate::model::{
     CoordinatorRow, CoordinatorState, GroupCommitId, RecordKey, StoredState,
@@ -112,6 +114,8 @@ pub enum Reason {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Prediction {
+    /// The storage holding the record (`None` when the scan named no storage).
+    pub storage: Option<String>,
     pub table: TableRef,
     pub key: RecordKey,
     pub tx_id: String,
@@ -134,6 +138,7 @@ pub enum TableStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TableSummary {
+    pub storage: Option<String>,
     pub table: TableRef,
     pub status: TableStatus,
     pub records: u64,
@@ -189,6 +194,8 @@ pub struct Analysis {
     pub watermark_skew_ms: Option<i64>,
     pub findings: Vec<Finding>,
     pub predictions: Vec<Prediction>,
+    /// Each storage of the deployment, with its tables, counts and watermarks.
+    pub storages: Vec<StorageSummary>,
     /// The pause window the restore point was checked against, if any.
     pub pause_window: Option<PauseWindow>,
 }
@@ -472,6 +479,12 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         check_pause_window(pause, &tables, &unresolved, &mut findings);
     }
 
+    let storages = storages::attribute(
+        &observation.storages,
+        &mut tables,
+        &mut findings,
+        &mut predictions,
+    );
     predictions.sort_by(|a, b| (&a.table, &a.key).cmp(&(&b.table, &b.key)));
     findings.sort_by(|a, b| {
         (b.severity, a.code, &a.table, &a.key, &a.tx_id)
@@ -487,6 +500,7 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         watermark_skew_ms,
         findings,
         predictions,
+        storages,
         pause_window: settings.pause_window,
     }
 }
@@ -582,6 +596,7 @@ fn evidence(code: Code, table: &TableRef, record: &ObservedRecord, coordinator: 
 
 fn empty_summary(table: &TableRef, status: TableStatus) -> TableSummary {
     TableSummary {
+        storage: None,
         table: table.clone(),
         status,
         records: 0,
@@ -914,6 +929,7 @@ fn classify_exceptional(
             .epoch_ms
             .is_some_and(|now| now <= prepared_at.saturating_add(TRANSACTION_LIFETIME_MS));
     Some(Prediction {
+        storage: None,
         table: table.clone(),
         key: record.key.clone(),
         tx_id: tx_id.to_owned(),

@@ -80,12 +80,7 @@ impl Endpoint {
     pub fn kind(&self) -> StorageKind {
         match self {
             Self::Sqlite(_) => StorageKind::Sqlite,
-            Self::Server(target) => match (&target.backend, target.dialect) {
-                (Backend::Cassandra(_), _) => StorageKind::Cassandra,
-                (Backend::Sql, Dialect::Postgres) => StorageKind::Postgres,
-                (Backend::Sql, Dialect::MySql) => StorageKind::MySql,
-                (Backend::Sql, Dialect::Sqlite) => StorageKind::Sqlite,
-            },
+            Self::Server(target) => target.kind(),
         }
     }
 
@@ -133,6 +128,18 @@ impl Endpoint {
                 port: url.port().unwrap_or(3306),
             },
             Dialect::Sqlite => Locator::Other(target.display().to_owned()),
+        }
+    }
+}
+
+impl Target {
+    /// Which engine this target is.
+    pub fn kind(&self) -> StorageKind {
+        match (&self.backend, self.dialect) {
+            (Backend::Cassandra(_), _) => StorageKind::Cassandra,
+            (Backend::Sql, Dialect::Postgres) => StorageKind::Postgres,
+            (Backend::Sql, Dialect::MySql) => StorageKind::MySql,
+            (Backend::Sql, Dialect::Sqlite) => StorageKind::Sqlite,
         }
     }
 }
@@ -508,6 +515,29 @@ impl Deployment {
             .enumerate()
             .filter(move |(i, _)| !routed.contains(&StorageId(*i)))
             .map(|(_, storage)| storage)
+    }
+
+    /// Every storage with its id, in the order first configured.
+    pub fn storages_with_ids(&self) -> impl Iterator<Item = (StorageId, &Storage)> + '_ {
+        self.storages
+            .iter()
+            .enumerate()
+            .map(|(i, storage)| (StorageId(i), storage))
+    }
+
+    /// Whether some service routes `NAMESPACE.TABLE` to `storage` (ScalarDB reads it there).
+    pub fn routes_table_to(&self, namespace: &str, table: &str, storage: StorageId) -> bool {
+        self.services
+            .iter()
+            .any(|service| service.storage_for_table(namespace, table) == storage)
+    }
+
+    /// Whether a namespace or table mapping names `storage` (not only as the default).
+    pub fn is_mapped(&self, storage: StorageId) -> bool {
+        self.services.iter().any(|service| {
+            service.namespaces.values().any(|id| *id == storage)
+                || service.tables.values().any(|id| *id == storage)
+        })
     }
 
     /// The one storage every namespace and the Coordinator resolve to; a deployment that

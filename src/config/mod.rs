@@ -497,6 +497,34 @@ pub struct ScanConfig {
     pub jobs: usize,
     pub connect_timeout: Duration,
     pub analysis: AnalysisSettings,
+    /// The name the report gives the one storage (`None`: its kind).
+    pub storage_name: Option<String>,
+    /// Set when the deployment spans several storages: they are scanned as one, and
+    /// `target` is the Coordinator's.
+    pub deployment: Option<DeploymentScan>,
+}
+
+/// One storage of a deployment scanned as one, validated.
+#[derive(Debug, Clone)]
+pub struct ScanStorage {
+    pub id: StorageId,
+    pub name: String,
+    pub target: Target,
+    /// ScalarDB's JDBC metadata schema in this storage.
+    pub metadata_schema: String,
+    /// A namespace or table mapping sends tables here (not only as the default).
+    pub mapped: bool,
+}
+
+/// A deployment whose tables and Coordinator span several storages.
+#[derive(Debug, Clone)]
+pub struct DeploymentScan {
+    /// The storages ScalarDB routes to, in the order configured.
+    pub storages: Vec<ScanStorage>,
+    /// Index into `storages` of the Coordinator's.
+    pub coordinator: usize,
+    /// The routing, for deciding where ScalarDB reads each discovered table.
+    pub deployment: Deployment,
 }
 
 /// Decodes `%XX` escapes, as in any URL's user information; `None` if one is malformed or

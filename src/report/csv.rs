@@ -4,10 +4,11 @@ use std::io::{self, Write};
 
 use super::Report;
 
-const HEADER: [&str; 10] = [
+const HEADER: [&str; 11] = [
     "code",
     "severity",
     "check",
+    "storage",
     "table",
     "key",
     "tx_id",
@@ -25,6 +26,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             finding.code.as_str(),
             finding.severity.as_str(),
             finding.check.as_str(),
+            finding.storage.as_deref().unwrap_or(""),
             finding.table.as_deref().unwrap_or(""),
             &finding
                 .key

@@ -243,6 +243,48 @@ impl Dialect {
         )
     }
 
+    /// Every COMMITTED record a Coordinator in another database must confirm, without a join
+    /// (the Coordinator columns are NULL): the scan job checks them against its index.
+    pub fn committed_records(self, table: &TableSchema) -> String {
+        format!(
+            "{} WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
+            self.record_select(table, None)
+        )
+    }
+
+    fn coordinator_row_columns(self, coordinator: &CoordinatorSchema) -> String {
+        [
+            self.text("tx_id"),
+            self.int("tx_state"),
+            self.int("tx_created_at"),
+            if coordinator.has_child_ids {
+                self.text("tx_child_ids")
+            } else {
+                self.text("NULL")
+            },
+        ]
+        .join(", ")
+    }
+
+    /// Every Coordinator row, for the scan job's index.
+    pub fn coordinator_rows(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "SELECT {} FROM {}",
+            self.coordinator_row_columns(coordinator),
+            self.table_name(&coordinator.table)
+        )
+    }
+
+    /// The Coordinator row of one `tx_id` (bound as the first parameter).
+    pub fn coordinator_row(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE tx_id = {}",
+            self.coordinator_row_columns(coordinator),
+            self.table_name(&coordinator.table),
+            self.placeholder(1)
+        )
+    }
+
     /// Row count, state counts and newest entry of the Coordinator table.
     pub fn coordinator_stats(self, coordinator: &CoordinatorSchema) -> String {
         let sum = self.func("sum");

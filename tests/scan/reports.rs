@@ -75,7 +75,7 @@ fn json_is_the_default_when_stdout_is_not_a_terminal() {
     let run = scan(&[&sqlite_url(&path), "--quiet"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.json();
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["verdict"], "consistent");
     assert_eq!(report["summary"]["records_scanned"], 29);
 }
