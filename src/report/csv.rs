@@ -8,7 +8,6 @@ const HEADER: [&str; 11] = [
     "code",
     "severity",
     "check",
-    "storage",
     "table",
     "key",
     "tx_id",
@@ -16,6 +15,8 @@ const HEADER: [&str; 11] = [
     "coordinator_state",
     "count",
     "message",
+    // Last, so the columns before it keep their places (schema 1's order).
+    "storage",
 ];
 
 pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -26,7 +27,6 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             finding.code.as_str(),
             finding.severity.as_str(),
             finding.check.as_str(),
-            finding.storage.as_deref().unwrap_or(""),
             finding.table.as_deref().unwrap_or(""),
             &finding
                 .key
@@ -38,6 +38,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             finding.coordinator_state.as_deref().unwrap_or(""),
             &finding.count.map(|c| c.to_string()).unwrap_or_default(),
             &finding.message,
+            finding.storage.as_deref().unwrap_or(""),
         ])?;
     }
     writer.flush()

@@ -17,6 +17,11 @@ fn csv_has_a_header_and_one_row_per_finding() {
     assert_eq!(&rows[0][0], "torn-transaction");
     assert_eq!(&rows[0][1], "error");
     assert_eq!(&rows[0][4], "account_id=5, seq=10");
+    assert_eq!(&headers[10], "storage");
+    assert_eq!(
+        &rows[0][10], "sqlite",
+        "a URL's one storage is named by its kind"
+    );
 }
 
 #[test]
