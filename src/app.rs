@@ -258,20 +258,21 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
                     .clone()
                     .or_else(|| storage.metadata_schema().map(str::to_owned))
             };
-            match deployment.single_storage() {
-                Ok(storage) => (
+            match deployment.only_storage() {
+                Some(storage) => (
                     storage.endpoint().open()?,
                     deployment.coordinator_namespace().to_owned(),
                     metadata_schema(storage),
                     Some(storage.name().to_owned()),
                     None,
                 ),
-                Err(ConfigError::SeveralStorages { .. }) => {
+                None => {
                     let routed = deployment.routed_storages();
                     let mut storages = Vec::new();
                     let mut coordinator = 0;
                     for (id, storage) in deployment.storages_with_ids() {
-                        if !routed.contains(&id) {
+                        // The Coordinator's storage is read whatever else is routed there.
+                        if !routed.contains(&id) && id != deployment.coordinator_storage() {
                             continue;
                         }
                         if id == deployment.coordinator_storage() {
@@ -299,7 +300,6 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
                         }),
                     )
                 }
-                Err(other) => return Err(other),
             }
         }
     };

@@ -100,18 +100,6 @@ pub enum ConfigError {
         other: PathBuf,
         other_coordinator: String,
     },
-    #[error(
-        "scan the deployment: it spans {count} storages, {storages}, with the Coordinator \
-         ({coordinator_table}) in {coordinator}; scanning several storages in one run is not \
-         built yet (issue 11)"
-    )]
-    SeveralStorages {
-        count: usize,
-        /// Each storage as `NAME (TARGET)`, without passwords.
-        storages: String,
-        coordinator_table: String,
-        coordinator: String,
-    },
     #[error("parse --as-of {value}: expected epoch milliseconds or an RFC 3339 timestamp")]
     InvalidAsOf { value: String },
     #[error("parse --skew-threshold {value}: expected a duration such as 90s, 5m or 1h")]
@@ -657,7 +645,7 @@ mod tests {
             text: text.to_owned(),
         };
         let deployment = Deployment::from_properties(&[file], None).unwrap();
-        let storage = deployment.single_storage().unwrap();
+        let storage = deployment.only_storage().unwrap();
         Single {
             target: storage.endpoint().open().unwrap(),
             coordinator_namespace: deployment.coordinator_namespace().to_owned(),
