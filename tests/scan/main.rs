@@ -5,5 +5,6 @@
 mod bad_input;
 mod fixtures;
 mod hostile;
+mod multi_storage;
 mod reports;
 mod support;
