@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use scalardb_verify::runtime::local::{Engine, LocalInstance, LocalOptions};
 
-#[expect(dead_code, reason = "the one-database data set and its plain SQL are benches/scan.rs's")]
+#[expect(
+    dead_code,
+    reason = "the one-database data set and its plain SQL are benches/scan.rs's"
+)]
 mod common;
 
 use common::{T0, env_or, started_by_cargo_bench, timed};

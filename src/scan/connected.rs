@@ -26,8 +26,14 @@ macro_rules! each {
 }
 
 impl Connected {
-    /// Connects as the single-storage scan does: `jobs + 1` SQL connections.
-    pub(super) async fn connect(target: &Target, config: &ScanConfig) -> Result<Self, Error> {
+    /// Connects as the single-storage scan does: `jobs + 1` SQL connections, and `extra`
+    /// more (the Coordinator's storage: for its index and point reads, so they never wait
+    /// for a table's scan to end).
+    pub(super) async fn connect(
+        target: &Target,
+        config: &ScanConfig,
+        extra: u32,
+    ) -> Result<Self, Error> {
         if let Backend::Cassandra(cassandra) = &target.backend {
             let options = CassandraScanOptions {
                 consistency: cassandra.consistency,
@@ -44,7 +50,8 @@ impl Connected {
         }
         let connections = u32::try_from(config.jobs)
             .unwrap_or(u32::MAX)
-            .saturating_add(1);
+            .saturating_add(1)
+            .saturating_add(extra);
         let store = SqlStore::connect(
             target.connection_url(),
             target.dialect,

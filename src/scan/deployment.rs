@@ -12,7 +12,7 @@ use futures::{StreamExt, future, stream};
 
 use super::connected::Connected;
 use super::coordinator::{PhaseTwo, merge_filed};
-use super::resolve::Resolver;
+use super::resolve::{POINT_READS, Resolver};
 use super::{ScanOutcome, error_chain};
 use crate::analyze::{
     CoordinatorObservation, DiscoveryNote, IgnoredTable, Observation, Retention,
@@ -41,11 +41,13 @@ pub(super) async fn run(
     plan: &DeploymentScan,
     progress: &Progress,
 ) -> Result<ScanOutcome, Error> {
-    let connected = future::join_all(
-        plan.storages
-            .iter()
-            .map(|storage| Connected::connect(&storage.target, config)),
-    )
+    let extra = u32::try_from(POINT_READS)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    let connected = future::join_all(plan.storages.iter().enumerate().map(|(i, storage)| {
+        let extra = if i == plan.coordinator { extra } else { 0 };
+        Connected::connect(&storage.target, config, extra)
+    }))
     .await;
     let mut stores = Vec::new();
     let mut failure = None;

@@ -18,7 +18,7 @@ use crate::model::{CoordinatorRow, CoordinatorRows, CoordinatorState};
 use crate::store::CoordinatorSchema;
 
 /// How many point reads are in flight at once.
-const POINT_READS: usize = 16;
+pub(super) const POINT_READS: usize = 8;
 
 pub(super) struct Resolver<'a> {
     store: &'a Connected,

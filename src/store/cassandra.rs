@@ -6,7 +6,8 @@
 //! ScalarDB metadata table, so discovery reads `system_schema.columns`.
 //!
 //! Cassandra cannot join, so the Coordinator is loaded once, lazily, into a
-//! [`CoordinatorIndex`]: a sorted vector of 64-bit words, each a 62-bit keyed hash of a
+//! [`CoordinatorIndex`] (`scan/coordinator.rs`, shared with the scan of tables in another
+//! storage than the Coordinator's): a sorted vector of 64-bit words, each a 62-bit keyed hash of a
 //! `tx_id` with its state in the two low bits (8 bytes per row), plus exact rows for
 //! group-commit parents. A miss is definitive; a hit that matters is confirmed by a point
 //! read of `coordinator.state` (see [`CoordinatorIndex`] for why a collision cannot change

@@ -174,7 +174,8 @@ impl Dialect {
         self.contains(&children, &child)
     }
 
-    fn record_select(self, table: &TableSchema, coordinator: Option<&CoordinatorSchema>) -> String {
+    /// A record's key columns (as text) and its eight metadata columns.
+    fn record_columns(self, table: &TableSchema) -> Vec<String> {
         let mut columns: Vec<String> = table
             .keys
             .iter()
@@ -193,6 +194,11 @@ impl Dialect {
         for column in ["before_tx_state", "before_tx_version"] {
             columns.push(self.int(&format!("r.{column}")));
         }
+        columns
+    }
+
+    fn record_select(self, table: &TableSchema, coordinator: Option<&CoordinatorSchema>) -> String {
+        let mut columns = self.record_columns(table);
         let mut joins = String::new();
         let coordinator_columns = |alias: &str, present: bool, child_ids: bool| {
             if present {
@@ -246,9 +252,11 @@ impl Dialect {
     /// Every COMMITTED record a Coordinator in another database must confirm, without a join
     /// (the Coordinator columns are NULL): the scan job checks them against its index.
     pub fn committed_records(self, table: &TableSchema) -> String {
+        // Without the Coordinator's columns: every row of the table crosses the wire.
         format!(
-            "{} WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
-            self.record_select(table, None)
+            "SELECT {} FROM {} r WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
+            self.record_columns(table).join(", "),
+            self.table_name(&table.table)
         )
     }
 

@@ -677,7 +677,9 @@ fn decode_record(row: &AnyRow, table: &TableSchema) -> Result<ObservedRecord, sq
         ));
     }
     let at = |offset: usize| key_len + offset;
-    debug_assert_eq!(row.len(), key_len + RECORD_TAIL_COLUMNS);
+    // `Dialect::committed_records` leaves the Coordinator's eight columns out.
+    let joined = row.len() == key_len + RECORD_TAIL_COLUMNS;
+    debug_assert!(joined || row.len() == key_len + RECORD_TAIL_COLUMNS - 8);
     Ok(ObservedRecord {
         key: RecordKey(key),
         meta: RecordMeta {
@@ -690,9 +692,13 @@ fn decode_record(row: &AnyRow, table: &TableSchema) -> Result<ObservedRecord, sq
             before_tx_state: row.try_get(at(6))?,
             before_tx_version: row.try_get(at(7))?,
         },
-        coordinator: CoordinatorRows {
-            exact: decode_coordinator_row(row, at(8))?,
-            parent: decode_coordinator_row(row, at(12))?,
+        coordinator: if joined {
+            CoordinatorRows {
+                exact: decode_coordinator_row(row, at(8))?,
+                parent: decode_coordinator_row(row, at(12))?,
+            }
+        } else {
+            CoordinatorRows::default()
         },
     })
 }
