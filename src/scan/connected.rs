@@ -101,6 +101,14 @@ impl Connected {
         each!(self, store => store.scan_unconfirmed(table, coordinator, retention, scan).await)
     }
 
+    pub(super) async fn any_committed(
+        &self,
+        table: &TableSchema,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, Error> {
+        each!(self, store => store.any_committed(table, wanted).await)
+    }
+
     pub(super) async fn fold_committed<A, W, F, M>(
         &self,
         table: &TableSchema,

@@ -399,6 +399,14 @@ async fn unconfirmed_elsewhere(
     scan: &mut TableScan,
 ) -> Result<(), Error> {
     let index = resolver.index();
+    // One narrow pass first: in a copy whose Coordinator confirms every COMMITTED record
+    // (the common case) nothing more is read.
+    if !store
+        .any_committed(schema, &|tx_id: &str| resolver.needs_look(tx_id))
+        .await?
+    {
+        return Ok(());
+    }
     let part: PhaseTwo = store
         .fold_committed(
             schema,

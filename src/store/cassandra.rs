@@ -880,6 +880,29 @@ impl super::Store for CassandraStore {
 }
 
 impl super::RecordSource for CassandraStore {
+    async fn any_committed(
+        &self,
+        table: &TableSchema,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, CassandraError> {
+        self.scan_table(
+            &table.table,
+            "tx_id, tx_state, tx_version",
+            &self.partition_keys_of(&table.table),
+            |found: &mut bool, mut row| {
+                let tx_id = text_ref(&mut row)?;
+                let state = int_column(&mut row)?;
+                let version = int_column(&mut row)?;
+                if state == Some(3) && version.is_some_and(|v| v >= 1) {
+                    *found |= tx_id.is_some_and(wanted);
+                }
+                Ok(())
+            },
+            |total: &mut bool, part| *total |= part,
+        )
+        .await
+    }
+
     /// Token range by token range; only the `wanted` records' keys are decoded.
     async fn fold_committed<A, W, F, M>(
         &self,

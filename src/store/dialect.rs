@@ -260,6 +260,15 @@ impl Dialect {
         )
     }
 
+    /// The `tx_id` of every record `committed_records` selects.
+    pub fn committed_tx_ids(self, table: &TableSchema) -> String {
+        format!(
+            "SELECT {} FROM {} r WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
+            self.text("r.tx_id"),
+            self.table_name(&table.table)
+        )
+    }
+
     fn coordinator_row_columns(self, coordinator: &CoordinatorSchema) -> String {
         [
             self.text("tx_id"),

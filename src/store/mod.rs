@@ -74,6 +74,15 @@ pub trait Store {
     reason = "used generically under block_on, never as dyn or across threads"
 )]
 pub trait RecordSource: Store {
+    /// Whether any COMMITTED record (as `fold_committed` selects them) has a `wanted`
+    /// `tx_id`, reading only `tx_id`s and stopping at the first: in a healthy copy none is,
+    /// and `fold_committed`'s wider read is skipped.
+    async fn any_committed(
+        &self,
+        table: &TableSchema,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, Self::Error>;
+
     /// Folds every COMMITTED record (`tx_state` 3, a `tx_id`, `tx_version` >= 1) whose
     /// `tx_id` is `wanted` into accumulators with `add` (the key is decoded only for
     /// those), merged with `merge`. Never joins.

@@ -555,6 +555,33 @@ impl super::Store for SqlStore {
 }
 
 impl super::RecordSource for SqlStore {
+    async fn any_committed(
+        &self,
+        table: &TableSchema,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, SqlError> {
+        let scan_error = |source| SqlError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
+        let sql = self.dialect.committed_tx_ids(table);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        let mut found = false;
+        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
+            if text(&row, 0)
+                .map_err(scan_error)?
+                .is_some_and(|id| wanted(&id))
+            {
+                found = true;
+                break;
+            }
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(scan_error)?;
+        Ok(found)
+    }
+
     /// Streams the table's COMMITTED records in one read-only transaction; only the
     /// `wanted` ones are decoded past their `tx_id`.
     async fn fold_committed<A, W, F, M>(

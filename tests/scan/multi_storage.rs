@@ -294,8 +294,8 @@ async fn a_bank_namespace_in_sqlite_is_checked_against_a_coordinator_in_postgres
             "pg"
         }
     };
-    for state in ["recoverable", "torn"] {
-        let database = format!("bank_{state}");
+    for state in ["recoverable", "torn", "coordinator-behind"] {
+        let database = format!("bank_{}", state.replace('-', "_"));
         postgres_with(&pg, &database, state).await;
         let (_dir, path) = sqlite_copy(state);
         let lite = format!("lite={}", sqlite_url(&path));
