@@ -206,15 +206,15 @@ async fn scan(
             "{}:{}",
             plan.storages[plan.coordinator].name, schema.table
         ));
-        task.phase("reading the Coordinator");
-        let scan = coordinator_store.scan_coordinator(schema).await;
-        let resolver = match (&scan, needs_index) {
-            (Ok(_), true) => {
-                task.phase("indexing the Coordinator");
+        task.phase("reading and indexing the Coordinator");
+        // Its counts and its index are two reads of one table: side by side.
+        let (scan, resolver) = futures::join!(coordinator_store.scan_coordinator(schema), async {
+            if needs_index {
                 Some(Resolver::load(coordinator_store, schema).await)
+            } else {
+                None
             }
-            _ => None,
-        };
+        });
         let scan = match (scan, &resolver) {
             (Ok(_), Some(Err(e))) => Err(error_chain(e)),
             (Ok(scan), _) => Ok(scan),
