@@ -9,7 +9,8 @@ use crate::analyze::{AnalysisSettings, PauseWindow, Severity, Verdict};
 use crate::cli::{BridgeArgs, CleanupArgs, Cli, Command, CommonArgs, DrillArgs, ScanArgs};
 use crate::config::{
     ConfigError, DEFAULT_COORDINATOR_NAMESPACE, DEFAULT_METADATA_SCHEMA, Deployment,
-    PropertiesFile, ScanConfig, StorageFlags, Target, parse_as_of, parse_duration_ms,
+    DeploymentScan, PropertiesFile, ScanConfig, ScanStorage, StorageFlags, Target, parse_as_of,
+    parse_duration_ms,
 };
 use crate::drill::{DrillConfig, Invariant};
 use crate::error::{Error, exit_code};
@@ -386,7 +387,7 @@ fn emit(
 
 pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
     let common = &args.common;
-    let (target, coordinator_namespace, metadata_schema) = match &args.url {
+    let (target, coordinator_namespace, metadata_schema, storage_name, plan) = match &args.url {
         Some(url) => (
             url_target(args, url)?,
             common
@@ -394,26 +395,66 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_COORDINATOR_NAMESPACE.to_owned()),
             common.metadata_schema.clone(),
+            None,
+            None,
         ),
         None => {
             let deployment = deployment(args)?;
-            // One storage per run until the deployment-wide scan (issue 11) lands: a
-            // deployment across several is refused here, never scanned in part.
-            let storage = deployment.single_storage()?;
             for unrouted in deployment.unrouted_storages() {
                 eprintln!(
                     "warning: storage {unrouted} is configured, but no namespace is routed to \
                      it: ScalarDB never reads it, so it is not scanned"
                 );
             }
-            (
-                storage.endpoint().open()?,
-                deployment.coordinator_namespace().to_owned(),
+            let metadata_schema = |storage: &crate::config::Storage| {
                 common
                     .metadata_schema
                     .clone()
-                    .or_else(|| storage.metadata_schema().map(str::to_owned)),
-            )
+                    .or_else(|| storage.metadata_schema().map(str::to_owned))
+            };
+            match deployment.only_storage() {
+                Some(storage) => (
+                    storage.endpoint().open()?,
+                    deployment.coordinator_namespace().to_owned(),
+                    metadata_schema(storage),
+                    Some(storage.name().to_owned()),
+                    None,
+                ),
+                None => {
+                    let routed = deployment.routed_storages();
+                    let mut storages = Vec::new();
+                    let mut coordinator = 0;
+                    for (id, storage) in deployment.storages_with_ids() {
+                        // The Coordinator's storage is read whatever else is routed there.
+                        if !routed.contains(&id) && id != deployment.coordinator_storage() {
+                            continue;
+                        }
+                        if id == deployment.coordinator_storage() {
+                            coordinator = storages.len();
+                        }
+                        storages.push(ScanStorage {
+                            id,
+                            name: storage.name().to_owned(),
+                            target: storage.endpoint().open()?,
+                            metadata_schema: metadata_schema(storage)
+                                .unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned()),
+                            mapped: deployment.is_mapped(id),
+                        });
+                    }
+                    let coordinator_storage = &storages[coordinator];
+                    (
+                        coordinator_storage.target.clone(),
+                        deployment.coordinator_namespace().to_owned(),
+                        Some(coordinator_storage.metadata_schema.clone()),
+                        Some(coordinator_storage.name.clone()),
+                        Some(DeploymentScan {
+                            storages,
+                            coordinator,
+                            deployment,
+                        }),
+                    )
+                }
+            }
         }
     };
     Ok(ScanConfig {
@@ -424,6 +465,8 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
         jobs: usize::from(common.jobs),
         connect_timeout: Duration::from_secs(common.connect_timeout),
         analysis: analysis_settings(common)?,
+        storage_name,
+        deployment: plan,
     })
 }
 
@@ -773,12 +816,14 @@ mod tests {
     }
 
     #[test]
-    fn a_deployment_across_storages_is_refused_before_any_connection() {
+    fn a_deployment_across_storages_is_planned_as_one_scan_before_any_connection() {
         let args = scan_args(&[
             "--storage",
             "pg=postgres://verifier@pg:5432/app",
             "--storage",
             "my=mysql://verifier@my:3306/",
+            "--storage",
+            "unused=postgres://verifier@other:5432/app",
             "--namespace",
             "orders=my",
             "--default-storage",
@@ -786,12 +831,13 @@ mod tests {
             "--coordinator-storage",
             "pg",
         ]);
-        let error = scan_config(&args).unwrap_err();
-        assert!(
-            matches!(error, ConfigError::SeveralStorages { count: 2, .. }),
-            "{error}"
-        );
-        assert_eq!(Error::from(error).exit_code(), exit_code::USAGE);
+        let config = scan_config(&args).unwrap();
+        let plan = config.deployment.expect("several storages");
+        let names: Vec<&str> = plan.storages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["pg", "my"], "the unrouted storage is not scanned");
+        assert_eq!(plan.storages[plan.coordinator].name, "pg");
+        assert!(plan.storages[1].mapped);
+        assert_eq!(config.target.display(), "postgres://verifier@pg:5432/app");
     }
 
     #[test]

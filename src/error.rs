@@ -60,6 +60,15 @@ pub enum Error {
     Cleanup(#[source] LocalRuntimeError),
     #[error("remove the Cassandra nodes earlier runs left behind")]
     CleanupCassandra(#[source] Box<crate::runtime::cassandra::CassandraRuntimeError>),
+    #[error("scan storage {storage}")]
+    Storage {
+        /// The storage's name and target, without a password.
+        storage: String,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("look up the Coordinator rows of a table in another storage: {0}")]
+    Unresolved(String),
     #[error("finish: interrupted, and the disposable instance was torn down")]
     Interrupted,
     #[error("bridge a sandbox's network")]
@@ -86,7 +95,20 @@ impl Error {
             | Self::Cleanup(_)
             | Self::CleanupCassandra(_)
             | Self::Bridge(_) => exit_code::UNREACHABLE,
+            Self::Storage { source, .. } => source.exit_code(),
+            Self::Unresolved(_) => exit_code::UNREACHABLE,
             Self::Interrupted => exit_code::INTERRUPTED,
+        }
+    }
+}
+
+impl Error {
+    /// Whether the database refused a read for lack of a privilege.
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            Self::Store(error) => error.is_permission_denied(),
+            Self::Storage { source, .. } => source.is_permission_denied(),
+            _ => false,
         }
     }
 }

@@ -6,8 +6,11 @@
 //!   `Deployment`: storages, routing, the Coordinator's storage), built before any I/O.
 //! - `app`: from arguments to a rendered report and an exit code; `error`: the error type
 //!   and the exit codes.
-//! - `scan`: the scan job's phases; `store`: discovery and scans (`store/sql.rs` is the only
-//!   sqlx user, `store/cassandra.rs` the only scylla user).
+//! - `scan`: the scan job's phases, for one database and for a deployment across several
+//!   (`scan/deployment.rs`), with the Coordinator index (`scan/coordinator.rs`, pure) and the
+//!   point reads of tables that cannot join the Coordinator (`scan/resolve.rs`); `store`:
+//!   discovery and scans behind three seams, catalog and joined phases, records, Coordinator
+//!   (`store/sql.rs` is the only sqlx user, `store/cassandra.rs` the only scylla user).
 //! - `model`: ScalarDB's domain; `analyze`: the pure analysis, observation in, verdict out
 //!   (and `analyze/nodes.rs`: Cassandra nodes compared record by record).
 //! - `report`: the report as data and its renderers (terminal, JSON and its schema, CSV,

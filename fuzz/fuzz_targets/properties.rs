@@ -35,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = deployment.storage(service.storage_for_namespace("bank_a"));
             let _ = deployment.storage(service.storage_for_table("coordinator", "state"));
         }
-        let _ = deployment.single_storage().map(|s| s.endpoint().open().is_ok());
+        for (id, _) in deployment.storages_with_ids() {
+            let _ = deployment.routes_table_to("bank_a", "accounts", id);
+            let _ = deployment.is_mapped(id);
+        }
+        let _ = deployment.only_storage().map(|s| s.endpoint().open().is_ok());
     }
 });

@@ -148,6 +148,8 @@ pub enum Code {
     InvalidScalardbMetadata,
     /// The Coordinator table could not be read.
     CoordinatorScanFailed,
+    /// The deployment's mapping sends tables to a storage that holds no ScalarDB table.
+    StorageWithoutTables,
 }
 
 impl Code {
@@ -174,6 +176,7 @@ impl Code {
             Self::PermissionDenied => "permission-denied",
             Self::InvalidScalardbMetadata => "invalid-scalardb-metadata",
             Self::CoordinatorScanFailed => "coordinator-scan-failed",
+            Self::StorageWithoutTables => "storage-without-tables",
         }
     }
 
@@ -193,7 +196,8 @@ impl Code {
             | Self::NodeSnapshotsSkewed
             | Self::PermissionDenied
             | Self::InvalidScalardbMetadata
-            | Self::CoordinatorScanFailed => Severity::Error,
+            | Self::CoordinatorScanFailed
+            | Self::StorageWithoutTables => Severity::Error,
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
@@ -219,7 +223,8 @@ impl Code {
             Self::TableMissing
             | Self::TableScanFailed
             | Self::NoTransactionalTables
-            | Self::PermissionDenied => CheckName::TableScan,
+            | Self::PermissionDenied
+            | Self::StorageWithoutTables => CheckName::TableScan,
             Self::CommittedWithoutCoordinatorState => CheckName::CoordinatorCoverage,
             Self::WatermarkSkew => CheckName::WatermarkSkew,
             Self::InFlightAtCut => CheckName::LazyRecovery,
@@ -248,7 +253,8 @@ impl Code {
             | Self::InFlightDuringPause
             | Self::PermissionDenied
             | Self::InvalidScalardbMetadata
-            | Self::CoordinatorScanFailed => VerdictEffect::Indeterminate,
+            | Self::CoordinatorScanFailed
+            | Self::StorageWithoutTables => VerdictEffect::Indeterminate,
             Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
             | Self::WatermarkSkew
@@ -263,6 +269,9 @@ pub struct Finding {
     pub code: Code,
     pub severity: Severity,
     pub check: CheckName,
+    /// The storage the finding is about (`None` when the scan named no storage, or the
+    /// finding is about the whole deployment).
+    pub storage: Option<String>,
     pub table: Option<String>,
     pub key: Option<RecordKey>,
     pub tx_id: Option<String>,
@@ -281,6 +290,7 @@ impl Finding {
             code,
             severity: code.severity(),
             check: code.check(),
+            storage: None,
             table: None,
             key: None,
             tx_id: None,

@@ -17,6 +17,8 @@ pub struct Observation {
     pub tables: Vec<TableObservation>,
     pub coordinator: CoordinatorObservation,
     pub discovery: Vec<DiscoveryNote>,
+    /// The storages scanned, each with the tables routed to it (empty: none named).
+    pub storages: Vec<super::StorageObservation>,
 }
 
 #[derive(Clone, Debug)]

@@ -8,6 +8,7 @@ mod finding;
 mod input;
 mod nodes;
 mod retention;
+mod storages;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -20,6 +21,7 @@ pub use input::{
 };
 pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView, NodeSummary};
 pub use retention::{Retention, SAMPLE_LIMIT};
+pub use storages::{IgnoredTable, StorageObservation, StorageSummary};
 
 use crate::model::{
     CoordinatorRow, CoordinatorState, GroupCommitId, RecordKey, StoredState,
@@ -119,6 +121,8 @@ pub enum Reason {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Prediction {
+    /// The storage holding the record (`None` when the scan named no storage).
+    pub storage: Option<String>,
     pub table: TableRef,
     pub key: RecordKey,
     pub tx_id: String,
@@ -141,6 +145,7 @@ pub enum TableStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TableSummary {
+    pub storage: Option<String>,
     pub table: TableRef,
     pub status: TableStatus,
     pub records: u64,
@@ -196,6 +201,8 @@ pub struct Analysis {
     pub watermark_skew_ms: Option<i64>,
     pub findings: Vec<Finding>,
     pub predictions: Vec<Prediction>,
+    /// Each storage of the deployment, with its tables, counts and watermarks.
+    pub storages: Vec<StorageSummary>,
     /// The pause window the restore point was checked against, if any.
     pub pause_window: Option<PauseWindow>,
 }
@@ -479,6 +486,12 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         check_pause_window(pause, &tables, &unresolved, &mut findings);
     }
 
+    let storages = storages::attribute(
+        &observation.storages,
+        &mut tables,
+        &mut findings,
+        &mut predictions,
+    );
     predictions.sort_by(|a, b| (&a.table, &a.key).cmp(&(&b.table, &b.key)));
     findings.sort_by(|a, b| {
         (b.severity, a.code, &a.table, &a.key, &a.tx_id)
@@ -494,6 +507,7 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         watermark_skew_ms,
         findings,
         predictions,
+        storages,
         pause_window: settings.pause_window,
     }
 }
@@ -589,6 +603,7 @@ fn evidence(code: Code, table: &TableRef, record: &ObservedRecord, coordinator: 
 
 fn empty_summary(table: &TableRef, status: TableStatus) -> TableSummary {
     TableSummary {
+        storage: None,
         table: table.clone(),
         status,
         records: 0,
@@ -921,6 +936,7 @@ fn classify_exceptional(
             .epoch_ms
             .is_some_and(|now| now <= prepared_at.saturating_add(TRANSACTION_LIFETIME_MS));
     Some(Prediction {
+        storage: None,
         table: table.clone(),
         key: record.key.clone(),
         tx_id: tx_id.to_owned(),

@@ -86,6 +86,7 @@ fn run(tables: Vec<TableObservation>) -> Analysis {
             tables,
             coordinator: coordinator(),
             discovery: vec![],
+            storages: vec![],
         },
         &AnalysisSettings::default(),
     )
@@ -204,6 +205,7 @@ fn with_write_set_logging_committed_but_aborted_is_ambiguous() {
                 ..CoordinatorScan::default()
             }),
             discovery: vec![],
+            storages: vec![],
         },
         &AnalysisSettings::default(),
     );
@@ -258,6 +260,7 @@ fn a_missing_coordinator_is_indeterminate_never_consistent() {
             tables: vec![table("accounts", vec![], vec![])],
             coordinator: CoordinatorObservation::Missing,
             discovery: vec![],
+            storages: vec![],
         },
         &AnalysisSettings::default(),
     );
@@ -295,6 +298,7 @@ fn transactions_prepared_within_the_lifetime_of_the_cut_are_in_flight() {
             )],
             coordinator: coordinator(),
             discovery: vec![],
+            storages: vec![],
         },
         &AnalysisSettings {
             as_of: Some(NOW),
@@ -463,6 +467,7 @@ fn duplicated_ids_in_the_coordinator_sample_decide_records_seen_once() {
             }
         }),
         discovery: vec![],
+        storages: vec![],
     };
     let analysis = analyze(&observation, &AnalysisSettings::default());
     assert!(
@@ -520,6 +525,7 @@ fn an_unreadable_coordinator_or_table_is_indeterminate_with_the_reason() {
                     rows: 2,
                 },
             ],
+            storages: vec![],
         },
         &AnalysisSettings::default(),
     );

@@ -80,12 +80,7 @@ impl Endpoint {
     pub fn kind(&self) -> StorageKind {
         match self {
             Self::Sqlite(_) => StorageKind::Sqlite,
-            Self::Server(target) => match (&target.backend, target.dialect) {
-                (Backend::Cassandra(_), _) => StorageKind::Cassandra,
-                (Backend::Sql, Dialect::Postgres) => StorageKind::Postgres,
-                (Backend::Sql, Dialect::MySql) => StorageKind::MySql,
-                (Backend::Sql, Dialect::Sqlite) => StorageKind::Sqlite,
-            },
+            Self::Server(target) => target.kind(),
         }
     }
 
@@ -133,6 +128,18 @@ impl Endpoint {
                 port: url.port().unwrap_or(3306),
             },
             Dialect::Sqlite => Locator::Other(target.display().to_owned()),
+        }
+    }
+}
+
+impl Target {
+    /// Which engine this target is.
+    pub fn kind(&self) -> StorageKind {
+        match (&self.backend, self.dialect) {
+            (Backend::Cassandra(_), _) => StorageKind::Cassandra,
+            (Backend::Sql, Dialect::Postgres) => StorageKind::Postgres,
+            (Backend::Sql, Dialect::MySql) => StorageKind::MySql,
+            (Backend::Sql, Dialect::Sqlite) => StorageKind::Sqlite,
         }
     }
 }
@@ -510,29 +517,37 @@ impl Deployment {
             .map(|(_, storage)| storage)
     }
 
-    /// The one storage every namespace and the Coordinator resolve to; a deployment that
-    /// spans several is refused, naming them and the Coordinator's: one run scans one
-    /// storage until issue 11's deployment-wide scan lands.
-    pub fn single_storage(&self) -> Result<&Storage, ConfigError> {
+    /// Every storage with its id, in the order first configured.
+    pub fn storages_with_ids(&self) -> impl Iterator<Item = (StorageId, &Storage)> + '_ {
+        self.storages
+            .iter()
+            .enumerate()
+            .map(|(i, storage)| (StorageId(i), storage))
+    }
+
+    /// Whether some service routes `NAMESPACE.TABLE` to `storage` (ScalarDB reads it there).
+    pub fn routes_table_to(&self, namespace: &str, table: &str, storage: StorageId) -> bool {
+        self.services
+            .iter()
+            .any(|service| service.storage_for_table(namespace, table) == storage)
+    }
+
+    /// Whether a namespace or table mapping names `storage` (not only as the default).
+    pub fn is_mapped(&self, storage: StorageId) -> bool {
+        self.services.iter().any(|service| {
+            service.namespaces.values().any(|id| *id == storage)
+                || service.tables.values().any(|id| *id == storage)
+        })
+    }
+
+    /// The one storage every namespace and the Coordinator resolve to, if there is one: such
+    /// a deployment is scanned as that database. `None`: it spans several storages, scanned
+    /// as one deployment.
+    pub fn only_storage(&self) -> Option<&Storage> {
         let routed = self.routed_storages();
         match routed.iter().next() {
-            Some(only) if routed.len() == 1 => Ok(self.storage(*only)),
-            _ => Err(ConfigError::SeveralStorages {
-                count: routed.len(),
-                storages: {
-                    let shown: Vec<String> = routed
-                        .iter()
-                        .map(|id| self.storage(*id).to_string())
-                        .collect();
-                    match shown.split_last() {
-                        Some((last, [])) => last.clone(),
-                        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-                        None => String::new(),
-                    }
-                },
-                coordinator_table: format!("{}.{COORDINATOR_TABLE}", self.coordinator_namespace),
-                coordinator: self.storage(self.coordinator).name().to_owned(),
-            }),
+            Some(only) if routed.len() == 1 => Some(self.storage(*only)),
+            _ => None,
         }
     }
 }
@@ -920,7 +935,7 @@ scalar.db.multi_storage.default_storage=cassandra
              scalar.db.multi_storage.default_storage=main\n",
         )
         .unwrap();
-        let only = d.single_storage().unwrap();
+        let only = d.only_storage().unwrap();
         assert_eq!(only.name(), "main");
         assert!(
             matches!(only.endpoint(), Endpoint::Sqlite(p) if p == Path::new("/backups/bank.sqlite")),
@@ -931,24 +946,20 @@ scalar.db.multi_storage.default_storage=cassandra
     }
 
     #[test]
-    fn a_deployment_across_storages_is_refused_naming_them_and_the_coordinator() {
+    fn a_deployment_across_storages_has_no_single_storage_and_names_the_coordinators() {
         let d = deployment(DOCS_EXAMPLE).unwrap();
-        let error = d.single_storage().unwrap_err();
-        let message = error.to_string();
-        for part in [
-            "2 storages",
-            "cassandra (cassandra://cassandra@localhost:9042)",
-            "mysql (mysql://root@localhost:3306/)",
-            "Coordinator (coordinator.state) in mysql",
-            "not built yet (issue 11)",
-        ] {
-            assert!(message.contains(part), "{part}: {message}");
-        }
-        assert!(!message.contains("secret"), "{message}");
+        assert!(d.only_storage().is_none());
+        assert_eq!(d.routed_storages().len(), 2);
+        assert_eq!(d.storage(d.coordinator_storage()).name(), "mysql");
+        let shown: Vec<String> = d.storages().iter().map(ToString::to_string).collect();
         assert_eq!(
-            crate::error::Error::from(error).exit_code(),
-            crate::error::exit_code::USAGE
+            shown,
+            [
+                "cassandra (cassandra://cassandra@localhost:9042)",
+                "mysql (mysql://root@localhost:3306/)"
+            ]
         );
+        assert!(!format!("{d:?}").contains("secret"));
     }
 
     #[test]
@@ -967,7 +978,7 @@ scalar.db.multi_storage.default_storage=cassandra
         )
         .unwrap();
         assert_eq!(d.storages().len(), 1, "{d:?}");
-        assert_eq!(d.single_storage().unwrap().aliases().len(), 2);
+        assert_eq!(d.only_storage().unwrap().aliases().len(), 2);
         let postgres = |url: &str| Endpoint::from_url(url).unwrap().locator();
         assert_eq!(
             postgres("postgres://u@h/u"),
@@ -1055,7 +1066,7 @@ scalar.db.multi_storage.default_storage=cassandra
         );
         // Same database, same Coordinator: one storage, scanned as today.
         let d = Deployment::from_properties(&[a, b], Some("coord")).unwrap();
-        assert_eq!(d.single_storage().unwrap().name(), "postgresql");
+        assert_eq!(d.only_storage().unwrap().name(), "postgresql");
     }
 
     #[test]
@@ -1102,11 +1113,9 @@ scalar.db.multi_storage.default_storage=cassandra
         );
         assert_eq!(names(&d, [service.storage_for_table("bank", "a")]), ["pg"]);
         assert!(!format!("{d:?}").contains("pg-secret"));
-        let message = d.single_storage().unwrap_err().to_string();
-        assert!(
-            message.contains("pg (postgres://verifier@pg:5432/app)"),
-            "{message}"
-        );
+        assert!(d.only_storage().is_none());
+        let shown = d.storage(d.coordinator_storage()).to_string();
+        assert_eq!(shown, "pg (postgres://verifier@pg:5432/app)");
 
         let d = Deployment::from_flags(
             &StorageFlags {
@@ -1129,7 +1138,7 @@ scalar.db.multi_storage.default_storage=cassandra
         )
         .unwrap();
         assert_eq!(
-            d.single_storage().unwrap().endpoint().kind(),
+            d.only_storage().unwrap().endpoint().kind(),
             StorageKind::Sqlite,
             "one storage is the default, and a SQLite file is not read yet"
         );

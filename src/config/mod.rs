@@ -100,18 +100,6 @@ pub enum ConfigError {
         other: PathBuf,
         other_coordinator: String,
     },
-    #[error(
-        "scan the deployment: it spans {count} storages, {storages}, with the Coordinator \
-         ({coordinator_table}) in {coordinator}; scanning several storages in one run is not \
-         built yet (issue 11)"
-    )]
-    SeveralStorages {
-        count: usize,
-        /// Each storage as `NAME (TARGET)`, without passwords.
-        storages: String,
-        coordinator_table: String,
-        coordinator: String,
-    },
     #[error("parse --as-of {value}: expected epoch milliseconds or an RFC 3339 timestamp")]
     InvalidAsOf { value: String },
     #[error("parse --skew-threshold {value}: expected a duration such as 90s, 5m or 1h")]
@@ -497,6 +485,34 @@ pub struct ScanConfig {
     pub jobs: usize,
     pub connect_timeout: Duration,
     pub analysis: AnalysisSettings,
+    /// The name the report gives the one storage (`None`: its kind).
+    pub storage_name: Option<String>,
+    /// Set when the deployment spans several storages: they are scanned as one, and
+    /// `target` is the Coordinator's.
+    pub deployment: Option<DeploymentScan>,
+}
+
+/// One storage of a deployment scanned as one, validated.
+#[derive(Debug, Clone)]
+pub struct ScanStorage {
+    pub id: StorageId,
+    pub name: String,
+    pub target: Target,
+    /// ScalarDB's JDBC metadata schema in this storage.
+    pub metadata_schema: String,
+    /// A namespace or table mapping sends tables here (not only as the default).
+    pub mapped: bool,
+}
+
+/// A deployment whose tables and Coordinator span several storages.
+#[derive(Debug, Clone)]
+pub struct DeploymentScan {
+    /// The storages ScalarDB routes to, in the order configured.
+    pub storages: Vec<ScanStorage>,
+    /// Index into `storages` of the Coordinator's.
+    pub coordinator: usize,
+    /// The routing, for deciding where ScalarDB reads each discovered table.
+    pub deployment: Deployment,
 }
 
 /// Decodes `%XX` escapes, as in any URL's user information; `None` if one is malformed or
@@ -629,7 +645,7 @@ mod tests {
             text: text.to_owned(),
         };
         let deployment = Deployment::from_properties(&[file], None).unwrap();
-        let storage = deployment.single_storage().unwrap();
+        let storage = deployment.only_storage().unwrap();
         Single {
             target: storage.endpoint().open().unwrap(),
             coordinator_namespace: deployment.coordinator_namespace().to_owned(),

@@ -206,6 +206,8 @@ async fn drill_in(
         jobs: config.jobs,
         connect_timeout: config.connect_timeout,
         analysis: config.analysis.clone(),
+        storage_name: None,
+        deployment: None,
     };
     task.phase("scanning the restored state");
     let mut outcome = scan::run(&scan_config, progress).await?;

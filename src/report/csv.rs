@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use super::Report;
 
-const HEADER: [&str; 10] = [
+const HEADER: [&str; 11] = [
     "code",
     "severity",
     "check",
@@ -15,6 +15,8 @@ const HEADER: [&str; 10] = [
     "coordinator_state",
     "count",
     "message",
+    // Last, so the columns before it keep their places (schema 1's order).
+    "storage",
 ];
 
 pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -36,6 +38,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             finding.coordinator_state.as_deref().unwrap_or(""),
             &finding.count.map(|c| c.to_string()).unwrap_or_default(),
             &finding.message,
+            finding.storage.as_deref().unwrap_or(""),
         ])?;
     }
     writer.flush()

@@ -38,6 +38,9 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         };
         let mut case = TestCase::new(check.table.as_str(), status);
         case.set_classname(format!("scalardb-verify.{name}"));
+        if let Some(storage) = &check.storage {
+            case.add_property(quick_junit::Property::new("storage", storage.as_str()));
+        }
         if check.outcome == CheckOutcome::Passed && !check.messages.is_empty() {
             case.set_system_out(check.messages.join("\n"));
         }

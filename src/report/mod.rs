@@ -13,13 +13,16 @@ use serde::Serialize;
 
 use crate::analyze::{
     Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Prediction, Severity,
-    TableSummary, TransactionSummary, Verdict,
+    StorageSummary, TableSummary, TransactionSummary, Verdict,
 };
 use crate::drill::DrillSection;
 use crate::model::TableRef;
 
 /// Bumped whenever a field changes meaning or disappears; adding a field does not bump it.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: a report is of a deployment of one or more storages (`storages`,
+/// `coordinator_storage`; `storage` on every table, finding, prediction and check), and
+/// `target` is the Coordinator's storage (with `storages` naming each).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -39,8 +42,14 @@ pub struct Report {
     #[schemars(schema_with = "schema::schema_version")]
     pub schema_version: u32,
     pub tool: ToolInfo,
-    /// The scanned target, with any password removed.
+    /// The scanned target (of several storages: the Coordinator's), with any password
+    /// removed.
     pub target: String,
+    /// Every storage scanned: kind, target (no password), tables, counts, watermarks, and
+    /// what was found there but left out.
+    pub storages: Vec<StorageSummary>,
+    /// The storage ScalarDB reads the Coordinator from.
+    pub coordinator_storage: Option<String>,
     pub verdict: Verdict,
     pub as_of: AsOf,
     pub summary: Summary,
@@ -92,6 +101,8 @@ pub enum CheckOutcome {
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CheckResult {
     pub check: CheckName,
+    /// The storage of the table (or of the Coordinator) checked.
+    pub storage: Option<String>,
     /// The table checked, or the Coordinator table for `coordinator-table`.
     pub table: String,
     pub outcome: CheckOutcome,
@@ -119,6 +130,12 @@ impl Report {
                 version: env!("CARGO_PKG_VERSION"),
             },
             target,
+            coordinator_storage: analysis
+                .storages
+                .iter()
+                .find(|s| s.holds_coordinator)
+                .map(|s| s.name.clone()),
+            storages: analysis.storages,
             verdict: analysis.verdict,
             as_of: analysis.as_of,
             summary,
@@ -139,6 +156,7 @@ impl Report {
             let failed = findings.iter().any(|f| f.severity == Severity::Error);
             self.checks.push(CheckResult {
                 check: CheckName::NodeConsistency,
+                storage: None,
                 table: "(nodes)".to_owned(),
                 outcome: if failed {
                     CheckOutcome::Failed
@@ -179,24 +197,31 @@ impl Report {
 }
 
 fn checks(analysis: &Analysis) -> Vec<CheckResult> {
-    let result = |check: CheckName, table: Option<&TableRef>, name: String| {
-        let (outcome, findings) = match analysis.check_status(check, table) {
-            CheckStatus::Passed(findings) => (CheckOutcome::Passed, findings),
-            CheckStatus::Failed(findings) => (CheckOutcome::Failed, findings),
-            CheckStatus::NotRun => (CheckOutcome::NotRun, Vec::new()),
+    let result =
+        |check: CheckName, table: Option<&TableRef>, storage: Option<&String>, name: String| {
+            let (outcome, findings) = match analysis.check_status(check, table) {
+                CheckStatus::Passed(findings) => (CheckOutcome::Passed, findings),
+                CheckStatus::Failed(findings) => (CheckOutcome::Failed, findings),
+                CheckStatus::NotRun => (CheckOutcome::NotRun, Vec::new()),
+            };
+            CheckResult {
+                check,
+                storage: storage.cloned(),
+                table: name,
+                outcome,
+                messages: findings.iter().map(|f| describe(f)).collect(),
+            }
         };
-        CheckResult {
-            check,
-            table: name,
-            outcome,
-            messages: findings.iter().map(|f| describe(f)).collect(),
-        }
-    };
     let mut checks = Vec::new();
     for table in &analysis.tables {
         let pause = analysis.pause_window.map(|_| CheckName::PauseWindow);
         for check in CheckName::PER_TABLE.into_iter().chain(pause) {
-            checks.push(result(check, Some(&table.table), table.table.to_string()));
+            checks.push(result(
+                check,
+                Some(&table.table),
+                table.storage.as_ref(),
+                table.table.to_string(),
+            ));
         }
     }
     let coordinator_name = analysis
@@ -204,11 +229,26 @@ fn checks(analysis: &Analysis) -> Vec<CheckResult> {
         .table
         .as_ref()
         .map_or_else(|| "coordinator".to_owned(), ToString::to_string);
-    checks.push(result(CheckName::CoordinatorTable, None, coordinator_name));
+    let coordinator_storage = analysis
+        .storages
+        .iter()
+        .find(|s| s.holds_coordinator)
+        .map(|s| &s.name);
+    checks.push(result(
+        CheckName::CoordinatorTable,
+        None,
+        coordinator_storage,
+        coordinator_name,
+    ));
     // Findings with no table (discovery, in-flight counts) belong to no per-table check;
     // a failing one still has to fail somewhere visible.
     if analysis.tables.is_empty() {
-        checks.push(result(CheckName::TableScan, None, "(discovery)".to_owned()));
+        checks.push(result(
+            CheckName::TableScan,
+            None,
+            None,
+            "(discovery)".to_owned(),
+        ));
     }
     checks
 }

@@ -32,16 +32,43 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "restore point: {when} ({how})")?;
     }
     writeln!(out)?;
+    if report.storages.len() > 1 {
+        for storage in &report.storages {
+            writeln!(
+                out,
+                "storage {} ({} {}): {} table(s), {} records{}",
+                storage.name,
+                storage.kind,
+                storage.target,
+                storage.tables.len(),
+                storage.records,
+                if storage.holds_coordinator {
+                    ", holds the Coordinator"
+                } else {
+                    ""
+                }
+            )?;
+            for ignored in &storage.ignored {
+                writeln!(out, "  ignored {}: {}", ignored.table, ignored.reason)?;
+            }
+        }
+        writeln!(out)?;
+    }
     writeln!(
         out,
         "{:<40} {:>12} {:>10} {:>8} {:>8}",
         "table", "records", "unresolved", "forward", "back"
     )?;
+    let several = report.storages.len() > 1;
     for table in &summary.tables {
+        let shown = match (&table.storage, several) {
+            (Some(storage), true) => format!("{storage}:{}", table.table),
+            _ => table.table.to_string(),
+        };
         let name = match table.status {
-            TableStatus::Scanned => table.table.to_string(),
-            TableStatus::Missing => format!("{} (missing)", table.table),
-            TableStatus::Failed => format!("{} (scan failed)", table.table),
+            TableStatus::Scanned => shown,
+            TableStatus::Missing => format!("{shown} (missing)"),
+            TableStatus::Failed => format!("{shown} (scan failed)"),
         };
         writeln!(
             out,

@@ -6,7 +6,8 @@
 //! ScalarDB metadata table, so discovery reads `system_schema.columns`.
 //!
 //! Cassandra cannot join, so the Coordinator is loaded once, lazily, into a
-//! [`CoordinatorIndex`]: a sorted vector of 64-bit words, each a 62-bit keyed hash of a
+//! [`CoordinatorIndex`] (`scan/coordinator.rs`, shared with the scan of tables in another
+//! storage than the Coordinator's): a sorted vector of 64-bit words, each a 62-bit keyed hash of a
 //! `tx_id` with its state in the two low bits (8 bytes per row), plus exact rows for
 //! group-commit parents. A miss is definitive; a hit that matters is confirmed by a point
 //! read of `coordinator.state` (see [`CoordinatorIndex`] for why a collision cannot change
@@ -21,7 +22,7 @@
 //! drill's disposable node (its schema and the recovery rehearsal), tests and benchmarks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::RandomState;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,16 +50,13 @@ pub use recovery::ObservedAs;
 
 use super::discover::{CatalogTable, Discovery, DiscoverySettings, discover};
 use super::{CoordinatorSchema, TableSchema};
-use crate::analyze::{
-    CoordinatorScan, DiscoveryNote, ObservedRecord, Retention, SAMPLE_LIMIT, TableScan,
-};
+use crate::analyze::{CoordinatorScan, DiscoveryNote, ObservedRecord, Retention, TableScan};
 use crate::model::{
-    CoordinatorRow, CoordinatorRows, CoordinatorState, GroupCommitId, RecordKey, RecordMeta,
-    StoredState, TableRef, TxState,
+    CoordinatorRow, CoordinatorRows, CoordinatorState, RecordKey, RecordMeta, StoredState,
+    TableRef, TxState,
 };
+use crate::scan::coordinator::{CoordinatorIndex, IndexBuilder, Lookup, PhaseTwo, merge_filed};
 
-/// How many invalid Coordinator rows are kept as evidence (the smallest ids, as SQL does).
-const INVALID_COORDINATOR_SAMPLE: usize = 20;
 /// The partitioner whose token ring the parallel scan splits.
 const MURMUR3: &str = "org.apache.cassandra.dht.Murmur3Partitioner";
 
@@ -881,6 +879,108 @@ impl super::Store for CassandraStore {
     }
 }
 
+impl super::RecordSource for CassandraStore {
+    async fn any_committed(
+        &self,
+        table: &TableSchema,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, CassandraError> {
+        self.scan_table(
+            &table.table,
+            "tx_id, tx_state, tx_version",
+            &self.partition_keys_of(&table.table),
+            |found: &mut bool, mut row| {
+                let tx_id = text_ref(&mut row)?;
+                let state = int_column(&mut row)?;
+                let version = int_column(&mut row)?;
+                if state == Some(3) && version.is_some_and(|v| v >= 1) {
+                    *found |= tx_id.is_some_and(wanted);
+                }
+                Ok(())
+            },
+            |total: &mut bool, part| *total |= part,
+        )
+        .await
+    }
+
+    /// Token range by token range; only the `wanted` records' keys are decoded.
+    async fn fold_committed<A, W, F, M>(
+        &self,
+        table: &TableSchema,
+        wanted: &W,
+        add: &F,
+        merge: &M,
+    ) -> Result<A, CassandraError>
+    where
+        A: Default,
+        W: Fn(&str) -> bool,
+        F: Fn(&mut A, ObservedRecord),
+        M: Fn(&mut A, A),
+    {
+        self.scan_table(
+            &table.table,
+            &record_columns(table),
+            &self.partition_keys_of(&table.table),
+            |acc: &mut A, mut row| {
+                let raw = decode_meta_lazy(&mut row)?;
+                let candidate = raw.meta.tx_state == Some(3)
+                    && raw.meta.tx_version.is_some_and(|v| v >= 1)
+                    && raw.tx_id.is_some_and(wanted);
+                if candidate {
+                    let key = decode_key(table, &mut row)?;
+                    add(acc, observed(key, raw.into_meta()));
+                }
+                Ok(())
+            },
+            merge,
+        )
+        .await
+    }
+}
+
+impl super::CoordinatorSource for CassandraStore {
+    async fn fold_coordinator<A, F, M>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        add: &F,
+        merge: &M,
+    ) -> Result<A, CassandraError>
+    where
+        A: Default,
+        F: Fn(&mut A, CoordinatorRow),
+        M: Fn(&mut A, A),
+    {
+        let columns = if coordinator.has_child_ids {
+            "tx_id, tx_state, tx_created_at, tx_child_ids"
+        } else {
+            "tx_id, tx_state, tx_created_at"
+        };
+        self.scan_table(
+            &coordinator.table,
+            columns,
+            &["tx_id".to_owned()],
+            |acc: &mut A, mut row| {
+                add(acc, decode_coordinator_row(&mut row)?);
+                Ok(())
+            },
+            merge,
+        )
+        .await
+        .map_err(|e| match e {
+            CassandraError::Scan { table, source } => CassandraError::Coordinator { table, source },
+            other => other,
+        })
+    }
+
+    async fn read_coordinator_row(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+    ) -> Result<Option<CoordinatorRow>, CassandraError> {
+        self.coordinator_row(coordinator, tx_id).await
+    }
+}
+
 /// Builds the catalog from `system_schema.columns` rows and runs the shared discovery.
 fn discover_from_columns(
     rows: Vec<(String, String, String, String, i32, String)>,
@@ -1193,322 +1293,6 @@ impl PhaseOne {
     }
 }
 
-/// What phase 2 gathers from one range: records filed without a point read, and those
-/// that need one.
-#[derive(Default)]
-struct PhaseTwo {
-    filed: TableScan,
-    to_read: Vec<ObservedRecord>,
-}
-
-impl PhaseTwo {
-    /// Files a candidate whose Coordinator rows the index knows exactly (no row at all,
-    /// or a group parent it keeps), or sets it aside for a point read.
-    fn file(
-        &mut self,
-        index: &CoordinatorIndex,
-        retention: &Retention,
-        mut record: ObservedRecord,
-    ) {
-        let Some(tx_id) = record.meta.tx_id.as_deref() else {
-            return;
-        };
-        match index.rows_without_reading(tx_id) {
-            Some(rows) => {
-                record.coordinator = rows;
-                retention.file(&mut self.filed, record);
-            }
-            None => self.to_read.push(record),
-        }
-    }
-
-    fn merge(&mut self, part: Self) {
-        merge_filed(&mut self.filed, part.filed);
-        self.to_read.extend(part.to_read);
-    }
-}
-
-/// Adds what `Retention::file` put into `part` to `total`, keeping the smallest samples.
-fn merge_filed(total: &mut TableScan, part: TableScan) {
-    total.unconfirmed_relevant.extend(part.unconfirmed_relevant);
-    total.unconfirmed_other_count += part.unconfirmed_other_count;
-    for sample in part.unconfirmed_other_samples {
-        let samples = &mut total.unconfirmed_other_samples;
-        let position = samples.partition_point(|s| s.key < sample.key);
-        if position < SAMPLE_LIMIT {
-            samples.insert(position, sample);
-            samples.truncate(SAMPLE_LIMIT);
-        }
-    }
-}
-
-/// What the index answers for a transaction id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Lookup {
-    /// No Coordinator row applies: definitive.
-    Absent,
-    /// COMMITTED, by a group parent row kept exactly or by a hash hit (see the type docs).
-    Committed,
-    /// A row may apply that is not plainly COMMITTED: read it to decide.
-    Read,
-}
-
-/// The state bits of an index entry.
-const STATE_COMMITTED: u64 = 0;
-const STATE_ABORTED: u64 = 1;
-const STATE_OTHER: u64 = 2;
-const STATE_MASK: u64 = 3;
-
-/// The Coordinator in a few bytes per row.
-///
-/// `entries` is sorted; each is a keyed 62-bit hash of a row's `tx_id` (SipHash with this
-/// process's random keys, so ids cannot be crafted to collide) with the row's state in the
-/// two low bits: 8 bytes per row. Group-commit parent rows (`tx_child_ids` set) are kept
-/// exactly in `parents`, because the lookup rule needs their child lists.
-///
-/// A miss is definitive: no row has that id. Two ids with equal hashes make the entry
-/// ambiguous, and the lookup asks for a point read. The one undetectable case is an id
-/// with no row whose hash equals exactly one COMMITTED row's: its record would be taken as
-/// confirmed. For the records verdicts depend on, that cannot happen: the scan confirms
-/// every unresolved transaction's state with a point read (`suspects`), and records of a
-/// transaction whose hit is refuted are looked up exactly. For the others (COMMITTED
-/// records of transactions with nothing unresolved, which only count towards
-/// `committed-without-coordinator-state`), the chance is about `rows / 2^62` per record.
-#[derive(Debug, Default)]
-struct CoordinatorIndex {
-    hasher: RandomState,
-    entries: Vec<u64>,
-    parents: HashMap<String, CoordinatorRow>,
-    group_commit: bool,
-    stats: CoordinatorStats,
-}
-
-#[derive(Debug, Default, Clone)]
-struct CoordinatorStats {
-    rows: u64,
-    committed: u64,
-    aborted: u64,
-    max_created_at: Option<i64>,
-    invalid_count: u64,
-    /// The invalid rows with the smallest ids, sorted.
-    invalid_sample: Vec<CoordinatorRow>,
-}
-
-impl CoordinatorIndex {
-    fn fingerprint(hasher: &RandomState, tx_id: &str) -> u64 {
-        hasher.hash_one(tx_id) & !STATE_MASK
-    }
-
-    /// The first entry whose hash is not below `key` (`partition_point`), found from a
-    /// guess: the hashes are uniform, so `key / 2^64` of the way in lands within a few
-    /// hundred entries of it. Galloping out from there, then bisecting, touches a few
-    /// cache lines, where a bisection of the whole vector misses the cache on most of its
-    /// twenty steps; the scan looks up every record, so this is most of its own CPU.
-    fn lower_bound(&self, key: u64) -> usize {
-        let entries = &self.entries;
-        let n = entries.len();
-        let below = |i: usize| entries[i] & !STATE_MASK < key;
-        let guess = usize::try_from((u128::from(key) * n as u128) >> 64).map_or(n, |g| g.min(n));
-        // Every entry before `lo` is below the key; none from `hi` on is.
-        let (mut lo, mut hi);
-        if guess < n && below(guess) {
-            lo = guess + 1;
-            let mut step = 1;
-            loop {
-                let probe = guess.saturating_add(step);
-                if probe >= n {
-                    hi = n;
-                    break;
-                }
-                if !below(probe) {
-                    hi = probe;
-                    break;
-                }
-                lo = probe + 1;
-                step *= 2;
-            }
-        } else {
-            hi = guess;
-            let mut step = 1;
-            loop {
-                if step > guess {
-                    lo = 0;
-                    break;
-                }
-                let probe = guess - step;
-                if below(probe) {
-                    lo = probe + 1;
-                    break;
-                }
-                hi = probe;
-                step *= 2;
-            }
-        }
-        lo + entries[lo..hi].partition_point(|e| *e & !STATE_MASK < key)
-    }
-
-    /// The state bits of the entries whose hash is `tx_id`'s: none, one, or (ambiguous)
-    /// several.
-    fn probe(&self, tx_id: &str) -> Option<u64> {
-        let key = Self::fingerprint(&self.hasher, tx_id);
-        let start = self.lower_bound(key);
-        let mut hits = self.entries[start..]
-            .iter()
-            .take_while(|e| **e & !STATE_MASK == key);
-        let first = hits.next()?;
-        Some(if hits.next().is_some() {
-            STATE_OTHER
-        } else {
-            first & STATE_MASK
-        })
-    }
-
-    fn may_contain(&self, tx_id: &str) -> bool {
-        self.probe(tx_id).is_some()
-    }
-
-    fn group_parent<'a>(&self, tx_id: &'a str) -> Option<&'a str> {
-        if !self.group_commit {
-            return None;
-        }
-        GroupCommitId::parse(tx_id).map(|id| id.parent)
-    }
-
-    /// `Coordinator.getState`'s rule over the index.
-    fn look_up(&self, tx_id: &str) -> Lookup {
-        let listing_parent = GroupCommitId::parse(tx_id)
-            .filter(|_| self.group_commit)
-            .and_then(|id| {
-                self.parents.get(id.parent).filter(|parent| {
-                    parent
-                        .tx_child_ids
-                        .as_deref()
-                        .is_some_and(|ids| ids.split(',').any(|c| c == id.child))
-                })
-            });
-        if let Some(parent) = listing_parent {
-            return if parent.tx_state == Some(TxState::Committed.id()) {
-                Lookup::Committed
-            } else {
-                Lookup::Read
-            };
-        }
-        match self.probe(tx_id) {
-            None => Lookup::Absent,
-            Some(STATE_COMMITTED) => Lookup::Committed,
-            Some(_) => Lookup::Read,
-        }
-    }
-
-    /// The rows for `tx_id` when the index knows them exactly: no row keyed by the id, and
-    /// a parent row that is kept exactly or surely absent. `None`: read them.
-    fn rows_without_reading(&self, tx_id: &str) -> Option<CoordinatorRows> {
-        if self.may_contain(tx_id) {
-            return None;
-        }
-        let parent = match self.group_parent(tx_id) {
-            None => None,
-            Some(parent) => match self.parents.get(parent) {
-                Some(row) => Some(row.clone()),
-                None if self.may_contain(parent) => return None,
-                None => None,
-            },
-        };
-        Some(CoordinatorRows {
-            exact: None,
-            parent,
-        })
-    }
-
-    /// Heap bytes held, for the memory test and the benchmark.
-    fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<u64>()
-            + self
-                .parents
-                .iter()
-                .map(|(k, v)| {
-                    k.capacity()
-                        + v.tx_id.capacity()
-                        + v.tx_child_ids.as_ref().map_or(0, String::capacity)
-                        + std::mem::size_of::<(String, CoordinatorRow)>()
-                })
-                .sum::<usize>()
-    }
-}
-
-/// Gathers one range of the Coordinator.
-#[derive(Default)]
-struct IndexBuilder {
-    entries: Vec<u64>,
-    parents: HashMap<String, CoordinatorRow>,
-    stats: CoordinatorStats,
-}
-
-impl IndexBuilder {
-    fn add(&mut self, hasher: &RandomState, row: CoordinatorRow) {
-        let stats = &mut self.stats;
-        stats.rows += 1;
-        stats.max_created_at = stats.max_created_at.max(row.tx_created_at);
-        let valid = row.tx_created_at.is_some();
-        let state = match row.tx_state {
-            Some(3) => {
-                stats.committed += 1;
-                if valid { STATE_COMMITTED } else { STATE_OTHER }
-            }
-            Some(4) => {
-                stats.aborted += 1;
-                if valid { STATE_ABORTED } else { STATE_OTHER }
-            }
-            _ => STATE_OTHER,
-        };
-        if !(valid && matches!(row.tx_state, Some(3 | 4))) {
-            stats.invalid_count += 1;
-            let sample = &mut stats.invalid_sample;
-            let position = sample.partition_point(|r| r.tx_id < row.tx_id);
-            if position < INVALID_COORDINATOR_SAMPLE {
-                sample.insert(position, row.clone());
-                sample.truncate(INVALID_COORDINATOR_SAMPLE);
-            }
-        }
-        self.entries
-            .push(CoordinatorIndex::fingerprint(hasher, &row.tx_id) | state);
-        if row.tx_child_ids.is_some() {
-            self.parents.insert(row.tx_id.clone(), row);
-        }
-    }
-
-    fn merge(&mut self, part: Self) {
-        if self.entries.is_empty() {
-            self.entries = part.entries;
-        } else {
-            self.entries.extend(part.entries);
-        }
-        self.parents.extend(part.parents);
-        let (stats, other) = (&mut self.stats, part.stats);
-        stats.rows += other.rows;
-        stats.committed += other.committed;
-        stats.aborted += other.aborted;
-        stats.max_created_at = stats.max_created_at.max(other.max_created_at);
-        stats.invalid_count += other.invalid_count;
-        stats.invalid_sample.extend(other.invalid_sample);
-        stats.invalid_sample.sort_by(|a, b| a.tx_id.cmp(&b.tx_id));
-        stats.invalid_sample.truncate(INVALID_COORDINATOR_SAMPLE);
-    }
-
-    fn build(mut self, hasher: RandomState, coordinator: &CoordinatorSchema) -> CoordinatorIndex {
-        self.entries.sort_unstable();
-        self.entries.shrink_to_fit();
-        self.parents.shrink_to_fit();
-        CoordinatorIndex {
-            hasher,
-            entries: self.entries,
-            parents: self.parents,
-            group_commit: coordinator.has_child_ids,
-            stats: self.stats,
-        }
-    }
-}
-
 /// A writable session to a node the caller created and will destroy (the drill's disposable
 /// node, tests, benchmarks): the tool never writes to a cluster it scans.
 pub struct CassandraWriter {
@@ -1650,31 +1434,6 @@ impl CassandraWriter {
 mod tests {
     use super::*;
 
-    fn row(tx_id: &str, state: i64, children: Option<&str>) -> CoordinatorRow {
-        CoordinatorRow {
-            tx_id: tx_id.into(),
-            tx_state: Some(state),
-            tx_created_at: Some(1),
-            tx_child_ids: children.map(Into::into),
-        }
-    }
-
-    fn index(rows: Vec<CoordinatorRow>, group_commit: bool) -> CoordinatorIndex {
-        let hasher = RandomState::new();
-        let mut builder = IndexBuilder::default();
-        for row in rows {
-            builder.add(&hasher, row);
-        }
-        builder.build(
-            hasher,
-            &CoordinatorSchema {
-                table: TableRef::new("coordinator", "state"),
-                has_child_ids: group_commit,
-                has_write_set: false,
-            },
-        )
-    }
-
     #[test]
     fn token_ranges_cover_the_ring_without_gaps() {
         let ranges = token_ranges(7);
@@ -1686,74 +1445,6 @@ mod tests {
             assert!(pair[0].0 < pair[0].1);
         }
         assert_eq!(token_ranges(1), [(i64::MIN, i64::MAX)]);
-    }
-
-    #[test]
-    fn the_index_answers_like_the_lookup_rule() {
-        const PARENT: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";
-        let index = index(
-            vec![
-                row("c", 3, None),
-                row("a", 4, None),
-                row(PARENT, 3, Some("k1,k2")),
-                row("bad", 9, None),
-            ],
-            true,
-        );
-        assert_eq!(index.look_up("c"), Lookup::Committed);
-        assert_eq!(index.look_up("a"), Lookup::Read);
-        assert_eq!(index.look_up("bad"), Lookup::Read);
-        assert_eq!(index.look_up("nope"), Lookup::Absent);
-        assert_eq!(index.look_up(&format!("{PARENT}$k2")), Lookup::Committed);
-        assert_eq!(index.look_up(&format!("{PARENT}$k3")), Lookup::Absent);
-        let rows = index
-            .rows_without_reading(&format!("{PARENT}$k3"))
-            .expect("known exactly");
-        assert_eq!(rows.parent.unwrap().tx_id, PARENT);
-        assert!(index.rows_without_reading("a").is_none());
-        assert_eq!(index.stats.invalid_count, 1);
-        assert_eq!(index.stats.committed, 2);
-    }
-
-    #[test]
-    fn colliding_entries_are_ambiguous_never_committed() {
-        let mut index = index(vec![row("x", 3, None)], false);
-        // Forge a collision: another row with x's hash, ABORTED.
-        let key = index.entries[0] & !STATE_MASK;
-        index.entries.push(key | STATE_ABORTED);
-        index.entries.sort_unstable();
-        assert_eq!(index.look_up("x"), Lookup::Read);
-    }
-
-    #[test]
-    fn a_coordinator_entry_takes_eight_bytes() {
-        let n: usize = 1_000_000;
-        let rows = (0..n).map(|i| row(&format!("{i:08x}-0000-0000-0000-000000000000"), 3, None));
-        let index = index(rows.collect(), false);
-        let per_entry = index.heap_bytes() as f64 / n as f64;
-        eprintln!("coordinator index: {per_entry:.2} bytes per row for {n} rows");
-        assert!(per_entry <= 8.01, "{per_entry} bytes per row");
-        assert_eq!(
-            index.look_up("00000007-0000-0000-0000-000000000000"),
-            Lookup::Committed
-        );
-    }
-
-    #[test]
-    fn the_guided_search_finds_what_bisection_finds() {
-        for n in [0_usize, 1, 2, 3, 17, 1000, 50_000] {
-            let rows = (0..n).map(|i| row(&format!("tx-{i}"), 3, None));
-            let index = index(rows.collect(), false);
-            let probes = (0..2 * n + 10).map(|i| index.hasher.hash_one(i) & !STATE_MASK);
-            let present = index.entries.iter().map(|e| e & !STATE_MASK);
-            for key in probes.chain(present).chain([0, 4, !STATE_MASK]) {
-                assert_eq!(
-                    index.lower_bound(key),
-                    index.entries.partition_point(|e| *e & !STATE_MASK < key),
-                    "n = {n}, key = {key:#x}"
-                );
-            }
-        }
     }
 
     #[test]

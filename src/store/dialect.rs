@@ -174,7 +174,8 @@ impl Dialect {
         self.contains(&children, &child)
     }
 
-    fn record_select(self, table: &TableSchema, coordinator: Option<&CoordinatorSchema>) -> String {
+    /// A record's key columns (as text) and its eight metadata columns.
+    fn record_columns(self, table: &TableSchema) -> Vec<String> {
         let mut columns: Vec<String> = table
             .keys
             .iter()
@@ -193,6 +194,11 @@ impl Dialect {
         for column in ["before_tx_state", "before_tx_version"] {
             columns.push(self.int(&format!("r.{column}")));
         }
+        columns
+    }
+
+    fn record_select(self, table: &TableSchema, coordinator: Option<&CoordinatorSchema>) -> String {
+        let mut columns = self.record_columns(table);
         let mut joins = String::new();
         let coordinator_columns = |alias: &str, present: bool, child_ids: bool| {
             if present {
@@ -240,6 +246,59 @@ impl Dialect {
             "SELECT {} FROM {} r{joins}",
             columns.join(", "),
             self.table_name(&table.table)
+        )
+    }
+
+    /// Every COMMITTED record a Coordinator in another database must confirm, without a join
+    /// (the Coordinator columns are NULL): the scan job checks them against its index.
+    pub fn committed_records(self, table: &TableSchema) -> String {
+        // Without the Coordinator's columns: every row of the table crosses the wire.
+        format!(
+            "SELECT {} FROM {} r WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
+            self.record_columns(table).join(", "),
+            self.table_name(&table.table)
+        )
+    }
+
+    /// The `tx_id` of every record `committed_records` selects.
+    pub fn committed_tx_ids(self, table: &TableSchema) -> String {
+        format!(
+            "SELECT {} FROM {} r WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
+            self.text("r.tx_id"),
+            self.table_name(&table.table)
+        )
+    }
+
+    fn coordinator_row_columns(self, coordinator: &CoordinatorSchema) -> String {
+        [
+            self.text("tx_id"),
+            self.int("tx_state"),
+            self.int("tx_created_at"),
+            if coordinator.has_child_ids {
+                self.text("tx_child_ids")
+            } else {
+                self.text("NULL")
+            },
+        ]
+        .join(", ")
+    }
+
+    /// Every Coordinator row, for the scan job's index.
+    pub fn coordinator_rows(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "SELECT {} FROM {}",
+            self.coordinator_row_columns(coordinator),
+            self.table_name(&coordinator.table)
+        )
+    }
+
+    /// The Coordinator row of one `tx_id` (bound as the first parameter).
+    pub fn coordinator_row(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE tx_id = {}",
+            self.coordinator_row_columns(coordinator),
+            self.table_name(&coordinator.table),
+            self.placeholder(1)
         )
     }
 

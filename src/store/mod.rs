@@ -2,6 +2,13 @@
 //! and the scans that feed `analyze`. `sql.rs` is the only file that talks to sqlx;
 //! `dialect.rs` builds the SQL it sends; `discover.rs` turns catalogs into table schemas.
 //! `cassandra.rs` is the only file that talks to the scylla driver.
+//!
+//! The scan job sees a store through three seams: the catalog and the joined phases
+//! ([`Store`]: discovery, and the fast path where the Coordinator shares the database with
+//! a table), the records alone ([`RecordSource`]), and the Coordinator alone
+//! ([`CoordinatorSource`]). The last two let a table be checked against a Coordinator in
+//! another database: the job folds the Coordinator into an index and point-reads the rows
+//! that matter (`scan/coordinator.rs`, `scan/resolve.rs`).
 
 mod cassandra;
 mod dialect;
@@ -18,8 +25,8 @@ pub use sql::{
     DisposableWriter, Param, Scalar, SqlError, SqlStore, WriteError, settle_sqlite_copy,
 };
 
-use crate::analyze::{CoordinatorScan, Retention, TableScan};
-use crate::model::TableRef;
+use crate::analyze::{CoordinatorScan, ObservedRecord, Retention, TableScan};
+use crate::model::{CoordinatorRow, TableRef};
 
 /// What a backend must offer the scan job. Implemented by `SqlStore` (PostgreSQL, MySQL,
 /// SQLite); a backend without joins (Cassandra) implements the same phases its own way.
@@ -58,6 +65,66 @@ pub trait Store {
         retention: &Retention,
         scan: &mut TableScan,
     ) -> Result<(), Self::Error>;
+}
+
+/// A table's records without the Coordinator: what a table in another storage than the
+/// Coordinator's offers the scan job.
+#[expect(
+    async_fn_in_trait,
+    reason = "used generically under block_on, never as dyn or across threads"
+)]
+pub trait RecordSource: Store {
+    /// Whether any COMMITTED record (as `fold_committed` selects them) has a `wanted`
+    /// `tx_id`, reading only `tx_id`s and stopping at the first: in a healthy copy none is,
+    /// and `fold_committed`'s wider read is skipped.
+    async fn any_committed(
+        &self,
+        table: &TableSchema,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, Self::Error>;
+
+    /// Folds every COMMITTED record (`tx_state` 3, a `tx_id`, `tx_version` >= 1) whose
+    /// `tx_id` is `wanted` into accumulators with `add` (the key is decoded only for
+    /// those), merged with `merge`. Never joins.
+    async fn fold_committed<A, W, F, M>(
+        &self,
+        table: &TableSchema,
+        wanted: &W,
+        add: &F,
+        merge: &M,
+    ) -> Result<A, Self::Error>
+    where
+        A: Default,
+        W: Fn(&str) -> bool,
+        F: Fn(&mut A, ObservedRecord),
+        M: Fn(&mut A, A);
+}
+
+/// The Coordinator table alone: every row folded, or one row by id.
+#[expect(
+    async_fn_in_trait,
+    reason = "used generically under block_on, never as dyn or across threads"
+)]
+pub trait CoordinatorSource: Store {
+    /// Folds every row (`tx_id`, `tx_state`, `tx_created_at`, `tx_child_ids`).
+    async fn fold_coordinator<A, F, M>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        add: &F,
+        merge: &M,
+    ) -> Result<A, Self::Error>
+    where
+        A: Default,
+        F: Fn(&mut A, CoordinatorRow),
+        M: Fn(&mut A, A);
+
+    /// The row keyed by `tx_id`, if any (the first, should a table without a key hold
+    /// several: those are reported as invalid rows by `scan_coordinator`).
+    async fn read_coordinator_row(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+    ) -> Result<Option<CoordinatorRow>, Self::Error>;
 }
 
 /// How a key column's values are rendered as text.

@@ -554,6 +554,126 @@ impl super::Store for SqlStore {
     }
 }
 
+impl super::RecordSource for SqlStore {
+    async fn any_committed(
+        &self,
+        table: &TableSchema,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, SqlError> {
+        let scan_error = |source| SqlError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
+        let sql = self.dialect.committed_tx_ids(table);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        let mut found = false;
+        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
+            if text(&row, 0)
+                .map_err(scan_error)?
+                .is_some_and(|id| wanted(&id))
+            {
+                found = true;
+                break;
+            }
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(scan_error)?;
+        Ok(found)
+    }
+
+    /// Streams the table's COMMITTED records in one read-only transaction; only the
+    /// `wanted` ones are decoded past their `tx_id`.
+    async fn fold_committed<A, W, F, M>(
+        &self,
+        table: &TableSchema,
+        wanted: &W,
+        add: &F,
+        _merge: &M,
+    ) -> Result<A, SqlError>
+    where
+        A: Default,
+        W: Fn(&str) -> bool,
+        F: Fn(&mut A, ObservedRecord),
+        M: Fn(&mut A, A),
+    {
+        let scan_error = |source| SqlError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let mut acc = A::default();
+        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
+        let sql = self.dialect.committed_records(table);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        let tx_id_at = table.keys.len();
+        while let Some(row) = rows.try_next().await.map_err(scan_error)? {
+            let Some(tx_id) = text(&row, tx_id_at).map_err(scan_error)? else {
+                continue;
+            };
+            if wanted(&tx_id) {
+                add(&mut acc, decode_record(&row, table).map_err(scan_error)?);
+            }
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(scan_error)?;
+        Ok(acc)
+    }
+}
+
+impl super::CoordinatorSource for SqlStore {
+    async fn fold_coordinator<A, F, M>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        add: &F,
+        _merge: &M,
+    ) -> Result<A, SqlError>
+    where
+        A: Default,
+        F: Fn(&mut A, CoordinatorRow),
+        M: Fn(&mut A, A),
+    {
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let mut acc = A::default();
+        let mut conn = self.read_only_connection().await.map_err(error)?;
+        let sql = self.dialect.coordinator_rows(coordinator);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(error)? {
+            // A row with a NULL tx_id cannot be looked up by any record: not indexed
+            // (scan_coordinator reports it as invalid).
+            if let Some(row) = decode_coordinator_row(&row, 0).map_err(error)? {
+                add(&mut acc, row);
+            }
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(error)?;
+        Ok(acc)
+    }
+
+    async fn read_coordinator_row(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+    ) -> Result<Option<CoordinatorRow>, SqlError> {
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let sql = self.dialect.coordinator_row(coordinator);
+        let row = sqlx::query(&sql)
+            .bind(tx_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(error)?;
+        match row {
+            Some(row) => decode_coordinator_row(&row, 0).map_err(error),
+            None => Ok(None),
+        }
+    }
+}
+
 fn is_transient(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
 }
@@ -584,7 +704,9 @@ fn decode_record(row: &AnyRow, table: &TableSchema) -> Result<ObservedRecord, sq
         ));
     }
     let at = |offset: usize| key_len + offset;
-    debug_assert_eq!(row.len(), key_len + RECORD_TAIL_COLUMNS);
+    // `Dialect::committed_records` leaves the Coordinator's eight columns out.
+    let joined = row.len() == key_len + RECORD_TAIL_COLUMNS;
+    debug_assert!(joined || row.len() == key_len + RECORD_TAIL_COLUMNS - 8);
     Ok(ObservedRecord {
         key: RecordKey(key),
         meta: RecordMeta {
@@ -597,9 +719,13 @@ fn decode_record(row: &AnyRow, table: &TableSchema) -> Result<ObservedRecord, sq
             before_tx_state: row.try_get(at(6))?,
             before_tx_version: row.try_get(at(7))?,
         },
-        coordinator: CoordinatorRows {
-            exact: decode_coordinator_row(row, at(8))?,
-            parent: decode_coordinator_row(row, at(12))?,
+        coordinator: if joined {
+            CoordinatorRows {
+                exact: decode_coordinator_row(row, at(8))?,
+                parent: decode_coordinator_row(row, at(12))?,
+            }
+        } else {
+            CoordinatorRows::default()
         },
     })
 }

@@ -125,5 +125,6 @@ pub fn observe(cut: &Cut) -> Observation {
             invalid_count: 0,
         }),
         discovery: Vec::new(),
+        storages: Vec::new(),
     }
 }

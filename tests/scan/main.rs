@@ -7,6 +7,7 @@ mod fixtures;
 mod history;
 mod hostile;
 mod metrics;
+mod multi_storage;
 #[path = "../common/metrics.rs"]
 mod prom;
 mod reports;

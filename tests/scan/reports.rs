@@ -17,6 +17,11 @@ fn csv_has_a_header_and_one_row_per_finding() {
     assert_eq!(&rows[0][0], "torn-transaction");
     assert_eq!(&rows[0][1], "error");
     assert_eq!(&rows[0][4], "account_id=5, seq=10");
+    assert_eq!(&headers[10], "storage");
+    assert_eq!(
+        &rows[0][10], "sqlite",
+        "a URL's one storage is named by its kind"
+    );
 }
 
 #[test]
@@ -75,7 +80,7 @@ fn json_is_the_default_when_stdout_is_not_a_terminal() {
     let run = scan(&[&sqlite_url(&path), "--quiet"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.json();
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["verdict"], "consistent");
     assert_eq!(report["summary"]["records_scanned"], 29);
 }

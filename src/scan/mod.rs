@@ -1,11 +1,16 @@
 //! The `scan` job: discover, scan every table concurrently (bounded by `--jobs`), then
 //! analyse. Owns the order of the phases; owns no SQL and no verdict logic.
 
+mod connected;
+pub mod coordinator;
+mod deployment;
+mod resolve;
+
 use futures::{StreamExt, stream};
 
 use crate::analyze::{
-    Analysis, CoordinatorObservation, Observation, Retention, TableObservation, TableOutcome,
-    TableScan, analyze,
+    Analysis, CoordinatorObservation, Observation, Retention, StorageObservation, TableObservation,
+    TableOutcome, TableScan, analyze,
 };
 use crate::config::{Backend, ScanConfig};
 use crate::error::Error;
@@ -24,6 +29,9 @@ pub struct ScanOutcome {
 }
 
 pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<ScanOutcome, Error> {
+    if let Some(plan) = &config.deployment {
+        return deployment::run(config, plan, progress).await;
+    }
     if let Backend::Cassandra(cassandra) = &config.target.backend {
         let options = CassandraScanOptions {
             consistency: cassandra.consistency,
@@ -182,10 +190,33 @@ where
             }
         })
         .collect();
+    let target = &config.target;
+    let storage = StorageObservation {
+        name: config
+            .storage_name
+            .clone()
+            .unwrap_or_else(|| target.kind().to_string()),
+        kind: target.kind().to_string(),
+        target: target.display().to_owned(),
+        holds_coordinator: discovery.coordinator.is_some(),
+        mapped: false,
+        tables: discovery
+            .tables
+            .iter()
+            .map(|t| match t {
+                DiscoveredTable::Present(schema) => schema.table.clone(),
+                DiscoveredTable::Missing(table) | DiscoveredTable::Denied { table, .. } => {
+                    table.clone()
+                }
+            })
+            .collect(),
+        ignored: Vec::new(),
+    };
     let observation = Observation {
         tables,
         coordinator,
         discovery: discovery.notes,
+        storages: vec![storage],
     };
     let analysis = analyze(&observation, &config.analysis);
     Ok(ScanOutcome {

@@ -1,0 +1,436 @@
+//! The Coordinator in a few bytes per row, for a scan that cannot join a table with the
+//! Coordinator (Cassandra, or a table in another storage of a multi-storage deployment):
+//! [`CoordinatorIndex`], built by folding every Coordinator row through [`IndexBuilder`],
+//! and [`PhaseTwo`], which files COMMITTED records against it. A miss is definitive; a
+//! hit that matters is confirmed by a point read (`scan/resolve.rs`).
+//!
+//! Pure: no I/O, no async. Any store that can stream Coordinator rows feeds it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+use crate::analyze::{ObservedRecord, Retention, SAMPLE_LIMIT, TableScan};
+use crate::model::{CoordinatorRow, CoordinatorRows, GroupCommitId, TxState};
+use crate::store::CoordinatorSchema;
+
+/// How many invalid Coordinator rows are kept as evidence (the smallest ids, as SQL does).
+pub(crate) const INVALID_COORDINATOR_SAMPLE: usize = 20;
+
+/// What phase 2 gathers from one range: records filed without a point read, and those
+/// that need one.
+#[derive(Default)]
+pub(crate) struct PhaseTwo {
+    pub(crate) filed: TableScan,
+    pub(crate) to_read: Vec<ObservedRecord>,
+}
+
+impl PhaseTwo {
+    /// Files a candidate whose Coordinator rows the index knows exactly (no row at all,
+    /// or a group parent it keeps), or sets it aside for a point read.
+    pub(crate) fn file(
+        &mut self,
+        index: &CoordinatorIndex,
+        retention: &Retention,
+        mut record: ObservedRecord,
+    ) {
+        let Some(tx_id) = record.meta.tx_id.as_deref() else {
+            return;
+        };
+        match index.rows_without_reading(tx_id) {
+            Some(rows) => {
+                record.coordinator = rows;
+                retention.file(&mut self.filed, record);
+            }
+            None => self.to_read.push(record),
+        }
+    }
+
+    pub(crate) fn merge(&mut self, part: Self) {
+        merge_filed(&mut self.filed, part.filed);
+        self.to_read.extend(part.to_read);
+    }
+}
+
+/// Adds what `Retention::file` put into `part` to `total`, keeping the smallest samples.
+pub(crate) fn merge_filed(total: &mut TableScan, part: TableScan) {
+    total.unconfirmed_relevant.extend(part.unconfirmed_relevant);
+    total.unconfirmed_other_count += part.unconfirmed_other_count;
+    for sample in part.unconfirmed_other_samples {
+        let samples = &mut total.unconfirmed_other_samples;
+        let position = samples.partition_point(|s| s.key < sample.key);
+        if position < SAMPLE_LIMIT {
+            samples.insert(position, sample);
+            samples.truncate(SAMPLE_LIMIT);
+        }
+    }
+}
+
+/// What the index answers for a transaction id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// No Coordinator row applies: definitive.
+    Absent,
+    /// COMMITTED, by a group parent row kept exactly or by a hash hit (see the type docs).
+    Committed,
+    /// A row may apply that is not plainly COMMITTED: read it to decide.
+    Read,
+}
+
+/// The state bits of an index entry.
+const STATE_COMMITTED: u64 = 0;
+const STATE_ABORTED: u64 = 1;
+const STATE_OTHER: u64 = 2;
+const STATE_MASK: u64 = 3;
+
+/// The Coordinator in a few bytes per row.
+///
+/// `entries` is sorted; each is a keyed 62-bit hash of a row's `tx_id` (SipHash with this
+/// process's random keys, so ids cannot be crafted to collide) with the row's state in the
+/// two low bits: 8 bytes per row. Group-commit parent rows (`tx_child_ids` set) are kept
+/// exactly in `parents`, because the lookup rule needs their child lists.
+///
+/// A miss is definitive: no row has that id. Two ids with equal hashes make the entry
+/// ambiguous, and the lookup asks for a point read. The one undetectable case is an id
+/// with no row whose hash equals exactly one COMMITTED row's: its record would be taken as
+/// confirmed. For the records verdicts depend on, that cannot happen: the scan confirms
+/// every unresolved transaction's state with a point read (`suspects`), and records of a
+/// transaction whose hit is refuted are looked up exactly. For the others (COMMITTED
+/// records of transactions with nothing unresolved, which only count towards
+/// `committed-without-coordinator-state`), the chance is about `rows / 2^62` per record.
+#[derive(Debug, Default)]
+pub(crate) struct CoordinatorIndex {
+    hasher: RandomState,
+    entries: Vec<u64>,
+    pub(crate) parents: HashMap<String, CoordinatorRow>,
+    group_commit: bool,
+    pub(crate) stats: CoordinatorStats,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CoordinatorStats {
+    pub(crate) rows: u64,
+    pub(crate) committed: u64,
+    pub(crate) aborted: u64,
+    pub(crate) max_created_at: Option<i64>,
+    pub(crate) invalid_count: u64,
+    /// The invalid rows with the smallest ids, sorted.
+    pub(crate) invalid_sample: Vec<CoordinatorRow>,
+}
+
+impl CoordinatorIndex {
+    fn fingerprint(hasher: &RandomState, tx_id: &str) -> u64 {
+        hasher.hash_one(tx_id) & !STATE_MASK
+    }
+
+    /// The first entry whose hash is not below `key` (`partition_point`), found from a
+    /// guess: the hashes are uniform, so `key / 2^64` of the way in lands within a few
+    /// hundred entries of it. Galloping out from there, then bisecting, touches a few
+    /// cache lines, where a bisection of the whole vector misses the cache on most of its
+    /// twenty steps; the scan looks up every record, so this is most of its own CPU.
+    fn lower_bound(&self, key: u64) -> usize {
+        let entries = &self.entries;
+        let n = entries.len();
+        let below = |i: usize| entries[i] & !STATE_MASK < key;
+        let guess = usize::try_from((u128::from(key) * n as u128) >> 64).map_or(n, |g| g.min(n));
+        // Every entry before `lo` is below the key; none from `hi` on is.
+        let (mut lo, mut hi);
+        if guess < n && below(guess) {
+            lo = guess + 1;
+            let mut step = 1;
+            loop {
+                let probe = guess.saturating_add(step);
+                if probe >= n {
+                    hi = n;
+                    break;
+                }
+                if !below(probe) {
+                    hi = probe;
+                    break;
+                }
+                lo = probe + 1;
+                step *= 2;
+            }
+        } else {
+            hi = guess;
+            let mut step = 1;
+            loop {
+                if step > guess {
+                    lo = 0;
+                    break;
+                }
+                let probe = guess - step;
+                if below(probe) {
+                    lo = probe + 1;
+                    break;
+                }
+                hi = probe;
+                step *= 2;
+            }
+        }
+        lo + entries[lo..hi].partition_point(|e| *e & !STATE_MASK < key)
+    }
+
+    /// The state bits of the entries whose hash is `tx_id`'s: none, one, or (ambiguous)
+    /// several.
+    fn probe(&self, tx_id: &str) -> Option<u64> {
+        let key = Self::fingerprint(&self.hasher, tx_id);
+        let start = self.lower_bound(key);
+        let mut hits = self.entries[start..]
+            .iter()
+            .take_while(|e| **e & !STATE_MASK == key);
+        let first = hits.next()?;
+        Some(if hits.next().is_some() {
+            STATE_OTHER
+        } else {
+            first & STATE_MASK
+        })
+    }
+
+    pub(crate) fn may_contain(&self, tx_id: &str) -> bool {
+        self.probe(tx_id).is_some()
+    }
+
+    pub(crate) fn group_parent<'a>(&self, tx_id: &'a str) -> Option<&'a str> {
+        if !self.group_commit {
+            return None;
+        }
+        GroupCommitId::parse(tx_id).map(|id| id.parent)
+    }
+
+    /// `Coordinator.getState`'s rule over the index.
+    pub(crate) fn look_up(&self, tx_id: &str) -> Lookup {
+        let listing_parent = GroupCommitId::parse(tx_id)
+            .filter(|_| self.group_commit)
+            .and_then(|id| {
+                self.parents.get(id.parent).filter(|parent| {
+                    parent
+                        .tx_child_ids
+                        .as_deref()
+                        .is_some_and(|ids| ids.split(',').any(|c| c == id.child))
+                })
+            });
+        if let Some(parent) = listing_parent {
+            return if parent.tx_state == Some(TxState::Committed.id()) {
+                Lookup::Committed
+            } else {
+                Lookup::Read
+            };
+        }
+        match self.probe(tx_id) {
+            None => Lookup::Absent,
+            Some(STATE_COMMITTED) => Lookup::Committed,
+            Some(_) => Lookup::Read,
+        }
+    }
+
+    /// The rows for `tx_id` when the index knows them exactly: no row keyed by the id, and
+    /// a parent row that is kept exactly or surely absent. `None`: read them.
+    pub(crate) fn rows_without_reading(&self, tx_id: &str) -> Option<CoordinatorRows> {
+        if self.may_contain(tx_id) {
+            return None;
+        }
+        let parent = match self.group_parent(tx_id) {
+            None => None,
+            Some(parent) => match self.parents.get(parent) {
+                Some(row) => Some(row.clone()),
+                None if self.may_contain(parent) => return None,
+                None => None,
+            },
+        };
+        Some(CoordinatorRows {
+            exact: None,
+            parent,
+        })
+    }
+
+    /// Heap bytes held, for the memory test and the benchmark.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<u64>()
+            + self
+                .parents
+                .iter()
+                .map(|(k, v)| {
+                    k.capacity()
+                        + v.tx_id.capacity()
+                        + v.tx_child_ids.as_ref().map_or(0, String::capacity)
+                        + std::mem::size_of::<(String, CoordinatorRow)>()
+                })
+                .sum::<usize>()
+    }
+}
+
+/// Gathers one range of the Coordinator.
+#[derive(Default)]
+pub(crate) struct IndexBuilder {
+    entries: Vec<u64>,
+    parents: HashMap<String, CoordinatorRow>,
+    stats: CoordinatorStats,
+}
+
+impl IndexBuilder {
+    pub(crate) fn add(&mut self, hasher: &RandomState, row: CoordinatorRow) {
+        let stats = &mut self.stats;
+        stats.rows += 1;
+        stats.max_created_at = stats.max_created_at.max(row.tx_created_at);
+        let valid = row.tx_created_at.is_some();
+        let state = match row.tx_state {
+            Some(3) => {
+                stats.committed += 1;
+                if valid { STATE_COMMITTED } else { STATE_OTHER }
+            }
+            Some(4) => {
+                stats.aborted += 1;
+                if valid { STATE_ABORTED } else { STATE_OTHER }
+            }
+            _ => STATE_OTHER,
+        };
+        if !(valid && matches!(row.tx_state, Some(3 | 4))) {
+            stats.invalid_count += 1;
+            let sample = &mut stats.invalid_sample;
+            let position = sample.partition_point(|r| r.tx_id < row.tx_id);
+            if position < INVALID_COORDINATOR_SAMPLE {
+                sample.insert(position, row.clone());
+                sample.truncate(INVALID_COORDINATOR_SAMPLE);
+            }
+        }
+        self.entries
+            .push(CoordinatorIndex::fingerprint(hasher, &row.tx_id) | state);
+        if row.tx_child_ids.is_some() {
+            self.parents.insert(row.tx_id.clone(), row);
+        }
+    }
+
+    pub(crate) fn merge(&mut self, part: Self) {
+        if self.entries.is_empty() {
+            self.entries = part.entries;
+        } else {
+            self.entries.extend(part.entries);
+        }
+        self.parents.extend(part.parents);
+        let (stats, other) = (&mut self.stats, part.stats);
+        stats.rows += other.rows;
+        stats.committed += other.committed;
+        stats.aborted += other.aborted;
+        stats.max_created_at = stats.max_created_at.max(other.max_created_at);
+        stats.invalid_count += other.invalid_count;
+        stats.invalid_sample.extend(other.invalid_sample);
+        stats.invalid_sample.sort_by(|a, b| a.tx_id.cmp(&b.tx_id));
+        stats.invalid_sample.truncate(INVALID_COORDINATOR_SAMPLE);
+    }
+
+    pub(crate) fn build(
+        mut self,
+        hasher: RandomState,
+        coordinator: &CoordinatorSchema,
+    ) -> CoordinatorIndex {
+        self.entries.sort_unstable();
+        self.entries.shrink_to_fit();
+        self.parents.shrink_to_fit();
+        CoordinatorIndex {
+            hasher,
+            entries: self.entries,
+            parents: self.parents,
+            group_commit: coordinator.has_child_ids,
+            stats: self.stats,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TableRef;
+
+    fn row(tx_id: &str, state: i64, children: Option<&str>) -> CoordinatorRow {
+        CoordinatorRow {
+            tx_id: tx_id.into(),
+            tx_state: Some(state),
+            tx_created_at: Some(1),
+            tx_child_ids: children.map(Into::into),
+        }
+    }
+
+    fn index(rows: Vec<CoordinatorRow>, group_commit: bool) -> CoordinatorIndex {
+        let hasher = RandomState::new();
+        let mut builder = IndexBuilder::default();
+        for row in rows {
+            builder.add(&hasher, row);
+        }
+        builder.build(
+            hasher,
+            &CoordinatorSchema {
+                table: TableRef::new("coordinator", "state"),
+                has_child_ids: group_commit,
+                has_write_set: false,
+            },
+        )
+    }
+
+    #[test]
+    fn the_index_answers_like_the_lookup_rule() {
+        const PARENT: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";
+        let index = index(
+            vec![
+                row("c", 3, None),
+                row("a", 4, None),
+                row(PARENT, 3, Some("k1,k2")),
+                row("bad", 9, None),
+            ],
+            true,
+        );
+        assert_eq!(index.look_up("c"), Lookup::Committed);
+        assert_eq!(index.look_up("a"), Lookup::Read);
+        assert_eq!(index.look_up("bad"), Lookup::Read);
+        assert_eq!(index.look_up("nope"), Lookup::Absent);
+        assert_eq!(index.look_up(&format!("{PARENT}$k2")), Lookup::Committed);
+        assert_eq!(index.look_up(&format!("{PARENT}$k3")), Lookup::Absent);
+        let rows = index
+            .rows_without_reading(&format!("{PARENT}$k3"))
+            .expect("known exactly");
+        assert_eq!(rows.parent.unwrap().tx_id, PARENT);
+        assert!(index.rows_without_reading("a").is_none());
+        assert_eq!(index.stats.invalid_count, 1);
+        assert_eq!(index.stats.committed, 2);
+    }
+
+    #[test]
+    fn colliding_entries_are_ambiguous_never_committed() {
+        let mut index = index(vec![row("x", 3, None)], false);
+        // Forge a collision: another row with x's hash, ABORTED.
+        let key = index.entries[0] & !STATE_MASK;
+        index.entries.push(key | STATE_ABORTED);
+        index.entries.sort_unstable();
+        assert_eq!(index.look_up("x"), Lookup::Read);
+    }
+
+    #[test]
+    fn a_coordinator_entry_takes_eight_bytes() {
+        let n: usize = 1_000_000;
+        let rows = (0..n).map(|i| row(&format!("{i:08x}-0000-0000-0000-000000000000"), 3, None));
+        let index = index(rows.collect(), false);
+        let per_entry = index.heap_bytes() as f64 / n as f64;
+        eprintln!("coordinator index: {per_entry:.2} bytes per row for {n} rows");
+        assert!(per_entry <= 8.01, "{per_entry} bytes per row");
+        assert_eq!(
+            index.look_up("00000007-0000-0000-0000-000000000000"),
+            Lookup::Committed
+        );
+    }
+
+    #[test]
+    fn the_guided_search_finds_what_bisection_finds() {
+        for n in [0_usize, 1, 2, 3, 17, 1000, 50_000] {
+            let rows = (0..n).map(|i| row(&format!("tx-{i}"), 3, None));
+            let index = index(rows.collect(), false);
+            let probes = (0..2 * n + 10).map(|i| index.hasher.hash_one(i) & !STATE_MASK);
+            let present = index.entries.iter().map(|e| e & !STATE_MASK);
+            for key in probes.chain(present).chain([0, 4, !STATE_MASK]) {
+                assert_eq!(
+                    index.lower_bound(key),
+                    index.entries.partition_point(|e| *e & !STATE_MASK < key),
+                    "n = {n}, key = {key:#x}"
+                );
+            }
+        }
+    }
+}

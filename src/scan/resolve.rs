@@ -1,0 +1,137 @@
+//! The Coordinator lookups of tables that cannot join the Coordinator (another storage):
+//! the compact index answers most of them, and the rows that decide something are point
+//! reads from the Coordinator's storage, each read once. Unresolved transactions the index
+//! calls COMMITTED are confirmed by a point read (`find_suspects`), so a hash collision
+//! cannot change a verdict (see `CoordinatorIndex`).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::hash::RandomState;
+
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+
+use super::connected::Connected;
+use super::coordinator::{CoordinatorIndex, IndexBuilder, Lookup};
+use crate::analyze::ObservedRecord;
+use crate::error::Error;
+use crate::model::{CoordinatorRow, CoordinatorRows, CoordinatorState};
+use crate::store::CoordinatorSchema;
+
+/// How many point reads are in flight at once.
+pub(super) const POINT_READS: usize = 8;
+
+pub(super) struct Resolver<'a> {
+    store: &'a Connected,
+    schema: &'a CoordinatorSchema,
+    index: CoordinatorIndex,
+    /// Rows read by id (`None`: no row). Borrowed only between awaits.
+    cache: RefCell<HashMap<String, Option<CoordinatorRow>>>,
+    suspects: HashSet<String>,
+}
+
+impl<'a> Resolver<'a> {
+    /// Folds every Coordinator row of `store` into the index.
+    pub(super) async fn load(
+        store: &'a Connected,
+        schema: &'a CoordinatorSchema,
+    ) -> Result<Self, Error> {
+        let hasher = RandomState::new();
+        let builder: IndexBuilder = store
+            .fold_coordinator(
+                schema,
+                &|acc: &mut IndexBuilder, row| acc.add(&hasher, row),
+                &IndexBuilder::merge,
+            )
+            .await?;
+        Ok(Self {
+            store,
+            schema,
+            index: builder.build(hasher, schema),
+            cache: RefCell::new(HashMap::new()),
+            suspects: HashSet::new(),
+        })
+    }
+
+    pub(super) fn index(&self) -> &CoordinatorIndex {
+        &self.index
+    }
+
+    async fn row(&self, tx_id: &str) -> Result<Option<CoordinatorRow>, Error> {
+        if let Some(row) = self.cache.borrow().get(tx_id) {
+            return Ok(row.clone());
+        }
+        let row = self.store.read_coordinator_row(self.schema, tx_id).await?;
+        self.cache
+            .borrow_mut()
+            .insert(tx_id.to_owned(), row.clone());
+        Ok(row)
+    }
+
+    /// The rows for one transaction id, exactly what a join returns: the row keyed by the
+    /// id and, for a group-commit id, its parent's.
+    async fn rows(&self, tx_id: &str) -> Result<CoordinatorRows, Error> {
+        let index = &self.index;
+        if let Some(rows) = index.rows_without_reading(tx_id) {
+            return Ok(rows);
+        }
+        let exact = if index.may_contain(tx_id) {
+            self.row(tx_id).await?
+        } else {
+            None
+        };
+        let parent = match index.group_parent(tx_id) {
+            None => None,
+            Some(parent) => match index.parents.get(parent) {
+                Some(row) => Some(row.clone()),
+                None if index.may_contain(parent) => self.row(parent).await?,
+                None => None,
+            },
+        };
+        Ok(CoordinatorRows { exact, parent })
+    }
+
+    /// Attaches the Coordinator rows to records, a bounded number of point reads at a time.
+    pub(super) async fn attach(
+        &self,
+        records: Vec<ObservedRecord>,
+    ) -> Result<Vec<ObservedRecord>, Error> {
+        stream::iter(records)
+            .map(|mut record| async move {
+                if let Some(tx_id) = record.meta.tx_id.as_deref() {
+                    record.coordinator = self.rows(tx_id).await?;
+                }
+                Ok::<_, Error>(record)
+            })
+            .buffered(POINT_READS)
+            .try_collect()
+            .await
+    }
+
+    /// Of the unresolved transactions, those the index calls COMMITTED but whose rows do
+    /// not: a hash collision. Their COMMITTED records are always looked up exactly.
+    pub(super) async fn find_suspects(
+        &mut self,
+        unresolved: impl IntoIterator<Item = &str>,
+    ) -> Result<(), Error> {
+        let mut suspects = HashSet::new();
+        for id in unresolved {
+            if self.index.look_up(id) != Lookup::Committed {
+                continue;
+            }
+            let rows = self.rows(id).await?;
+            if !matches!(
+                CoordinatorState::look_up(id, &rows),
+                CoordinatorState::Committed { .. }
+            ) {
+                suspects.insert(id.to_owned());
+            }
+        }
+        self.suspects = suspects;
+        Ok(())
+    }
+
+    /// Whether a COMMITTED record of `tx_id` needs its Coordinator rows looked at.
+    pub(super) fn needs_look(&self, tx_id: &str) -> bool {
+        self.index.look_up(tx_id) != Lookup::Committed || self.suspects.contains(tx_id)
+    }
+}
