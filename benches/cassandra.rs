@@ -205,7 +205,16 @@ async fn run(records: i64, repeat: usize) {
         eprintln!("perf: {status}");
     }
 
-    let jvm = node.pid().expect("the node's JVM runs");
+    // The node's pid is its sandbox's outermost process: the JVM runs below it (below the
+    // bridge, on a locked node).
+    let sandbox = node.pid().expect("the node's sandbox runs");
+    let jvm = scalardb_verify::runtime::local::process::descendants(sandbox)
+        .into_iter()
+        // bubblewrap and the bridge name the daemon class in their arguments too.
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "java")
+        })
+        .expect("the node's JVM runs below its sandbox");
     if std::env::var_os("BENCH_NODE_COST").is_some() {
         node_cost_by_columns(&store, jvm).await;
     }
