@@ -16,6 +16,40 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 type Cols = Vec<(String, String)>;
+type Rec = (String, String, Cols, Cols);
+
+fn got_records<'a>(records: impl Iterator<Item = &'a WrittenRecord>) -> Vec<Rec> {
+    let mut got: Vec<Rec> = records
+        .map(|r| {
+            (
+                r.table.namespace.clone(),
+                r.table.table.clone(),
+                cols(&r.partition_key),
+                cols(&r.clustering_key),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+fn expected_records(v: &serde_json::Value) -> Vec<Rec> {
+    let mut want: Vec<Rec> = v
+        .as_array()
+        .expect("expected records")
+        .iter()
+        .map(|r| {
+            (
+                r["namespace"].as_str().expect("namespace").to_owned(),
+                r["table"].as_str().expect("table").to_owned(),
+                expected_cols(&r["partition_key"]),
+                expected_cols(&r["clustering_key"]),
+            )
+        })
+        .collect();
+    want.sort();
+    want
+}
 
 fn cols(k: &[KeyColumn]) -> Cols {
     k.iter()
@@ -48,34 +82,38 @@ fn every_blob_scalardb_3_19_1_wrote_decodes_to_the_records_it_wrote() {
         let bytes = unhex(row["write_set_hex"].as_str().expect("hex"));
         let ws = decode(&bytes).unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(ws.schema_version, 1, "{label}: ScalarDB writes version 1");
-        let mut got: Vec<(String, String, Cols, Cols)> = ws
-            .records()
-            .map(|r| {
-                (
-                    r.table.namespace.clone(),
-                    r.table.table.clone(),
-                    cols(&r.partition_key),
-                    cols(&r.clustering_key),
-                )
-            })
-            .collect();
-        let mut want: Vec<(String, String, Cols, Cols)> = row["expected_records"]
-            .as_array()
-            .expect("expected_records")
-            .iter()
-            .map(|r| {
-                (
-                    r["namespace"].as_str().expect("namespace").to_owned(),
-                    r["table"].as_str().expect("table").to_owned(),
-                    expected_cols(&r["partition_key"]),
-                    expected_cols(&r["clustering_key"]),
-                )
-            })
-            .collect();
-        got.sort();
-        want.sort();
+        let got = got_records(ws.records());
+        let want = expected_records(&row["expected_records"]);
         assert_eq!(got, want, "{label}: records");
-        if want.is_empty() {
+        if let Some(groups) = row["expected_groups"].as_array() {
+            let mut got: Vec<_> = ws
+                .groups
+                .iter()
+                .map(|g| (g.child_id.clone(), got_records(g.records.iter())))
+                .collect();
+            let mut want: Vec<_> = groups
+                .iter()
+                .map(|g| {
+                    (
+                        g["child_id"].as_str().map(str::to_owned),
+                        expected_records(&g["records"]),
+                    )
+                })
+                .collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{label}: one group per child, with its id");
+            let listed = row["tx_child_ids"]
+                .as_str()
+                .expect("parent row lists children");
+            for (child, _) in &got {
+                let child = child.as_deref().expect("child id");
+                assert!(
+                    listed.split(',').any(|c| c == child),
+                    "{label}: {child} listed"
+                );
+            }
+        } else if want.is_empty() {
             assert!(
                 ws.groups.is_empty(),
                 "{label}: a read-only commit has no group"
@@ -98,7 +136,14 @@ fn every_blob_scalardb_3_19_1_wrote_decodes_to_the_records_it_wrote() {
             );
         }
     }
-    for needed in ["seed", "transfer", "delete", "read-only", "aborted-commit"] {
+    for needed in [
+        "seed",
+        "transfer",
+        "delete",
+        "read-only",
+        "group-commit",
+        "aborted-commit",
+    ] {
         assert!(
             labels.iter().any(|l| l == needed),
             "fixture lacks the {needed} case"

@@ -28,13 +28,17 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /**
  * Ground truth for decoding the Coordinator's {@code tx_write_set} (ScalarDB 3.19+): commits a few
  * transactions of known shape on SQLite with write-set logging on, then writes every Coordinator
  * row (tx_id, state, the BLOB in hex) beside the records each transaction wrote, which this
  * program knows because it wrote them. Transactions that leave no row (one-phase commit,
- * read-only with write omission) are listed as {@code absent}.
+ * read-only with write omission) are listed as {@code absent}. A group-commit parent row also
+ * carries {@code expected_groups}, one per child.
  *
  * <p>Usage: {@code WriteSets OUT.json WORK_DIR SCALARDB_VERSION}. Values are rendered as scalardb-verify renders
  * key values: integers in decimal, text as is, booleans true/false.
@@ -138,7 +142,10 @@ public final class WriteSets {
     Path db = work.resolve("write-sets.sqlite");
     Files.deleteIfExists(db);
 
-    DistributedTransactionAdmin admin = TransactionFactory.create(props(db)).getTransactionAdmin();
+    Properties groupProps = props(db);
+    groupProps.setProperty("scalar.db.consensus_commit.coordinator.group_commit.enabled", "true");
+    // Created with group commit on, so the Coordinator table has tx_child_ids for every manager.
+    DistributedTransactionAdmin admin = TransactionFactory.create(groupProps).getTransactionAdmin();
     admin.createCoordinatorTables(true);
     admin.createNamespace(NS, true);
     admin.createTable(
@@ -185,7 +192,9 @@ public final class WriteSets {
     onePhaseProps.setProperty("scalar.db.consensus_commit.one_phase_commit.enabled", "true");
     DistributedTransactionManager onePhaseTm = TransactionFactory.create(onePhaseProps).getTransactionManager();
 
+    DistributedTransactionManager groupTm = TransactionFactory.create(groupProps).getTransactionManager();
     Map<String, String> labels = new HashMap<>();
+    Map<String, Map<String, List<Rec>>> expectedGroups = new HashMap<>();
     Map<String, List<Rec>> expected = new HashMap<>();
     ArrayNode absent = JSON.createArrayNode();
 
@@ -246,6 +255,30 @@ public final class WriteSets {
     t.commit();
     absent.addObject().put("label", "one-phase").put("tx_id", t.getId());
 
+    // group commit: two transactions begun together share a group; both commit at once, so
+    // ScalarDB writes one parent row listing both children, one entry group per child.
+    DistributedTransaction g1 = groupTm.begin();
+    DistributedTransaction g2 = groupTm.begin();
+    g1.get(getAccount(1, "tokyo"));
+    g1.put(putAccount(1, "tokyo", 50));
+    g2.put(putLedger("dave", 5));
+    ExecutorService pool = Executors.newFixedThreadPool(2);
+    Future<?> c1 = pool.submit(() -> { g1.commit(); return null; });
+    Future<?> c2 = pool.submit(() -> { g2.commit(); return null; });
+    c1.get();
+    c2.get();
+    pool.shutdown();
+    String parent = g1.getId().substring(0, 24);
+    if (!g2.getId().startsWith(parent + "$") || g1.getId().charAt(24) != '$') {
+      throw new IllegalStateException("not one group: " + g1.getId() + " " + g2.getId());
+    }
+    labels.put(parent, "group-commit");
+    expected.put(parent, List.of(account(1, "tokyo"), ledger("dave")));
+    Map<String, List<Rec>> children = new LinkedHashMap<>();
+    children.put(g1.getId().substring(25), List.of(account(1, "tokyo")));
+    children.put(g2.getId().substring(25), List.of(ledger("dave")));
+    expectedGroups.put(parent, children);
+
     // aborted commit: a conflicting writer commits first, so this prepare fails and ScalarDB
     // writes ABORTED with the write set it tried.
     DistributedTransaction loser = tm.begin();
@@ -269,6 +302,7 @@ public final class WriteSets {
     tm.close();
     readOnlyTm.close();
     onePhaseTm.close();
+    groupTm.close();
 
     ArrayNode rows = JSON.createArrayNode();
     List<String> seen = new ArrayList<>();
@@ -276,7 +310,7 @@ public final class WriteSets {
         Statement s = c.createStatement();
         ResultSet r =
             s.executeQuery(
-                "SELECT tx_id, tx_state, lower(hex(tx_write_set)) FROM \"coordinator$state\" ORDER BY tx_created_at, tx_id")) {
+                "SELECT tx_id, tx_state, lower(hex(tx_write_set)), tx_child_ids FROM \"coordinator$state\" ORDER BY tx_created_at, tx_id")) {
       while (r.next()) {
         String id = r.getString(1);
         if (!labels.containsKey(id)) {
@@ -291,6 +325,20 @@ public final class WriteSets {
         ArrayNode recs = row.putArray("expected_records");
         for (Rec rec : expected.get(id)) {
           recs.add(rec.json());
+        }
+        if (r.getString(4) != null) {
+          row.put("tx_child_ids", r.getString(4));
+        }
+        if (expectedGroups.containsKey(id)) {
+          ArrayNode groups = row.putArray("expected_groups");
+          for (Map.Entry<String, List<Rec>> g : expectedGroups.get(id).entrySet()) {
+            ObjectNode group = groups.addObject();
+            group.put("child_id", g.getKey());
+            ArrayNode grecs = group.putArray("records");
+            for (Rec rec : g.getValue()) {
+              grecs.add(rec.json());
+            }
+          }
         }
       }
     }
