@@ -8,8 +8,11 @@
 //! branch has since changed the schema incompatibly, without a new package or schema version:
 //! `WriteSet.entry_groups` became a repeated field and `Entry` field 1 an entry type). Protobuf
 //! skips fields it does not know, so a blob of another shape could read as a smaller write
-//! set; [`decode`] refuses any blob that does not re-encode to its own length (fields 3.19.1
-//! does not define, or a non-canonical encoding, which ScalarDB's Java writer never emits).
+//! set; [`decode`] refuses any message (the write set, its group list, a group, an entry) that
+//! does not re-encode to its own length (fields 3.19.1 does not define, or a non-canonical
+//! encoding, which ScalarDB's Java writer never emits). It decodes the structure first, with
+//! groups and entries left as slices of the input, so the number of records is bounded before
+//! any record is decoded.
 //!
 //! What [`decode`] gives: the schema version (0 is read as 1, as ScalarDB's reader does), the
 //! entry groups (one per transaction; a group-commit parent row has one per writing child,
@@ -32,9 +35,11 @@ use prost::Message as _;
 
 use crate::model::{RecordKey, TableRef};
 
-/// The largest BLOB decoded. ScalarDB's own write sets are a few hundred bytes per record;
-/// this bounds the memory a corrupt or hostile value can make the decoder allocate.
-pub const MAX_WRITE_SET_BYTES: usize = 64 << 20;
+/// The largest BLOB decoded. ScalarDB 3.19.1 writes 50 to 100 bytes per record, so this holds
+/// a transaction of some 200 000 records; it bounds what a corrupt value can make the decoder
+/// allocate (the structure pass keeps one 32-byte slice handle per group and entry, at least
+/// two bytes each on the wire, so at most 16 times this, before any record is decoded).
+pub const MAX_WRITE_SET_BYTES: usize = 16 << 20;
 
 /// The most records (entries, over all groups) one write set may hold.
 pub const MAX_ENTRIES: usize = 1_000_000;
@@ -190,6 +195,35 @@ pub mod wire {
     }
 }
 
+/// The same messages with nested groups and entries kept as undecoded slices of the input
+/// (a nested message and a `bytes` field are the same on the wire), so their number is known,
+/// and bounded, before any is decoded.
+mod shallow {
+    use bytes::Bytes;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WriteSet {
+        #[prost(int32, tag = "1")]
+        pub schema_version: i32,
+        #[prost(bytes = "bytes", optional, tag = "2")]
+        pub entry_groups: Option<Bytes>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EntryGroups {
+        #[prost(bytes = "bytes", repeated, tag = "1")]
+        pub entry_groups: Vec<Bytes>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EntryGroup {
+        #[prost(string, optional, tag = "1")]
+        pub child_id: Option<String>,
+        #[prost(bytes = "bytes", repeated, tag = "2")]
+        pub entries: Vec<Bytes>,
+    }
+}
+
 /// A decoded write set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WriteSet {
@@ -318,15 +352,23 @@ fn timestamp_millis(encoded: i64) -> Option<i64> {
 pub enum WriteSetError {
     #[error("decode a write set of {len} bytes (more than {max})")]
     TooLarge { len: usize, max: usize },
-    #[error("decode the write set as ScalarDB's WriteSet protobuf")]
-    Malformed(#[source] prost::DecodeError),
+    #[error("decode {at} as ScalarDB 3.19.1's protobuf")]
+    Malformed {
+        at: String,
+        #[source]
+        source: prost::DecodeError,
+    },
     #[error("decode a write set of schema version {0} (only 1, or 0 meaning 1, is known)")]
     UnknownSchemaVersion(i32),
     #[error(
-        "decode a write set of {len} bytes: only {known} are fields ScalarDB 3.19.1 defines \
+        "decode {at} ({len} bytes): only {known} are fields ScalarDB 3.19.1 defines \
          (another schema, or not a write set)"
     )]
-    UnknownFields { len: usize, known: usize },
+    UnknownFields {
+        at: String,
+        len: usize,
+        known: usize,
+    },
     #[error("decode a write set of more than {max} records")]
     TooManyEntries { max: usize },
     #[error("decode entry {entry} of group {group}: it has no partition key")]
@@ -351,45 +393,86 @@ pub fn decode(bytes: &[u8]) -> Result<WriteSet, WriteSetError> {
             max: MAX_WRITE_SET_BYTES,
         });
     }
-    let raw = wire::WriteSet::decode(bytes).map_err(WriteSetError::Malformed)?;
+    // The structure first, with groups and entries left as slices of the input, so the count
+    // of records is checked before any record is decoded.
+    let top = bytes::Bytes::copy_from_slice(bytes);
+    let raw = shallow::WriteSet::decode(top).map_err(|source| WriteSetError::Malformed {
+        at: "the write set".to_owned(),
+        source,
+    })?;
     if raw.schema_version != 0 && raw.schema_version != SCHEMA_VERSION_V1 {
         return Err(WriteSetError::UnknownSchemaVersion(raw.schema_version));
     }
-    let known = raw.encoded_len();
-    if known != bytes.len() {
-        return Err(WriteSetError::UnknownFields {
-            len: bytes.len(),
-            known,
+    exact("the write set", bytes.len(), raw.encoded_len())?;
+    let Some(payload) = raw.entry_groups else {
+        return Ok(WriteSet {
+            schema_version: raw.schema_version,
+            groups: Vec::new(),
         });
-    }
-    let groups = match raw.payload {
-        Some(wire::Payload::EntryGroups(g)) => g.entry_groups,
-        None => Vec::new(),
     };
-    let total = groups.iter().map(|g| g.entries.len()).sum::<usize>();
+    let payload_len = payload.len();
+    let list =
+        shallow::EntryGroups::decode(payload).map_err(|source| WriteSetError::Malformed {
+            at: "the entry group list".to_owned(),
+            source,
+        })?;
+    exact("the entry group list", payload_len, list.encoded_len())?;
+    if list.entry_groups.len() > MAX_ENTRIES {
+        return Err(WriteSetError::TooManyEntries { max: MAX_ENTRIES });
+    }
+    let shallow_groups = list
+        .entry_groups
+        .into_iter()
+        .enumerate()
+        .map(|(group, raw_group)| {
+            let at = || format!("entry group {group}");
+            let group_len = raw_group.len();
+            let g = shallow::EntryGroup::decode(raw_group)
+                .map_err(|source| WriteSetError::Malformed { at: at(), source })?;
+            exact(&at(), group_len, g.encoded_len())?;
+            Ok(g)
+        })
+        .collect::<Result<Vec<_>, WriteSetError>>()?;
+    let total = shallow_groups
+        .iter()
+        .fold(0_usize, |n, g| n.saturating_add(g.entries.len()));
     if total > MAX_ENTRIES {
         return Err(WriteSetError::TooManyEntries { max: MAX_ENTRIES });
     }
-    let groups = groups
-        .into_iter()
-        .enumerate()
-        .map(|(group, g)| {
-            let records = g
-                .entries
-                .into_iter()
-                .enumerate()
-                .map(|(entry, e)| record(group, entry, e))
-                .collect::<Result<_, _>>()?;
-            Ok(EntryGroup {
-                child_id: g.child_id,
-                records,
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let mut groups = Vec::with_capacity(shallow_groups.len());
+    for (group, g) in shallow_groups.into_iter().enumerate() {
+        let mut records = Vec::with_capacity(g.entries.len());
+        for (entry, raw_entry) in g.entries.into_iter().enumerate() {
+            let at = || format!("entry {entry} of group {group}");
+            let entry_len = raw_entry.len();
+            let e = wire::Entry::decode(raw_entry)
+                .map_err(|source| WriteSetError::Malformed { at: at(), source })?;
+            exact(&at(), entry_len, e.encoded_len())?;
+            records.push(record(group, entry, e)?);
+        }
+        groups.push(EntryGroup {
+            child_id: g.child_id,
+            records,
+        });
+    }
     Ok(WriteSet {
         schema_version: raw.schema_version,
         groups,
     })
+}
+
+/// Protobuf skips fields it does not know; a message that does not re-encode to its own
+/// length held some (or was not canonically encoded, which ScalarDB's writer never does).
+fn exact(at: &str, len: usize, known: usize) -> Result<(), WriteSetError> {
+    if len == known {
+        Ok(())
+    } else {
+        Err(WriteSetError::UnknownFields {
+            at: at.to_owned(),
+            len,
+            known,
+        })
+    }
 }
 
 fn record(group: usize, entry: usize, e: wire::Entry) -> Result<WrittenRecord, WriteSetError> {

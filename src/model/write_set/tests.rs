@@ -279,14 +279,28 @@ fn version_zero_means_one_and_other_versions_are_refused() {
 fn malformed_and_foreign_blobs_are_errors_naming_why() {
     assert!(matches!(
         decode(&[0x0a, 0xff]),
-        Err(WriteSetError::Malformed(_))
+        Err(WriteSetError::Malformed { .. })
     ));
     // A field 3.19.1 does not define (ScalarDB master's Entry.columns = 6 would be one).
     let mut bytes = blob(1, vec![]);
     bytes.extend([0x30, 0x01]);
     let err = decode(&bytes).expect_err("unknown field");
     assert!(
-        matches!(err, WriteSetError::UnknownFields { len: 6, known: 4 }),
+        matches!(&err, WriteSetError::UnknownFields { at, len: 6, known: 4 } if at == "the write set"),
+        "{err:?}"
+    );
+    // ScalarDB master's shape (WriteSet field 2 is an EntryGroup itself, without the
+    // EntryGroups wrapper) must not read as an empty write set.
+    let group = wire::EntryGroup {
+        child_id: None,
+        entries: vec![entry("t", vec![column("k", int(1))], None)],
+    }
+    .encode_to_vec();
+    let mut master = vec![0x08, 0x01, 0x12, u8::try_from(group.len()).expect("short")];
+    master.extend(group);
+    let err = decode(&master).expect_err("master shape");
+    assert!(
+        matches!(&err, WriteSetError::UnknownFields { at, .. } if at == "the entry group list"),
         "{err:?}"
     );
     // A key column whose type field is unset (or of a type added later).
@@ -344,12 +358,27 @@ fn absurd_sizes_are_refused() {
         1,
         vec![wire::EntryGroup {
             child_id: None,
-            entries: vec![entry("t", vec![column("k", int(1))], None); MAX_ENTRIES + 1],
+            // Empty entries would each be a MissingTable error: the count is refused first.
+            entries: vec![wire::Entry::default(); MAX_ENTRIES + 1],
         }],
     );
     assert!(many.len() <= MAX_WRITE_SET_BYTES);
     assert!(matches!(
         decode(&many),
+        Err(WriteSetError::TooManyEntries { max: MAX_ENTRIES })
+    ));
+    // Split over two groups, the total counts.
+    let half = || wire::EntryGroup {
+        child_id: Some("c".to_owned()),
+        entries: vec![wire::Entry::default(); MAX_ENTRIES / 2 + 1],
+    };
+    assert!(matches!(
+        decode(&blob(1, vec![half(), half()])),
+        Err(WriteSetError::TooManyEntries { max: MAX_ENTRIES })
+    ));
+    let groups = blob(1, vec![wire::EntryGroup::default(); MAX_ENTRIES + 1]);
+    assert!(matches!(
+        decode(&groups),
         Err(WriteSetError::TooManyEntries { max: MAX_ENTRIES })
     ));
 }
