@@ -142,6 +142,7 @@ fn every_blob_scalardb_3_19_1_wrote_decodes_to_the_records_it_wrote() {
         "delete",
         "read-only",
         "group-commit",
+        "time-keys",
         "aborted-commit",
     ] {
         assert!(

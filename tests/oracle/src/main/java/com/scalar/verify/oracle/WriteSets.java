@@ -28,6 +28,11 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.time.Instant;
+import java.time.LocalDate;
+import java.time.LocalDateTime;
+import java.time.LocalTime;
+import java.time.ZoneOffset;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -181,6 +186,23 @@ public final class WriteSets {
             .addClusteringKey("seq")
             .build(),
         true);
+    admin.createTable(
+        NS,
+        "times",
+        TableMetadata.newBuilder()
+            .addColumn("b", DataType.BLOB)
+            .addColumn("d", DataType.DATE)
+            .addColumn("at", DataType.TIMESTAMPTZ)
+            .addColumn("t", DataType.TIME)
+            .addColumn("ts", DataType.TIMESTAMP)
+            .addColumn("v", DataType.INT)
+            .addPartitionKey("b")
+            .addClusteringKey("d")
+            .addClusteringKey("at")
+            .addClusteringKey("t")
+            .addClusteringKey("ts")
+            .build(),
+        true);
     admin.close();
 
     DistributedTransactionManager tm = TransactionFactory.create(props(db)).getTransactionManager();
@@ -278,6 +300,42 @@ public final class WriteSets {
     children.put(g1.getId().substring(25), List.of(account(1, "tokyo")));
     children.put(g2.getId().substring(25), List.of(ledger("dave")));
     expectedGroups.put(parent, children);
+
+    // blob, date, time and timestamp keys; expected values from java.time's own rendering
+    // (ISO-8601), a second before the epoch so TIMESTAMPTZ's millisecond complement shows.
+    byte[] blobKey = {0, (byte) 0xab, 0x10};
+    LocalDate day = LocalDate.of(1969, 12, 31);
+    Instant at = Instant.ofEpochSecond(-12345, 789_000_000);
+    LocalTime time = LocalTime.of(1, 2, 3, 456_000_000);
+    LocalDateTime stamp = LocalDateTime.of(2026, 12, 2, 6, 43, 29, 123_000_000);
+    t = tm.begin();
+    t.put(
+        Put.newBuilder()
+            .namespace(NS)
+            .table("times")
+            .partitionKey(Key.ofBlob("b", blobKey))
+            .clusteringKey(
+                Key.newBuilder()
+                    .addDate("d", day)
+                    .addTimestampTZ("at", at)
+                    .addTime("t", time)
+                    .addTimestamp("ts", stamp)
+                    .build())
+            .intValue("v", 1)
+            .build());
+    t.commit();
+    labels.put(t.getId(), "time-keys");
+    expected.put(
+        t.getId(),
+        List.of(
+            new Rec(
+                "times",
+                List.<String[]>of(new String[] {"b", "00ab10"}),
+                List.of(
+                    new String[] {"d", day.toString()},
+                    new String[] {"at", at.toString()},
+                    new String[] {"t", time.toString()},
+                    new String[] {"ts", stamp.toInstant(ZoneOffset.UTC).toString()}))));
 
     // aborted commit: a conflicting writer commits first, so this prepare fails and ScalarDB
     // writes ABORTED with the write set it tried.
