@@ -4,6 +4,8 @@
 //! These types mirror what ScalarDB stores (see `shared/scalardb-protocol.md`); they hold
 //! no I/O and no policy about verdicts, which belongs to `analyze`.
 
+pub mod write_set;
+
 use std::fmt;
 
 use serde::Serialize;
