@@ -10,6 +10,8 @@ mod cluster;
 mod fixtures;
 mod hostile;
 mod locked;
+#[path = "../common/normalize.rs"]
+mod normalize;
 #[path = "../common/schema.rs"]
 mod schema;
 mod snapshots;

@@ -8,6 +8,8 @@ mod hostile;
 mod image;
 mod lifecycle;
 mod metrics;
+#[path = "../common/normalize.rs"]
+mod normalize;
 #[path = "../common/metrics.rs"]
 mod prom;
 #[path = "../common/schema.rs"]

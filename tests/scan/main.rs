@@ -8,6 +8,8 @@ mod history;
 mod hostile;
 mod metrics;
 mod multi_storage;
+#[path = "../common/normalize.rs"]
+mod normalize;
 #[path = "../common/metrics.rs"]
 mod prom;
 mod reports;
