@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 /// The first file descriptor a sandbox's listening sockets are handed in at.
 pub const FIRST_FD: RawFd = 3;
@@ -393,7 +392,6 @@ fn copy_then_close<F: Duplex, T: Duplex>(mut from: F, mut to: T) {
 pub struct HostPort {
     address: SocketAddrV4,
     stopping: Arc<AtomicBool>,
-    accepting: Option<JoinHandle<()>>,
 }
 
 impl HostPort {
@@ -408,7 +406,8 @@ impl HostPort {
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
         let socket = socket.to_owned();
-        let accepting = std::thread::Builder::new()
+        // Detached: dropping the port stops it (see `Drop`).
+        std::thread::Builder::new()
             .name("host-port".to_owned())
             .spawn(move || {
                 let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -436,11 +435,7 @@ impl HostPort {
                     }
                 }
             })?;
-        Ok(Self {
-            address,
-            stopping,
-            accepting: Some(accepting),
-        })
+        Ok(Self { address, stopping })
     }
 
     /// `127.0.0.1:PORT`, for this process's clients.
@@ -452,11 +447,10 @@ impl HostPort {
 impl Drop for HostPort {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Wakes the accepting thread, which sees the flag and ends.
+        // Wakes the accepting thread, which sees the flag, ends and closes the port. Not
+        // joined: should the wake fail (no descriptor left), teardown must not hang on it;
+        // the port then refuses every other process until this one exits.
         let _ = TcpStream::connect(self.address);
-        if let Some(accepting) = self.accepting.take() {
-            let _ = accepting.join();
-        }
     }
 }
 
