@@ -7,8 +7,8 @@ use crate::config::{Backend, ScanConfig, Target};
 use crate::error::Error;
 use crate::model::CoordinatorRow;
 use crate::store::{
-    CassandraScanOptions, CassandraStore, CoordinatorSchema, CoordinatorSource, Discovery,
-    DiscoverySettings, RecordSource, SqlStore, Store, TableSchema,
+    CassandraStore, CoordinatorSchema, CoordinatorSource, Discovery, DiscoverySettings,
+    RecordSource, SqlStore, Store, TableSchema,
 };
 
 pub(super) enum Connected {
@@ -35,17 +35,7 @@ impl Connected {
         extra: u32,
     ) -> Result<Self, Error> {
         if let Backend::Cassandra(cassandra) = &target.backend {
-            let options = CassandraScanOptions {
-                consistency: cassandra.consistency,
-                connect_timeout: config.connect_timeout,
-                ..CassandraScanOptions::default()
-            };
-            let store = CassandraStore::connect_with(
-                &cassandra.contact_points,
-                cassandra.credentials.as_ref(),
-                options,
-            )
-            .await?;
+            let store = super::connect_cassandra(cassandra, config).await?;
             return Ok(Self::Cassandra(Box::new(store)));
         }
         let connections = u32::try_from(config.jobs)

@@ -343,29 +343,19 @@ async fn scan(
     let mut scanned = scans.into_iter();
     let mut tables = Vec::new();
     for table in kept.iter().flatten() {
-        tables.push(match table {
-            DiscoveredTable::Missing(table) => TableObservation {
-                table: table.clone(),
-                outcome: TableOutcome::Missing,
-            },
-            DiscoveredTable::Denied { table, reason } => TableObservation {
-                table: table.clone(),
-                outcome: TableOutcome::Denied(reason.clone()),
-            },
-            DiscoveredTable::Present(schema) => {
-                let outcome = match scanned.next() {
-                    Some(Ok(scan)) => TableOutcome::Scanned(scan),
-                    Some(Err(e)) if e.is_permission_denied() => {
-                        TableOutcome::Denied(error_chain(&e))
-                    }
-                    Some(Err(e)) => TableOutcome::Failed(error_chain(&e)),
-                    None => TableOutcome::Failed("not scanned".to_owned()),
-                };
-                TableObservation {
-                    table: schema.table.clone(),
-                    outcome,
-                }
-            }
+        let DiscoveredTable::Present(schema) = table else {
+            tables.extend(super::unscanned(table));
+            continue;
+        };
+        let outcome = match scanned.next() {
+            Some(Ok(scan)) => TableOutcome::Scanned(scan),
+            Some(Err(e)) if e.is_permission_denied() => TableOutcome::Denied(error_chain(&e)),
+            Some(Err(e)) => TableOutcome::Failed(error_chain(&e)),
+            None => TableOutcome::Failed("not scanned".to_owned()),
+        };
+        tables.push(TableObservation {
+            table: schema.table.clone(),
+            outcome,
         });
     }
     let observation = Observation {

@@ -33,17 +33,7 @@ pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<ScanOutcome
         return deployment::run(config, plan, progress).await;
     }
     if let Backend::Cassandra(cassandra) = &config.target.backend {
-        let options = CassandraScanOptions {
-            consistency: cassandra.consistency,
-            connect_timeout: config.connect_timeout,
-            ..CassandraScanOptions::default()
-        };
-        let store = CassandraStore::connect_with(
-            &cassandra.contact_points,
-            cassandra.credentials.as_ref(),
-            options,
-        )
-        .await?;
+        let store = connect_cassandra(cassandra, config).await?;
         return scan_with(&store, config, progress).await;
     }
     let connections = u32::try_from(config.jobs)
@@ -168,16 +158,8 @@ where
     let tables = discovery
         .tables
         .iter()
-        .map(|table| match table {
-            DiscoveredTable::Missing(table) => TableObservation {
-                table: table.clone(),
-                outcome: TableOutcome::Missing,
-            },
-            DiscoveredTable::Denied { table, reason } => TableObservation {
-                table: table.clone(),
-                outcome: TableOutcome::Denied(reason.clone()),
-            },
-            DiscoveredTable::Present(_) => {
+        .map(|table| {
+            unscanned(table).unwrap_or_else(|| {
                 let (schema, scan) = scanned.next().expect("one scan per present table");
                 TableObservation {
                     table: schema.table.clone(),
@@ -187,7 +169,7 @@ where
                         Err(e) => TableOutcome::Failed(error_chain(&e)),
                     },
                 }
-            }
+            })
         })
         .collect();
     let target = &config.target;
@@ -227,6 +209,40 @@ where
 }
 
 /// Whether a store's error is the database refusing a read for lack of a privilege.
+/// A Cassandra store with the scan's settings.
+async fn connect_cassandra(
+    cassandra: &crate::config::CassandraTarget,
+    config: &ScanConfig,
+) -> Result<CassandraStore, crate::store::CassandraError> {
+    let options = CassandraScanOptions {
+        consistency: cassandra.consistency,
+        connect_timeout: config.connect_timeout,
+        ..CassandraScanOptions::default()
+    };
+    CassandraStore::connect_with(
+        &cassandra.contact_points,
+        cassandra.credentials.as_ref(),
+        options,
+    )
+    .await
+}
+
+/// What is observed of a table discovery found missing or could not read; `None` for a
+/// table present, which is scanned.
+fn unscanned(table: &DiscoveredTable) -> Option<TableObservation> {
+    match table {
+        DiscoveredTable::Missing(table) => Some(TableObservation {
+            table: table.clone(),
+            outcome: TableOutcome::Missing,
+        }),
+        DiscoveredTable::Denied { table, reason } => Some(TableObservation {
+            table: table.clone(),
+            outcome: TableOutcome::Denied(reason.clone()),
+        }),
+        DiscoveredTable::Present(_) => None,
+    }
+}
+
 fn is_permission_denied(error: &(dyn std::error::Error + 'static)) -> bool {
     error
         .downcast_ref::<SqlError>()
