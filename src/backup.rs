@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 pub mod cassandra;
+mod namespaces;
 mod pg_directory;
 
+pub use namespaces::namespaces_of;
 pub use pg_directory::check_directory_archive;
 
 /// The kinds of backup the tool restores.

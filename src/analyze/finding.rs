@@ -150,6 +150,8 @@ pub enum Code {
     CoordinatorScanFailed,
     /// The deployment's mapping sends tables to a storage that holds no ScalarDB table.
     StorageWithoutTables,
+    /// A drill of a backup set has no backup of a storage the deployment routes tables to.
+    BackupMissing,
 }
 
 impl Code {
@@ -177,6 +179,7 @@ impl Code {
             Self::InvalidScalardbMetadata => "invalid-scalardb-metadata",
             Self::CoordinatorScanFailed => "coordinator-scan-failed",
             Self::StorageWithoutTables => "storage-without-tables",
+            Self::BackupMissing => "backup-missing",
         }
     }
 
@@ -197,7 +200,8 @@ impl Code {
             | Self::PermissionDenied
             | Self::InvalidScalardbMetadata
             | Self::CoordinatorScanFailed
-            | Self::StorageWithoutTables => Severity::Error,
+            | Self::StorageWithoutTables
+            | Self::BackupMissing => Severity::Error,
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
@@ -224,7 +228,8 @@ impl Code {
             | Self::TableScanFailed
             | Self::NoTransactionalTables
             | Self::PermissionDenied
-            | Self::StorageWithoutTables => CheckName::TableScan,
+            | Self::StorageWithoutTables
+            | Self::BackupMissing => CheckName::TableScan,
             Self::CommittedWithoutCoordinatorState => CheckName::CoordinatorCoverage,
             Self::WatermarkSkew => CheckName::WatermarkSkew,
             Self::InFlightAtCut => CheckName::LazyRecovery,
@@ -254,7 +259,8 @@ impl Code {
             | Self::PermissionDenied
             | Self::InvalidScalardbMetadata
             | Self::CoordinatorScanFailed
-            | Self::StorageWithoutTables => VerdictEffect::Indeterminate,
+            | Self::StorageWithoutTables
+            | Self::BackupMissing => VerdictEffect::Indeterminate,
             Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
             | Self::WatermarkSkew

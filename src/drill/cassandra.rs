@@ -16,7 +16,7 @@ use crate::backup::cassandra::SnapshotBackup;
 use crate::error::Error;
 use crate::model::TableRef;
 use crate::runtime::cassandra::{CassandraInstance, CassandraOptions};
-use crate::runtime::{DockerCassandra, DockerOptions, docker_available};
+use crate::runtime::{DockerCassandra, DockerOptions};
 use crate::store::{
     CassandraCredentials, CassandraStore, CassandraWriter, DiscoveredTable, ReadConsistency,
     TableFilter, TableSchema, discover_settings,
@@ -39,18 +39,7 @@ impl CassandraNode {
         startup_timeout: Duration,
         keep: bool,
     ) -> Result<Self, RestoreError> {
-        let use_docker = match runtime {
-            RuntimeKind::Local => false,
-            RuntimeKind::Docker => {
-                if !docker_available().await {
-                    return Err(RestoreError::NoDocker {
-                        engine: "Cassandra".to_owned(),
-                    });
-                }
-                true
-            }
-            RuntimeKind::Auto => docker_available().await,
-        };
+        let use_docker = super::restore::use_docker(runtime, "Cassandra").await?;
         let start_error = |runtime: &'static str, source: InstanceError| RestoreError::Start {
             engine: "Cassandra".to_owned(),
             runtime,
