@@ -14,4 +14,5 @@ mod normalize;
 mod prom;
 #[path = "../common/schema.rs"]
 mod schema;
+mod set;
 mod support;
