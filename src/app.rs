@@ -401,12 +401,8 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
         None => {
             let deployment = deployment(
                 &args.properties,
-                &StorageFlags {
-                    storages: &args.storages,
-                    namespaces: &args.namespaces,
-                    default_storage: args.default_storage.as_deref(),
-                    coordinator_storage: args.coordinator_storage.as_deref(),
-                },
+                &args.storages,
+                &args.routing,
                 common.coordinator_namespace.as_deref(),
             )?;
             for unrouted in deployment.unrouted_storages() {
@@ -512,9 +508,16 @@ fn warn_password_on_command_line(what: &str, instead: &str) {
 /// connection (reading the files is the only I/O). Scan's and drill's options alike.
 fn deployment(
     properties: &[PathBuf],
-    flags: &StorageFlags<'_>,
+    storages: &[String],
+    routing: &crate::cli::RoutingArgs,
     coordinator_namespace: Option<&str>,
 ) -> Result<Deployment, ConfigError> {
+    let flags = StorageFlags {
+        storages,
+        namespaces: &routing.namespaces,
+        default_storage: routing.default_storage.as_deref(),
+        coordinator_storage: routing.coordinator_storage.as_deref(),
+    };
     if !properties.is_empty() {
         let files = properties
             .iter()
@@ -534,7 +537,7 @@ fn deployment(
             "give the deployment with --properties, in a file only you can read",
         );
     }
-    Deployment::from_flags(flags, coordinator_namespace)
+    Deployment::from_flags(&flags, coordinator_namespace)
 }
 
 /// The first line of `path`, without its line ending.
@@ -732,12 +735,8 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
     let (backups, set) = if given_deployment {
         let deployment = deployment(
             &args.properties,
-            &StorageFlags {
-                storages: &args.storages,
-                namespaces: &args.namespaces,
-                default_storage: args.default_storage.as_deref(),
-                coordinator_storage: args.coordinator_storage.as_deref(),
-            },
+            &args.storages,
+            &args.routing,
             common.coordinator_namespace.as_deref(),
         )?;
         let metadata_schema = |storage: &crate::config::Storage| {

@@ -11,7 +11,7 @@ pub mod cassandra;
 mod namespaces;
 mod pg_directory;
 
-pub use namespaces::namespaces_of;
+pub use namespaces::{for_each_short_line, namespaces_of};
 pub use pg_directory::check_directory_archive;
 
 /// The kinds of backup the tool restores.

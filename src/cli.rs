@@ -103,7 +103,11 @@ pub struct ScanArgs {
     /// cassandra://[USER[:PASS]@]HOST[:PORT][,HOST…][?consistency=QUORUM] (Cassandra or ScyllaDB).
     /// A password in the URL is visible to every user of the machine (`ps`): give it with
     /// --password-file or SCALARDB_VERIFY_PASSWORD instead.
-    #[arg(value_name = "URL", required_unless_present_any = ["properties", "storages"])]
+    #[arg(
+        value_name = "URL",
+        required_unless_present_any = ["properties", "storages"],
+        conflicts_with_all = ["namespaces", "default_storage", "coordinator_storage"]
+    )]
     pub url: Option<String>,
 
     /// Read the URL user's password from FILE (its first line), so it never appears on a
@@ -126,7 +130,7 @@ pub struct ScanArgs {
     /// namespace and table mappings and default storage), the Coordinator namespace and the
     /// metadata schema. Repeatable: one file per service (microservices, two-phase commit),
     /// which must share one Coordinator. One run scans one storage for now.
-    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "namespaces", "default_storage", "coordinator_storage"])]
     pub properties: Vec<PathBuf>,
 
     /// A storage of the deployment, NAME=URL (URL as for the positional argument).
@@ -134,22 +138,30 @@ pub struct ScanArgs {
     #[arg(long = "storage", value_name = "NAME=URL", conflicts_with_all = ["url", "properties"])]
     pub storages: Vec<String>,
 
+    #[command(flatten)]
+    pub routing: RoutingArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// How `--storage`s are routed, for scan and drill alike. Each needs `--storage` (which
+/// excludes a URL and --properties).
+#[derive(Debug, Args)]
+pub struct RoutingArgs {
     /// Route a namespace to a --storage, NS=NAME (as scalar.db.multi_storage.namespace_mapping).
     /// Repeatable.
-    #[arg(long = "namespace", value_name = "NS=NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    #[arg(long = "namespace", value_name = "NS=NAME", requires = "storages")]
     pub namespaces: Vec<String>,
 
     /// The --storage of namespaces no --namespace routes (as
     /// scalar.db.multi_storage.default_storage); needed with several --storage.
-    #[arg(long, value_name = "NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    #[arg(long, value_name = "NAME", requires = "storages")]
     pub default_storage: Option<String>,
 
     /// The --storage that holds the Coordinator table. Default: as its namespace is routed.
-    #[arg(long, value_name = "NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    #[arg(long, value_name = "NAME", requires = "storages")]
     pub coordinator_storage: Option<String>,
-
-    #[command(flatten)]
-    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -175,7 +187,7 @@ pub struct DrillArgs {
 
     /// The deployment the backups restore, from ScalarDB database.properties files (as for
     /// scan; repeatable, one per service).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["namespaces", "default_storage", "coordinator_storage"])]
     pub properties: Vec<PathBuf>,
 
     /// A storage of the deployment, NAME=URL (as for scan); in a drill only the URL's
@@ -187,17 +199,8 @@ pub struct DrillArgs {
     )]
     pub storages: Vec<String>,
 
-    /// Route a namespace to a --storage, NS=NAME. Repeatable.
-    #[arg(long = "namespace", value_name = "NS=NAME", requires = "storages")]
-    pub namespaces: Vec<String>,
-
-    /// The --storage of namespaces no --namespace routes; needed with several --storage.
-    #[arg(long, value_name = "NAME", requires = "storages")]
-    pub default_storage: Option<String>,
-
-    /// The --storage that holds the Coordinator table. Default: as its namespace is routed.
-    #[arg(long, value_name = "NAME", requires = "storages")]
-    pub coordinator_storage: Option<String>,
+    #[command(flatten)]
+    pub routing: RoutingArgs,
 
     /// Where the disposable instance runs: a Docker/Podman container, or the server
     /// binaries found on this machine, each server and client confined in a bubblewrap

@@ -74,30 +74,13 @@ enum Dialect {
 
 /// The namespaces a plain dump's statements create or enter.
 fn sql_namespaces(reader: impl Read, dialect: Dialect) -> std::io::Result<BTreeSet<String>> {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut found = BTreeSet::new();
-    let mut line = Vec::with_capacity(MAX_LINE);
     // pg_dump's COPY data runs until a line `\.`: none of it is a statement.
     let mut in_copy = false;
-    loop {
-        line.clear();
-        let n = (&mut reader)
-            .take(u64::try_from(MAX_LINE).unwrap_or(u64::MAX))
-            .read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') && n == MAX_LINE {
-            skip_line(&mut reader)?;
-            continue;
-        }
-        let Ok(text) = std::str::from_utf8(&line) else {
-            continue;
-        };
-        let text = text.trim_end_matches(['\n', '\r']);
+    for_each_short_line(reader, MAX_LINE, |text| {
         if in_copy {
             in_copy = text != "\\.";
-            continue;
+            return;
         }
         if dialect == Dialect::Postgres
             && text.starts_with("COPY ")
@@ -110,8 +93,36 @@ fn sql_namespaces(reader: impl Read, dialect: Dialect) -> std::io::Result<BTreeS
                 found.insert(namespace);
             }
         }
-    }
+    })?;
     Ok(found)
+}
+
+/// Calls `visit` with every UTF-8 line of `reader` shorter than `max_line` bytes, without
+/// its line ending. A longer line is consumed in pieces and never held whole: in a dump
+/// it is data, never a statement of the dump tool's.
+pub fn for_each_short_line(
+    reader: impl Read,
+    max_line: usize,
+    mut visit: impl FnMut(&str),
+) -> std::io::Result<()> {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut line = Vec::with_capacity(max_line);
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(u64::try_from(max_line).unwrap_or(u64::MAX))
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') && n == max_line {
+            skip_line(&mut reader)?;
+            continue;
+        }
+        if let Ok(text) = std::str::from_utf8(&line) {
+            visit(text.trim_end_matches(['\n', '\r']));
+        }
+    }
 }
 
 fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {

@@ -4,7 +4,6 @@
 //! (`runtime::sandbox`), checks an archive's members before any tool opens it, and stops a
 //! restore that would write more than its limit before the disk fills.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -803,49 +802,15 @@ const MAX_OWNER_LINE: usize = 4096;
 /// says (application data included), at worst a role of that name is created in the
 /// disposable instance, and it cannot spell a command for the client.
 fn owner_roles(reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>, std::io::Error> {
-    use std::io::BufRead as _;
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader);
     let mut roles = std::collections::BTreeSet::new();
-    let mut line = Vec::with_capacity(MAX_OWNER_LINE);
-    loop {
-        line.clear();
-        // Bounded: a longer line is consumed in pieces and never held whole.
-        let n = (&mut reader)
-            .take(u64::try_from(MAX_OWNER_LINE).unwrap_or(u64::MAX))
-            .read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') && n == MAX_OWNER_LINE {
-            skip_line(&mut reader)?;
-            continue;
-        }
-        if let Some(role) = std::str::from_utf8(&line).ok().and_then(owner_of) {
+    backup::for_each_short_line(reader, MAX_OWNER_LINE, |line| {
+        if let Some(role) = owner_of(line) {
             if role != "\"postgres\"" && roles.len() < MAX_OWNER_ROLES {
                 roles.insert(role);
             }
         }
-    }
+    })?;
     Ok(roles.into_iter().collect())
-}
-
-fn skip_line(reader: &mut impl std::io::BufRead) -> std::io::Result<()> {
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok(());
-        }
-        match buffer.iter().position(|&b| b == b'\n') {
-            Some(at) => {
-                reader.consume(at + 1);
-                return Ok(());
-            }
-            None => {
-                let n = buffer.len();
-                reader.consume(n);
-            }
-        }
-    }
 }
 
 /// The role of a pg_dump `ALTER <object> OWNER TO <role>;` line, as a quoted identifier.

@@ -283,25 +283,17 @@ async fn big_set(dir: &std::path::Path) -> Vec<String> {
     let ledger = dir.join("ledger.sql");
     mariadb_dump_of(&maria, &["ledger", "scalardb"], &ledger);
     maria.stop().await.unwrap();
-    [
-        "--storage",
-        "pg=postgres://-/app",
-        "--storage",
-        "maria=mysql://-/",
-        "--namespace",
-        "ledger=maria",
-        "--default-storage",
-        "pg",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .chain([
-        "--backup".to_owned(),
-        format!("pg={}", pg.display()),
-        "--backup".to_owned(),
-        format!("maria={}", ledger.display()),
-    ])
-    .collect()
+    crate::set::DRILL_DEPLOYMENT
+        .iter()
+        .copied()
+        .map(str::to_owned)
+        .chain([
+            "--backup".to_owned(),
+            format!("pg={}", pg.display()),
+            "--backup".to_owned(),
+            format!("maria={}", ledger.display()),
+        ])
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

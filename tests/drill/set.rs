@@ -16,7 +16,7 @@ use crate::support::*;
 
 /// The deployment: `ledger` in MariaDB, everything else and the Coordinator in PostgreSQL.
 /// In a drill the URLs' hosts are never contacted.
-const DRILL_DEPLOYMENT: &[&str] = &[
+pub const DRILL_DEPLOYMENT: &[&str] = &[
     "--storage",
     "pg=postgres://-/app",
     "--storage",
@@ -108,6 +108,25 @@ fn drill_set(args: &[&str]) -> (Run, u32) {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
     (run, pid)
+}
+
+/// The dumps of `state` as [`Live::dumps`] makes them, in a directory of their own.
+async fn dumps_of(state: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let live = Live::new(state).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (pg, maria, whole) = live.dumps(dir.path());
+    live.stop().await;
+    (dir, pg, maria, whole)
+}
+
+/// The first finding of `code` in `report`.
+fn finding<'a>(report: &'a Value, code: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == code)
+        .unwrap_or_else(|| panic!("no {code}: {}", report["findings"]))
 }
 
 fn named(storage: &str, path: &Path) -> String {
@@ -242,12 +261,7 @@ async fn a_postgres_and_a_mariadb_dump_drilled_as_one_deployment_agree_with_scan
 
         if state == "torn" {
             // Committed in PostgreSQL, PREPARED in MariaDB, no Coordinator row: torn.
-            let torn = drilled["findings"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|f| f["code"] == "torn-transaction")
-                .unwrap_or_else(|| panic!("no tear: {}", drilled["findings"]));
+            let torn = finding(&drilled, "torn-transaction");
             assert_eq!(torn["storage"], "maria");
             assert_eq!(torn["tx_id"], "torn0001-0000-0000-0000-000000000000");
         }
@@ -256,10 +270,7 @@ async fn a_postgres_and_a_mariadb_dump_drilled_as_one_deployment_agree_with_scan
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recover_rehearses_in_every_instance_of_a_set() {
-    let live = Live::new("recoverable").await;
-    let dir = tempfile::tempdir().unwrap();
-    let (pg, maria, _) = live.dumps(dir.path());
-    live.stop().await;
+    let (_dir, pg, maria, _) = dumps_of("recoverable").await;
     let (pg_named, maria_named) = (named("pg", &pg), named("maria", &maria));
     let (run, pid) = drill_set(&[
         "--backup",
@@ -326,10 +337,7 @@ async fn recover_rehearses_in_every_instance_of_a_set() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_set_that_does_not_fit_the_deployment_is_refused_before_any_instance_starts() {
-    let live = Live::new("clean").await;
-    let dir = tempfile::tempdir().unwrap();
-    let (pg, maria, whole) = live.dumps(dir.path());
-    live.stop().await;
+    let (_dir, pg, maria, whole) = dumps_of("clean").await;
     let sqlite = fixture("clean").join("bank.sqlite");
     let pg_named = named("pg", &pg);
     let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
@@ -438,21 +446,13 @@ async fn a_set_that_does_not_fit_the_deployment_is_refused_before_any_instance_s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_set_without_the_coordinators_backup_is_indeterminate_naming_it() {
-    let live = Live::new("recoverable").await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_, maria, _) = live.dumps(dir.path());
-    live.stop().await;
+    let (_dir, _, maria, _) = dumps_of("recoverable").await;
     let (run, pid) = drill_set(&["--backup", &named("maria", &maria)]);
     assert_nothing_left(pid);
     assert_eq!(run.code, 4, "indeterminate: {}", run.stderr);
     let report = run.json();
     assert_eq!(report["verdict"], "indeterminate");
-    let missing = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["code"] == "backup-missing")
-        .unwrap_or_else(|| panic!("{}", report["findings"]));
+    let missing = finding(&report, "backup-missing");
     assert_eq!(missing["storage"], "pg");
     assert!(
         missing["message"]
@@ -474,10 +474,7 @@ async fn a_set_without_the_coordinators_backup_is_indeterminate_naming_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_restore_in_a_set_tears_every_instance_down() {
-    let live = Live::new("clean").await;
-    let dir = tempfile::tempdir().unwrap();
-    let (pg, maria, _) = live.dumps(dir.path());
-    live.stop().await;
+    let (dir, pg, maria, _) = dumps_of("clean").await;
     // The MariaDB dump whole (header and trailer) but with a statement the server rejects.
     let text = std::fs::read_to_string(&maria).unwrap();
     let broken = dir.path().join("broken.sql");
