@@ -91,10 +91,15 @@ impl Live {
 
 /// `drill ARGS… DEPLOYMENT --runtime local`, spawned so its pid (the run id) is known.
 fn drill_set(args: &[&str]) -> (Run, u32) {
+    drill_in(DRILL_DEPLOYMENT, args)
+}
+
+/// `drill ARGS… DEPLOYMENT --runtime local` of another deployment.
+fn drill_in(deployment: &[&str], args: &[&str]) -> (Run, u32) {
     let child = Command::new(BIN)
         .arg("drill")
         .args(args)
-        .args(DRILL_DEPLOYMENT)
+        .args(deployment)
         .args(["--format", "json", "--quiet", "--runtime", "local"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -493,4 +498,79 @@ async fn a_failed_restore_in_a_set_tears_every_instance_down() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("broken.sql"), "{}", run.stderr);
     assert_nothing_left(pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_file_and_a_pg_dump_drill_as_one_deployment() {
+    let state = "recoverable";
+    let pg = postgres_with(state).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("pg.sql");
+    pg_dump(
+        &pg,
+        &["-n", "ledger", "-n", "coordinator", "-n", "scalardb"],
+        &dump,
+    );
+    pg.stop().await.unwrap();
+    // The SQLite file holds every namespace: what ScalarDB would not read there (ledger,
+    // the Coordinator's copy) is left out by the scan, as scan of a live SQLite file does.
+    let sqlite = fixture(state).join("bank.sqlite");
+    let (run, pid) = drill_in(
+        &[
+            "--storage",
+            "pg=postgres://-/app",
+            "--storage",
+            "lite=sqlite:///bank.sqlite",
+            "--namespace",
+            "bank=lite",
+            "--default-storage",
+            "pg",
+        ],
+        &[
+            "--backup",
+            &named("pg", &dump),
+            "--backup",
+            &named("lite", &sqlite),
+            "--recover",
+        ],
+    );
+    assert_nothing_left(pid);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    let expected = expected(state);
+    assert_eq!(report["verdict"], expected["verdict"]);
+    let rows = |report: &Value| {
+        let mut rows: Vec<String> = report["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {}",
+                    p["table"], p["key"], p["tx_id"], p["outcome"]
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(rows(&report), rows(&expected));
+    for prediction in report["predictions"].as_array().unwrap() {
+        let storage = if prediction["table"] == "bank.accounts" {
+            "lite"
+        } else {
+            "pg"
+        };
+        assert_eq!(prediction["storage"], storage, "{prediction}");
+    }
+    let runtimes: Vec<&str> = report["drill"]["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["runtime"].as_str().unwrap())
+        .collect();
+    assert_eq!(runtimes, ["local", "copy"]);
+    assert_eq!(report["drill"]["runtime"], "mixed");
+    let recovery = &report["drill"]["recovery"];
+    assert_eq!(recovery["succeeded"], true, "{recovery}");
 }
