@@ -451,8 +451,26 @@ async fn a_set_that_does_not_fit_the_deployment_is_refused_before_any_instance_s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_set_without_the_coordinators_backup_is_indeterminate_naming_it() {
-    let (_dir, _, maria, _) = dumps_of("recoverable").await;
-    let (run, pid) = drill_set(&["--backup", &named("maria", &maria)]);
+    let (dir, _, maria, _) = dumps_of("recoverable").await;
+    // The deployment from the user's own ScalarDB file this time; its hosts are never
+    // contacted.
+    let properties = dir.path().join("database.properties");
+    std::fs::write(
+        &properties,
+        "scalar.db.storage=multi-storage\n\
+         scalar.db.multi_storage.storages=pg,maria\n\
+         scalar.db.multi_storage.storages.pg.storage=jdbc\n\
+         scalar.db.multi_storage.storages.pg.contact_points=jdbc:postgresql://db.invalid:5432/app\n\
+         scalar.db.multi_storage.storages.maria.storage=jdbc\n\
+         scalar.db.multi_storage.storages.maria.contact_points=jdbc:mariadb://db.invalid:3306/\n\
+         scalar.db.multi_storage.namespace_mapping=ledger:maria\n\
+         scalar.db.multi_storage.default_storage=pg\n",
+    )
+    .unwrap();
+    let (run, pid) = drill_in(
+        &["--properties", properties.to_str().unwrap()],
+        &["--backup", &named("maria", &maria)],
+    );
     assert_nothing_left(pid);
     assert_eq!(run.code, 4, "indeterminate: {}", run.stderr);
     let report = run.json();
