@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use scalardb_verify::runtime::cassandra::{CassandraInstance, CassandraOptions};
 use scalardb_verify::runtime::local::{Engine, LocalInstance};
 use serde_json::Value;
 
@@ -591,4 +592,118 @@ async fn a_sqlite_file_and_a_pg_dump_drill_as_one_deployment() {
     assert_eq!(report["drill"]["runtime"], "mixed");
     let recovery = &report["drill"]["recovery"];
     assert_eq!(recovery["succeeded"], true, "{recovery}");
+}
+
+/// Copies snapshot `tag` of `node` into `dest` as a node's data directory holds it
+/// (`dest/KEYSPACE/TABLE-ID/snapshots/TAG/`), as an operator's backup job would.
+fn copy_snapshot(node: &CassandraInstance, tag: &str, dest: &Path) {
+    let dirs = node.snapshot_dirs(tag);
+    assert!(!dirs.is_empty(), "snapshot {tag} made no directories");
+    for dir in dirs {
+        let table_dir = dir.parent().unwrap().parent().unwrap();
+        let keyspace = table_dir.parent().unwrap().file_name().unwrap();
+        let target = dest
+            .join(keyspace)
+            .join(table_dir.file_name().unwrap())
+            .join("snapshots")
+            .join(tag);
+        std::fs::create_dir_all(&target).unwrap();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), target.join(file.file_name())).unwrap();
+        }
+    }
+}
+
+/// Cassandra in a set: `ledger` as a Cassandra node's snapshot, the rest and the
+/// Coordinator as a pg_dump; a plain path each, the storage told by the keyspaces and the
+/// schemas. The PREPARED ledger records in Cassandra are predicted from the Coordinator in
+/// PostgreSQL and rehearsed with conditional CQL in the restored node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cassandra_snapshot_and_a_pg_dump_drill_as_one_deployment() {
+    let state = "recoverable";
+    let dir = tempfile::tempdir().unwrap();
+    let pg = postgres_with(state).await;
+    let dump = dir.path().join("pg.sql");
+    pg_dump(
+        &pg,
+        &["-n", "bank", "-n", "coordinator", "-n", "scalardb"],
+        &dump,
+    );
+    pg.stop().await.unwrap();
+    let mut options = CassandraOptions::new(format!("drill-tests-{}", std::process::id()));
+    options.bridge = Some(BIN.into());
+    let node = CassandraInstance::start(&options)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start a local Cassandra node for this test: {}\n\
+                 run scripts/install-cassandra to install it",
+                scalardb_verify::scan::error_chain(&e)
+            )
+        });
+    let writer = node.writer().await.unwrap();
+    let cql = std::fs::read_to_string(fixture(state).join("cassandra.cql")).unwrap();
+    writer.execute_script(&cql).await.unwrap();
+    node.snapshot("nightly", &["ledger"]).await.unwrap();
+    let snapshots = dir.path().join("cassandra");
+    copy_snapshot(&node, "nightly", &snapshots);
+    node.stop().await.unwrap();
+
+    let (run, pid) = drill_in(
+        &[
+            "--storage",
+            "pg=postgres://-/app",
+            "--storage",
+            "cass=cassandra://-",
+            "--namespace",
+            "ledger=cass",
+            "--default-storage",
+            "pg",
+        ],
+        &[
+            dump.to_str().unwrap(),
+            snapshots.to_str().unwrap(),
+            "--recover",
+        ],
+    );
+    assert_nothing_left(pid);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    let expected = expected(state);
+    assert_eq!(report["verdict"], expected["verdict"]);
+    let rows = |report: &Value| {
+        let mut rows: Vec<String> = report["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {}",
+                    p["table"], p["key"], p["tx_id"], p["outcome"]
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(rows(&report), rows(&expected));
+    for prediction in report["predictions"].as_array().unwrap() {
+        let storage = if prediction["table"] == "ledger.entries" {
+            "cass"
+        } else {
+            "pg"
+        };
+        assert_eq!(prediction["storage"], storage, "{prediction}");
+    }
+    let record = report["drill"]["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["storage"] == "cass")
+        .unwrap_or_else(|| panic!("{}", report["drill"]));
+    assert_eq!(record["format"], "Cassandra node snapshots");
+    let recovery = &report["drill"]["recovery"];
+    assert_eq!(recovery["succeeded"], true, "{recovery}");
+    assert_eq!(recovery["unresolved_after"], 0, "{recovery}");
 }
