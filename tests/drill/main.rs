@@ -15,4 +15,6 @@ mod prom;
 #[path = "../common/schema.rs"]
 mod schema;
 mod set;
+#[path = "../common/snapshots.rs"]
+mod snapshot_copy;
 mod support;

@@ -554,34 +554,7 @@ async fn a_sqlite_file_and_a_pg_dump_drill_as_one_deployment() {
         ],
     );
     assert_nothing_left(pid);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let report = run.json();
-    let expected = expected(state);
-    assert_eq!(report["verdict"], expected["verdict"]);
-    let rows = |report: &Value| {
-        let mut rows: Vec<String> = report["predictions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} {} {} {}",
-                    p["table"], p["key"], p["tx_id"], p["outcome"]
-                )
-            })
-            .collect();
-        rows.sort();
-        rows
-    };
-    assert_eq!(rows(&report), rows(&expected));
-    for prediction in report["predictions"].as_array().unwrap() {
-        let storage = if prediction["table"] == "bank.accounts" {
-            "lite"
-        } else {
-            "pg"
-        };
-        assert_eq!(prediction["storage"], storage, "{prediction}");
-    }
+    let report = assert_expected_rehearsed(&run, state, "bank.accounts", "lite");
     let runtimes: Vec<&str> = report["drill"]["backups"]
         .as_array()
         .unwrap()
@@ -590,29 +563,6 @@ async fn a_sqlite_file_and_a_pg_dump_drill_as_one_deployment() {
         .collect();
     assert_eq!(runtimes, ["local", "copy"]);
     assert_eq!(report["drill"]["runtime"], "mixed");
-    let recovery = &report["drill"]["recovery"];
-    assert_eq!(recovery["succeeded"], true, "{recovery}");
-}
-
-/// Copies snapshot `tag` of `node` into `dest` as a node's data directory holds it
-/// (`dest/KEYSPACE/TABLE-ID/snapshots/TAG/`), as an operator's backup job would.
-fn copy_snapshot(node: &CassandraInstance, tag: &str, dest: &Path) {
-    let dirs = node.snapshot_dirs(tag);
-    assert!(!dirs.is_empty(), "snapshot {tag} made no directories");
-    for dir in dirs {
-        let table_dir = dir.parent().unwrap().parent().unwrap();
-        let keyspace = table_dir.parent().unwrap().file_name().unwrap();
-        let target = dest
-            .join(keyspace)
-            .join(table_dir.file_name().unwrap())
-            .join("snapshots")
-            .join(tag);
-        std::fs::create_dir_all(&target).unwrap();
-        for file in std::fs::read_dir(&dir).unwrap() {
-            let file = file.unwrap();
-            std::fs::copy(file.path(), target.join(file.file_name())).unwrap();
-        }
-    }
 }
 
 /// Cassandra in a set: `ledger` as a Cassandra node's snapshot, the rest and the
@@ -647,7 +597,7 @@ async fn a_cassandra_snapshot_and_a_pg_dump_drill_as_one_deployment() {
     writer.execute_script(&cql).await.unwrap();
     node.snapshot("nightly", &["ledger"]).await.unwrap();
     let snapshots = dir.path().join("cassandra");
-    copy_snapshot(&node, "nightly", &snapshots);
+    crate::snapshot_copy::copy_snapshot(&node, "nightly", &snapshots, "nightly");
     node.stop().await.unwrap();
 
     let (run, pid) = drill_in(
@@ -668,6 +618,20 @@ async fn a_cassandra_snapshot_and_a_pg_dump_drill_as_one_deployment() {
         ],
     );
     assert_nothing_left(pid);
+    let report = assert_expected_rehearsed(&run, state, "ledger.entries", "cass");
+    let record = report["drill"]["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["storage"] == "cass")
+        .unwrap_or_else(|| panic!("{}", report["drill"]));
+    assert_eq!(record["format"], "Cassandra node snapshots");
+}
+
+/// A set drill with --recover of `state` where `table` is in `storage` and the rest in
+/// `pg`: exit 0, the state's expected verdict and predictions, each in its storage, and a
+/// rehearsal that resolves everything. Returns the report.
+fn assert_expected_rehearsed(run: &Run, state: &str, table: &str, storage: &str) -> Value {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.json();
     let expected = expected(state);
@@ -689,21 +653,15 @@ async fn a_cassandra_snapshot_and_a_pg_dump_drill_as_one_deployment() {
     };
     assert_eq!(rows(&report), rows(&expected));
     for prediction in report["predictions"].as_array().unwrap() {
-        let storage = if prediction["table"] == "ledger.entries" {
-            "cass"
+        let expected = if prediction["table"] == table {
+            storage
         } else {
             "pg"
         };
-        assert_eq!(prediction["storage"], storage, "{prediction}");
+        assert_eq!(prediction["storage"], expected, "{prediction}");
     }
-    let record = report["drill"]["backups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["storage"] == "cass")
-        .unwrap_or_else(|| panic!("{}", report["drill"]));
-    assert_eq!(record["format"], "Cassandra node snapshots");
     let recovery = &report["drill"]["recovery"];
     assert_eq!(recovery["succeeded"], true, "{recovery}");
     assert_eq!(recovery["unresolved_after"], 0, "{recovery}");
+    report
 }
