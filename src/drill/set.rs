@@ -288,3 +288,90 @@ fn infer_storage(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StorageFlags;
+
+    fn deployment(extra: &[&str]) -> Deployment {
+        let mut storages = vec!["pg=postgres://-/app".to_owned(), "my=mysql://-/".to_owned()];
+        storages.extend(extra.iter().map(|s| (*s).to_owned()));
+        Deployment::from_flags(
+            &StorageFlags {
+                storages: &storages,
+                namespaces: &["ledger=my".to_owned()],
+                default_storage: Some("pg"),
+                coordinator_storage: Some("pg"),
+            },
+            None,
+        )
+        .unwrap()
+    }
+
+    fn dump(storage: Option<&str>, format: BackupFormat, namespaces: &[&str]) -> GivenBackup {
+        GivenBackup {
+            storage: storage.map(str::to_owned),
+            path: PathBuf::from(format!("{}.dump", namespaces.join("-"))),
+            format,
+            snapshots: None,
+            namespaces: Some(namespaces.iter().map(|n| (*n).to_owned()).collect()),
+        }
+    }
+
+    fn schema(_: &Storage) -> String {
+        "scalardb".to_owned()
+    }
+
+    const PG: BackupFormat = BackupFormat::PgPlain { gzip: false };
+    const MY: BackupFormat = BackupFormat::MySqlDump { gzip: true };
+
+    #[test]
+    fn plain_paths_go_to_the_storage_their_namespaces_are_routed_to() {
+        let (backups, set) = plan(
+            deployment(&[]),
+            vec![
+                // The metadata schema is in every storage: it tells nothing.
+                dump(None, MY, &["ledger", "scalardb"]),
+                dump(None, PG, &["bank", "coordinator", "scalardb"]),
+            ],
+            &schema,
+        )
+        .unwrap();
+        let names: Vec<_> = backups
+            .iter()
+            .map(|b| b.storage.as_ref().unwrap().name.as_str())
+            .collect();
+        assert_eq!(names, ["my", "pg"]);
+        assert_eq!(set.coordinator.name, "pg");
+        assert_eq!(set.coordinator_backup, Some(1));
+        assert!(set.missing.is_empty());
+    }
+
+    #[test]
+    fn a_storage_nothing_is_routed_to_takes_no_backup_and_a_missing_one_is_listed() {
+        let refused = plan(
+            deployment(&["idle=postgres://-/idle"]),
+            vec![dump(Some("idle"), PG, &["bank"])],
+            &schema,
+        )
+        .unwrap_err();
+        assert!(
+            crate::error::error_chain(&refused).contains("routes no table to storage idle"),
+            "{refused}"
+        );
+        let (_, set) = plan(deployment(&[]), vec![dump(None, MY, &["ledger"])], &schema).unwrap();
+        assert_eq!(set.missing, ["pg"]);
+        assert_eq!(set.coordinator_backup, None);
+        let refused = plan(
+            deployment(&[]),
+            vec![dump(None, PG, &["scalardb"])],
+            &schema,
+        )
+        .unwrap_err();
+        assert!(
+            crate::error::error_chain(&refused).contains("holds no namespace"),
+            "{refused}"
+        );
+    }
+}
