@@ -171,9 +171,10 @@ pub struct DrillArgs {
     #[arg(long)]
     pub recover: bool,
 
-    /// An invariant, NAME=SQL, returning one boolean or number (it passes when true or
-    /// non-zero), evaluated on the restored state and again after --recover. Repeatable.
-    /// SQL backups only.
+    /// An invariant, NAME=SQL, returning one boolean or number of any type the database has
+    /// (integers, floats, NUMERIC/DECIMAL read exactly: `SELECT sum(balance) FROM ...`
+    /// works); it passes when true or non-zero. Evaluated on the restored state and again
+    /// after --recover. Repeatable. SQL backups only.
     #[arg(long = "check", value_name = "NAME=SQL")]
     pub checks: Vec<String>,
 
