@@ -219,10 +219,11 @@ pub struct DrillArgs {
     #[arg(long)]
     pub recover: bool,
 
-    /// An invariant, NAME=SQL, returning one boolean or number (it passes when true or
-    /// non-zero), evaluated on the restored state and again after --recover. Repeatable.
-    /// SQL backups only. In a backup set, NAME@STORAGE=SQL runs it in that storage's
-    /// instance; without @STORAGE it runs in the Coordinator's storage.
+    /// An invariant, NAME=SQL, returning one boolean or number of any type the database has
+    /// (integers, floats, NUMERIC/DECIMAL read exactly: `SELECT sum(balance) FROM ...`
+    /// works); it passes when true or non-zero. Evaluated on the restored state and again
+    /// after --recover. Repeatable. SQL backups only. In a backup set, NAME@STORAGE=SQL runs
+    /// it in that storage's instance; without @STORAGE it runs in the Coordinator's storage.
     #[arg(long = "check", value_name = "NAME[@STORAGE]=SQL")]
     pub checks: Vec<String>,
 

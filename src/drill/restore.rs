@@ -86,6 +86,11 @@ pub enum RestoreError {
          48 characters (restore the nodes merged, without --per-node)"
     )]
     KeyspaceNameTooLong { keyspace: String },
+    #[error(
+        "--per-node restores a node's copy into the keyspace {keyspace}, which the backup \
+         holds itself (restore the nodes merged, without --per-node)"
+    )]
+    CopyKeyspaceTaken { keyspace: String },
     #[error("tear down the disposable instance")]
     Teardown(#[source] Box<InstanceError>),
     #[error(
