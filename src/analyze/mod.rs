@@ -24,8 +24,8 @@ pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView
 pub use retention::{Retention, SAMPLE_LIMIT};
 pub use storages::{IgnoredTable, StorageObservation, StorageSummary};
 pub use write_sets::{
-    AT_RISK_MARGIN_MS, AbortedWriteSet, AtRiskSet, Found, TxProof, Undecodable, WriteSetProof,
-    WriteSetSummary, WrittenTransaction, prove,
+    AT_RISK_MARGIN_MS, AbortedWriteSet, AtRiskSet, CHECK_ALL_BELOW, Found, TxProof, Undecodable,
+    WriteSetProof, WriteSetSummary, WrittenTransaction, prove,
 };
 
 use crate::model::{
@@ -494,9 +494,9 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
                 )
             };
             let mut finding = Finding::new(Code::CommittedWithoutCoordinatorState, message)
-            .table(table)
-            .count(uncovered)
-            .coordinator_state(CoordinatorState::Absent);
+                .table(table)
+                .count(uncovered)
+                .coordinator_state(CoordinatorState::Absent);
             if let Some(sample) = first_uncovered {
                 finding = finding
                     .key(&sample.key)

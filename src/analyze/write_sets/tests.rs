@@ -66,8 +66,17 @@ fn an_older_committed_version_is_a_tear_naming_record_versions_and_times() {
     assert_eq!(finding.key.as_ref(), Some(&key("2")));
     assert_eq!(finding.tx_id.as_deref(), Some(T));
     assert_eq!(finding.table.as_deref(), Some("bank.accounts"));
-    for part in ["earlier", "tx_version 1", &(C - 300).to_string(), &C.to_string()] {
-        assert!(finding.message.contains(part), "{part}: {}", finding.message);
+    for part in [
+        "earlier",
+        "tx_version 1",
+        &(C - 300).to_string(),
+        &C.to_string(),
+    ] {
+        assert!(
+            finding.message.contains(part),
+            "{part}: {}",
+            finding.message
+        );
     }
     assert_eq!(proof.transactions[T], TxProof::Torn);
     assert_eq!(proof.summary.torn, 1);

@@ -243,7 +243,7 @@ fn key_condition(table: &TableSchema, key: &RecordKey) -> Result<String, Cassand
 /// A rendered key value as a CQL literal of `column`'s type; `None` for a value that does
 /// not parse as that type (never passed through as CQL) or a type the scan does not render
 /// back exactly.
-fn key_literal(column: &KeyColumn, value: &str) -> Option<String> {
+pub(super) fn key_literal(column: &KeyColumn, value: &str) -> Option<String> {
     let string = || format!("'{}'", value.replace('\'', "''"));
     match column.sql_type.to_ascii_lowercase().as_str() {
         "text" | "varchar" | "ascii" | "inet" | "date" | "time" | "timestamp" => Some(string()),
