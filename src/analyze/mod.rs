@@ -211,6 +211,7 @@ pub struct Analysis {
     /// The pause window the restore point was checked against, if any.
     pub pause_window: Option<PauseWindow>,
     /// The proof from the Coordinator's write sets (3.19 write-set logging), when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub write_sets: Option<WriteSetSummary>,
 }
 
