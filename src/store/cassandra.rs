@@ -219,6 +219,14 @@ pub enum CassandraError {
 }
 
 impl CassandraError {
+    /// A failed scan of the Coordinator table is a failure to read the Coordinator.
+    fn of_coordinator(self) -> Self {
+        match self {
+            Self::Scan { table, source } => Self::Coordinator { table, source },
+            other => other,
+        }
+    }
+
     /// Whether the cluster could not be reached at all (as opposed to failing mid-scan).
     pub fn is_connect(&self) -> bool {
         matches!(self, Self::Connect { .. })
@@ -967,10 +975,7 @@ impl super::CoordinatorSource for CassandraStore {
             merge,
         )
         .await
-        .map_err(|e| match e {
-            CassandraError::Scan { table, source } => CassandraError::Coordinator { table, source },
-            other => other,
-        })
+        .map_err(CassandraError::of_coordinator)
     }
 
     async fn read_coordinator_row(
@@ -1019,10 +1024,7 @@ impl CassandraStore {
             merge,
         )
         .await
-        .map_err(|e| match e {
-            CassandraError::Scan { table, source } => CassandraError::Coordinator { table, source },
-            other => other,
-        })
+        .map_err(CassandraError::of_coordinator)
     }
 }
 
@@ -1151,25 +1153,13 @@ impl super::WriteSetSource for CassandraStore {
             .map(|key| {
                 let select = &select;
                 async move {
-                    let mut condition = Vec::with_capacity(table.keys.len());
-                    for column in &table.keys {
-                        let value = key
-                            .0
-                            .iter()
-                            .find(|(name, _)| name == &column.name)
-                            .map(|(_, value)| value.as_str());
-                        match value.and_then(|v| recovery::key_literal(column, v)) {
-                            Some(literal) => {
-                                condition.push(format!("{} = {literal}", quote(&column.name)));
-                            }
-                            None => return Ok(None),
-                        }
-                    }
+                    // A value that is no literal of its column's type names no record.
+                    let Ok(condition) = recovery::key_condition(table, key) else {
+                        return Ok(None);
+                    };
                     // The whole primary key: at most one row, so one unpaged request.
-                    let mut statement = scylla::statement::Statement::new(format!(
-                        "{select} WHERE {}",
-                        condition.join(" AND ")
-                    ));
+                    let mut statement =
+                        scylla::statement::Statement::new(format!("{select} WHERE {condition}"));
                     statement.set_is_idempotent(true);
                     let result = self.session.query_unpaged(statement, ()).await?;
                     let rows = result.into_rows_result()?;

@@ -232,6 +232,37 @@ impl SqlStore {
         conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(|_| ())
     }
 
+    /// Streams the Coordinator rows `sql` selects in one read-only transaction, folding each
+    /// that `decode` turns into a value (`None`: skipped) into an accumulator with `add`.
+    async fn fold_coordinator_query<A, T, D, F>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        sql: &str,
+        decode: D,
+        add: &F,
+    ) -> Result<A, SqlError>
+    where
+        A: Default,
+        D: Fn(&AnyRow) -> Result<Option<T>, sqlx::Error>,
+        F: Fn(&mut A, T),
+    {
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let mut acc = A::default();
+        let mut conn = self.read_only_connection().await.map_err(error)?;
+        let mut rows = sqlx::query(sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(error)? {
+            if let Some(value) = decode(&row).map_err(error)? {
+                add(&mut acc, value);
+            }
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(error)?;
+        Ok(acc)
+    }
+
     /// Runs a probe (`Dialect::probe`): `None` when the read is allowed, else why not with
     /// the database's message; an error that says neither is returned as is.
     async fn probe(&self, sql: &str) -> Result<Option<(AccessFailure, String)>, sqlx::Error> {
@@ -632,24 +663,11 @@ impl super::CoordinatorSource for SqlStore {
         F: Fn(&mut A, CoordinatorRow),
         M: Fn(&mut A, A),
     {
-        let error = |source| SqlError::Coordinator {
-            table: coordinator.table.to_string(),
-            source,
-        };
-        let mut acc = A::default();
-        let mut conn = self.read_only_connection().await.map_err(error)?;
+        // A row with a NULL tx_id cannot be looked up by any record: not indexed
+        // (scan_coordinator reports it as invalid).
         let sql = self.dialect.coordinator_rows(coordinator);
-        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(error)? {
-            // A row with a NULL tx_id cannot be looked up by any record: not indexed
-            // (scan_coordinator reports it as invalid).
-            if let Some(row) = decode_coordinator_row(&row, 0).map_err(error)? {
-                add(&mut acc, row);
-            }
-        }
-        drop(rows);
-        Self::end(&mut conn).await.map_err(error)?;
-        Ok(acc)
+        self.fold_coordinator_query(coordinator, &sql, |row| decode_coordinator_row(row, 0), add)
+            .await
     }
 
     async fn read_coordinator_row(
@@ -702,24 +720,11 @@ impl super::WriteSetSource for SqlStore {
         F: Fn(&mut A, StoredWriteSet),
         M: Fn(&mut A, A),
     {
-        let error = |source| SqlError::Coordinator {
-            table: coordinator.table.to_string(),
-            source,
-        };
-        let mut acc = A::default();
-        let mut conn = self.read_only_connection().await.map_err(error)?;
         let sql = self
             .dialect
             .committed_write_sets(coordinator, since, MAX_WRITE_SET_BYTES);
-        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(error)? {
-            if let Some(stored) = decode_write_set_row(&row).map_err(error)? {
-                add(&mut acc, stored);
-            }
-        }
-        drop(rows);
-        Self::end(&mut conn).await.map_err(error)?;
-        Ok(acc)
+        self.fold_coordinator_query(coordinator, &sql, decode_write_set_row, add)
+            .await
     }
 
     async fn read_write_set(

@@ -218,7 +218,10 @@ fn condition_values(record: ObservedAs<'_>) -> Result<Vec<Option<CqlValue>>, Cas
 
 /// `k1 = <literal> AND k2 = <literal>`: the key as the scan rendered it, turned back into
 /// CQL literals of each key column's type.
-fn key_condition(table: &TableSchema, key: &RecordKey) -> Result<String, CassandraError> {
+pub(super) fn key_condition(
+    table: &TableSchema,
+    key: &RecordKey,
+) -> Result<String, CassandraError> {
     let mut parts = Vec::with_capacity(table.keys.len());
     for column in &table.keys {
         let value = key
@@ -243,7 +246,7 @@ fn key_condition(table: &TableSchema, key: &RecordKey) -> Result<String, Cassand
 /// A rendered key value as a CQL literal of `column`'s type; `None` for a value that does
 /// not parse as that type (never passed through as CQL) or a type the scan does not render
 /// back exactly.
-pub(super) fn key_literal(column: &KeyColumn, value: &str) -> Option<String> {
+fn key_literal(column: &KeyColumn, value: &str) -> Option<String> {
     let string = || format!("'{}'", value.replace('\'', "''"));
     match column.sql_type.to_ascii_lowercase().as_str() {
         "text" | "varchar" | "ascii" | "inet" | "date" | "time" | "timestamp" => Some(string()),
