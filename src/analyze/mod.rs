@@ -25,7 +25,7 @@ pub use retention::{Retention, SAMPLE_LIMIT};
 pub use storages::{IgnoredTable, StorageObservation, StorageSummary};
 pub use write_sets::{
     AT_RISK_MARGIN_MS, AbortedWriteSet, AtRiskSet, CHECK_ALL_BELOW, Found, TxProof, Undecodable,
-    WriteSetProof, WriteSetSummary, WrittenTransaction, prove,
+    WriteSetProof, WriteSetSummary, WrittenTransaction, at_risk_rule, prove,
 };
 
 use crate::model::{
@@ -235,13 +235,21 @@ impl Analysis {
     /// by key): its findings, each in the storage of its table, and its counts; decides the
     /// verdict again.
     pub fn add_write_set_proof(&mut self, proof: WriteSetProof) {
+        let coordinator_storage = self
+            .storages
+            .iter()
+            .find(|s| s.holds_coordinator)
+            .map(|s| s.name.clone());
         for mut finding in proof.findings {
-            finding.storage = finding.table.as_ref().and_then(|name| {
-                self.tables
+            finding.storage = match &finding.table {
+                Some(name) => self
+                    .tables
                     .iter()
                     .find(|t| &t.table.to_string() == name)
-                    .and_then(|t| t.storage.clone())
-            });
+                    .and_then(|t| t.storage.clone()),
+                // A write set is the Coordinator's.
+                None => coordinator_storage.clone(),
+            };
             self.findings.push(finding);
         }
         sort_findings(&mut self.findings);

@@ -216,18 +216,23 @@ impl AtRiskSet {
             committed_with_write_set: self.seen,
             skipped_not_at_risk: self.seen - checked - self.over_limit,
             skipped_over_limit: self.over_limit,
-            at_risk_rule: if all {
-                format!("all (at most {CHECK_ALL_BELOW} committed write sets)")
-            } else {
-                format!(
-                    "committed at most {} ms before the newest write of a table they wrote, or \
-                     later",
-                    self.margin_ms
-                )
-            },
+            at_risk_rule: at_risk_rule(all, self.margin_ms),
             ..WriteSetSummary::default()
         };
         (self.kept, summary)
+    }
+}
+
+/// How the checked transactions were chosen, for the summary: all of them, or those within
+/// `margin_ms` of a written table's newest write.
+pub fn at_risk_rule(all: bool, margin_ms: i64) -> String {
+    if all {
+        format!("all (at most {CHECK_ALL_BELOW} committed write sets)")
+    } else {
+        format!(
+            "committed at most {margin_ms} ms before the newest write of a table they wrote, or \
+             later (more than {CHECK_ALL_BELOW} committed write sets)"
+        )
     }
 }
 

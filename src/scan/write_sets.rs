@@ -13,7 +13,7 @@ use futures::{StreamExt as _, TryStreamExt as _, stream};
 use super::connected::Connected;
 use crate::analyze::{
     AT_RISK_MARGIN_MS, AbortedWriteSet, AtRiskSet, CHECK_ALL_BELOW, Found, ObservedRecord,
-    TableScan, Undecodable, WriteSetProof, WrittenTransaction, prove,
+    TableScan, Undecodable, WriteSetProof, WrittenTransaction, at_risk_rule, prove,
 };
 use crate::error::Error;
 use crate::model::write_set::{StoredWriteSet, WriteSet, WrittenRecord};
@@ -241,6 +241,7 @@ pub(super) async fn run<P: ProofSource>(
         let streamed = summary.committed_with_write_set;
         summary.skipped_not_at_risk += committed.saturating_sub(streamed);
         summary.committed_with_write_set = summary.committed_with_write_set.max(committed);
+        summary.at_risk_rule = at_risk_rule(false, AT_RISK_MARGIN_MS);
     }
 
     // Every at-risk record, read by key from its table's store, a table at a time.
