@@ -990,44 +990,6 @@ impl super::CoordinatorSource for CassandraStore {
 /// How many record point reads are in flight at once.
 const RECORD_READS: usize = 16;
 
-impl CassandraStore {
-    /// Folds the Coordinator's rows with their write set, COMMITTED rows created at or after
-    /// `since` only (Cassandra cannot filter on them, so every row crosses the wire; a BLOB
-    /// over the bound is kept as its length only).
-    async fn fold_stored_write_sets<A, F, M>(
-        &self,
-        coordinator: &CoordinatorSchema,
-        since: Option<i64>,
-        add: &F,
-        merge: &M,
-    ) -> Result<A, CassandraError>
-    where
-        A: Default,
-        F: Fn(&mut A, StoredWriteSet),
-        M: Fn(&mut A, A),
-    {
-        let columns = write_set_columns(coordinator);
-        self.scan_table(
-            &coordinator.table,
-            &columns,
-            &["tx_id".to_owned()],
-            |acc: &mut A, mut row| {
-                if let Some(stored) = decode_write_set_row(coordinator, &mut row)? {
-                    let wanted = stored.row.tx_state == Some(3)
-                        && since.is_none_or(|s| stored.row.tx_created_at.is_some_and(|c| c >= s));
-                    if wanted {
-                        add(acc, stored);
-                    }
-                }
-                Ok(())
-            },
-            merge,
-        )
-        .await
-        .map_err(CassandraError::of_coordinator)
-    }
-}
-
 fn write_set_columns(coordinator: &CoordinatorSchema) -> String {
     if coordinator.has_child_ids {
         "tx_id, tx_state, tx_created_at, tx_child_ids, tx_write_set".to_owned()
@@ -1075,7 +1037,8 @@ impl super::WriteSetSource for CassandraStore {
         &self,
         coordinator: &CoordinatorSchema,
     ) -> Result<u64, CassandraError> {
-        self.fold_stored_write_sets(
+        super::WriteSetSource::fold_write_sets(
+            self,
             coordinator,
             None,
             &|n: &mut u64, _| *n += 1,
@@ -1084,6 +1047,8 @@ impl super::WriteSetSource for CassandraStore {
         .await
     }
 
+    /// Cassandra cannot filter on the state or the time, so every row crosses the wire; a
+    /// BLOB over the bound is kept as its length only.
     async fn fold_write_sets<A, F, M>(
         &self,
         coordinator: &CoordinatorSchema,
@@ -1096,8 +1061,25 @@ impl super::WriteSetSource for CassandraStore {
         F: Fn(&mut A, StoredWriteSet),
         M: Fn(&mut A, A),
     {
-        self.fold_stored_write_sets(coordinator, since, add, merge)
-            .await
+        let columns = write_set_columns(coordinator);
+        self.scan_table(
+            &coordinator.table,
+            &columns,
+            &["tx_id".to_owned()],
+            |acc: &mut A, mut row| {
+                if let Some(stored) = decode_write_set_row(coordinator, &mut row)? {
+                    let wanted = stored.row.tx_state == Some(3)
+                        && since.is_none_or(|s| stored.row.tx_created_at.is_some_and(|c| c >= s));
+                    if wanted {
+                        add(acc, stored);
+                    }
+                }
+                Ok(())
+            },
+            merge,
+        )
+        .await
+        .map_err(CassandraError::of_coordinator)
     }
 
     async fn read_write_set(

@@ -232,6 +232,29 @@ impl SqlStore {
         conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(|_| ())
     }
 
+    /// The Coordinator row `sql` selects for `tx_id` (its first parameter), decoded.
+    async fn read_coordinator_query<T>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        sql: &str,
+        tx_id: &str,
+        decode: impl Fn(&AnyRow) -> Result<Option<T>, sqlx::Error>,
+    ) -> Result<Option<T>, SqlError> {
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let row = sqlx::query(sql)
+            .bind(tx_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(error)?;
+        match row {
+            Some(row) => decode(&row).map_err(error),
+            None => Ok(None),
+        }
+    }
+
     /// Streams the Coordinator rows `sql` selects in one read-only transaction, folding each
     /// that `decode` turns into a value (`None`: skipped) into an accumulator with `add`.
     async fn fold_coordinator_query<A, T, D, F>(
@@ -675,20 +698,11 @@ impl super::CoordinatorSource for SqlStore {
         coordinator: &CoordinatorSchema,
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, SqlError> {
-        let error = |source| SqlError::Coordinator {
-            table: coordinator.table.to_string(),
-            source,
-        };
         let sql = self.dialect.coordinator_row(coordinator);
-        let row = sqlx::query(&sql)
-            .bind(tx_id.to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(error)?;
-        match row {
-            Some(row) => decode_coordinator_row(&row, 0).map_err(error),
-            None => Ok(None),
-        }
+        self.read_coordinator_query(coordinator, &sql, tx_id, |row| {
+            decode_coordinator_row(row, 0)
+        })
+        .await
     }
 }
 
@@ -732,20 +746,9 @@ impl super::WriteSetSource for SqlStore {
         coordinator: &CoordinatorSchema,
         tx_id: &str,
     ) -> Result<Option<StoredWriteSet>, SqlError> {
-        let error = |source| SqlError::Coordinator {
-            table: coordinator.table.to_string(),
-            source,
-        };
         let sql = self.dialect.write_set_row(coordinator, MAX_WRITE_SET_BYTES);
-        let row = sqlx::query(&sql)
-            .bind(tx_id.to_owned())
-            .fetch_optional(&self.pool)
+        self.read_coordinator_query(coordinator, &sql, tx_id, decode_write_set_row)
             .await
-            .map_err(error)?;
-        match row {
-            Some(row) => decode_write_set_row(&row).map_err(error),
-            None => Ok(None),
-        }
     }
 
     async fn read_records(
