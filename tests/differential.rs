@@ -41,6 +41,20 @@ struct Truth {
     expected_verdict: String,
     transactions: Vec<TruthTx>,
     recovered: Vec<Recovered>,
+    /// The case ran with 3.19's write-set logging (the Coordinator holds `tx_write_set`).
+    #[serde(default)]
+    write_set_logging: bool,
+    /// Records a transaction the backup's Coordinator shows COMMITTED wrote that the data
+    /// copy lacks at its version (the write log's account): its write set proves them lost.
+    #[serde(default)]
+    missing_writes: Vec<MissingWrite>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MissingWrite {
+    tx_id: String,
+    table: String,
+    key: Key,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,7 +81,19 @@ struct Report {
     verdict: String,
     #[serde(default)]
     predictions: Vec<Prediction>,
+    #[serde(default)]
+    findings: Vec<ReportFinding>,
 }
+
+#[derive(Debug, Deserialize)]
+struct ReportFinding {
+    code: String,
+    table: Option<String>,
+    key: Option<Key>,
+    tx_id: Option<String>,
+}
+
+const MISSING_WRITE: &str = "torn-transaction-missing-write";
 
 #[derive(Debug, Deserialize)]
 struct Prediction {
@@ -419,13 +445,21 @@ fn check(case: &Case, run: &Scan) -> Vec<String> {
             )];
         }
     };
-    if report.verdict != t.expected_verdict {
+    // With write sets, a committed transaction whose writes the data copy lacks is a tear
+    // recovery cannot see (no record is pending); otherwise the verdict is recovery's.
+    let expected_verdict = if t.missing_writes.is_empty() {
+        t.expected_verdict.as_str()
+    } else {
+        "inconsistent"
+    };
+    if report.verdict != expected_verdict {
         problems.push(format!(
             "verdict: the tool says {:?}, the expected verdict is {:?}",
-            report.verdict, t.expected_verdict
+            report.verdict, expected_verdict
         ));
     }
-    let want_code = if t.expected_verdict == "inconsistent" {
+    problems.extend(missing_write_problems(t, &report));
+    let want_code = if expected_verdict == "inconsistent" {
         1
     } else {
         0
@@ -434,7 +468,7 @@ fn check(case: &Case, run: &Scan) -> Vec<String> {
         problems.push(format!(
             "exit code {} for an expected {} verdict (want {want_code}); stderr: {}",
             run.code,
-            t.expected_verdict,
+            expected_verdict,
             run.stderr.trim()
         ));
     }
@@ -501,6 +535,56 @@ fn check(case: &Case, run: &Scan) -> Vec<String> {
                     p.outcome, p.tx_id, p.tx_state
                 ));
             }
+        }
+    }
+    problems
+}
+
+/// The write-set proof against the write log: every transaction with lost writes is named
+/// by a `torn-transaction-missing-write` finding on one of those records, and no other
+/// transaction is (a case without write sets never gets one).
+fn missing_write_problems(t: &Truth, report: &Report) -> Vec<String> {
+    let mut problems = Vec::new();
+    let findings: Vec<&ReportFinding> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == MISSING_WRITE)
+        .collect();
+    if !t.write_set_logging {
+        if !findings.is_empty() {
+            problems.push(format!(
+                "{MISSING_WRITE} without write-set logging: {findings:?}"
+            ));
+        }
+        return problems;
+    }
+    let lost: BTreeSet<&str> = t.missing_writes.iter().map(|m| m.tx_id.as_str()).collect();
+    for f in &findings {
+        if !f.tx_id.as_deref().is_some_and(|id| lost.contains(id)) {
+            problems.push(format!(
+                "{MISSING_WRITE} for a transaction whose writes the backup holds: {f:?}"
+            ));
+        }
+    }
+    for tx_id in &lost {
+        let named = findings.iter().any(|f| {
+            f.tx_id.as_deref() == Some(tx_id)
+                && t.missing_writes.iter().any(|m| {
+                    m.tx_id == *tx_id
+                        && f.table.as_deref() == Some(m.table.as_str())
+                        && f.key.as_ref() == Some(&m.key)
+                })
+        });
+        if !named {
+            problems.push(format!(
+                "transaction {tx_id} committed in the backup's Coordinator but its writes are \
+                 missing from the data ({:?}); no {MISSING_WRITE} names one of them",
+                t.missing_writes
+                    .iter()
+                    .filter(|m| m.tx_id == *tx_id)
+                    .map(|m| format!("{} {:?}", m.table, m.key))
+                    .collect::<Vec<_>>()
+            ));
         }
     }
     problems

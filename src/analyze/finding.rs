@@ -152,6 +152,16 @@ pub enum Code {
     StorageWithoutTables,
     /// A drill of a backup set has no backup of a storage the deployment routes tables to.
     BackupMissing,
+    /// A COMMITTED transaction's write set names a record the backup holds at an older
+    /// version: the copy of its table predates the write (3.19 write-set logging).
+    TornTransactionMissingWrite,
+    /// A record a COMMITTED transaction's write set names cannot be ordered against it.
+    WriteSetAmbiguous,
+    /// A Coordinator row's `tx_write_set` cannot be decoded (or is too large to).
+    WriteSetUndecodable,
+    /// A PREPARED or DELETED record of an ABORTED transaction that its write set does not
+    /// name.
+    AbortedWriteOutsideWriteSet,
 }
 
 impl Code {
@@ -180,6 +190,10 @@ impl Code {
             Self::CoordinatorScanFailed => "coordinator-scan-failed",
             Self::StorageWithoutTables => "storage-without-tables",
             Self::BackupMissing => "backup-missing",
+            Self::TornTransactionMissingWrite => "torn-transaction-missing-write",
+            Self::WriteSetAmbiguous => "write-set-ambiguous",
+            Self::WriteSetUndecodable => "write-set-undecodable",
+            Self::AbortedWriteOutsideWriteSet => "aborted-write-outside-write-set",
         }
     }
 
@@ -201,8 +215,12 @@ impl Code {
             | Self::InvalidScalardbMetadata
             | Self::CoordinatorScanFailed
             | Self::StorageWithoutTables
-            | Self::BackupMissing => Severity::Error,
-            Self::AmbiguousGroupParentMissing
+            | Self::BackupMissing
+            | Self::TornTransactionMissingWrite => Severity::Error,
+            Self::WriteSetAmbiguous
+            | Self::WriteSetUndecodable
+            | Self::AbortedWriteOutsideWriteSet
+            | Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
@@ -216,7 +234,11 @@ impl Code {
             Self::TornTransaction
             | Self::CommittedButAborted
             | Self::AmbiguousGroupParentMissing
-            | Self::AmbiguousCoordinatorCleanup => CheckName::TransactionAtomicity,
+            | Self::AmbiguousCoordinatorCleanup
+            | Self::TornTransactionMissingWrite
+            | Self::WriteSetAmbiguous => CheckName::TransactionAtomicity,
+            Self::WriteSetUndecodable => CheckName::CoordinatorTable,
+            Self::AbortedWriteOutsideWriteSet => CheckName::LazyRecovery,
             Self::UnknownTxState
             | Self::InvalidMetadata
             | Self::MetadataIncomplete
@@ -242,9 +264,10 @@ impl Code {
         match self {
             // Replicas restored from skewed snapshots disagree: what a transaction reads
             // depends on which replica answers.
-            Self::TornTransaction | Self::CommittedButAborted | Self::NodeSnapshotsSkewed => {
-                VerdictEffect::Inconsistent
-            }
+            Self::TornTransaction
+            | Self::CommittedButAborted
+            | Self::NodeSnapshotsSkewed
+            | Self::TornTransactionMissingWrite => VerdictEffect::Inconsistent,
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::UnknownTxState
@@ -260,8 +283,12 @@ impl Code {
             | Self::InvalidScalardbMetadata
             | Self::CoordinatorScanFailed
             | Self::StorageWithoutTables
-            | Self::BackupMissing => VerdictEffect::Indeterminate,
-            Self::MetadataIncomplete
+            | Self::BackupMissing
+            | Self::WriteSetUndecodable => VerdictEffect::Indeterminate,
+            // Ambiguity is said, not guessed: the verdict stays what the rest decides.
+            Self::WriteSetAmbiguous
+            | Self::AbortedWriteOutsideWriteSet
+            | Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
             | Self::WatermarkSkew
             | Self::InFlightAtCut => VerdictEffect::None,

@@ -9,6 +9,7 @@ mod input;
 mod nodes;
 mod retention;
 mod storages;
+mod write_sets;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -22,6 +23,10 @@ pub use input::{
 pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView, NodeSummary};
 pub use retention::{Retention, SAMPLE_LIMIT};
 pub use storages::{IgnoredTable, StorageObservation, StorageSummary};
+pub use write_sets::{
+    AT_RISK_MARGIN_MS, AbortedWriteSet, AtRiskSet, CHECK_ALL_BELOW, Found, TxProof, Undecodable,
+    WriteSetProof, WriteSetSummary, WrittenTransaction, at_risk_rule, prove,
+};
 
 use crate::model::{
     CoordinatorRow, CoordinatorState, GroupCommitId, RecordKey, StoredState,
@@ -205,6 +210,9 @@ pub struct Analysis {
     pub storages: Vec<StorageSummary>,
     /// The pause window the restore point was checked against, if any.
     pub pause_window: Option<PauseWindow>,
+    /// The proof from the Coordinator's write sets (3.19 write-set logging), when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_sets: Option<WriteSetSummary>,
 }
 
 impl Analysis {
@@ -220,6 +228,32 @@ impl Analysis {
     /// the verdict again.
     pub fn add_findings(&mut self, findings: impl IntoIterator<Item = Finding>) {
         self.findings.extend(findings);
+        self.verdict = decide_verdict(&self.findings, &self.tables);
+    }
+
+    /// Adds the write-set proof (`write_sets::prove`, made after the scan from records read
+    /// by key): its findings, each in the storage of its table, and its counts; decides the
+    /// verdict again.
+    pub fn add_write_set_proof(&mut self, proof: WriteSetProof) {
+        let coordinator_storage = self
+            .storages
+            .iter()
+            .find(|s| s.holds_coordinator)
+            .map(|s| s.name.clone());
+        for mut finding in proof.findings {
+            finding.storage = match &finding.table {
+                Some(name) => self
+                    .tables
+                    .iter()
+                    .find(|t| &t.table.to_string() == name)
+                    .and_then(|t| t.storage.clone()),
+                // A write set is the Coordinator's.
+                None => coordinator_storage.clone(),
+            };
+            self.findings.push(finding);
+        }
+        sort_findings(&mut self.findings);
+        self.write_sets = Some(proof.summary);
         self.verdict = decide_verdict(&self.findings, &self.tables);
     }
 
@@ -453,17 +487,25 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
                 .find(|s| &s.table == table)
                 .expect("every scanned table has a summary");
             summary.committed_without_coordinator_state = uncovered;
-            let mut finding = Finding::new(
-                Code::CommittedWithoutCoordinatorState,
+            let message = if coordinator.write_set_logging {
+                // §3: finishTransaction rolls a write set forward, then deletes its row.
+                format!(
+                    "{uncovered} COMMITTED record(s) whose transaction the Coordinator does not \
+                     know: the Coordinator logs write sets (tx_write_set), so ScalarDB 3.19's \
+                     finishTransaction clean-up, which deletes a transaction's row once its \
+                     write set is committed, explains them (as would one-phase commit)"
+                )
+            } else {
                 format!(
                     "{uncovered} COMMITTED record(s) whose transaction the Coordinator does not \
                      know: legal with one-phase commit, write-less transactions or Coordinator \
                      clean-up (3.19), otherwise a sign the Coordinator copy is older than the data"
-                ),
-            )
-            .table(table)
-            .count(uncovered)
-            .coordinator_state(CoordinatorState::Absent);
+                )
+            };
+            let mut finding = Finding::new(Code::CommittedWithoutCoordinatorState, message)
+                .table(table)
+                .count(uncovered)
+                .coordinator_state(CoordinatorState::Absent);
             if let Some(sample) = first_uncovered {
                 finding = finding
                     .key(&sample.key)
@@ -493,10 +535,7 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         &mut predictions,
     );
     predictions.sort_by(|a, b| (&a.table, &a.key).cmp(&(&b.table, &b.key)));
-    findings.sort_by(|a, b| {
-        (b.severity, a.code, &a.table, &a.key, &a.tx_id)
-            .cmp(&(a.severity, b.code, &b.table, &b.key, &b.tx_id))
-    });
+    sort_findings(&mut findings);
     let verdict = decide_verdict(&findings, &tables);
     Analysis {
         verdict,
@@ -509,7 +548,15 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         predictions,
         storages,
         pause_window: settings.pause_window,
+        write_sets: None,
     }
+}
+
+fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (b.severity, a.code, &a.table, &a.key, &a.tx_id)
+            .cmp(&(a.severity, b.code, &b.table, &b.key, &b.tx_id))
+    });
 }
 
 /// A restore point inside a pause holds no write from after the pause started, and no

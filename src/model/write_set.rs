@@ -347,6 +347,38 @@ fn timestamp_millis(encoded: i64) -> Option<i64> {
     seconds.checked_mul(1000)?.checked_add(ms)
 }
 
+/// A Coordinator row that carries a write set, as a store reads it: the row, and the BLOB
+/// unless it is larger than [`MAX_WRITE_SET_BYTES`] (then only its length crossed the wire).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredWriteSet {
+    pub row: crate::model::CoordinatorRow,
+    pub bytes: Result<Vec<u8>, u64>,
+}
+
+impl StoredWriteSet {
+    /// Decodes the BLOB; an oversized one is [`WriteSetError::TooLarge`].
+    pub fn decode(&self) -> Result<WriteSet, WriteSetError> {
+        match &self.bytes {
+            Ok(bytes) => decode(bytes),
+            Err(len) => Err(WriteSetError::TooLarge {
+                len: usize::try_from(*len).unwrap_or(usize::MAX),
+                max: MAX_WRITE_SET_BYTES,
+            }),
+        }
+    }
+
+    /// The id each group's records carry: `parent$child` for a child of a group-commit
+    /// parent row, the row's own id otherwise.
+    pub fn group_tx_id(&self, group: &EntryGroup) -> String {
+        match &group.child_id {
+            Some(child) if crate::model::GroupCommitId::parse(&self.row.tx_id).is_none() => {
+                format!("{}${child}", self.row.tx_id)
+            }
+            _ => self.row.tx_id.clone(),
+        }
+    }
+}
+
 /// Why a BLOB is not a usable write set.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteSetError {

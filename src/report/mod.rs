@@ -87,6 +87,10 @@ pub struct Summary {
     pub watermark_skew_ms: Option<i64>,
     pub tables: Vec<TableSummary>,
     pub coordinator: CoordinatorSummary,
+    /// The proof from the Coordinator's write sets (3.19 write-set logging), when it ran:
+    /// how many transactions were checked, skipped and why, proven and torn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_sets: Option<crate::analyze::WriteSetSummary>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -122,6 +126,7 @@ impl Report {
             watermark_skew_ms: analysis.watermark_skew_ms,
             tables: analysis.tables,
             coordinator: analysis.coordinator,
+            write_sets: analysis.write_sets,
         };
         Self {
             schema_version: SCHEMA_VERSION,

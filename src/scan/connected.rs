@@ -5,10 +5,11 @@
 use crate::analyze::{CoordinatorScan, ObservedRecord, Retention, TableScan};
 use crate::config::{Backend, ScanConfig, Target};
 use crate::error::Error;
-use crate::model::CoordinatorRow;
+use crate::model::write_set::StoredWriteSet;
+use crate::model::{CoordinatorRow, RecordKey};
 use crate::store::{
     CassandraStore, CoordinatorSchema, CoordinatorSource, Discovery, DiscoverySettings,
-    RecordSource, SqlStore, Store, TableSchema,
+    RecordSource, SqlStore, Store, TableSchema, WriteSetSource,
 };
 
 pub(super) enum Connected {
@@ -135,5 +136,43 @@ impl Connected {
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, Error> {
         each!(self, store => store.read_coordinator_row(coordinator, tx_id).await)
+    }
+
+    pub(super) async fn count_write_sets(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<u64, Error> {
+        each!(self, store => store.count_write_sets(coordinator).await)
+    }
+
+    pub(super) async fn fold_write_sets<A, F, M>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        since: Option<i64>,
+        add: &F,
+        merge: &M,
+    ) -> Result<A, Error>
+    where
+        A: Default,
+        F: Fn(&mut A, StoredWriteSet),
+        M: Fn(&mut A, A),
+    {
+        each!(self, store => store.fold_write_sets(coordinator, since, add, merge).await)
+    }
+
+    pub(super) async fn read_write_set(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+    ) -> Result<Option<StoredWriteSet>, Error> {
+        each!(self, store => store.read_write_set(coordinator, tx_id).await)
+    }
+
+    pub(super) async fn read_records(
+        &self,
+        table: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<ObservedRecord>, Error> {
+        each!(self, store => store.read_records(table, keys).await)
     }
 }

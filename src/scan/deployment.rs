@@ -13,6 +13,7 @@ use futures::{StreamExt, future, stream};
 use super::connected::Connected;
 use super::coordinator::{PhaseTwo, merge_filed};
 use super::resolve::{POINT_READS, Resolver};
+use super::write_sets::{self, ScannedTable};
 use super::{ScanOutcome, error_chain};
 use crate::analyze::{
     CoordinatorObservation, DiscoveryNote, IgnoredTable, Observation, Retention,
@@ -340,6 +341,25 @@ async fn scan(
         }
     }
 
+    let proof = match (coordinator_schema, &coordinator) {
+        (Some(schema), CoordinatorObservation::Present(_)) if schema.has_write_set => {
+            let tables: Vec<_> = planned
+                .iter()
+                .zip(&scans)
+                .filter_map(|(p, scan)| {
+                    Some(ScannedTable {
+                        store: &stores[p.storage],
+                        schema: p.schema,
+                        scan: scan.as_ref().ok()?,
+                    })
+                })
+                .collect();
+            let proof = write_sets::run(coordinator_store, schema, &tables, config.jobs).await;
+            Some(proof.map_err(|e| in_storage(&plan.storages[plan.coordinator], e))?)
+        }
+        _ => None,
+    };
+
     let mut scanned = scans.into_iter();
     let mut tables = Vec::new();
     for table in kept.iter().flatten() {
@@ -364,7 +384,10 @@ async fn scan(
         discovery: notes,
         storages,
     };
-    let analysis = analyze(&observation, &config.analysis);
+    let mut analysis = analyze(&observation, &config.analysis);
+    if let Some(proof) = proof {
+        analysis.add_write_set_proof(proof);
+    }
     Ok(ScanOutcome {
         analysis,
         tables: planned.iter().map(|p| p.schema.clone()).collect(),

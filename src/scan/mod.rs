@@ -5,6 +5,7 @@ mod connected;
 pub mod coordinator;
 mod deployment;
 mod resolve;
+mod write_sets;
 
 use futures::{StreamExt, stream};
 
@@ -18,7 +19,7 @@ use crate::progress::Progress;
 use crate::store::discover_settings;
 use crate::store::{
     CassandraScanOptions, CassandraStore, CoordinatorSchema, DiscoveredTable, SqlError, SqlStore,
-    Store, TableSchema,
+    Store, TableSchema, WriteSetSource,
 };
 
 /// An analysis with the schemas it was made from (the recovery rehearsal writes by them).
@@ -53,7 +54,7 @@ pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<ScanOutcome
 }
 
 /// The scan's phases over any backend.
-pub async fn scan_with<S: Store>(
+pub async fn scan_with<S: Store + WriteSetSource>(
     store: &S,
     config: &ScanConfig,
     progress: &Progress,
@@ -154,6 +155,33 @@ where
         }
     }
 
+    // The write-set proof, where the Coordinator logs write sets and could be read.
+    let proof = match (coordinator_schema, &coordinator) {
+        (Some(schema), CoordinatorObservation::Present(_)) if schema.has_write_set => {
+            let direct = write_sets::Direct(store);
+            let tables: Vec<_> = schemas
+                .iter()
+                .zip(&scans)
+                .filter_map(|(schema, scan)| {
+                    Some(write_sets::ScannedTable {
+                        store: &direct,
+                        schema,
+                        scan: scan.as_ref().ok()?,
+                    })
+                })
+                .collect();
+            let task = progress.task(&schema.table.to_string());
+            task.phase("proving committed transactions by their write sets");
+            let proof = write_sets::run(&direct, schema, &tables, config.jobs).await;
+            match &proof {
+                Ok(proof) => task.finish(proof.summary.checked),
+                Err(e) => task.fail(&e.to_string()),
+            }
+            Some(proof?)
+        }
+        _ => None,
+    };
+
     let mut scanned = schemas.iter().zip(scans);
     let tables = discovery
         .tables
@@ -200,7 +228,10 @@ where
         discovery: discovery.notes,
         storages: vec![storage],
     };
-    let analysis = analyze(&observation, &config.analysis);
+    let mut analysis = analyze(&observation, &config.analysis);
+    if let Some(proof) = proof {
+        analysis.add_write_set_proof(proof);
+    }
     Ok(ScanOutcome {
         analysis,
         tables: schemas.into_iter().cloned().collect(),

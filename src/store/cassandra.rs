@@ -51,6 +51,7 @@ pub use recovery::ObservedAs;
 use super::discover::{CatalogTable, Discovery, DiscoverySettings, discover};
 use super::{CoordinatorSchema, TableSchema};
 use crate::analyze::{CoordinatorScan, DiscoveryNote, ObservedRecord, Retention, TableScan};
+use crate::model::write_set::{MAX_WRITE_SET_BYTES, StoredWriteSet};
 use crate::model::{
     CoordinatorRow, CoordinatorRows, CoordinatorState, RecordKey, RecordMeta, StoredState,
     TableRef, TxState,
@@ -218,6 +219,14 @@ pub enum CassandraError {
 }
 
 impl CassandraError {
+    /// A failed scan of the Coordinator table is a failure to read the Coordinator.
+    fn of_coordinator(self) -> Self {
+        match self {
+            Self::Scan { table, source } => Self::Coordinator { table, source },
+            other => other,
+        }
+    }
+
     /// Whether the cluster could not be reached at all (as opposed to failing mid-scan).
     pub fn is_connect(&self) -> bool {
         matches!(self, Self::Connect { .. })
@@ -966,10 +975,7 @@ impl super::CoordinatorSource for CassandraStore {
             merge,
         )
         .await
-        .map_err(|e| match e {
-            CassandraError::Scan { table, source } => CassandraError::Coordinator { table, source },
-            other => other,
-        })
+        .map_err(CassandraError::of_coordinator)
     }
 
     async fn read_coordinator_row(
@@ -978,6 +984,184 @@ impl super::CoordinatorSource for CassandraStore {
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, CassandraError> {
         self.coordinator_row(coordinator, tx_id).await
+    }
+}
+
+/// How many record point reads are in flight at once.
+const RECORD_READS: usize = 16;
+
+fn write_set_columns(coordinator: &CoordinatorSchema) -> String {
+    if coordinator.has_child_ids {
+        "tx_id, tx_state, tx_created_at, tx_child_ids, tx_write_set".to_owned()
+    } else {
+        "tx_id, tx_state, tx_created_at, tx_write_set".to_owned()
+    }
+}
+
+/// `write_set_columns`' row; `None` when the write set is NULL.
+fn decode_write_set_row(
+    coordinator: &CoordinatorSchema,
+    row: &mut ColumnIterator<'_, '_>,
+) -> Result<Option<StoredWriteSet>, CqlFailure> {
+    let tx_id = text_column(row)?.unwrap_or_default();
+    let tx_state = int_column(row)?;
+    let tx_created_at = int_column(row)?;
+    let tx_child_ids = if coordinator.has_child_ids {
+        text_column(row)?
+    } else {
+        None
+    };
+    let column = next_column(row)?;
+    let typ = column.spec.typ();
+    <Option<&[u8]> as DeserializeValue>::type_check(typ)?;
+    let Some(bytes) = <Option<&[u8]> as DeserializeValue>::deserialize(typ, column.slice)? else {
+        return Ok(None);
+    };
+    Ok(Some(StoredWriteSet {
+        row: CoordinatorRow {
+            tx_id,
+            tx_state,
+            tx_created_at,
+            tx_child_ids,
+        },
+        bytes: if bytes.len() > MAX_WRITE_SET_BYTES {
+            Err(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
+        } else {
+            Ok(bytes.to_vec())
+        },
+    }))
+}
+
+impl super::WriteSetSource for CassandraStore {
+    async fn count_write_sets(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<u64, CassandraError> {
+        super::WriteSetSource::fold_write_sets(
+            self,
+            coordinator,
+            None,
+            &|n: &mut u64, _| *n += 1,
+            &|n: &mut u64, m| *n += m,
+        )
+        .await
+    }
+
+    /// Cassandra cannot filter on the state or the time, so every row crosses the wire; a
+    /// BLOB over the bound is kept as its length only.
+    async fn fold_write_sets<A, F, M>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        since: Option<i64>,
+        add: &F,
+        merge: &M,
+    ) -> Result<A, CassandraError>
+    where
+        A: Default,
+        F: Fn(&mut A, StoredWriteSet),
+        M: Fn(&mut A, A),
+    {
+        let columns = write_set_columns(coordinator);
+        self.scan_table(
+            &coordinator.table,
+            &columns,
+            &["tx_id".to_owned()],
+            |acc: &mut A, mut row| {
+                if let Some(stored) = decode_write_set_row(coordinator, &mut row)? {
+                    let wanted = stored.row.tx_state == Some(3)
+                        && since.is_none_or(|s| stored.row.tx_created_at.is_some_and(|c| c >= s));
+                    if wanted {
+                        add(acc, stored);
+                    }
+                }
+                Ok(())
+            },
+            merge,
+        )
+        .await
+        .map_err(CassandraError::of_coordinator)
+    }
+
+    async fn read_write_set(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+    ) -> Result<Option<StoredWriteSet>, CassandraError> {
+        let error = |source| CassandraError::PointRead {
+            table: coordinator.table.to_string(),
+            tx_id: tx_id.to_owned(),
+            source,
+        };
+        let cql = format!(
+            "SELECT {} FROM {} WHERE tx_id = ?",
+            write_set_columns(coordinator),
+            cql_table(&coordinator.table)
+        );
+        let prepared = self.prepare(&cql).await.map_err(error)?;
+        let mut found = None;
+        self.read_pages(
+            &prepared,
+            (tx_id,),
+            &mut found,
+            &|found: &mut Option<StoredWriteSet>, mut row| {
+                if let Some(stored) = decode_write_set_row(coordinator, &mut row)? {
+                    found.get_or_insert(stored);
+                }
+                Ok(())
+            },
+        )
+        .await
+        .map_err(error)?;
+        Ok(found)
+    }
+
+    /// One point read per key (CQL has no disjunction of keys), a few in flight; a key
+    /// whose value is no literal of its column's type names no record.
+    async fn read_records(
+        &self,
+        table: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<ObservedRecord>, CassandraError> {
+        let error = |source| CassandraError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let select = format!(
+            "SELECT {} FROM {}",
+            record_columns(table),
+            cql_table(&table.table)
+        );
+        let found: Vec<Option<ObservedRecord>> = stream::iter(keys)
+            .map(|key| {
+                let select = &select;
+                async move {
+                    // A value that is no literal of its column's type names no record.
+                    let Ok(condition) = recovery::key_condition(table, key) else {
+                        return Ok(None);
+                    };
+                    // The whole primary key: at most one row, so one unpaged request.
+                    let mut statement =
+                        scylla::statement::Statement::new(format!("{select} WHERE {condition}"));
+                    statement.set_is_idempotent(true);
+                    let result = self.session.query_unpaged(statement, ()).await?;
+                    let rows = result.into_rows_result()?;
+                    let mut record = None;
+                    for row in rows.rows::<ColumnIterator>()? {
+                        let mut row = row?;
+                        let raw = decode_meta_lazy(&mut row)?;
+                        let found_key = decode_key(table, &mut row)?;
+                        if &found_key == key {
+                            record = Some(observed(found_key, raw.into_meta()));
+                        }
+                    }
+                    Ok::<_, CqlFailure>(record)
+                }
+            })
+            .buffered(RECORD_READS)
+            .try_collect()
+            .await
+            .map_err(error)?;
+        Ok(found.into_iter().flatten().collect())
     }
 }
 

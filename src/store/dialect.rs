@@ -605,6 +605,93 @@ impl Dialect {
         )
     }
 
+    /// The byte length of a BLOB column.
+    fn byte_length(self, expr: &str) -> String {
+        match self {
+            Self::Postgres => format!("pg_catalog.octet_length({expr})"),
+            Self::MySql => format!("LENGTH({expr})"),
+            Self::Sqlite => format!("length(CAST({expr} AS BLOB))"),
+        }
+    }
+
+    /// `tx_id, tx_state, tx_created_at, tx_child_ids`, the write set when it is at most
+    /// `max_bytes` long (else NULL: an oversized value never crosses the wire), its length.
+    fn write_set_columns(self, coordinator: &CoordinatorSchema, max_bytes: usize) -> String {
+        let length = self.byte_length("tx_write_set");
+        format!(
+            "{}, CASE WHEN {length} <= {max_bytes} THEN tx_write_set END, {}",
+            self.coordinator_row_columns(coordinator),
+            self.int(&length)
+        )
+    }
+
+    /// How many COMMITTED Coordinator rows carry a write set.
+    pub fn committed_write_set_count(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE tx_state = 3 AND tx_write_set IS NOT NULL",
+            self.int(&format!("{}(*)", self.func("count"))),
+            self.table_name(&coordinator.table)
+        )
+    }
+
+    /// Every COMMITTED Coordinator row with a write set, created at or after `since`.
+    pub fn committed_write_sets(
+        self,
+        coordinator: &CoordinatorSchema,
+        since: Option<i64>,
+        max_bytes: usize,
+    ) -> String {
+        let since = since.map_or_else(String::new, |ms| format!(" AND tx_created_at >= {ms}"));
+        format!(
+            "SELECT {} FROM {} WHERE tx_state = 3 AND tx_write_set IS NOT NULL{since}",
+            self.write_set_columns(coordinator, max_bytes),
+            self.table_name(&coordinator.table)
+        )
+    }
+
+    /// The row of one `tx_id` (the first parameter) with its write set, if it has one.
+    pub fn write_set_row(self, coordinator: &CoordinatorSchema, max_bytes: usize) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE tx_id = {} AND tx_write_set IS NOT NULL",
+            self.write_set_columns(coordinator, max_bytes),
+            self.table_name(&coordinator.table),
+            self.placeholder(1)
+        )
+    }
+
+    /// The records of `keys` keys (bound in order, each key's values in the schema's key
+    /// order, as the scan renders them): key columns and metadata, as `committed_records`.
+    pub fn records_by_key(self, table: &TableSchema, keys: usize) -> String {
+        let per_key = table.keys.len();
+        let alternatives: Vec<String> = (0..keys)
+            .map(|k| {
+                let parts: Vec<String> = table
+                    .keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        format!(
+                            "r.{} = {}",
+                            self.quote(&key.name),
+                            self.key_value(key, k * per_key + i + 1)
+                        )
+                    })
+                    .collect();
+                format!("({})", parts.join(" AND "))
+            })
+            .collect();
+        format!(
+            "SELECT {} FROM {} r WHERE {}",
+            self.record_columns(table).join(", "),
+            self.table_name(&table.table),
+            if alternatives.is_empty() {
+                "1 = 0".to_owned()
+            } else {
+                alternatives.join(" OR ")
+            }
+        )
+    }
+
     /// Starts the read-only transaction every scan runs in.
     pub fn begin_read_only(self) -> &'static str {
         match self {
@@ -740,6 +827,39 @@ mod tests {
         assert_eq!(
             Dialect::Sqlite.probe(&TableRef::new("coordinator", "state")),
             "SELECT 1 FROM \"coordinator$state\" LIMIT 0"
+        );
+    }
+
+    #[test]
+    fn write_sets_are_read_bounded_and_records_by_typed_key() {
+        let mut coordinator = coordinator(false);
+        coordinator.has_write_set = true;
+        let sql = Dialect::Postgres.committed_write_sets(&coordinator, Some(-5), 16);
+        assert!(
+            sql.contains(
+                "CASE WHEN pg_catalog.octet_length(tx_write_set) <= 16 THEN tx_write_set END"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("tx_write_set IS NOT NULL AND tx_created_at >= -5"),
+            "{sql}"
+        );
+        let sql = Dialect::Sqlite.write_set_row(&coordinator, 16);
+        assert!(sql.contains("length(CAST(tx_write_set AS BLOB))"), "{sql}");
+        assert!(sql.contains("WHERE tx_id = ?"), "{sql}");
+        let sql = Dialect::Postgres.records_by_key(&accounts(), 2);
+        assert!(
+            sql.ends_with(
+                "WHERE (r.\"id\" = CAST($1 AS text) AND r.\"flag\" = CAST($2 AS boolean)) \
+                 OR (r.\"id\" = CAST($3 AS text) AND r.\"flag\" = CAST($4 AS boolean))"
+            ),
+            "{sql}"
+        );
+        assert!(
+            Dialect::MySql
+                .records_by_key(&accounts(), 0)
+                .ends_with("WHERE 1 = 0")
         );
     }
 

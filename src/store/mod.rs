@@ -26,7 +26,8 @@ pub use disposable::{DisposableWriter, Param, Scalar, WriteError};
 pub use sql::{SqlError, SqlStore, settle_sqlite_copy};
 
 use crate::analyze::{CoordinatorScan, ObservedRecord, Retention, TableScan};
-use crate::model::{CoordinatorRow, TableRef};
+use crate::model::write_set::{KeyValue, StoredWriteSet};
+use crate::model::{CoordinatorRow, RecordKey, TableRef};
 
 /// What a backend must offer the scan job. Implemented by `SqlStore` (PostgreSQL, MySQL,
 /// SQLite); a backend without joins (Cassandra) implements the same phases its own way.
@@ -125,6 +126,63 @@ pub trait CoordinatorSource: Store {
         coordinator: &CoordinatorSchema,
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, Self::Error>;
+}
+
+/// What the write-set proof reads (3.19 write-set logging): the Coordinator's write sets,
+/// and records by primary key.
+#[expect(
+    async_fn_in_trait,
+    reason = "used generically under block_on, never as dyn or across threads"
+)]
+pub trait WriteSetSource: Store {
+    /// How many COMMITTED Coordinator rows carry a write set.
+    async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, Self::Error>;
+
+    /// Folds every COMMITTED Coordinator row carrying a write set, created at or after
+    /// `since` (all when `None`); a BLOB over
+    /// [`crate::model::write_set::MAX_WRITE_SET_BYTES`] arrives as its length.
+    async fn fold_write_sets<A, F, M>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        since: Option<i64>,
+        add: &F,
+        merge: &M,
+    ) -> Result<A, Self::Error>
+    where
+        A: Default,
+        F: Fn(&mut A, StoredWriteSet),
+        M: Fn(&mut A, A);
+
+    /// The row keyed by `tx_id`, when it carries a write set.
+    async fn read_write_set(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+    ) -> Result<Option<StoredWriteSet>, Self::Error>;
+
+    /// The records with these keys (each in the schema's key order, rendered as the scan
+    /// renders keys), as many at a time as the store allows; a key with no record is left
+    /// out. Keys of a type the store cannot bind exactly are the caller's to leave out
+    /// ([`key_is_exact`]).
+    async fn read_records(
+        &self,
+        table: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<ObservedRecord>, Self::Error>;
+}
+
+/// Whether a write set's key value is rendered exactly as the scan renders this store's
+/// key of the same column (integers, text, booleans, blobs everywhere; floats, dates, times
+/// and timestamps only where the store renders them itself).
+pub fn key_is_exact(value: &KeyValue) -> bool {
+    matches!(
+        value,
+        KeyValue::Int(_)
+            | KeyValue::BigInt(_)
+            | KeyValue::Text(_)
+            | KeyValue::Boolean(_)
+            | KeyValue::Blob(_)
+    )
 }
 
 /// How a key column's values are rendered as text.

@@ -21,6 +21,7 @@ use super::discover::{
 };
 use super::{CoordinatorSchema, TableSchema};
 use crate::analyze::{CoordinatorScan, DiscoveryNote, ObservedRecord, Retention, TableScan};
+use crate::model::write_set::{MAX_WRITE_SET_BYTES, StoredWriteSet};
 use crate::model::{CoordinatorRow, CoordinatorRows, RecordKey, RecordMeta, TableRef};
 
 /// How many invalid Coordinator rows are fetched as evidence.
@@ -229,6 +230,60 @@ impl SqlStore {
 
     async fn end(conn: &mut PoolConnection<Any>) -> Result<(), sqlx::Error> {
         conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(|_| ())
+    }
+
+    /// The Coordinator row `sql` selects for `tx_id` (its first parameter), decoded.
+    async fn read_coordinator_query<T>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        sql: &str,
+        tx_id: &str,
+        decode: impl Fn(&AnyRow) -> Result<Option<T>, sqlx::Error>,
+    ) -> Result<Option<T>, SqlError> {
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let row = sqlx::query(sql)
+            .bind(tx_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(error)?;
+        match row {
+            Some(row) => decode(&row).map_err(error),
+            None => Ok(None),
+        }
+    }
+
+    /// Streams the Coordinator rows `sql` selects in one read-only transaction, folding each
+    /// that `decode` turns into a value (`None`: skipped) into an accumulator with `add`.
+    async fn fold_coordinator_query<A, T, D, F>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        sql: &str,
+        decode: D,
+        add: &F,
+    ) -> Result<A, SqlError>
+    where
+        A: Default,
+        D: Fn(&AnyRow) -> Result<Option<T>, sqlx::Error>,
+        F: Fn(&mut A, T),
+    {
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let mut acc = A::default();
+        let mut conn = self.read_only_connection().await.map_err(error)?;
+        let mut rows = sqlx::query(sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(error)? {
+            if let Some(value) = decode(&row).map_err(error)? {
+                add(&mut acc, value);
+            }
+        }
+        drop(rows);
+        Self::end(&mut conn).await.map_err(error)?;
+        Ok(acc)
     }
 
     /// Runs a probe (`Dialect::probe`): `None` when the read is allowed, else why not with
@@ -631,24 +686,11 @@ impl super::CoordinatorSource for SqlStore {
         F: Fn(&mut A, CoordinatorRow),
         M: Fn(&mut A, A),
     {
-        let error = |source| SqlError::Coordinator {
-            table: coordinator.table.to_string(),
-            source,
-        };
-        let mut acc = A::default();
-        let mut conn = self.read_only_connection().await.map_err(error)?;
+        // A row with a NULL tx_id cannot be looked up by any record: not indexed
+        // (scan_coordinator reports it as invalid).
         let sql = self.dialect.coordinator_rows(coordinator);
-        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(error)? {
-            // A row with a NULL tx_id cannot be looked up by any record: not indexed
-            // (scan_coordinator reports it as invalid).
-            if let Some(row) = decode_coordinator_row(&row, 0).map_err(error)? {
-                add(&mut acc, row);
-            }
-        }
-        drop(rows);
-        Self::end(&mut conn).await.map_err(error)?;
-        Ok(acc)
+        self.fold_coordinator_query(coordinator, &sql, |row| decode_coordinator_row(row, 0), add)
+            .await
     }
 
     async fn read_coordinator_row(
@@ -656,21 +698,107 @@ impl super::CoordinatorSource for SqlStore {
         coordinator: &CoordinatorSchema,
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, SqlError> {
+        let sql = self.dialect.coordinator_row(coordinator);
+        self.read_coordinator_query(coordinator, &sql, tx_id, |row| {
+            decode_coordinator_row(row, 0)
+        })
+        .await
+    }
+}
+
+/// How many keys one record read binds (PostgreSQL allows 65535 parameters, SQLite 32766).
+const KEYS_PER_READ: usize = 200;
+
+impl super::WriteSetSource for SqlStore {
+    async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, SqlError> {
         let error = |source| SqlError::Coordinator {
             table: coordinator.table.to_string(),
             source,
         };
-        let sql = self.dialect.coordinator_row(coordinator);
-        let row = sqlx::query(&sql)
-            .bind(tx_id.to_owned())
-            .fetch_optional(&self.pool)
+        let row = sqlx::query(&self.dialect.committed_write_set_count(coordinator))
+            .fetch_one(&self.pool)
             .await
             .map_err(error)?;
-        match row {
-            Some(row) => decode_coordinator_row(&row, 0).map_err(error),
-            None => Ok(None),
-        }
+        count(&row, 0).map_err(error)
     }
+
+    async fn fold_write_sets<A, F, M>(
+        &self,
+        coordinator: &CoordinatorSchema,
+        since: Option<i64>,
+        add: &F,
+        _merge: &M,
+    ) -> Result<A, SqlError>
+    where
+        A: Default,
+        F: Fn(&mut A, StoredWriteSet),
+        M: Fn(&mut A, A),
+    {
+        let sql = self
+            .dialect
+            .committed_write_sets(coordinator, since, MAX_WRITE_SET_BYTES);
+        self.fold_coordinator_query(coordinator, &sql, decode_write_set_row, add)
+            .await
+    }
+
+    async fn read_write_set(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_id: &str,
+    ) -> Result<Option<StoredWriteSet>, SqlError> {
+        let sql = self.dialect.write_set_row(coordinator, MAX_WRITE_SET_BYTES);
+        self.read_coordinator_query(coordinator, &sql, tx_id, decode_write_set_row)
+            .await
+    }
+
+    async fn read_records(
+        &self,
+        table: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<ObservedRecord>, SqlError> {
+        let scan_error = |source| SqlError::Scan {
+            table: table.table.to_string(),
+            source,
+        };
+        let mut found = Vec::new();
+        for batch in keys.chunks(KEYS_PER_READ) {
+            let sql = self.dialect.records_by_key(table, batch.len());
+            let mut query = sqlx::query(&sql);
+            for key in batch {
+                for column in &table.keys {
+                    let value = key
+                        .0
+                        .iter()
+                        .find(|(name, _)| name == &column.name)
+                        .map(|(_, value)| value.clone())
+                        .unwrap_or_default();
+                    query = query.bind(value);
+                }
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(scan_error)? {
+                let record = decode_record(&row, table).map_err(scan_error)?;
+                // MySQL compares text case-insensitively: only the exact key is its record.
+                if batch.contains(&record.key) {
+                    found.push(record);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A row of `Dialect::committed_write_sets` (`None` for a NULL `tx_id`, which no record
+/// can name).
+fn decode_write_set_row(row: &AnyRow) -> Result<Option<StoredWriteSet>, sqlx::Error> {
+    let Some(coordinator) = decode_coordinator_row(row, 0)? else {
+        return Ok(None);
+    };
+    let bytes: Option<Vec<u8>> = row.try_get(4)?;
+    let len: Option<i64> = row.try_get(5)?;
+    Ok(Some(StoredWriteSet {
+        row: coordinator,
+        bytes: bytes.ok_or_else(|| len.and_then(|l| u64::try_from(l).ok()).unwrap_or(0)),
+    }))
 }
 
 fn is_transient(error: &sqlx::Error) -> bool {

@@ -16,3 +16,4 @@ mod reports;
 #[path = "../common/schema.rs"]
 mod schema;
 mod support;
+mod write_sets;

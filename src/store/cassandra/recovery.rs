@@ -218,7 +218,10 @@ fn condition_values(record: ObservedAs<'_>) -> Result<Vec<Option<CqlValue>>, Cas
 
 /// `k1 = <literal> AND k2 = <literal>`: the key as the scan rendered it, turned back into
 /// CQL literals of each key column's type.
-fn key_condition(table: &TableSchema, key: &RecordKey) -> Result<String, CassandraError> {
+pub(super) fn key_condition(
+    table: &TableSchema,
+    key: &RecordKey,
+) -> Result<String, CassandraError> {
     let mut parts = Vec::with_capacity(table.keys.len());
     for column in &table.keys {
         let value = key

@@ -27,6 +27,8 @@ import java.util.concurrent.TimeUnit;
 final class CaseContext implements AutoCloseable {
   static final String COORDINATOR_NS_PROP = "scalar.db.consensus_commit.coordinator.namespace";
   static final String GROUP_COMMIT_PROP = "scalar.db.consensus_commit.coordinator.group_commit.enabled";
+  static final String WRITE_SET_LOGGING_PROP =
+      "scalar.db.consensus_commit.coordinator.write_set_logging.enabled";
   static final String ISOLATION_PROP = "scalar.db.consensus_commit.isolation_level";
 
   /** A transaction the scenario started, and where its records were when the data was cut. */
@@ -102,7 +104,25 @@ final class CaseContext implements AutoCloseable {
       p.setProperty(COORDINATOR_NS_PROP, spec.coordinatorNamespace());
     }
     p.setProperty(GROUP_COMMIT_PROP, Boolean.toString(spec.groupCommit()));
+    if (Scenarios.logsWriteSets(spec)) {
+      p.setProperty(WRITE_SET_LOGGING_PROP, "true");
+    }
     return p;
+  }
+
+  /**
+   * ScalarDB 3.19's finishTransaction(txId): rolls the transaction's write set forward or back,
+   * then deletes its Coordinator row. Called by reflection: older lines do not have it.
+   */
+  void finishTransaction(String id) throws Exception {
+    Object finished =
+        tm.getClass().getMethod("finishTransaction", String.class).invoke(tm, id);
+    txs.stream()
+        .filter(t -> t.id.equals(id))
+        .forEach(t -> {
+          t.crashPoint = "finished";
+          t.notes.add("manager.finishTransaction(txId) -> " + finished);
+        });
   }
 
   void open() throws Exception {

@@ -255,6 +255,10 @@ public final class Main {
     truth.put("metadata_schema", ctx.namespaces.metadata());
     truth.put("cut", ctx.spec.cut());
     truth.put("expected_verdict", Truth.verdict(ctx.dataCut, ctx.coordinatorCut));
+    if (Scenarios.logsWriteSets(ctx.spec)) {
+      truth.put("write_set_logging", true);
+      truth.put("missing_writes", Truth.missingWrites(ctx.dataCut, ctx.coordinatorCut));
+    }
     List<Object> txs = new ArrayList<>();
     for (CaseContext.Tx tx : ctx.txs) {
       String modelState =

@@ -61,6 +61,21 @@ final class Scenarios {
     return backend.equals("cassandra") || before316(version);
   }
 
+  /** Cases whose id starts with this run with 3.19's write-set logging on (CaseContext). */
+  static final String WRITE_SETS = "ws-";
+
+  static boolean logsWriteSets(CaseSpec spec) {
+    return spec.id().startsWith(WRITE_SETS);
+  }
+
+  /** Write-set logging (tx_write_set, finishTransaction) exists from ScalarDB 3.19. */
+  static boolean hasWriteSets(String version) {
+    String[] v = version.split("\\.");
+    int major = Integer.parseInt(v[0]);
+    int minor = Integer.parseInt(v[1]);
+    return major > 3 || (major == 3 && minor >= 19);
+  }
+
   static List<CaseSpec> all(String version, String backend) {
     List<CaseSpec> out = new ArrayList<>();
 
@@ -349,6 +364,33 @@ final class Scenarios {
           new int[] {s[2], s[3]}, crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records", null);
       ctx.cutData();
     }));
+    // ---- 3.19 write-set logging: the Coordinator names the records each transaction wrote ----
+    if (hasWriteSets(version) && !backend.equals("cassandra")) {
+      out.add(single(WRITE_SETS + "committed", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.transfer(s[1]);
+        ctx.cut();
+      }));
+      // The data copied, then a transfer commits, then the Coordinator copied: the backup holds
+      // the transfer's COMMITTED row and write set, and the older versions of its records.
+      out.add(torn(WRITE_SETS + "torn-data-first-missing-write", DEFAULT_NS, ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.cutData();
+        ctx.relabel(ctx.transfer(s[1]), "after_data_cut");
+        ctx.cutCoordinator();
+      }));
+      // finishTransaction rolls the write set forward (already committed) and deletes the row.
+      out.add(single(WRITE_SETS + "finish-transaction", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        String id = ctx.transfer(s[1]);
+        ctx.finishTransaction(id);
+        ctx.cut();
+      }));
+    }
+
     return out;
   }
 

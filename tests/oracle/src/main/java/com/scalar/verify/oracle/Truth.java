@@ -50,6 +50,30 @@ final class Truth {
     return "recoverable";
   }
 
+  /**
+   * The records a transaction the Coordinator cut shows COMMITTED wrote (still carrying its id when
+   * the Coordinator was cut) that the data cut holds at another, older version or not at all: what
+   * write-set logging lets a verifier prove lost. Empty for a single-instant cut.
+   */
+  static List<Map<String, Object>> missingWrites(WriteLog.Snapshot data, WriteLog.Snapshot coordinator) {
+    List<Map<String, Object>> out = new ArrayList<>();
+    for (Map.Entry<WriteLog.RecordKey, WriteLog.RecordMeta> e : coordinator.records().entrySet()) {
+      String txId = e.getValue().txId();
+      if (txId == null || !state(coordinator, txId).equals(Optional.of(3))) {
+        continue;
+      }
+      WriteLog.RecordMeta copied = data.records().get(e.getKey());
+      if (copied == null || !txId.equals(copied.txId())) {
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("tx_id", txId);
+        m.put("table", e.getKey().table());
+        m.put("key", e.getKey().key());
+        out.add(m);
+      }
+    }
+    return out;
+  }
+
   /** Returns a list of problems (empty if every label matches what the write log shows). */
   static List<String> checkCrashPoints(CaseContext ctx) {
     List<String> problems = new ArrayList<>();
