@@ -150,6 +150,15 @@ pub enum Code {
     CoordinatorScanFailed,
     /// The deployment's mapping sends tables to a storage that holds no ScalarDB table.
     StorageWithoutTables,
+    /// COMMITTED records without a Coordinator row and no legal cause, committed inside
+    /// or after the Coordinator's span: the Coordinator copy is older than the data.
+    CoordinatorBehindData,
+    /// A table's newest write lags the rest by far more than its own write rate explains.
+    TableCopiedEarly,
+    /// Parts of the backup were copied at different instants with transactions between.
+    CutWindowAtRisk,
+    /// The backup is one snapshot: evidence that the cut is one instant.
+    BackupSingleSnapshot,
 }
 
 impl Code {
@@ -177,6 +186,10 @@ impl Code {
             Self::InvalidScalardbMetadata => "invalid-scalardb-metadata",
             Self::CoordinatorScanFailed => "coordinator-scan-failed",
             Self::StorageWithoutTables => "storage-without-tables",
+            Self::CoordinatorBehindData => "coordinator-behind-data",
+            Self::TableCopiedEarly => "table-copied-early",
+            Self::CutWindowAtRisk => "cut-window-at-risk",
+            Self::BackupSingleSnapshot => "backup-single-snapshot",
         }
     }
 
@@ -202,8 +215,11 @@ impl Code {
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
-            | Self::WatermarkSkew => Severity::Warning,
-            Self::InFlightAtCut => Severity::Info,
+            | Self::WatermarkSkew
+            | Self::CoordinatorBehindData
+            | Self::TableCopiedEarly
+            | Self::CutWindowAtRisk => Severity::Warning,
+            Self::InFlightAtCut | Self::BackupSingleSnapshot => Severity::Info,
         }
     }
 
@@ -225,8 +241,13 @@ impl Code {
             | Self::NoTransactionalTables
             | Self::PermissionDenied
             | Self::StorageWithoutTables => CheckName::TableScan,
-            Self::CommittedWithoutCoordinatorState => CheckName::CoordinatorCoverage,
-            Self::WatermarkSkew => CheckName::WatermarkSkew,
+            Self::CommittedWithoutCoordinatorState | Self::CoordinatorBehindData => {
+                CheckName::CoordinatorCoverage
+            }
+            Self::WatermarkSkew
+            | Self::TableCopiedEarly
+            | Self::CutWindowAtRisk
+            | Self::BackupSingleSnapshot => CheckName::WatermarkSkew,
             Self::InFlightAtCut => CheckName::LazyRecovery,
             Self::WrittenAfterPauseStart | Self::InFlightDuringPause => CheckName::PauseWindow,
             Self::NodeSnapshotsSkewed => CheckName::NodeConsistency,
@@ -254,8 +275,12 @@ impl Code {
             | Self::PermissionDenied
             | Self::InvalidScalardbMetadata
             | Self::CoordinatorScanFailed
-            | Self::StorageWithoutTables => VerdictEffect::Indeterminate,
-            Self::MetadataIncomplete
+            | Self::StorageWithoutTables
+            | Self::CoordinatorBehindData
+            | Self::TableCopiedEarly
+            | Self::CutWindowAtRisk => VerdictEffect::Indeterminate,
+            Self::BackupSingleSnapshot
+            | Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
             | Self::WatermarkSkew
             | Self::InFlightAtCut => VerdictEffect::None,

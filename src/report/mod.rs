@@ -12,8 +12,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::analyze::{
-    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Prediction, Severity,
-    StorageSummary, TableSummary, TransactionSummary, Verdict,
+    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, CutSummary, Finding, Prediction,
+    Severity, StorageSummary, TableSummary, TransactionSummary, Verdict,
 };
 use crate::drill::DrillSection;
 use crate::model::TableRef;
@@ -87,6 +87,10 @@ pub struct Summary {
     pub watermark_skew_ms: Option<i64>,
     pub tables: Vec<TableSummary>,
     pub coordinator: CoordinatorSummary,
+    /// Whether the backup's parts were copied at one instant: their recorded instants,
+    /// the spread, the transactions at risk in it, and each table's lag with its
+    /// significance.
+    pub cut: CutSummary,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -113,6 +117,7 @@ pub struct CheckResult {
 impl Report {
     pub fn new(analysis: Analysis, target: String) -> Self {
         let checks = checks(&analysis);
+        let cut = analysis.cut.clone();
         let summary = Summary {
             records_scanned: analysis.records_scanned(),
             unresolved_records: analysis.unresolved_records(),
@@ -122,6 +127,7 @@ impl Report {
             watermark_skew_ms: analysis.watermark_skew_ms,
             tables: analysis.tables,
             coordinator: analysis.coordinator,
+            cut,
         };
         Self {
             schema_version: SCHEMA_VERSION,
@@ -240,6 +246,16 @@ fn checks(analysis: &Analysis) -> Vec<CheckResult> {
         coordinator_storage,
         coordinator_name,
     ));
+    // The cut's judgement across parts (their instants, the window at risk) is about the
+    // whole backup.
+    if !analysis.cut.parts.is_empty() {
+        checks.push(result(
+            CheckName::WatermarkSkew,
+            None,
+            None,
+            "(cut)".to_owned(),
+        ));
+    }
     // Findings with no table (discovery, in-flight counts) belong to no per-table check;
     // a failing one still has to fail somewhere visible.
     if analysis.tables.is_empty() {

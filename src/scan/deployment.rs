@@ -268,7 +268,8 @@ async fn scan(
     // which COMMITTED records of every other storage are kept.
     if let (Some(schema), true) = (coordinator_schema, coordinator_readable) {
         let retention =
-            Retention::from_exceptional(scans.iter().flatten().flat_map(|s| &s.exceptional));
+            Retention::from_exceptional(scans.iter().flatten().flat_map(|s| &s.exceptional))
+                .with_coordinator(&coordinator);
         if let Some(resolver) = &mut resolver {
             let unresolved: BTreeSet<String> = scans
                 .iter()
@@ -363,6 +364,7 @@ async fn scan(
         coordinator,
         discovery: notes,
         storages,
+        at_risk_transactions: Vec::new(),
     };
     let analysis = analyze(&observation, &config.analysis);
     Ok(ScanOutcome {
