@@ -418,20 +418,25 @@ fn table_lags(input: &CutInput<'_>, tables: &[TableSummary]) -> Vec<TableLag> {
         let (Some(mark), Some(recent)) = (watermark(table), input.recent.get(&table.table)) else {
             continue;
         };
-        // The newest write anywhere else: the Coordinator's newest row or another table's.
-        let mut behind = input
-            .coordinator
-            .max_tx_created_at
-            .map(|at| (at, "coordinator".to_owned()));
-        for other in tables.iter().filter(|t| t.table != table.table) {
-            if let Some(at) = watermark(other) {
-                if behind.as_ref().is_none_or(|(b, _)| at > *b) {
-                    behind = Some((at, other.table.to_string()));
+        // The newest write of the other tables, and the Coordinator's newest row: a table
+        // is judged only when it lags both. Tables copied together before the Coordinator
+        // are the safe order (their prepared records resolve with the later copy), so
+        // lagging the Coordinator alone is no evidence.
+        let mut other: Option<(i64, String)> = None;
+        for t in tables.iter().filter(|t| t.table != table.table) {
+            if let Some(at) = watermark(t) {
+                if other.as_ref().is_none_or(|(b, _)| at > *b) {
+                    other = Some((at, t.table.to_string()));
                 }
             }
         }
-        let Some((newest, behind)) = behind else {
+        let Some((other_newest, other_name)) = other else {
             continue;
+        };
+        let (newest, behind) = match input.coordinator.max_tx_created_at {
+            Some(at) if at < other_newest => (at, format!("{other_name} and the coordinator")),
+            Some(_) => (other_newest, format!("{other_name} and the coordinator")),
+            None => (other_newest, other_name),
         };
         let lag = newest.saturating_sub(mark);
         if lag <= CLOCK_TOLERANCE_MS {
