@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 pub mod cassandra;
+pub mod instants;
 mod pg_directory;
 
 pub use pg_directory::check_directory_archive;

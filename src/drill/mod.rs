@@ -205,7 +205,14 @@ async fn drill_in(
         filter: config.filter.clone(),
         jobs: config.jobs,
         connect_timeout: config.connect_timeout,
-        analysis: config.analysis.clone(),
+        analysis: AnalysisSettings {
+            cut_parts: crate::backup::instants::read(
+                &config.backup,
+                config.format,
+                config.snapshots.as_ref(),
+            ),
+            ..config.analysis.clone()
+        },
         storage_name: None,
         deployment: None,
     };
