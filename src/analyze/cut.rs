@@ -651,7 +651,7 @@ pub fn coverage_finding(
         .table(table)
         .count(unexplained)
         .coordinator_state(CoordinatorState::Absent);
-        return Some(evidence(finding, t.newest.as_ref()));
+        return Some(evidence(finding, t.newest.as_deref()));
     }
     let finding = Finding::new(
         Code::CommittedWithoutCoordinatorState,

@@ -60,7 +60,7 @@ pub struct TableScan {
     pub unconfirmed_times: UnconfirmedTimes,
     /// Records committed in fixed windows before a reference instant: the table's own
     /// write rate, counted in the same pass as `records` (`None`: no reference known).
-    pub recent: Option<RecentCommits>,
+    pub recent: Option<Box<RecentCommits>>,
 }
 
 /// The COMMITTED records without a Coordinator row that `Retention` only counts, classed
@@ -77,7 +77,7 @@ pub struct UnconfirmedTimes {
     /// Committed after the Coordinator's newest row (plus a clock tolerance).
     pub after_newest: u64,
     /// The unexplained one committed last (within or after), as evidence.
-    pub newest: Option<ObservedRecord>,
+    pub newest: Option<Box<ObservedRecord>>,
 }
 
 impl UnconfirmedTimes {
@@ -98,7 +98,7 @@ impl UnconfirmedTimes {
             (a.meta.tx_committed_at, &b.key) > (b.meta.tx_committed_at, &a.key)
         };
         if self.newest.as_ref().is_none_or(|kept| newer(record, kept)) {
-            self.newest = Some(record.clone());
+            self.newest = Some(Box::new(record.clone()));
         }
     }
 }

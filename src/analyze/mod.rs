@@ -419,7 +419,7 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         };
         let table = &table_observation.table;
         if let Some(windows) = &scan.recent {
-            recent.insert(table.clone(), windows.clone());
+            recent.insert(table.clone(), (**windows).clone());
         }
         let mut uncovered = cut::Uncovered {
             total: scan.unconfirmed_other_count,

@@ -493,7 +493,7 @@ mod tests {
             let junk: Vec<u8> = b"PGDMP"
                 .iter()
                 .copied()
-                .chain((0..n).map(|i| (i * 37) as u8))
+                .chain((0..n).map(|i: u8| i.wrapping_mul(37)))
                 .collect();
             let _ = archive_created(&junk);
         }

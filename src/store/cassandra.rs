@@ -786,7 +786,7 @@ impl super::Store for CassandraStore {
                     if let Some(reference) = reference {
                         acc.scan
                             .recent
-                            .get_or_insert_with(|| RecentCommits::new(reference))
+                            .get_or_insert_with(|| Box::new(RecentCommits::new(reference)))
                             .add(meta.tx_committed_at);
                     }
                     if !meta.is_plainly_committed() {

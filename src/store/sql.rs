@@ -560,7 +560,9 @@ impl super::Store for SqlStore {
             records: count(&stats, 0).map_err(scan_error)?,
             max_prepared_at: stats.try_get(1).map_err(scan_error)?,
             max_committed_at: stats.try_get(2).map_err(scan_error)?,
-            recent: windows(&stats, 3, reference).map_err(scan_error)?,
+            recent: windows(&stats, 3, reference)
+                .map_err(scan_error)?
+                .map(Box::new),
             exceptional,
             ..TableScan::default()
         };
