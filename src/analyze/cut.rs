@@ -591,31 +591,39 @@ pub fn coverage_finding(
              the record has no commit time)"
         ));
     }
-    let evidence = |finding: Finding, record: Option<&ObservedRecord>| match record {
-        Some(sample) => finding
-            .key(&sample.key)
-            .tx_id(sample.meta.tx_id.as_deref())
-            .tx_state(sample.meta.state()),
-        None => finding,
+    // One finding per table, whichever code: the count, the table and the sample.
+    let finding = |code: Code, count: u64, message: String, sample: Option<&ObservedRecord>| {
+        let finding = Finding::new(code, message)
+            .table(table)
+            .count(count)
+            .coordinator_state(CoordinatorState::Absent);
+        match sample {
+            Some(sample) => finding
+                .key(&sample.key)
+                .tx_id(sample.meta.tx_id.as_deref())
+                .tx_state(sample.meta.state()),
+            None => finding,
+        }
+    };
+    let also = |lead: &str| {
+        if explained.is_empty() {
+            String::new()
+        } else {
+            format!("{lead}{}", explained.join("; "))
+        }
     };
     if unexplained > 0 && coordinator.write_set_logging {
-        let finding = Finding::new(
+        return Some(finding(
             Code::CommittedWithoutCoordinatorState,
+            total,
             format!(
                 "{total} COMMITTED record(s) whose transaction the Coordinator does not know; \
                  explanation applied: write-set logging (3.19) is on, and its clean-up \
                  (finishTransaction) deletes the rows of finished transactions{}",
-                if explained.is_empty() {
-                    String::new()
-                } else {
-                    format!("; also {}", explained.join("; "))
-                }
+                also("; also ")
             ),
-        )
-        .table(table)
-        .count(total)
-        .coordinator_state(CoordinatorState::Absent);
-        return Some(evidence(finding, uncovered.first.as_ref()));
+            uncovered.first.as_ref(),
+        ));
     }
     if unexplained > 0 {
         let mut places = Vec::new();
@@ -631,8 +639,9 @@ pub fn coverage_finding(
                 t.after_newest
             ));
         }
-        let finding = Finding::new(
+        return Some(finding(
             Code::CoordinatorBehindData,
+            unexplained,
             format!(
                 "{unexplained} COMMITTED record(s) have no Coordinator row and no legal cause \
                  ({}): the Coordinator copy is older than the data (or lost rows). A tear \
@@ -641,30 +650,21 @@ pub fn coverage_finding(
                  one snapshot of the tables and the Coordinator, a pause (--pause-window), or \
                  write-set logging (3.19){}",
                 places.join("; "),
-                if explained.is_empty() {
-                    String::new()
-                } else {
-                    format!(". Explained: {}", explained.join("; "))
-                }
+                also(". Explained: ")
             ),
-        )
-        .table(table)
-        .count(unexplained)
-        .coordinator_state(CoordinatorState::Absent);
-        return Some(evidence(finding, t.newest.as_deref()));
+            t.newest.as_deref(),
+        ));
     }
-    let finding = Finding::new(
+    Some(finding(
         Code::CommittedWithoutCoordinatorState,
+        total,
         format!(
             "{total} COMMITTED record(s) whose transaction the Coordinator does not know; \
              explanation applied: {}",
             explained.join("; ")
         ),
-    )
-    .table(table)
-    .count(total)
-    .coordinator_state(CoordinatorState::Absent);
-    Some(evidence(finding, uncovered.first.as_ref()))
+        uncovered.first.as_ref(),
+    ))
 }
 
 fn as_f64(n: u64) -> f64 {
