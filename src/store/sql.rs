@@ -461,7 +461,8 @@ impl super::Store for SqlStore {
             table: coordinator.table.to_string(),
             source,
         };
-        let reference = self.anchor(coordinator).await.map_err(error)?;
+        // Its failure is the stats query's to report.
+        let reference = self.anchor(coordinator).await.ok().flatten();
         let mut conn = self.read_only_connection().await.map_err(error)?;
         let stats = sqlx::query(&self.dialect.coordinator_stats(coordinator, reference))
             .fetch_one(&mut *conn)
@@ -547,8 +548,10 @@ impl super::Store for SqlStore {
         drop(conn);
         // The reference is awaited holding no connection, so a full pool cannot starve
         // the one query that reads it.
+        // A Coordinator the account cannot read is the Coordinator's finding, not this
+        // table's: without the reference the table's rate is simply not counted.
         let reference = match coordinator {
-            Some(coordinator) => self.anchor(coordinator).await.map_err(scan_error)?,
+            Some(coordinator) => self.anchor(coordinator).await.ok().flatten(),
             None => None,
         };
         let mut conn = self.read_only_connection().await.map_err(scan_error)?;
