@@ -305,7 +305,11 @@ fn judge_parts(
     };
     let spread = to.saturating_sub(from);
     summary.spread_ms = Some(spread);
-    let (at_least, at_most) = committed_between(input.coordinator_recent, from, to);
+    let (at_least, at_most) = match input.coordinator.max_tx_created_at {
+        // Nothing committed after the earliest copy: nothing can be torn between them.
+        Some(newest) if newest < from.saturating_sub(CLOCK_TOLERANCE_MS) => (Some(0), Some(0)),
+        _ => committed_between(input.coordinator_recent, from, to),
+    };
     let mut at_risk = AtRisk {
         from_ms: from,
         to_ms: to,
@@ -882,6 +886,19 @@ mod tests {
         // No pause, but the Coordinator shows nothing committing after 5 s before the copies.
         let quiet = windows(NOW - 10_000, NOW - 10_000, 10);
         let (summary, findings) = judged(&parts, None, &[], &BTreeMap::new(), Some(&quiet));
+        assert!(
+            summary.proven && findings.is_empty(),
+            "{summary:?} {findings:?}"
+        );
+    }
+
+    #[test]
+    fn parts_copied_after_the_last_commit_prove_the_cut_without_counts() {
+        let parts = [
+            part("node 1", Some(NOW + 1_000), false),
+            part("node 2", Some(NOW + 5_000), false),
+        ];
+        let (summary, findings) = judged(&parts, None, &[], &BTreeMap::new(), None);
         assert!(
             summary.proven && findings.is_empty(),
             "{summary:?} {findings:?}"

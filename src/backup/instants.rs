@@ -55,7 +55,13 @@ pub fn read(path: &Path, format: BackupFormat, snapshots: Option<&SnapshotBackup
                 .to_owned(),
             ..unreadable(&name, "")
         }],
-        BackupFormat::CassandraSnapshots => snapshots.map_or_else(Vec::new, snapshot_parts),
+        // Node snapshots are judged by the per-node comparison (`--per-node`); their
+        // manifests' instants are for a drill of several backups to pass on
+        // (`cassandra_parts`), not yet handed to the single-backup analysis.
+        BackupFormat::CassandraSnapshots => {
+            let _ = snapshots;
+            Vec::new()
+        }
     }
 }
 
@@ -389,7 +395,7 @@ impl Prefixes {
 /// One part per node: its snapshots' `manifest.json` `created_at` (Cassandra 4.0+), the
 /// earliest and latest over its tables. Nodes are snapshotted one by one, so no node set
 /// is one snapshot.
-fn snapshot_parts(snapshots: &SnapshotBackup) -> Vec<CutPart> {
+pub fn cassandra_parts(snapshots: &SnapshotBackup) -> Vec<CutPart> {
     snapshots
         .nodes
         .iter()
