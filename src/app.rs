@@ -2,7 +2,7 @@
 //! report, decide the exit code. The writer and the terminal check are passed in.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::analyze::{AnalysisSettings, PauseWindow, Severity, Verdict};
@@ -96,8 +96,8 @@ fn drill(args: DrillArgs, stdout: &mut dyn Write, stdout_is_terminal: bool) -> R
     let config = drill_config(&args)?;
     check_run_outputs(&args.common)?;
     let subject = RunSubject {
-        target: config.backup.display().to_string(),
-        backup: Some(config.backup.display().to_string()),
+        target: config.subject(),
+        backup: Some(config.subject()),
     };
     let result = (|| {
         let progress = Progress::new(args.common.quiet);
@@ -399,7 +399,12 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
             None,
         ),
         None => {
-            let deployment = deployment(args)?;
+            let deployment = deployment(
+                &args.properties,
+                &args.storages,
+                &args.routing,
+                common.coordinator_namespace.as_deref(),
+            )?;
             for unrouted in deployment.unrouted_storages() {
                 eprintln!(
                     "warning: storage {unrouted} is configured, but no namespace is routed to \
@@ -500,21 +505,30 @@ fn warn_password_on_command_line(what: &str, instead: &str) {
 }
 
 /// The deployment from --properties files or --storage options, validated before any
-/// connection (reading the files is the only I/O).
-fn deployment(args: &ScanArgs) -> Result<Deployment, ConfigError> {
-    let coordinator_namespace = args.common.coordinator_namespace.as_deref();
-    if !args.properties.is_empty() {
-        let files = args
-            .properties
+/// connection (reading the files is the only I/O). Scan's and drill's options alike.
+fn deployment(
+    properties: &[PathBuf],
+    storages: &[String],
+    routing: &crate::cli::RoutingArgs,
+    coordinator_namespace: Option<&str>,
+) -> Result<Deployment, ConfigError> {
+    let flags = StorageFlags {
+        storages,
+        namespaces: &routing.namespaces,
+        default_storage: routing.default_storage.as_deref(),
+        coordinator_storage: routing.coordinator_storage.as_deref(),
+    };
+    if !properties.is_empty() {
+        let files = properties
             .iter()
             .map(|path| PropertiesFile::read(path))
             .collect::<Result<Vec<_>, _>>()?;
         return Deployment::from_properties(&files, coordinator_namespace);
     }
-    if args.storages.is_empty() {
+    if flags.storages.is_empty() {
         return Err(ConfigError::NoTarget);
     }
-    if args.storages.iter().any(|s| {
+    if flags.storages.iter().any(|s| {
         s.split_once('=')
             .is_some_and(|(_, url)| url_has_password(url))
     }) {
@@ -523,15 +537,7 @@ fn deployment(args: &ScanArgs) -> Result<Deployment, ConfigError> {
             "give the deployment with --properties, in a file only you can read",
         );
     }
-    Deployment::from_flags(
-        &StorageFlags {
-            storages: &args.storages,
-            namespaces: &args.namespaces,
-            default_storage: args.default_storage.as_deref(),
-            coordinator_storage: args.coordinator_storage.as_deref(),
-        },
-        coordinator_namespace,
-    )
+    Deployment::from_flags(&flags, coordinator_namespace)
 }
 
 /// The first line of `path`, without its line ending.
@@ -628,35 +634,90 @@ fn read_pause_window(path: &Path) -> Result<PauseWindow, ConfigError> {
 }
 
 fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
+    let common = &args.common;
     let backup_error = |e| Error::from(crate::drill::RestoreError::Backup(e));
-    let format = crate::backup::inspect(&args.backup).map_err(backup_error)?;
-    let cassandra = format == crate::backup::BackupFormat::CassandraSnapshots;
+    let given_deployment = !args.properties.is_empty() || !args.storages.is_empty();
+    let mut given = Vec::new();
+    for text in &args.named_backups {
+        let Some((name, path)) = text
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        else {
+            return Err(ConfigError::InvalidOption {
+                option: "--backup",
+                value: text.clone(),
+                reason: "expected NAME=PATH".to_owned(),
+            }
+            .into());
+        };
+        given.push((Some(name.to_owned()), PathBuf::from(path)));
+    }
+    given.extend(args.backups.iter().map(|path| (None, path.clone())));
+    if !given_deployment && (given.len() > 1 || !args.named_backups.is_empty()) {
+        return Err(ConfigError::MissingOption {
+            option: "--properties or --storage",
+            why: "several backups, or --backup NAME=PATH, are a backup set: the deployment \
+                  says which storage each restores",
+        }
+        .into());
+    }
+    let mut inspected = Vec::new();
+    for (storage, path) in given {
+        let format = crate::backup::inspect(&path).map_err(backup_error)?;
+        let snapshots = if format == crate::backup::BackupFormat::CassandraSnapshots {
+            let backup = crate::backup::cassandra::inspect(&path, args.snapshot_tag.as_deref())
+                .map_err(backup_error)?;
+            if args.per_node {
+                crate::drill::check_copy_names(&backup)?;
+            }
+            Some(backup)
+        } else {
+            None
+        };
+        let namespaces = match given_deployment {
+            true => crate::backup::namespaces_of(
+                &path,
+                format,
+                snapshots.as_ref().map(|s| s.keyspaces()),
+            )
+            .map_err(backup_error)?,
+            false => None,
+        };
+        inspected.push(crate::drill::GivenBackup {
+            storage,
+            path,
+            format,
+            snapshots,
+            namespaces,
+        });
+    }
+    let formats: Vec<_> = inspected.iter().map(|b| b.format).collect();
+    let any_cassandra = formats.contains(&crate::backup::BackupFormat::CassandraSnapshots);
+    let describe = |formats: &[crate::backup::BackupFormat]| match formats {
+        [only] => only.describe(),
+        _ => "a backup set",
+    };
     let not_for = |option, applies_to| ConfigError::NotForThisBackup {
         option,
         applies_to,
-        format: format.describe(),
+        format: describe(&formats),
     };
-    if !cassandra {
+    if !any_cassandra {
         if args.per_node {
             return Err(not_for("--per-node", "Cassandra snapshots").into());
         }
         if args.snapshot_tag.is_some() {
             return Err(not_for("--snapshot-tag", "Cassandra snapshots").into());
         }
-    } else if !args.checks.is_empty() || args.checks_file.is_some() {
-        // Invariants are SQL queries.
-        return Err(not_for("--check/--checks-file", "SQL backups").into());
     }
-    let snapshots = if cassandra {
-        let backup = crate::backup::cassandra::inspect(&args.backup, args.snapshot_tag.as_deref())
-            .map_err(backup_error)?;
+    if given_deployment {
         if args.per_node {
-            crate::drill::check_copy_names(&backup)?;
+            return Err(not_for("--per-node", "a drill of one Cassandra backup").into());
         }
-        Some(backup)
-    } else {
-        None
-    };
+        if args.image.is_some() {
+            return Err(not_for("--image", "a drill of one backup").into());
+        }
+    }
     let mut invariants = Vec::new();
     for check in &args.checks {
         invariants.push(parse_invariant(check, "--check")?);
@@ -672,11 +733,41 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
             }
         }
     }
-    let common = &args.common;
+    let (backups, set) = if given_deployment {
+        let deployment = deployment(
+            &args.properties,
+            &args.storages,
+            &args.routing,
+            common.coordinator_namespace.as_deref(),
+        )?;
+        let metadata_schema = |storage: &crate::config::Storage| {
+            common
+                .metadata_schema
+                .clone()
+                .or_else(|| storage.metadata_schema().map(str::to_owned))
+                .unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned())
+        };
+        let (backups, set) = crate::drill::plan(deployment, inspected, &metadata_schema)?;
+        for missing in &set.missing {
+            eprintln!(
+                "warning: no backup restores storage {missing}: its tables go unverified and \
+                 the verdict is at best indeterminate"
+            );
+        }
+        (backups, Some(set))
+    } else {
+        let backup = inspected.pop().ok_or(ConfigError::NoTarget)?;
+        let backups = vec![crate::drill::DrillBackup {
+            path: backup.path,
+            format: backup.format,
+            snapshots: backup.snapshots,
+            storage: None,
+        }];
+        (backups, None)
+    };
+    check_invariants(&invariants, &backups, set.as_ref())?;
     Ok(DrillConfig {
-        backup: args.backup.clone(),
-        format,
-        snapshots,
+        backups,
         per_node: args.per_node,
         runtime: match args.runtime {
             crate::cli::RuntimeChoice::Auto => crate::drill::RuntimeKind::Auto,
@@ -690,14 +781,21 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
         rto: args.rto_seconds.map(Duration::from_secs),
         startup_timeout: Duration::from_secs(args.startup_timeout),
         keep: args.keep,
-        coordinator_namespace: common
-            .coordinator_namespace
-            .clone()
-            .unwrap_or_else(|| DEFAULT_COORDINATOR_NAMESPACE.to_owned()),
-        metadata_schema: common
-            .metadata_schema
-            .clone()
-            .unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned()),
+        coordinator_namespace: match &set {
+            Some(set) => set.deployment.coordinator_namespace().to_owned(),
+            None => common
+                .coordinator_namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_COORDINATOR_NAMESPACE.to_owned()),
+        },
+        metadata_schema: match &set {
+            Some(set) => set.coordinator.metadata_schema.clone(),
+            None => common
+                .metadata_schema
+                .clone()
+                .unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned()),
+        },
+        set,
         filter: filter(common),
         jobs: usize::from(common.jobs),
         connect_timeout: Duration::from_secs(common.connect_timeout),
@@ -706,12 +804,84 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
     })
 }
 
+/// Every invariant runs in a SQL instance: its `@STORAGE` one of the set's (restored from a
+/// SQL backup), or without one the only backup or the Coordinator's storage.
+fn check_invariants(
+    invariants: &[Invariant],
+    backups: &[crate::drill::DrillBackup],
+    set: Option<&crate::drill::BackupSet>,
+) -> Result<(), ConfigError> {
+    use crate::config::StorageKind;
+    for invariant in invariants {
+        let shown = || {
+            format!(
+                "{}@{}",
+                invariant.name,
+                invariant.storage.as_deref().unwrap_or_default()
+            )
+        };
+        let kind = match (&invariant.storage, set) {
+            (Some(_), None) => {
+                return Err(ConfigError::InvalidOption {
+                    option: "--check",
+                    value: shown(),
+                    reason: "@STORAGE names a storage of a backup set; this drill restores one \
+                             backup"
+                        .to_owned(),
+                });
+            }
+            (Some(name), Some(_)) => backups
+                .iter()
+                .filter_map(|b| b.storage.as_ref())
+                .find(|s| s.name == *name)
+                .map(|s| s.kind)
+                .ok_or_else(|| ConfigError::InvalidOption {
+                    option: "--check",
+                    value: shown(),
+                    reason: format!(
+                        "no backup of the set restores storage {name} (the set restores {})",
+                        backups
+                            .iter()
+                            .filter_map(|b| b.storage.as_ref().map(|s| s.name.as_str()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })?,
+            (None, Some(set)) => set.coordinator.kind,
+            (None, None) => crate::drill::kind_of(backups[0].format),
+        };
+        if kind == StorageKind::Cassandra {
+            // Invariants are SQL queries.
+            return Err(ConfigError::NotForThisBackup {
+                option: "--check/--checks-file",
+                applies_to: "SQL backups",
+                format: "Cassandra node snapshots",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `NAME=SQL`, or `NAME@STORAGE=SQL` to run it in one storage of a backup set.
 fn parse_invariant(text: &str, origin: &str) -> Result<Invariant, ConfigError> {
     match text.split_once('=') {
-        Some((name, sql)) if !name.trim().is_empty() && !sql.trim().is_empty() => Ok(Invariant {
-            name: name.trim().to_owned(),
-            sql: sql.trim().to_owned(),
-        }),
+        Some((name, sql)) if !name.trim().is_empty() && !sql.trim().is_empty() => {
+            let (name, storage) = match name.split_once('@') {
+                Some((name, storage)) => (name, Some(storage.trim().to_owned())),
+                None => (name, None),
+            };
+            if name.trim().is_empty() || storage.as_deref().is_some_and(str::is_empty) {
+                return Err(ConfigError::InvalidCheck {
+                    origin: origin.to_owned(),
+                    text: text.to_owned(),
+                });
+            }
+            Ok(Invariant {
+                name: name.trim().to_owned(),
+                sql: sql.trim().to_owned(),
+                storage,
+            })
+        }
         _ => Err(ConfigError::InvalidCheck {
             origin: origin.to_owned(),
             text: text.to_owned(),

@@ -9,8 +9,10 @@ use flate2::read::MultiGzDecoder;
 
 pub mod cassandra;
 pub mod instants;
+mod namespaces;
 mod pg_directory;
 
+pub use namespaces::{for_each_short_line, namespaces_of};
 pub use pg_directory::check_directory_archive;
 
 /// The kinds of backup the tool restores.

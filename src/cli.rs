@@ -43,7 +43,15 @@ scalardb-verify scan --properties database.properties --strict --format junit --
 scalardb-verify drill nightly.dump --recover --check 'money=SELECT sum(balance) = 1000000 FROM bank.accounts'\n  \
 scalardb-verify drill app.sql.gz --rto-seconds 600 --format junit --output drill.xml\n  \
 scalardb-verify drill app.sqlite --keep\n  \
-scalardb-verify drill /backups/cassandra-2026-11-24 --per-node --snapshot-tag nightly")]
+scalardb-verify drill /backups/cassandra-2026-11-24 --per-node --snapshot-tag nightly\n\n\
+A backup set, one backup per storage of a multi-storage deployment (Coordinator in PostgreSQL):\n  \
+scalardb-verify drill --properties database.properties \\\n    \
+--backup postgresql=accounts.dump --backup mysql=orders.sql.gz --recover \\\n    \
+--check 'orders@mysql=SELECT count(*) > 0 FROM orders.items'\n  \
+scalardb-verify drill --storage pg=postgres://-/app --storage maria=mysql://-/ \\\n    \
+--namespace ledger=maria --default-storage pg accounts.sql ledger.sql\n\
+Each backup is restored into its own disposable instance, concurrently, and all are scanned as \
+the one deployment; a storage without a backup makes the verdict indeterminate (backup-missing).")]
     Drill(DrillArgs),
     /// Remove what an earlier, killed run left behind (labelled containers, instance
     /// directories and their server processes) and list what was removed.
@@ -95,7 +103,11 @@ pub struct ScanArgs {
     /// cassandra://[USER[:PASS]@]HOST[:PORT][,HOST…][?consistency=QUORUM] (Cassandra or ScyllaDB).
     /// A password in the URL is visible to every user of the machine (`ps`): give it with
     /// --password-file or SCALARDB_VERIFY_PASSWORD instead.
-    #[arg(value_name = "URL", required_unless_present_any = ["properties", "storages"])]
+    #[arg(
+        value_name = "URL",
+        required_unless_present_any = ["properties", "storages"],
+        conflicts_with_all = ["namespaces", "default_storage", "coordinator_storage"]
+    )]
     pub url: Option<String>,
 
     /// Read the URL user's password from FILE (its first line), so it never appears on a
@@ -118,7 +130,7 @@ pub struct ScanArgs {
     /// namespace and table mappings and default storage), the Coordinator namespace and the
     /// metadata schema. Repeatable: one file per service (microservices, two-phase commit),
     /// which must share one Coordinator. One run scans one storage for now.
-    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "namespaces", "default_storage", "coordinator_storage"])]
     pub properties: Vec<PathBuf>,
 
     /// A storage of the deployment, NAME=URL (URL as for the positional argument).
@@ -126,22 +138,30 @@ pub struct ScanArgs {
     #[arg(long = "storage", value_name = "NAME=URL", conflicts_with_all = ["url", "properties"])]
     pub storages: Vec<String>,
 
+    #[command(flatten)]
+    pub routing: RoutingArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// How `--storage`s are routed, for scan and drill alike. Each needs `--storage` (which
+/// excludes a URL and --properties).
+#[derive(Debug, Args)]
+pub struct RoutingArgs {
     /// Route a namespace to a --storage, NS=NAME (as scalar.db.multi_storage.namespace_mapping).
     /// Repeatable.
-    #[arg(long = "namespace", value_name = "NS=NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    #[arg(long = "namespace", value_name = "NS=NAME", requires = "storages")]
     pub namespaces: Vec<String>,
 
     /// The --storage of namespaces no --namespace routes (as
     /// scalar.db.multi_storage.default_storage); needed with several --storage.
-    #[arg(long, value_name = "NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    #[arg(long, value_name = "NAME", requires = "storages")]
     pub default_storage: Option<String>,
 
     /// The --storage that holds the Coordinator table. Default: as its namespace is routed.
-    #[arg(long, value_name = "NAME", requires = "storages", conflicts_with_all = ["url", "properties"])]
+    #[arg(long, value_name = "NAME", requires = "storages")]
     pub coordinator_storage: Option<String>,
-
-    #[command(flatten)]
-    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -150,9 +170,37 @@ pub struct DrillArgs {
     /// (plain or gzip), a SQLite database file, or a directory of Cassandra node snapshots
     /// (NODE/KEYSPACE/TABLE-ID/snapshots/TAG/ per node, or one node's KEYSPACE/… directly;
     /// an optional schema.cql at the top, else each snapshot's own). The format is read
-    /// from the bytes and the layout; the backup is never modified.
-    #[arg(value_name = "BACKUP")]
-    pub backup: PathBuf,
+    /// from the bytes and the layout; the backup is never modified. With a deployment
+    /// (--properties or --storage), several may be given: each is of the storage its
+    /// namespaces are routed to (a plain SQL dump's CREATE SCHEMA/DATABASE statements, a
+    /// Cassandra backup's keyspaces; archives and SQLite files need --backup NAME=PATH).
+    #[arg(value_name = "BACKUP", required_unless_present = "named_backups")]
+    pub backups: Vec<PathBuf>,
+
+    /// A backup of one storage of the deployment, NAME=PATH: a backup set is drilled as
+    /// the deployment it restores, each backup in a disposable instance of its own engine,
+    /// restored concurrently and scanned as one. Repeatable, one per storage. Needs
+    /// --properties or --storage (whose URLs' hosts are never contacted in a drill: only
+    /// the engine and the routing matter).
+    #[arg(long = "backup", value_name = "NAME=PATH")]
+    pub named_backups: Vec<String>,
+
+    /// The deployment the backups restore, from ScalarDB database.properties files (as for
+    /// scan; repeatable, one per service).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["namespaces", "default_storage", "coordinator_storage"])]
+    pub properties: Vec<PathBuf>,
+
+    /// A storage of the deployment, NAME=URL (as for scan); in a drill only the URL's
+    /// engine counts (postgres://-/x, mysql://-/x, sqlite://x, cassandra://-). Repeatable.
+    #[arg(
+        long = "storage",
+        value_name = "NAME=URL",
+        conflicts_with = "properties"
+    )]
+    pub storages: Vec<String>,
+
+    #[command(flatten)]
+    pub routing: RoutingArgs,
 
     /// Where the disposable instance runs: a Docker/Podman container, or the server
     /// binaries found on this machine, each server and client confined in a bubblewrap
@@ -171,10 +219,12 @@ pub struct DrillArgs {
     #[arg(long)]
     pub recover: bool,
 
-    /// An invariant, NAME=SQL, returning one boolean or number (it passes when true or
-    /// non-zero), evaluated on the restored state and again after --recover. Repeatable.
-    /// SQL backups only.
-    #[arg(long = "check", value_name = "NAME=SQL")]
+    /// An invariant, NAME=SQL, returning one boolean or number of any type the database has
+    /// (integers, floats, NUMERIC/DECIMAL read exactly: `SELECT sum(balance) FROM ...`
+    /// works); it passes when true or non-zero. Evaluated on the restored state and again
+    /// after --recover. Repeatable. SQL backups only. In a backup set, NAME@STORAGE=SQL runs
+    /// it in that storage's instance; without @STORAGE it runs in the Coordinator's storage.
+    #[arg(long = "check", value_name = "NAME[@STORAGE]=SQL")]
     pub checks: Vec<String>,
 
     /// A file of invariants, one NAME=SQL per line (# comments allowed).

@@ -159,6 +159,8 @@ pub enum Code {
     CutWindowAtRisk,
     /// The backup is one snapshot: evidence that the cut is one instant.
     BackupSingleSnapshot,
+    /// A drill of a backup set has no backup of a storage the deployment routes tables to.
+    BackupMissing,
 }
 
 impl Code {
@@ -190,6 +192,7 @@ impl Code {
             Self::TableCopiedEarly => "table-copied-early",
             Self::CutWindowAtRisk => "cut-window-at-risk",
             Self::BackupSingleSnapshot => "backup-single-snapshot",
+            Self::BackupMissing => "backup-missing",
         }
     }
 
@@ -210,7 +213,8 @@ impl Code {
             | Self::PermissionDenied
             | Self::InvalidScalardbMetadata
             | Self::CoordinatorScanFailed
-            | Self::StorageWithoutTables => Severity::Error,
+            | Self::StorageWithoutTables
+            | Self::BackupMissing => Severity::Error,
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
@@ -240,7 +244,8 @@ impl Code {
             | Self::TableScanFailed
             | Self::NoTransactionalTables
             | Self::PermissionDenied
-            | Self::StorageWithoutTables => CheckName::TableScan,
+            | Self::StorageWithoutTables
+            | Self::BackupMissing => CheckName::TableScan,
             Self::CommittedWithoutCoordinatorState | Self::CoordinatorBehindData => {
                 CheckName::CoordinatorCoverage
             }
@@ -276,6 +281,7 @@ impl Code {
             | Self::InvalidScalardbMetadata
             | Self::CoordinatorScanFailed
             | Self::StorageWithoutTables
+            | Self::BackupMissing
             | Self::CoordinatorBehindData
             | Self::TableCopiedEarly
             | Self::CutWindowAtRisk => VerdictEffect::Indeterminate,

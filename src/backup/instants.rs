@@ -65,6 +65,37 @@ pub fn read(path: &Path, format: BackupFormat, snapshots: Option<&SnapshotBackup
     }
 }
 
+/// The parts of every backup of a drill, each named with its storage. A backup of several
+/// that records no part at all (node snapshots) is still a part, copied at an unknown
+/// instant: a set is never one snapshot because one of its backups is.
+pub fn read_all<'a>(
+    backups: impl ExactSizeIterator<
+        Item = (
+            &'a Path,
+            BackupFormat,
+            Option<&'a SnapshotBackup>,
+            Option<String>,
+        ),
+    >,
+) -> Vec<CutPart> {
+    let several = backups.len() > 1;
+    let mut all = Vec::new();
+    for (path, format, snapshots, storage) in backups {
+        let mut parts = read(path, format, snapshots);
+        if parts.is_empty() && several {
+            parts.push(unreadable(
+                &path.display().to_string(),
+                &format!("{} records no copy time here", format.describe()),
+            ));
+        }
+        for part in &mut parts {
+            part.storage.clone_from(&storage);
+        }
+        all.extend(parts);
+    }
+    all
+}
+
 fn unreadable(name: &str, how: &str) -> CutPart {
     CutPart {
         name: name.to_owned(),

@@ -120,6 +120,8 @@ pub enum ConfigError {
         applies_to: &'static str,
         format: &'static str,
     },
+    #[error("drill the backup set: {backup}: {reason}")]
+    BackupSet { backup: String, reason: String },
     #[error("read the password file {path}")]
     ReadPasswordFile {
         path: PathBuf,

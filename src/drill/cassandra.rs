@@ -16,7 +16,7 @@ use crate::backup::cassandra::SnapshotBackup;
 use crate::error::Error;
 use crate::model::TableRef;
 use crate::runtime::cassandra::{CassandraInstance, CassandraOptions};
-use crate::runtime::{DockerCassandra, DockerOptions, docker_available};
+use crate::runtime::{DockerCassandra, DockerOptions};
 use crate::store::{
     CassandraCredentials, CassandraStore, CassandraWriter, DiscoveredTable, ReadConsistency,
     TableFilter, TableSchema, discover_settings,
@@ -39,18 +39,7 @@ impl CassandraNode {
         startup_timeout: Duration,
         keep: bool,
     ) -> Result<Self, RestoreError> {
-        let use_docker = match runtime {
-            RuntimeKind::Local => false,
-            RuntimeKind::Docker => {
-                if !docker_available().await {
-                    return Err(RestoreError::NoDocker {
-                        engine: "Cassandra".to_owned(),
-                    });
-                }
-                true
-            }
-            RuntimeKind::Auto => docker_available().await,
-        };
+        let use_docker = super::restore::use_docker(runtime, "Cassandra").await?;
         let start_error = |runtime: &'static str, source: InstanceError| RestoreError::Start {
             engine: "Cassandra".to_owned(),
             runtime,
@@ -213,13 +202,26 @@ pub fn copy_keyspace(keyspace: &str, index: usize) -> String {
     format!("{keyspace}__node{}", index + 1)
 }
 
-/// Whether every copy keyspace `--per-node` needs fits Cassandra's name limit: checked
-/// before any node starts.
+/// Every keyspace `--per-node` restores a node's copy into.
+pub fn copy_keyspaces(backup: &SnapshotBackup) -> Vec<String> {
+    backup
+        .keyspaces()
+        .into_iter()
+        .flat_map(|keyspace| (0..backup.nodes.len()).map(|index| copy_keyspace(keyspace, index)))
+        .collect()
+}
+
+/// Whether every copy keyspace `--per-node` needs fits Cassandra's name limit and is not a
+/// keyspace of the backup itself (whose tables the copy would load into): checked before
+/// any node starts.
 pub fn check_copy_names(backup: &SnapshotBackup) -> Result<(), RestoreError> {
-    for keyspace in backup.keyspaces() {
-        let longest = copy_keyspace(keyspace, backup.nodes.len().saturating_sub(1));
-        if longest.len() > MAX_KEYSPACE_NAME {
-            return Err(RestoreError::KeyspaceNameTooLong { keyspace: longest });
+    let own = backup.keyspaces();
+    for copy in copy_keyspaces(backup) {
+        if copy.len() > MAX_KEYSPACE_NAME {
+            return Err(RestoreError::KeyspaceNameTooLong { keyspace: copy });
+        }
+        if own.contains(copy.as_str()) {
+            return Err(RestoreError::CopyKeyspaceTaken { keyspace: copy });
         }
     }
     Ok(())

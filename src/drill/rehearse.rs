@@ -170,24 +170,55 @@ fn observed_as(prediction: &Prediction) -> ObservedAs<'_> {
     }
 }
 
-/// Applies every prediction of `outcome`; `now_ms` stamps commits and ABORTED rows, as the
-/// recovering reader's clock would.
+impl RecoveryWrites {
+    /// Adds another instance's writes to these.
+    pub fn add(&mut self, other: Self) {
+        self.committed += other.committed;
+        self.deleted_forward += other.deleted_forward;
+        self.restored += other.restored;
+        self.deleted_back += other.deleted_back;
+        self.abort_states += other.abort_states;
+        self.unexpected.extend(other.unexpected);
+    }
+}
+
+/// Which of a scan's predictions one instance applies: the records of its storage (`None`:
+/// every record, the only instance), and the ABORTED Coordinator rows when it holds the
+/// Coordinator.
+pub(super) struct Scope<'a> {
+    pub storage: Option<&'a str>,
+    pub coordinator: bool,
+}
+
+/// Applies the predictions of `outcome` that `scope` gives this instance; `now_ms` stamps
+/// commits and ABORTED rows, as the recovering reader's clock would.
 pub(super) async fn apply<T: RecoveryTarget>(
     target: &T,
     outcome: &ScanOutcome,
     now_ms: i64,
+    scope: &Scope<'_>,
 ) -> Result<RecoveryWrites, T::Error> {
     let mut writes = RecoveryWrites::default();
     let mut aborted: BTreeSet<&str> = BTreeSet::new();
     for prediction in &outcome.analysis.predictions {
-        if prediction.reason == Reason::NoCoordinatorState && aborted.insert(&prediction.tx_id) {
-            // The lazy reader first writes ABORTED for the expired transaction.
+        if scope.coordinator
+            && prediction.reason == Reason::NoCoordinatorState
+            && aborted.insert(&prediction.tx_id)
+        {
+            // The lazy reader first writes ABORTED for the expired transaction, in the
+            // Coordinator's storage whichever storage the record is in.
             if let Some(coordinator) = &outcome.coordinator {
                 target
                     .abort_state(coordinator, &prediction.tx_id, now_ms)
                     .await?;
                 writes.abort_states += 1;
             }
+        }
+        if scope
+            .storage
+            .is_some_and(|storage| prediction.storage.as_deref() != Some(storage))
+        {
+            continue;
         }
         let Some(table) = outcome.tables.iter().find(|t| t.table == prediction.table) else {
             writes

@@ -4,16 +4,17 @@
 //! (`runtime::sandbox`), checks an archive's members before any tool opens it, and stops a
 //! restore that would write more than its limit before the disk fills.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flate2::read::MultiGzDecoder;
 
 use super::cassandra::{self, CassandraNode};
+use super::rehearse::{self, RecoveryWrites};
 use crate::backup::cassandra::SnapshotBackup;
 use crate::backup::{self, BackupError, BackupFormat};
-use crate::config::{ConfigError, Target};
+use crate::config::{ConfigError, StorageKind, Target};
+use crate::error::Error;
 use crate::runtime::cassandra::CassandraRuntimeError;
 use crate::runtime::local::Limited;
 use crate::runtime::sandbox;
@@ -21,6 +22,8 @@ use crate::runtime::{
     DockerInstance, DockerOptions, DockerRuntimeError, Engine, Listen, LocalInstance, LocalOptions,
     LocalRuntimeError, RestoreLimit, docker_available, private_root,
 };
+use crate::scan::ScanOutcome;
+use crate::store::{CassandraWriter, Dialect, DisposableWriter};
 
 /// The database a PostgreSQL dump is restored into.
 pub const RESTORED_DATABASE: &str = "restored";
@@ -83,6 +86,11 @@ pub enum RestoreError {
          48 characters (restore the nodes merged, without --per-node)"
     )]
     KeyspaceNameTooLong { keyspace: String },
+    #[error(
+        "--per-node restores a node's copy into the keyspace {keyspace}, which the backup \
+         holds itself (restore the nodes merged, without --per-node)"
+    )]
+    CopyKeyspaceTaken { keyspace: String },
     #[error("tear down the disposable instance")]
     Teardown(#[source] Box<InstanceError>),
     #[error(
@@ -376,6 +384,81 @@ impl Restored {
     }
 }
 
+/// Where the drill writes: the disposable instance it restored, and nothing else. SQL goes
+/// through a [`DisposableWriter`] made for the instance's URL (invariants are SQL too), a
+/// Cassandra node through its writer.
+pub(super) enum DrillWriter {
+    Sql {
+        writer: DisposableWriter,
+        dialect: Dialect,
+    },
+    Cassandra(Box<CassandraWriter>),
+}
+
+impl DrillWriter {
+    /// The SQL writer, which invariants run through.
+    pub(super) fn sql(&self) -> Option<&DisposableWriter> {
+        match self {
+            Self::Sql { writer, .. } => Some(writer),
+            Self::Cassandra(_) => None,
+        }
+    }
+
+    /// Applies the predictions of `outcome` that `scope` gives this instance.
+    pub(super) async fn rehearse(
+        &self,
+        outcome: &ScanOutcome,
+        now_ms: i64,
+        scope: &rehearse::Scope<'_>,
+    ) -> Result<RecoveryWrites, Error> {
+        match self {
+            Self::Cassandra(target) => rehearse::apply(target.as_ref(), outcome, now_ms, scope)
+                .await
+                .map_err(Error::RehearseCassandra),
+            Self::Sql { writer, dialect } => {
+                let target = rehearse::SqlTarget {
+                    writer,
+                    dialect: *dialect,
+                };
+                Ok(rehearse::apply(&target, outcome, now_ms, scope).await?)
+            }
+        }
+    }
+
+    pub(super) async fn close(self) {
+        if let Self::Sql { writer, .. } = self {
+            writer.close().await;
+        }
+    }
+}
+
+impl Restored {
+    /// A writer for this instance: a Cassandra node's for `--recover`, a SQL instance's
+    /// when `sql` (a rehearsal or an invariant runs there); `None` when nothing writes.
+    pub(super) async fn writer(
+        &self,
+        recover: bool,
+        sql: bool,
+    ) -> Result<Option<DrillWriter>, Error> {
+        match self {
+            Self::Cassandra(node) if recover => Ok(Some(DrillWriter::Cassandra(Box::new(
+                cassandra::connect(node).await?,
+            )))),
+            Self::Cassandra(_) => Ok(None),
+            Self::Server(_) | Self::Sqlite { .. } if sql => {
+                let target = self.scan_target()?;
+                let writer =
+                    DisposableWriter::connect(&self.writable_url(), target.display()).await?;
+                Ok(Some(DrillWriter::Sql {
+                    writer,
+                    dialect: target.dialect,
+                }))
+            }
+            Self::Server(_) | Self::Sqlite { .. } => Ok(None),
+        }
+    }
+}
+
 /// Starts the instance a backup of `format` needs, in the runtime asked for, with a fresh
 /// superuser password that only this run knows.
 pub async fn start(
@@ -409,19 +492,7 @@ pub async fn start(
         _ => Engine::MariaDb,
     };
     let password = sandbox::random_password().map_err(RestoreError::Prepare)?;
-    let use_docker = match runtime {
-        RuntimeKind::Local => false,
-        RuntimeKind::Docker => {
-            if !docker_available().await {
-                return Err(RestoreError::NoDocker {
-                    engine: engine.to_string(),
-                });
-            }
-            true
-        }
-        RuntimeKind::Auto => docker_available().await,
-    };
-    if use_docker {
+    if use_docker(runtime, &engine.to_string()).await? {
         let mut options = DockerOptions::new(run_id);
         options.startup_timeout = startup_timeout;
         options.image = image.map(str::to_owned);
@@ -453,6 +524,74 @@ pub async fn start(
                 source: Box::new(source.into()),
             })
     }
+}
+
+/// Whether an instance of `engine` runs in a container (`--runtime`; auto: when a Docker
+/// engine answers), decided the same way for every engine.
+pub(super) async fn use_docker(runtime: RuntimeKind, engine: &str) -> Result<bool, RestoreError> {
+    match runtime {
+        RuntimeKind::Local => Ok(false),
+        RuntimeKind::Docker if docker_available().await => Ok(true),
+        RuntimeKind::Docker => Err(RestoreError::NoDocker {
+            engine: engine.to_owned(),
+        }),
+        RuntimeKind::Auto => Ok(docker_available().await),
+    }
+}
+
+/// The format whose instance an empty stand-in of a storage of `kind` is.
+pub(super) fn empty_format(kind: StorageKind) -> BackupFormat {
+    match kind {
+        StorageKind::Postgres => BackupFormat::PgPlain { gzip: false },
+        StorageKind::MySql => BackupFormat::MySqlDump { gzip: false },
+        StorageKind::Sqlite => BackupFormat::Sqlite,
+        StorageKind::Cassandra => BackupFormat::CassandraSnapshots,
+    }
+}
+
+/// Makes a started instance an empty copy of its storage: what a scan finds where no
+/// backup was restored (no table, no Coordinator).
+pub(super) async fn prepare_empty(restored: &Restored) -> Result<(), RestoreError> {
+    match restored {
+        Restored::Server(server) if server.engine() == Engine::Postgres => server
+            .execute_sql(&format!("CREATE DATABASE {RESTORED_DATABASE}"))
+            .await
+            .map_err(|source| RestoreError::Load {
+                path: PathBuf::from("(an empty database)"),
+                format: "none",
+                source: Box::new(source),
+            }),
+        Restored::Sqlite { path, .. } => {
+            std::fs::write(path, empty_sqlite_database()).map_err(|source| RestoreError::Copy {
+                path: path.clone(),
+                source,
+            })
+        }
+        Restored::Server(_) | Restored::Cassandra(_) => Ok(()),
+    }
+}
+
+/// A SQLite database of one empty page (the schema table with no row), as SQLite's file
+/// format defines it: a 100-byte header, then page 1 as an empty table b-tree leaf.
+fn empty_sqlite_database() -> Vec<u8> {
+    const PAGE: usize = 4096;
+    let mut page = vec![0u8; PAGE];
+    page[..16].copy_from_slice(b"SQLite format 3\0");
+    page[16..18].copy_from_slice(&4096u16.to_be_bytes());
+    page[18] = 1; // file format write version: legacy (no WAL)
+    page[19] = 1; // read version
+    page[21] = 64; // maximum embedded payload fraction
+    page[22] = 32; // minimum
+    page[23] = 32; // leaf payload fraction
+    page[24..28].copy_from_slice(&1u32.to_be_bytes()); // file change counter
+    page[28..32].copy_from_slice(&1u32.to_be_bytes()); // pages in the database
+    page[44..48].copy_from_slice(&4u32.to_be_bytes()); // schema format
+    page[56..60].copy_from_slice(&1u32.to_be_bytes()); // text encoding: UTF-8
+    page[92..96].copy_from_slice(&1u32.to_be_bytes()); // version-valid-for = change counter
+    page[96..100].copy_from_slice(&3_040_001u32.to_be_bytes());
+    page[100] = 0x0d; // a table b-tree leaf
+    page[105..107].copy_from_slice(&4096u16.to_be_bytes()); // cell content starts at the end
+    page
 }
 
 /// Loads `backup` into `restored` with the server's own tools, `jobs` at a time where the
@@ -668,49 +807,15 @@ const MAX_OWNER_LINE: usize = 4096;
 /// says (application data included), at worst a role of that name is created in the
 /// disposable instance, and it cannot spell a command for the client.
 fn owner_roles(reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>, std::io::Error> {
-    use std::io::BufRead as _;
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader);
     let mut roles = std::collections::BTreeSet::new();
-    let mut line = Vec::with_capacity(MAX_OWNER_LINE);
-    loop {
-        line.clear();
-        // Bounded: a longer line is consumed in pieces and never held whole.
-        let n = (&mut reader)
-            .take(u64::try_from(MAX_OWNER_LINE).unwrap_or(u64::MAX))
-            .read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') && n == MAX_OWNER_LINE {
-            skip_line(&mut reader)?;
-            continue;
-        }
-        if let Some(role) = std::str::from_utf8(&line).ok().and_then(owner_of) {
+    backup::for_each_short_line(reader, MAX_OWNER_LINE, |line| {
+        if let Some(role) = owner_of(line) {
             if role != "\"postgres\"" && roles.len() < MAX_OWNER_ROLES {
                 roles.insert(role);
             }
         }
-    }
+    })?;
     Ok(roles.into_iter().collect())
-}
-
-fn skip_line(reader: &mut impl std::io::BufRead) -> std::io::Result<()> {
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok(());
-        }
-        match buffer.iter().position(|&b| b == b'\n') {
-            Some(at) => {
-                reader.consume(at + 1);
-                return Ok(());
-            }
-            None => {
-                let n = buffer.len();
-                reader.consume(n);
-            }
-        }
-    }
 }
 
 /// The role of a pg_dump `ALTER <object> OWNER TO <role>;` line, as a quoted identifier.

@@ -194,6 +194,22 @@ fn render_drill(drill: &crate::drill::DrillSection, out: &mut dyn Write) -> io::
         .map(|p| format!("{} {:.1} s", p.name, p.seconds))
         .collect();
     writeln!(out, "  phases: {}", phases.join(", "))?;
+    for record in drill.backups.iter().filter(|_| drill.backups.len() > 1) {
+        let phases: Vec<String> = record
+            .phases
+            .iter()
+            .map(|p| format!("{} {:.1} s", p.name, p.seconds))
+            .collect();
+        writeln!(
+            out,
+            "  storage {}: {} ({}, {}): {}",
+            record.storage.as_deref().unwrap_or("-"),
+            record.path.as_deref().unwrap_or("no backup"),
+            record.format,
+            record.runtime,
+            phases.join(", ")
+        )?;
+    }
     if let (Some(rto), Some(within)) = (drill.rto_seconds, drill.restore_within_rto) {
         writeln!(
             out,

@@ -13,6 +13,7 @@
 mod cassandra;
 mod dialect;
 mod discover;
+mod disposable;
 mod sql;
 
 pub use cassandra::{
@@ -21,9 +22,8 @@ pub use cassandra::{
 };
 pub use dialect::Dialect;
 pub use discover::{DiscoveredTable, Discovery, DiscoverySettings, TableFilter};
-pub use sql::{
-    DisposableWriter, Param, Scalar, SqlError, SqlStore, WriteError, settle_sqlite_copy,
-};
+pub use disposable::{DisposableWriter, Param, Scalar, WriteError};
+pub use sql::{SqlError, SqlStore, settle_sqlite_copy};
 
 use crate::analyze::{CoordinatorScan, ObservedRecord, Retention, TableScan};
 use crate::model::{CoordinatorRow, TableRef};

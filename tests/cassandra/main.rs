@@ -14,5 +14,7 @@ mod locked;
 mod normalize;
 #[path = "../common/schema.rs"]
 mod schema;
+#[path = "../common/snapshots.rs"]
+mod snapshot_copy;
 mod snapshots;
 mod support;

@@ -104,12 +104,25 @@ async fn snapshots_taken_at_different_moments_are_reported_skewed_node_by_node()
         .expect("a node-consistency check");
     assert_eq!(check["outcome"], "failed", "{check}");
 
-    // Snapshots of one moment agree: the same backup with node2 = node1 passes the check.
+    // Snapshots of one moment agree: the same backup with node2 = node1 passes the check,
+    // and the rehearsal and its rescan judge the merged state only, not the per-node copies
+    // (which hold the same unresolved records again).
     let agreeing = tempfile::tempdir().unwrap();
-    copy_snapshot(&node, "late", &agreeing.path().join("node1"), "nightly");
-    copy_snapshot(&node, "late", &agreeing.path().join("node2"), "nightly");
-    let run = drill_json(agreeing.path(), &["--runtime", "local", "--per-node"]).await;
+    copy_snapshot(&node, "early", &agreeing.path().join("node1"), "nightly");
+    copy_snapshot(&node, "early", &agreeing.path().join("node2"), "nightly");
+    let run = drill_json(
+        agreeing.path(),
+        &["--runtime", "local", "--per-node", "--recover"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.json();
+    assert_eq!(report["verdict"], "recoverable", "{report}");
+    let recovery = &report["drill"]["recovery"];
+    assert_eq!(recovery["succeeded"], true, "{recovery}");
+    assert_eq!(recovery["unresolved_after"], 0, "{recovery}");
+    assert_eq!(recovery["writes"]["committed"], 4, "{recovery}");
+    assert_eq!(recovery["writes"]["restored"], 4, "{recovery}");
     assert!(
         !codes(&report).iter().any(|c| c == "node-snapshots-skewed"),
         "{report}"
@@ -125,6 +138,15 @@ async fn damaged_or_ambiguous_snapshot_backups_are_refused_before_any_node_start
     let node = start_node().await;
     let writer = writer(&node).await;
     load_state(&writer, "clean").await;
+    // A keyspace named as --per-node would name node1's copy of `bank`.
+    for cql in [
+        "CREATE KEYSPACE bank__node1 WITH replication = \
+         {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        "CREATE TABLE bank__node1.ledger (id int PRIMARY KEY, note text)",
+        "INSERT INTO bank__node1.ledger (id, note) VALUES (1, 'x')",
+    ] {
+        run_cql(&writer, cql).await;
+    }
     node.snapshot("one", &[]).await.unwrap();
     node.snapshot("two", &[]).await.unwrap();
     let backup = tempfile::tempdir().unwrap();
@@ -138,6 +160,19 @@ async fn damaged_or_ambiguous_snapshot_backups_are_refused_before_any_node_start
     assert!(
         run.stderr.contains("several snapshot tags (one, two)")
             && run.stderr.contains("--snapshot-tag"),
+        "{}",
+        run.stderr
+    );
+
+    // --per-node would load node1's copy of `bank` into the backup's own `bank__node1`.
+    let run = drill_json(
+        backup.path(),
+        &["--runtime", "local", "--snapshot-tag", "one", "--per-node"],
+    )
+    .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("bank__node1") && run.stderr.contains("holds itself"),
         "{}",
         run.stderr
     );

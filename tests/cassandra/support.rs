@@ -198,26 +198,7 @@ pub async fn drill_json(backup: &std::path::Path, extra: &[&str]) -> Run {
     run_bin(args).await
 }
 
-/// Copies snapshot `tag` of `node` into `dest` laid out as a node's data directory
-/// (`dest/KEYSPACE/TABLE-ID/snapshots/SAVED_AS/`), as an operator's backup job would.
-pub fn copy_snapshot(node: &CassandraInstance, tag: &str, dest: &std::path::Path, saved_as: &str) {
-    let dirs = node.snapshot_dirs(tag);
-    assert!(!dirs.is_empty(), "snapshot {tag} made no directories");
-    for dir in dirs {
-        let table_dir = dir.parent().unwrap().parent().unwrap();
-        let keyspace = table_dir.parent().unwrap().file_name().unwrap();
-        let target = dest
-            .join(keyspace)
-            .join(table_dir.file_name().unwrap())
-            .join("snapshots")
-            .join(saved_as);
-        std::fs::create_dir_all(&target).unwrap();
-        for file in std::fs::read_dir(&dir).unwrap() {
-            let file = file.unwrap();
-            std::fs::copy(file.path(), target.join(file.file_name())).unwrap();
-        }
-    }
-}
+pub use crate::snapshot_copy::copy_snapshot;
 
 /// Every file under `dir` with its size and modification time: a backup's fingerprint.
 pub fn fingerprint(dir: &std::path::Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {

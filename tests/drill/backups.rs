@@ -43,6 +43,35 @@ pub fn assert_recoverable_and_rehearsed(run: &Run, what: &str) {
 
 const MONEY: &str = "money=SELECT sum(balance) = 12000 FROM bank.accounts";
 
+/// Drills `backup` with one `--check` per `(name, sql, value)` and asserts each check read
+/// exactly `value` from the restored state (a number or the exact digits of a decimal) and
+/// passed or failed as the value's truth says.
+fn assert_checks_read(backup: &std::path::Path, checks: &[(&str, &str, serde_json::Value)]) {
+    let mut args = Vec::new();
+    for (name, sql, _) in checks {
+        args.push("--check".to_owned());
+        args.push(format!("{name}={sql}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = drill(backup, &args);
+    let report = run.json();
+    let invariants = report["drill"]["invariants"].as_array().unwrap();
+    assert_eq!(invariants.len(), checks.len(), "{}", run.stderr);
+    let mut all_true = true;
+    for ((name, sql, value), invariant) in checks.iter().zip(invariants) {
+        assert_eq!(invariant["name"], *name);
+        assert_eq!(&invariant["restored"], value, "{sql}: {invariant}");
+        let truthy = match value {
+            serde_json::Value::String(digits) => digits.bytes().any(|b| matches!(b, b'1'..=b'9')),
+            serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
+            other => panic!("{name}: no expected value of this shape: {other}"),
+        };
+        assert_eq!(invariant["passed"], truthy, "{sql}: {invariant}");
+        all_true &= truthy;
+    }
+    assert_eq!(run.code, if all_true { 0 } else { 1 }, "{}", run.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_pg_dump_format_restores_drills_and_rehearses_recovery() {
     let server = postgres_with("recoverable").await;
@@ -91,6 +120,40 @@ async fn every_pg_dump_format_restores_drills_and_rehearses_recovery() {
             assert!(part["earliest_ms"].as_i64().is_some(), "{cut}");
         }
     }
+
+    // A sum over BIGINT is NUMERIC on PostgreSQL: the check reads it, and every other
+    // numeric type, as the database returned it.
+    assert_checks_read(
+        &plain,
+        &[
+            (
+                "total",
+                "SELECT sum(CAST(balance AS BIGINT)) FROM bank.accounts",
+                12000.into(),
+            ),
+            (
+                "exact",
+                "SELECT CAST(12.50 AS NUMERIC(10,2))",
+                "12.50".into(),
+            ),
+            (
+                "huge",
+                "SELECT CAST('123456789012345678901234567890' AS NUMERIC)",
+                "123456789012345678901234567890".into(),
+            ),
+            ("small", "SELECT CAST(2 AS SMALLINT)", 2.into()),
+            ("real", "SELECT CAST(0.5 AS REAL)", 0.5.into()),
+            (
+                "double",
+                "SELECT CAST(0.25 AS DOUBLE PRECISION)",
+                0.25.into(),
+            ),
+        ],
+    );
+    assert_checks_read(
+        &plain,
+        &[("zero", "SELECT CAST(0.00 AS NUMERIC(5,2))", 0.into())],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,6 +186,37 @@ async fn mysqldump_backups_restore_and_drill_on_mariadb() {
         );
         assert_recoverable_and_rehearsed(&run, &backup.display().to_string());
     }
+
+    // A sum over INT is DECIMAL on MySQL and MariaDB.
+    assert_checks_read(
+        &dump,
+        &[
+            (
+                "total",
+                "SELECT sum(balance) FROM bank.accounts",
+                12000.into(),
+            ),
+            (
+                "exact",
+                "SELECT CAST(12.50 AS DECIMAL(10,2))",
+                "12.50".into(),
+            ),
+            (
+                "unsigned",
+                "SELECT CAST(18446744073709551615 AS UNSIGNED)",
+                "18446744073709551615".into(),
+            ),
+            ("double", "SELECT CAST(0.25 AS DOUBLE)", 0.25.into()),
+        ],
+    );
+    assert_checks_read(
+        &dump,
+        &[(
+            "zero",
+            "SELECT sum(balance) - 12000 FROM bank.accounts",
+            0.into(),
+        )],
+    );
 }
 
 #[test]
@@ -173,6 +267,26 @@ fn a_failing_invariant_or_a_missed_rto_fails_the_drill() {
         .unwrap()
         .to_owned();
     assert!(message.contains("no_such_table"), "{message}");
+
+    assert_checks_read(
+        &backup,
+        &[
+            (
+                "total",
+                r#"SELECT sum(balance) FROM "bank$accounts""#,
+                12000.into(),
+            ),
+            ("half", "SELECT 0.5", 0.5.into()),
+        ],
+    );
+    // A value that is neither a boolean nor a number fails the check, naming its type.
+    let run = drill(&backup, &["--check", "blob=SELECT x'00'"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let message = run.json()["drill"]["invariants"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("of type BLOB"), "{message}");
 
     let output = Command::new(BIN)
         .arg("drill")

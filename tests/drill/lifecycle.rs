@@ -11,6 +11,11 @@ use crate::support::*;
 
 /// A pg_dump large enough that its restore takes a few seconds.
 async fn big_dump(dir: &std::path::Path) -> std::path::PathBuf {
+    big_dump_of(dir, &[]).await
+}
+
+/// A pg_dump with `args` of a database large enough that its restore takes a few seconds.
+async fn big_dump_of(dir: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
     let server = postgres_with("clean").await;
     server
         .execute_sql_in(
@@ -20,34 +25,44 @@ async fn big_dump(dir: &std::path::Path) -> std::path::PathBuf {
         .await
         .unwrap();
     let dump = dir.join("big.sql");
-    pg_dump(&server, &[], &dump);
+    pg_dump(&server, args, &dump);
     server.stop().await.unwrap();
     dump
 }
 
 /// Spawns a drill and waits until its instance directory exists (the restore has begun).
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is returned to the caller, which waits for it"
-)]
 fn spawn_until_restoring(
     backup: &std::path::Path,
     extra: &[&str],
 ) -> (std::process::Child, std::path::PathBuf) {
+    let mut args = vec![backup.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    spawn_drill_until_restoring(&args)
+}
+
+/// Spawns `drill ARGS…` and waits until a PostgreSQL instance of it is up (its restore has
+/// begun); returns that instance's directory.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is returned to the caller, which waits for it"
+)]
+fn spawn_drill_until_restoring(args: &[&str]) -> (std::process::Child, std::path::PathBuf) {
     let mut child = Command::new(BIN)
         .arg("drill")
-        .arg(backup)
+        .args(args)
         .args(["--quiet", "--format", "json", "--runtime", "local"])
-        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(dir) = leftovers_of(child.id()).into_iter().next() {
-            // The server is up once its data directory has a postmaster.pid.
-            if dir.join("box/data/postmaster.pid").exists() {
+        // The server is up once its data directory has a postmaster.pid.
+        let up = leftovers_of(child.id())
+            .into_iter()
+            .find(|dir| dir.join("box/data/postmaster.pid").exists());
+        if let Some(dir) = up {
+            {
                 std::thread::sleep(Duration::from_millis(700));
                 return (child, dir);
             }
@@ -253,4 +268,101 @@ fn keep_leaves_a_local_server_running_until_cleanup() {
         !query().status.success(),
         "the server still answers after cleanup"
     );
+}
+
+/// A backup set mid-restore: a big pg_dump of bank, the Coordinator and the metadata, and a
+/// mariadb-dump of ledger, as a deployment with ledger in MariaDB.
+async fn big_set(dir: &std::path::Path) -> Vec<String> {
+    use scalardb_verify::runtime::local::Engine;
+    let pg = big_dump_of(dir, &["-n", "bank", "-n", "coordinator", "-n", "scalardb"]).await;
+    let maria = start(Engine::MariaDb).await;
+    maria
+        .load_sql_file(&fixture("clean").join("mysql.sql"), None)
+        .await
+        .unwrap();
+    let ledger = dir.join("ledger.sql");
+    mariadb_dump_of(&maria, &["ledger", "scalardb"], &ledger);
+    maria.stop().await.unwrap();
+    crate::set::DRILL_DEPLOYMENT
+        .iter()
+        .copied()
+        .map(str::to_owned)
+        .chain([
+            "--backup".to_owned(),
+            format!("pg={}", pg.display()),
+            "--backup".to_owned(),
+            format!("maria={}", ledger.display()),
+        ])
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_in_the_middle_of_a_backup_sets_restore_tears_every_instance_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = big_set(dir.path()).await;
+    let args: Vec<&str> = set.iter().map(String::as_str).collect();
+    let (child, _) = spawn_drill_until_restoring(&args);
+    let pid = child.id();
+    let instances = leftovers_of(pid);
+    assert!(
+        instances.len() >= 2,
+        "both instances are up while PostgreSQL restores: {instances:?}"
+    );
+    kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGTERM).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(leftovers_of(pid).is_empty(), "{:?}", leftovers_of(pid));
+    for instance in &instances {
+        assert!(
+            gone_soon(instance),
+            "a server of {} still runs",
+            instance.display()
+        );
+    }
+
+    // Killed outright, the set's instances are all swept by cleanup: they carry its run id.
+    let (mut child, _) = spawn_drill_until_restoring(&args);
+    let pid = child.id();
+    let instances = leftovers_of(pid);
+    assert!(instances.len() >= 2, "{instances:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Only this run's (a sweep of every orphan could take other runs' on a shared machine).
+    let output = Command::new(BIN)
+        .args(["cleanup", "--run-id", &format!("drill{pid}")])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for instance in &instances {
+        assert!(
+            listing.contains(&instance.display().to_string()),
+            "{} is not listed: {listing}",
+            instance.display()
+        );
+        assert!(gone_soon(instance), "{}", instance.display());
+    }
+    assert!(leftovers_of(pid).is_empty(), "{:?}", leftovers_of(pid));
+}
+
+/// Whether no process runs in `dir` within a few seconds (a killed server's exit is not
+/// instant on a loaded machine).
+fn gone_soon(dir: &std::path::Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_in(dir).is_empty() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }

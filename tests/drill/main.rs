@@ -14,4 +14,7 @@ mod normalize;
 mod prom;
 #[path = "../common/schema.rs"]
 mod schema;
+mod set;
+#[path = "../common/snapshots.rs"]
+mod snapshot_copy;
 mod support;

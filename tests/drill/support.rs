@@ -41,11 +41,21 @@ pub fn drill(backup: &Path, extra: &[&str]) -> Run {
 }
 
 pub fn drill_on(runtime: &str, backup: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![backup.as_os_str()];
+    args.extend([
+        std::ffi::OsStr::new("--runtime"),
+        std::ffi::OsStr::new(runtime),
+    ]);
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    run("drill", &args)
+}
+
+/// `scalardb-verify COMMAND ARGS… --format json --quiet`.
+pub fn run(command: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> Run {
     let output = Command::new(BIN)
-        .arg("drill")
-        .arg(backup)
-        .args(["--format", "json", "--quiet", "--runtime", runtime])
-        .args(extra)
+        .arg(command)
+        .args(args)
+        .args(["--format", "json", "--quiet"])
         .output()
         .expect("run scalardb-verify");
     Run {
@@ -107,6 +117,11 @@ pub fn pg_dump(server: &LocalInstance, args: &[&str], out: &Path) {
 
 /// A mariadb-dump of the fixture's four databases on `server`, written to `out`.
 pub fn mariadb_dump(server: &LocalInstance, out: &Path) {
+    mariadb_dump_of(server, &["bank", "ledger", "coordinator", "scalardb"], out);
+}
+
+/// A mariadb-dump of `databases` on `server`, written to `out`.
+pub fn mariadb_dump_of(server: &LocalInstance, databases: &[&str], out: &Path) {
     let output = Command::new("mariadb-dump")
         .args([
             "--no-defaults",
@@ -118,7 +133,7 @@ pub fn mariadb_dump(server: &LocalInstance, out: &Path) {
         ])
         .arg(format!("--port={}", server.port()))
         .args(["--single-transaction", "--databases"])
-        .args(["bank", "ledger", "coordinator", "scalardb"])
+        .args(databases)
         .output()
         .expect("run mariadb-dump");
     assert!(
