@@ -190,6 +190,8 @@ pub struct CutInput<'a> {
     /// Each scanned table's rate windows.
     pub recent: &'a BTreeMap<TableRef, RecentCommits>,
     pub at_risk_transactions: &'a [AtRiskTransaction],
+    /// The storages' newest writes: a lower bound of an unrecorded part's instant.
+    pub storages: &'a [super::StorageSummary],
 }
 
 /// Judges the parts, the Coordinator's coverage and the tables' lags into findings.
@@ -251,6 +253,29 @@ fn judge_parts(
             parts[0].name, parts[0].how
         );
         return;
+    }
+    // A part copied at an unrecorded instant was copied at or after its storage's newest
+    // write: when every part's earliest instant (recorded, or so estimated) follows the
+    // Coordinator's newest row, nothing committed between the copies.
+    let estimated = |p: &CutPart| {
+        p.earliest_ms.or_else(|| {
+            let storage = p.storage.as_deref()?;
+            let s = input.storages.iter().find(|s| s.name == storage)?;
+            s.max_tx_prepared_at.max(s.max_tx_committed_at)
+        })
+    };
+    let all_after = parts.iter().map(estimated).collect::<Option<Vec<i64>>>();
+    if let (Some(starts), Some(newest)) = (all_after, input.coordinator.max_tx_created_at) {
+        let first = starts.iter().copied().min().unwrap_or(i64::MIN);
+        if newest <= first.saturating_add(CLOCK_TOLERANCE_MS) {
+            summary.proven = true;
+            summary.reason = format!(
+                "every part was copied after the Coordinator's newest row ({newest}; parts \
+                 without a recorded instant at or after their storage's newest write): no \
+                 transaction committed between the copies"
+            );
+            return;
+        }
     }
     let earliest = parts.iter().filter_map(|p| p.earliest_ms).min();
     let latest = parts.iter().filter_map(|p| p.latest_ms).max();
@@ -749,6 +774,7 @@ mod tests {
                 coordinator_recent,
                 recent,
                 at_risk_transactions: &[],
+                storages: &[],
             },
             tables,
             &mut findings,

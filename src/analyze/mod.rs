@@ -503,6 +503,7 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
             coordinator_recent,
             recent: &recent,
             at_risk_transactions: &observation.at_risk_transactions,
+            storages: &storages,
         },
         &tables,
         &mut findings,
