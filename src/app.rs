@@ -605,6 +605,7 @@ fn analysis_settings(common: &CommonArgs) -> Result<AnalysisSettings, ConfigErro
             .as_deref()
             .map(read_pause_window)
             .transpose()?,
+        cut_parts: Vec::new(),
     })
 }
 

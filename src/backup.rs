@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 pub mod cassandra;
+pub mod instants;
 mod namespaces;
 mod pg_directory;
 

@@ -150,6 +150,15 @@ pub enum Code {
     CoordinatorScanFailed,
     /// The deployment's mapping sends tables to a storage that holds no ScalarDB table.
     StorageWithoutTables,
+    /// COMMITTED records without a Coordinator row and no legal cause, committed inside
+    /// or after the Coordinator's span: the Coordinator copy is older than the data.
+    CoordinatorBehindData,
+    /// A table's newest write lags the rest by far more than its own write rate explains.
+    TableCopiedEarly,
+    /// Parts of the backup were copied at different instants with transactions between.
+    CutWindowAtRisk,
+    /// The backup is one snapshot: evidence that the cut is one instant.
+    BackupSingleSnapshot,
     /// A drill of a backup set has no backup of a storage the deployment routes tables to.
     BackupMissing,
     /// A COMMITTED transaction's write set names a record the backup holds at an older
@@ -189,6 +198,10 @@ impl Code {
             Self::InvalidScalardbMetadata => "invalid-scalardb-metadata",
             Self::CoordinatorScanFailed => "coordinator-scan-failed",
             Self::StorageWithoutTables => "storage-without-tables",
+            Self::CoordinatorBehindData => "coordinator-behind-data",
+            Self::TableCopiedEarly => "table-copied-early",
+            Self::CutWindowAtRisk => "cut-window-at-risk",
+            Self::BackupSingleSnapshot => "backup-single-snapshot",
             Self::BackupMissing => "backup-missing",
             Self::TornTransactionMissingWrite => "torn-transaction-missing-write",
             Self::WriteSetAmbiguous => "write-set-ambiguous",
@@ -224,8 +237,11 @@ impl Code {
             | Self::AmbiguousCoordinatorCleanup
             | Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
-            | Self::WatermarkSkew => Severity::Warning,
-            Self::InFlightAtCut => Severity::Info,
+            | Self::WatermarkSkew
+            | Self::CoordinatorBehindData
+            | Self::TableCopiedEarly
+            | Self::CutWindowAtRisk => Severity::Warning,
+            Self::InFlightAtCut | Self::BackupSingleSnapshot => Severity::Info,
         }
     }
 
@@ -252,8 +268,13 @@ impl Code {
             | Self::PermissionDenied
             | Self::StorageWithoutTables
             | Self::BackupMissing => CheckName::TableScan,
-            Self::CommittedWithoutCoordinatorState => CheckName::CoordinatorCoverage,
-            Self::WatermarkSkew => CheckName::WatermarkSkew,
+            Self::CommittedWithoutCoordinatorState | Self::CoordinatorBehindData => {
+                CheckName::CoordinatorCoverage
+            }
+            Self::WatermarkSkew
+            | Self::TableCopiedEarly
+            | Self::CutWindowAtRisk
+            | Self::BackupSingleSnapshot => CheckName::WatermarkSkew,
             Self::InFlightAtCut => CheckName::LazyRecovery,
             Self::WrittenAfterPauseStart | Self::InFlightDuringPause => CheckName::PauseWindow,
             Self::NodeSnapshotsSkewed => CheckName::NodeConsistency,
@@ -284,10 +305,14 @@ impl Code {
             | Self::CoordinatorScanFailed
             | Self::StorageWithoutTables
             | Self::BackupMissing
-            | Self::WriteSetUndecodable => VerdictEffect::Indeterminate,
+            | Self::WriteSetUndecodable
+            | Self::CoordinatorBehindData
+            | Self::TableCopiedEarly
+            | Self::CutWindowAtRisk => VerdictEffect::Indeterminate,
             // Ambiguity is said, not guessed: the verdict stays what the rest decides.
             Self::WriteSetAmbiguous
             | Self::AbortedWriteOutsideWriteSet
+            | Self::BackupSingleSnapshot
             | Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
             | Self::WatermarkSkew

@@ -19,6 +19,9 @@ pub struct Observation {
     pub discovery: Vec<DiscoveryNote>,
     /// The storages scanned, each with the tables routed to it (empty: none named).
     pub storages: Vec<super::StorageObservation>,
+    /// Transactions the Coordinator shows committing inside the cut window, each with what
+    /// a write-set proof says of it (empty: none listed; see `cut.rs`).
+    pub at_risk_transactions: Vec<super::AtRiskTransaction>,
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +56,91 @@ pub struct TableScan {
     pub unconfirmed_other_count: u64,
     /// The few with the smallest keys, as evidence.
     pub unconfirmed_other_samples: Vec<ObservedRecord>,
+    /// When those other records committed, against the Coordinator's span (`cut.rs`).
+    pub unconfirmed_times: UnconfirmedTimes,
+    /// Records committed in fixed windows before a reference instant: the table's own
+    /// write rate, counted in the same pass as `records` (`None`: no reference known).
+    pub recent: Option<Box<RecentCommits>>,
+}
+
+/// The COMMITTED records without a Coordinator row that `Retention` only counts, classed
+/// by what their commit times say (see `analyze/cut.rs`). The classes sum to at most
+/// `TableScan::unconfirmed_other_count`; the rest were filed without a Coordinator span.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnconfirmedTimes {
+    /// `tx_prepared_at = tx_committed_at`: written by one-phase commit (3.16+).
+    pub one_phase: u64,
+    /// Committed before the Coordinator's oldest row (less a clock tolerance).
+    pub before_oldest: u64,
+    /// Committed while the Coordinator holds rows older and newer.
+    pub within: u64,
+    /// Committed after the Coordinator's newest row (plus a clock tolerance).
+    pub after_newest: u64,
+    /// The unexplained one committed last (within or after), as evidence.
+    pub newest: Option<Box<ObservedRecord>>,
+}
+
+impl UnconfirmedTimes {
+    pub fn merge(&mut self, other: Self) {
+        self.one_phase += other.one_phase;
+        self.before_oldest += other.before_oldest;
+        self.within += other.within;
+        self.after_newest += other.after_newest;
+        if let Some(record) = &other.newest {
+            self.keep_newest(record);
+        }
+    }
+
+    /// Keeps `record` if it committed after the one kept (the smaller key on a tie, so
+    /// the evidence does not depend on row order); clones only then.
+    pub fn keep_newest(&mut self, record: &ObservedRecord) {
+        let newer = |a: &ObservedRecord, b: &ObservedRecord| {
+            (a.meta.tx_committed_at, &b.key) > (b.meta.tx_committed_at, &a.key)
+        };
+        if self.newest.as_ref().is_none_or(|kept| newer(record, kept)) {
+            self.newest = Some(Box::new(record.clone()));
+        }
+    }
+}
+
+/// The widths of the windows a write rate is counted in, ending at a reference instant:
+/// from a quarter second to over an hour, each four times the last.
+pub const RATE_WINDOWS_MS: [i64; 8] = [
+    250, 1_000, 4_000, 16_000, 64_000, 256_000, 1_024_000, 4_096_000,
+];
+
+/// How many records (or Coordinator rows) were committed after `reference_ms - w` for each
+/// `w` of [`RATE_WINDOWS_MS`] (nothing bounds them above: a table newer than the reference
+/// lags nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecentCommits {
+    pub reference_ms: i64,
+    pub counts: [u64; RATE_WINDOWS_MS.len()],
+}
+
+impl RecentCommits {
+    pub fn new(reference_ms: i64) -> Self {
+        Self {
+            reference_ms,
+            counts: [0; RATE_WINDOWS_MS.len()],
+        }
+    }
+
+    /// Counts one commit at `at`.
+    pub fn add(&mut self, at: Option<i64>) {
+        let Some(at) = at else { return };
+        for (count, width) in self.counts.iter_mut().zip(RATE_WINDOWS_MS) {
+            if at > self.reference_ms.saturating_sub(width) {
+                *count += 1;
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        for (count, more) in self.counts.iter_mut().zip(other.counts) {
+            *count += more;
+        }
+    }
 }
 
 /// What the Coordinator table holds.
@@ -76,6 +164,10 @@ pub struct CoordinatorScan {
     pub committed: u64,
     pub aborted: u64,
     pub max_created_at: Option<i64>,
+    pub min_created_at: Option<i64>,
+    /// COMMITTED rows created in fixed windows before a reference instant (the at-risk
+    /// count of a cut window; `None`: not counted).
+    pub recent_committed: Option<RecentCommits>,
     /// The table has `tx_child_ids`: it was created with group commit on.
     pub has_child_ids: bool,
     /// The table has `tx_write_set`: 3.19 write-set logging, so rows may be cleaned up.

@@ -4,6 +4,7 @@
 //! async. Every rule here encodes a fact from `shared/scalardb-protocol.md`; the comments
 //! say which.
 
+mod cut;
 mod finding;
 mod input;
 mod nodes;
@@ -15,10 +16,14 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
+pub use cut::{
+    AtRisk, AtRiskProof, AtRiskTransaction, CutPart, CutSummary, InstantSource, Probability,
+    TableLag,
+};
 pub use finding::{CheckName, Code, Finding, Severity, VerdictEffect};
 pub use input::{
     CoordinatorObservation, CoordinatorScan, DiscoveryNote, Observation, ObservedRecord,
-    TableObservation, TableOutcome, TableScan,
+    RATE_WINDOWS_MS, RecentCommits, TableObservation, TableOutcome, TableScan, UnconfirmedTimes,
 };
 pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView, NodeSummary};
 pub use retention::{Retention, SAMPLE_LIMIT};
@@ -43,6 +48,9 @@ pub struct AnalysisSettings {
     pub skew_threshold_ms: i64,
     /// The pause the backup was taken in, when known (`--pause-window`).
     pub pause_window: Option<PauseWindow>,
+    /// The parts of the backup with the instants they were copied at, as the backup
+    /// records them (the drill reads them; empty: nothing recorded).
+    pub cut_parts: Vec<CutPart>,
 }
 
 impl Default for AnalysisSettings {
@@ -51,6 +59,7 @@ impl Default for AnalysisSettings {
             as_of: None,
             skew_threshold_ms: 60_000,
             pause_window: None,
+            cut_parts: Vec::new(),
         }
     }
 }
@@ -213,6 +222,8 @@ pub struct Analysis {
     /// The proof from the Coordinator's write sets (3.19 write-set logging), when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_sets: Option<WriteSetSummary>,
+    /// Whether the backup's parts were copied at one instant, and the evidence.
+    pub cut: CutSummary,
 }
 
 impl Analysis {
@@ -433,14 +444,22 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         tables.push(summary);
     }
 
+    let span = coordinator_span(&observation.coordinator);
     let mut orphan_group_parents: HashSet<String> = HashSet::new();
+    let mut recent: BTreeMap<TableRef, RecentCommits> = BTreeMap::new();
     for table_observation in &observation.tables {
         let TableOutcome::Scanned(scan) = &table_observation.outcome else {
             continue;
         };
         let table = &table_observation.table;
-        let mut uncovered = scan.unconfirmed_other_count;
-        let mut first_uncovered = scan.unconfirmed_other_samples.first();
+        if let Some(windows) = &scan.recent {
+            recent.insert(table.clone(), (**windows).clone());
+        }
+        let mut uncovered = cut::Uncovered {
+            total: scan.unconfirmed_other_count,
+            times: scan.unconfirmed_times.clone(),
+            first: scan.unconfirmed_other_samples.first().cloned(),
+        };
         for record in &scan.unconfirmed_relevant {
             let Some(tx_id) = record.meta.tx_id.as_deref() else {
                 continue;
@@ -473,45 +492,17 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
                                 orphan_group_parents.insert(id.parent.to_owned());
                             }
                         }
-                        uncovered += 1;
-                        if first_uncovered.is_none_or(|first| record.key < first.key) {
-                            first_uncovered = Some(record);
-                        }
+                        uncovered.add_kept(record, span);
                     }
                 }
             }
         }
-        if uncovered > 0 {
+        if let Some(finding) = cut::coverage_finding(table, &uncovered, &coordinator) {
             let summary = tables
                 .iter_mut()
                 .find(|s| &s.table == table)
                 .expect("every scanned table has a summary");
-            summary.committed_without_coordinator_state = uncovered;
-            let message = if coordinator.write_set_logging {
-                // §3: finishTransaction rolls a write set forward, then deletes its row.
-                format!(
-                    "{uncovered} COMMITTED record(s) whose transaction the Coordinator does not \
-                     know: the Coordinator logs write sets (tx_write_set), so ScalarDB 3.19's \
-                     finishTransaction clean-up, which deletes a transaction's row once its \
-                     write set is committed, explains them (as would one-phase commit)"
-                )
-            } else {
-                format!(
-                    "{uncovered} COMMITTED record(s) whose transaction the Coordinator does not \
-                     know: legal with one-phase commit, write-less transactions or Coordinator \
-                     clean-up (3.19), otherwise a sign the Coordinator copy is older than the data"
-                )
-            };
-            let mut finding = Finding::new(Code::CommittedWithoutCoordinatorState, message)
-                .table(table)
-                .count(uncovered)
-                .coordinator_state(CoordinatorState::Absent);
-            if let Some(sample) = first_uncovered {
-                finding = finding
-                    .key(&sample.key)
-                    .tx_id(sample.meta.tx_id.as_deref())
-                    .tx_state(sample.meta.state());
-            }
+            summary.committed_without_coordinator_state = uncovered.total;
             findings.push(finding);
         }
     }
@@ -528,11 +519,28 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         check_pause_window(pause, &tables, &unresolved, &mut findings);
     }
 
+    let coordinator_recent = match &observation.coordinator {
+        CoordinatorObservation::Present(scan) => scan.recent_committed.as_ref(),
+        CoordinatorObservation::Missing | CoordinatorObservation::Unreadable { .. } => None,
+    };
     let storages = storages::attribute(
         &observation.storages,
         &mut tables,
         &mut findings,
         &mut predictions,
+    );
+    let cut = cut::judge(
+        &cut::CutInput {
+            parts: &settings.cut_parts,
+            pause: settings.pause_window,
+            coordinator: &coordinator,
+            coordinator_recent,
+            recent: &recent,
+            at_risk_transactions: &observation.at_risk_transactions,
+            storages: &storages,
+        },
+        &tables,
+        &mut findings,
     );
     predictions.sort_by(|a, b| (&a.table, &a.key).cmp(&(&b.table, &b.key)));
     sort_findings(&mut findings);
@@ -549,6 +557,15 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
         storages,
         pause_window: settings.pause_window,
         write_sets: None,
+        cut,
+    }
+}
+
+/// The Coordinator's oldest and newest `tx_created_at`.
+fn coordinator_span(observation: &CoordinatorObservation) -> Option<(i64, i64)> {
+    match observation {
+        CoordinatorObservation::Present(scan) => scan.min_created_at.zip(scan.max_created_at),
+        CoordinatorObservation::Missing | CoordinatorObservation::Unreadable { .. } => None,
     }
 }
 

@@ -7,7 +7,8 @@
 
 use std::collections::HashSet;
 
-use super::input::{ObservedRecord, TableScan};
+use super::cut::{CLOCK_TOLERANCE_MS, CommitPlace, place_commit};
+use super::input::{CoordinatorObservation, ObservedRecord, TableScan};
 use crate::model::{CoordinatorState, GroupCommitId, TxState};
 
 /// How many uninteresting records each table keeps as evidence.
@@ -17,6 +18,8 @@ pub const SAMPLE_LIMIT: usize = 5;
 pub struct Retention {
     unresolved_tx_ids: HashSet<String>,
     unresolved_group_parents: HashSet<String>,
+    /// The Coordinator's oldest and newest `tx_created_at`, to class the counted records.
+    coordinator_span: Option<(i64, i64)>,
 }
 
 impl Retention {
@@ -38,6 +41,14 @@ impl Retention {
             }
         }
         retention
+    }
+
+    /// Classes the records it only counts by the Coordinator's span (`cut.rs` judges them).
+    pub fn with_coordinator(mut self, coordinator: &CoordinatorObservation) -> Self {
+        if let CoordinatorObservation::Present(scan) = coordinator {
+            self.coordinator_span = scan.min_created_at.zip(scan.max_created_at);
+        }
+        self
     }
 
     pub fn must_keep(&self, record: &ObservedRecord) -> bool {
@@ -69,6 +80,20 @@ impl Retention {
             scan.unconfirmed_relevant.push(record);
         } else {
             scan.unconfirmed_other_count += 1;
+            let times = &mut scan.unconfirmed_times;
+            match place_commit(&record.meta, self.coordinator_span, CLOCK_TOLERANCE_MS) {
+                CommitPlace::OnePhase => times.one_phase += 1,
+                CommitPlace::BeforeOldest => times.before_oldest += 1,
+                CommitPlace::Within => {
+                    times.within += 1;
+                    times.keep_newest(&record);
+                }
+                CommitPlace::AfterNewest => {
+                    times.after_newest += 1;
+                    times.keep_newest(&record);
+                }
+                CommitPlace::Unplaced => {}
+            }
             // Keep the smallest keys, not the first streamed: reports must not depend on
             // the order a backend happens to return rows in.
             let samples = &mut scan.unconfirmed_other_samples;

@@ -87,6 +87,7 @@ fn run(tables: Vec<TableObservation>) -> Analysis {
             coordinator: coordinator(),
             discovery: vec![],
             storages: vec![],
+            at_risk_transactions: vec![],
         },
         &AnalysisSettings::default(),
     )
@@ -206,6 +207,7 @@ fn with_write_set_logging_committed_but_aborted_is_ambiguous() {
             }),
             discovery: vec![],
             storages: vec![],
+            at_risk_transactions: vec![],
         },
         &AnalysisSettings::default(),
     );
@@ -261,6 +263,7 @@ fn a_missing_coordinator_is_indeterminate_never_consistent() {
             coordinator: CoordinatorObservation::Missing,
             discovery: vec![],
             storages: vec![],
+            at_risk_transactions: vec![],
         },
         &AnalysisSettings::default(),
     );
@@ -299,6 +302,7 @@ fn transactions_prepared_within_the_lifetime_of_the_cut_are_in_flight() {
             coordinator: coordinator(),
             discovery: vec![],
             storages: vec![],
+            at_risk_transactions: vec![],
         },
         &AnalysisSettings {
             as_of: Some(NOW),
@@ -468,6 +472,7 @@ fn duplicated_ids_in_the_coordinator_sample_decide_records_seen_once() {
         }),
         discovery: vec![],
         storages: vec![],
+        at_risk_transactions: vec![],
     };
     let analysis = analyze(&observation, &AnalysisSettings::default());
     assert!(
@@ -526,6 +531,7 @@ fn an_unreadable_coordinator_or_table_is_indeterminate_with_the_reason() {
                 },
             ],
             storages: vec![],
+            at_risk_transactions: vec![],
         },
         &AnalysisSettings::default(),
     );

@@ -399,6 +399,35 @@ fn manifest_files(dir: &Path) -> Result<Option<Vec<String>>, BackupError> {
         })
 }
 
+/// The `created_at` a snapshot's manifest.json records (Cassandra 4.0+), in epoch ms;
+/// `None` without a manifest or the field.
+pub fn snapshot_created_at(dir: &Path) -> Result<Option<i64>, BackupError> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        created_at: Option<String>,
+    }
+    let path = dir.join("manifest.json");
+    if !exists_unfollowed(&path)? {
+        return Ok(None);
+    }
+    let text = read_bounded(&path, MAX_MANIFEST_BYTES, "a manifest.json")?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| BackupError::Truncated {
+        path: path.clone(),
+        reason: format!("manifest.json does not parse: {e}"),
+    })?;
+    manifest
+        .created_at
+        .map(|at| {
+            at.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .map_err(|e| BackupError::Unrecognized {
+                    path: path.clone(),
+                    reason: format!("manifest.json created_at {at:?} is not a time: {e}"),
+                })
+        })
+        .transpose()
+}
+
 /// The `files` of a manifest.json's text.
 pub fn parse_manifest(text: &str) -> Result<Vec<String>, serde_json::Error> {
     #[derive(serde::Deserialize)]

@@ -347,7 +347,13 @@ fn scan_config(config: &DrillConfig, instances: &[Instance<'_>]) -> Result<ScanC
         filter: config.filter.clone(),
         jobs: config.jobs,
         connect_timeout: config.connect_timeout,
-        analysis: config.analysis.clone(),
+        analysis: AnalysisSettings {
+            cut_parts: crate::backup::instants::read_all(config.backups.iter().map(|b| {
+                let storage = b.storage.as_ref().map(|s| s.name.clone());
+                (b.path.as_path(), b.format, b.snapshots.as_ref(), storage)
+            })),
+            ..config.analysis.clone()
+        },
         storage_name: None,
         deployment: None,
     };

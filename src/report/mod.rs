@@ -12,8 +12,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::analyze::{
-    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, Finding, Prediction, Severity,
-    StorageSummary, TableSummary, TransactionSummary, Verdict,
+    Analysis, AsOf, CheckName, CheckStatus, CoordinatorSummary, CutSummary, Finding, Prediction,
+    Severity, StorageSummary, TableSummary, TransactionSummary, Verdict,
 };
 use crate::drill::DrillSection;
 use crate::model::TableRef;
@@ -91,6 +91,10 @@ pub struct Summary {
     /// how many transactions were checked, skipped and why, proven and torn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_sets: Option<crate::analyze::WriteSetSummary>,
+    /// Whether the backup's parts were copied at one instant: their recorded instants,
+    /// the spread, the transactions at risk in it, and each table's lag with its
+    /// significance.
+    pub cut: CutSummary,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -117,6 +121,7 @@ pub struct CheckResult {
 impl Report {
     pub fn new(analysis: Analysis, target: String) -> Self {
         let checks = checks(&analysis);
+        let cut = analysis.cut.clone();
         let summary = Summary {
             records_scanned: analysis.records_scanned(),
             unresolved_records: analysis.unresolved_records(),
@@ -127,6 +132,7 @@ impl Report {
             tables: analysis.tables,
             coordinator: analysis.coordinator,
             write_sets: analysis.write_sets,
+            cut,
         };
         Self {
             schema_version: SCHEMA_VERSION,
@@ -245,6 +251,16 @@ fn checks(analysis: &Analysis) -> Vec<CheckResult> {
         coordinator_storage,
         coordinator_name,
     ));
+    // The cut's judgement across parts (their instants, the window at risk) is about the
+    // whole backup.
+    if !analysis.cut.parts.is_empty() {
+        checks.push(result(
+            CheckName::WatermarkSkew,
+            None,
+            None,
+            "(cut)".to_owned(),
+        ));
+    }
     // Findings with no table (discovery, in-flight counts) belong to no per-table check;
     // a failing one still has to fail somewhere visible.
     if analysis.tables.is_empty() {

@@ -114,6 +114,18 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(skew) = summary.watermark_skew_ms {
         writeln!(out, "watermark skew between tables: {skew} ms")?;
     }
+    let cut = &summary.cut;
+    if !cut.reason.is_empty() {
+        let judged = if cut.proven { "proven" } else { "not proven" };
+        writeln!(out, "cut {judged}: {}", cut.reason)?;
+    }
+    for lag in cut.lags.iter().filter(|l| l.significant) {
+        writeln!(
+            out,
+            "  {} lags {} by {} ms (chance of no write at its rate: {:.1e})",
+            lag.table, lag.behind, lag.lag_ms, lag.p_no_write.0
+        )?;
+    }
     let counts = [
         Outcome::RollForwardCommit,
         Outcome::RollForwardDelete,

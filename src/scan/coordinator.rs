@@ -51,9 +51,19 @@ impl PhaseTwo {
     }
 }
 
+/// The earlier of two optional instants (`Option::min` would take `None`).
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// Adds what `Retention::file` put into `part` to `total`, keeping the smallest samples.
 pub(crate) fn merge_filed(total: &mut TableScan, part: TableScan) {
     total.unconfirmed_relevant.extend(part.unconfirmed_relevant);
+    total.unconfirmed_times.merge(part.unconfirmed_times);
     total.unconfirmed_other_count += part.unconfirmed_other_count;
     for sample in part.unconfirmed_other_samples {
         let samples = &mut total.unconfirmed_other_samples;
@@ -112,6 +122,7 @@ pub(crate) struct CoordinatorStats {
     pub(crate) committed: u64,
     pub(crate) aborted: u64,
     pub(crate) max_created_at: Option<i64>,
+    pub(crate) min_created_at: Option<i64>,
     pub(crate) invalid_count: u64,
     /// The invalid rows with the smallest ids, sorted.
     pub(crate) invalid_sample: Vec<CoordinatorRow>,
@@ -272,6 +283,7 @@ impl IndexBuilder {
         let stats = &mut self.stats;
         stats.rows += 1;
         stats.max_created_at = stats.max_created_at.max(row.tx_created_at);
+        stats.min_created_at = earliest(stats.min_created_at, row.tx_created_at);
         let valid = row.tx_created_at.is_some();
         let state = match row.tx_state {
             Some(3) => {
@@ -312,6 +324,7 @@ impl IndexBuilder {
         stats.committed += other.committed;
         stats.aborted += other.aborted;
         stats.max_created_at = stats.max_created_at.max(other.max_created_at);
+        stats.min_created_at = earliest(stats.min_created_at, other.min_created_at);
         stats.invalid_count += other.invalid_count;
         stats.invalid_sample.extend(other.invalid_sample);
         stats.invalid_sample.sort_by(|a, b| a.tx_id.cmp(&b.tx_id));

@@ -269,7 +269,8 @@ async fn scan(
     // which COMMITTED records of every other storage are kept.
     if let (Some(schema), true) = (coordinator_schema, coordinator_readable) {
         let retention =
-            Retention::from_exceptional(scans.iter().flatten().flat_map(|s| &s.exceptional));
+            Retention::from_exceptional(scans.iter().flatten().flat_map(|s| &s.exceptional))
+                .with_coordinator(&coordinator);
         if let Some(resolver) = &mut resolver {
             let unresolved: BTreeSet<String> = scans
                 .iter()
@@ -383,6 +384,7 @@ async fn scan(
         coordinator,
         discovery: notes,
         storages,
+        at_risk_transactions: Vec::new(),
     };
     let mut analysis = analyze(&observation, &config.analysis);
     if let Some(proof) = proof {

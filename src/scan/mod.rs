@@ -124,7 +124,8 @@ where
     // found unresolved, so only the records the atomicity check needs stay in memory.
     if let Some(coordinator_schema) = coordinator_schema {
         let retention =
-            Retention::from_exceptional(scans.iter().flatten().flat_map(|s| &s.exceptional));
+            Retention::from_exceptional(scans.iter().flatten().flat_map(|s| &s.exceptional))
+                .with_coordinator(&coordinator);
         let retention = &retention;
         scans = stream::iter(schemas.iter().zip(&tasks).zip(scans))
             .map(|((schema, task), scan)| async move {
@@ -227,6 +228,7 @@ where
         coordinator,
         discovery: discovery.notes,
         storages: vec![storage],
+        at_risk_transactions: Vec::new(),
     };
     let mut analysis = analyze(&observation, &config.analysis);
     if let Some(proof) = proof {

@@ -50,7 +50,9 @@ pub use recovery::ObservedAs;
 
 use super::discover::{CatalogTable, Discovery, DiscoverySettings, discover};
 use super::{CoordinatorSchema, TableSchema};
-use crate::analyze::{CoordinatorScan, DiscoveryNote, ObservedRecord, Retention, TableScan};
+use crate::analyze::{
+    CoordinatorScan, DiscoveryNote, ObservedRecord, RecentCommits, Retention, TableScan,
+};
 use crate::model::write_set::{MAX_WRITE_SET_BYTES, StoredWriteSet};
 use crate::model::{
     CoordinatorRow, CoordinatorRows, CoordinatorState, RecordKey, RecordMeta, StoredState,
@@ -754,6 +756,10 @@ impl super::Store for CassandraStore {
             committed: index.stats.committed,
             aborted: index.stats.aborted,
             max_created_at: index.stats.max_created_at,
+            min_created_at: index.stats.min_created_at,
+            // The index is folded in token order: no reference instant is known before it
+            // ends, so the Coordinator's windows are not counted here.
+            recent_committed: None,
             has_child_ids: coordinator.has_child_ids,
             has_write_set: coordinator.has_write_set,
             invalid_rows: index.stats.invalid_sample.clone(),
@@ -773,6 +779,8 @@ impl super::Store for CassandraStore {
         };
         let limit = self.options.unconfirmed_stash_limit;
         let index_ref = index.as_deref();
+        // The Coordinator's newest row anchors the table's rate windows (`analyze/cut.rs`).
+        let reference = index_ref.and_then(|index| index.stats.max_created_at);
         let phase = self
             .scan_table(
                 &table.table,
@@ -784,6 +792,12 @@ impl super::Store for CassandraStore {
                     acc.scan.records += 1;
                     acc.scan.max_prepared_at = acc.scan.max_prepared_at.max(meta.tx_prepared_at);
                     acc.scan.max_committed_at = acc.scan.max_committed_at.max(meta.tx_committed_at);
+                    if let Some(reference) = reference {
+                        acc.scan
+                            .recent
+                            .get_or_insert_with(|| Box::new(RecentCommits::new(reference)))
+                            .add(meta.tx_committed_at);
+                    }
                     if !meta.is_plainly_committed() {
                         let key = decode_key(table, &mut row)?;
                         acc.scan.exceptional.push(observed(key, raw.into_meta()));
@@ -1463,6 +1477,11 @@ impl PhaseOne {
         self.scan.records += part.scan.records;
         self.scan.max_prepared_at = self.scan.max_prepared_at.max(part.scan.max_prepared_at);
         self.scan.max_committed_at = self.scan.max_committed_at.max(part.scan.max_committed_at);
+        match (&mut self.scan.recent, part.scan.recent) {
+            (Some(total), Some(part)) => total.merge(&part),
+            (total @ None, part) => *total = part,
+            (Some(_), None) => {}
+        }
         self.scan.exceptional.extend(part.scan.exceptional);
         self.overflow |= part.overflow;
         if !self.overflow {

@@ -119,14 +119,52 @@ impl Dialect {
         }
     }
 
-    /// Record count and timestamp watermarks of one table, in one pass.
-    pub fn table_stats(self, table: &TableSchema) -> String {
-        format!(
-            "SELECT {}, {}, {} FROM {}",
+    /// Record count and timestamp watermarks of one table, in one pass; with a reference
+    /// instant, also how many records committed in each rate window before it.
+    pub fn table_stats(self, table: &TableSchema, reference: Option<i64>) -> String {
+        let mut columns = vec![
             self.int(&format!("{}(*)", self.func("count"))),
             self.int(&format!("{}(tx_prepared_at)", self.func("max"))),
             self.int(&format!("{}(tx_committed_at)", self.func("max"))),
+        ];
+        columns.extend(self.window_counts("tx_committed_at", None, reference));
+        format!(
+            "SELECT {} FROM {}",
+            columns.join(", "),
             self.table_name(&table.table)
+        )
+    }
+
+    /// `SUM(CASE WHEN column > reference - w …)` for every rate window (integer literals
+    /// computed here, never text from the database).
+    fn window_counts(
+        self,
+        column: &str,
+        also: Option<&str>,
+        reference: Option<i64>,
+    ) -> Vec<String> {
+        let Some(reference) = reference else {
+            return Vec::new();
+        };
+        let also = also.map_or_else(String::new, |c| format!(" AND {c}"));
+        crate::analyze::RATE_WINDOWS_MS
+            .iter()
+            .map(|w| {
+                self.int(&format!(
+                    "{}(CASE WHEN {column} > {}{also} THEN 1 ELSE 0 END)",
+                    self.func("sum"),
+                    reference.saturating_sub(*w)
+                ))
+            })
+            .collect()
+    }
+
+    /// The Coordinator's newest `tx_created_at`: the rate windows' reference instant.
+    pub fn coordinator_newest(self, coordinator: &CoordinatorSchema) -> String {
+        format!(
+            "SELECT {} FROM {}",
+            self.int(&format!("{}(tx_created_at)", self.func("max"))),
+            self.table_name(&coordinator.table)
         )
     }
 
@@ -302,16 +340,26 @@ impl Dialect {
         )
     }
 
-    /// Row count, state counts and newest entry of the Coordinator table.
-    pub fn coordinator_stats(self, coordinator: &CoordinatorSchema) -> String {
+    /// Row count, state counts, oldest and newest entry of the Coordinator table; with a
+    /// reference instant, the COMMITTED rows created in each rate window before it.
+    pub fn coordinator_stats(
+        self,
+        coordinator: &CoordinatorSchema,
+        reference: Option<i64>,
+    ) -> String {
         let sum = self.func("sum");
-        format!(
-            "SELECT {}, {}, {}, {}, {} FROM {}",
+        let mut columns = vec![
             self.int(&format!("{}(*)", self.func("count"))),
             self.int(&format!("{sum}(CASE WHEN tx_state = 3 THEN 1 ELSE 0 END)")),
             self.int(&format!("{sum}(CASE WHEN tx_state = 4 THEN 1 ELSE 0 END)")),
             self.int(&format!("{}(tx_created_at)", self.func("max"))),
             self.int(&format!("{sum}({})", Self::INVALID_COORDINATOR_ROW)),
+            self.int(&format!("{}(tx_created_at)", self.func("min"))),
+        ];
+        columns.extend(self.window_counts("tx_created_at", Some("tx_state = 3"), reference));
+        format!(
+            "SELECT {} FROM {}",
+            columns.join(", "),
             self.table_name(&coordinator.table)
         )
     }
@@ -780,10 +828,11 @@ mod tests {
         let mut blob = accounts();
         blob.keys[0].kind = KeyKind::Blob;
         let queries = [
-            Dialect::Postgres.table_stats(&accounts()),
+            Dialect::Postgres.table_stats(&accounts(), Some(1_700_000_000_000)),
             Dialect::Postgres.exceptional_records(&blob, Some(&coordinator)),
             Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator),
-            Dialect::Postgres.coordinator_stats(&coordinator),
+            Dialect::Postgres.coordinator_stats(&coordinator, Some(1_700_000_000_000)),
+            Dialect::Postgres.coordinator_newest(&coordinator),
             Dialect::Postgres.invalid_coordinator_rows(&coordinator, 20),
             Dialect::Postgres.duplicated_coordinator_count(&coordinator),
             Dialect::Postgres.duplicated_coordinator_rows(&coordinator, 20),

@@ -20,7 +20,10 @@ use super::discover::{
     CatalogTable, DiscoveredTable, Discovery, DiscoverySettings, MetadataRow, discover,
 };
 use super::{CoordinatorSchema, TableSchema};
-use crate::analyze::{CoordinatorScan, DiscoveryNote, ObservedRecord, Retention, TableScan};
+use crate::analyze::{
+    CoordinatorScan, DiscoveryNote, ObservedRecord, RATE_WINDOWS_MS, RecentCommits, Retention,
+    TableScan,
+};
 use crate::model::write_set::{MAX_WRITE_SET_BYTES, StoredWriteSet};
 use crate::model::{CoordinatorRow, CoordinatorRows, RecordKey, RecordMeta, TableRef};
 
@@ -140,6 +143,9 @@ pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
     target: String,
+    /// The Coordinator's newest `tx_created_at`, read once per scan: the reference instant
+    /// the tables' rate windows end at (`analyze/cut.rs`).
+    anchor: std::sync::Arc<tokio::sync::OnceCell<Option<i64>>>,
 }
 
 impl SqlStore {
@@ -184,6 +190,7 @@ impl SqlStore {
                         pool,
                         dialect,
                         target: target.to_owned(),
+                        anchor: std::sync::Arc::default(),
                     });
                 }
                 Err(source) if is_transient(&source) => {
@@ -353,6 +360,25 @@ fn required_text(row: &AnyRow, index: usize) -> Result<String, sqlx::Error> {
     })
 }
 
+impl SqlStore {
+    /// The Coordinator's newest `tx_created_at`, read once and shared by every table.
+    async fn anchor(&self, coordinator: &CoordinatorSchema) -> Result<Option<i64>, sqlx::Error> {
+        let newest = self
+            .anchor
+            .get_or_try_init(|| async {
+                let mut conn = self.read_only_connection().await?;
+                let row = sqlx::query(&self.dialect.coordinator_newest(coordinator))
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let newest: Option<i64> = row.try_get(0)?;
+                Self::end(&mut conn).await?;
+                Ok::<_, sqlx::Error>(newest)
+            })
+            .await?;
+        Ok(*newest)
+    }
+}
+
 impl super::Store for SqlStore {
     type Error = SqlError;
 
@@ -489,8 +515,10 @@ impl super::Store for SqlStore {
             table: coordinator.table.to_string(),
             source,
         };
+        // Its failure is the stats query's to report.
+        let reference = self.anchor(coordinator).await.ok().flatten();
         let mut conn = self.read_only_connection().await.map_err(error)?;
-        let stats = sqlx::query(&self.dialect.coordinator_stats(coordinator))
+        let stats = sqlx::query(&self.dialect.coordinator_stats(coordinator, reference))
             .fetch_one(&mut *conn)
             .await
             .map_err(error)?;
@@ -500,6 +528,8 @@ impl super::Store for SqlStore {
             committed: count(&stats, 1).map_err(error)?,
             aborted: count(&stats, 2).map_err(error)?,
             max_created_at: stats.try_get(3).map_err(error)?,
+            min_created_at: stats.try_get(5).map_err(error)?,
+            recent_committed: windows(&stats, 6, reference).map_err(error)?,
             has_child_ids: coordinator.has_child_ids,
             has_write_set: coordinator.has_write_set,
             invalid_count: count(&stats, 4).map_err(error)?,
@@ -560,24 +590,39 @@ impl super::Store for SqlStore {
             table: table.table.to_string(),
             source,
         };
+        let mut exceptional = Vec::new();
         let mut conn = self.read_only_connection().await.map_err(scan_error)?;
-        let stats = sqlx::query(&self.dialect.table_stats(table))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(scan_error)?;
-        let mut scan = TableScan {
-            records: count(&stats, 0).map_err(scan_error)?,
-            max_prepared_at: stats.try_get(1).map_err(scan_error)?,
-            max_committed_at: stats.try_get(2).map_err(scan_error)?,
-            ..TableScan::default()
-        };
         let sql = self.dialect.exceptional_records(table, coordinator);
         let mut rows = sqlx::query(&sql).fetch(&mut *conn);
         while let Some(row) = rows.try_next().await.map_err(scan_error)? {
-            scan.exceptional
-                .push(decode_record(&row, table).map_err(scan_error)?);
+            exceptional.push(decode_record(&row, table).map_err(scan_error)?);
         }
         drop(rows);
+        Self::end(&mut conn).await.map_err(scan_error)?;
+        drop(conn);
+        // The reference is awaited holding no connection, so a full pool cannot starve
+        // the one query that reads it.
+        // A Coordinator the account cannot read is the Coordinator's finding, not this
+        // table's: without the reference the table's rate is simply not counted.
+        let reference = match coordinator {
+            Some(coordinator) => self.anchor(coordinator).await.ok().flatten(),
+            None => None,
+        };
+        let mut conn = self.read_only_connection().await.map_err(scan_error)?;
+        let stats = sqlx::query(&self.dialect.table_stats(table, reference))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(scan_error)?;
+        let scan = TableScan {
+            records: count(&stats, 0).map_err(scan_error)?,
+            max_prepared_at: stats.try_get(1).map_err(scan_error)?,
+            max_committed_at: stats.try_get(2).map_err(scan_error)?,
+            recent: windows(&stats, 3, reference)
+                .map_err(scan_error)?
+                .map(Box::new),
+            exceptional,
+            ..TableScan::default()
+        };
         Self::end(&mut conn).await.map_err(scan_error)?;
         Ok(scan)
     }
@@ -803,6 +848,23 @@ fn decode_write_set_row(row: &AnyRow) -> Result<Option<StoredWriteSet>, sqlx::Er
 
 fn is_transient(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+}
+
+/// The rate windows a stats query counted from column `first` on, ending at `reference`.
+fn windows(
+    row: &AnyRow,
+    first: usize,
+    reference: Option<i64>,
+) -> Result<Option<RecentCommits>, sqlx::Error> {
+    let Some(reference) = reference else {
+        return Ok(None);
+    };
+    let mut recent = RecentCommits::new(reference);
+    for (i, slot) in recent.counts.iter_mut().enumerate() {
+        *slot = count(row, first + i)?;
+    }
+    debug_assert_eq!(recent.counts.len(), RATE_WINDOWS_MS.len());
+    Ok(Some(recent))
 }
 
 /// A NULL aggregate (SUM over no rows) counts as zero.

@@ -103,6 +103,22 @@ async fn every_pg_dump_format_restores_drills_and_rehearses_recovery() {
             std::fs::metadata(backup).unwrap().modified().unwrap(),
             before
         );
+        // One pg_dump run is one snapshot, and the report says so; an archive's header
+        // (written by the real pg_dump) gives its creation time.
+        let cut = &run.json()["summary"]["cut"];
+        assert_eq!(cut["proven"], true, "{cut}");
+        let part = &cut["parts"][0];
+        assert_eq!(part["single_snapshot"], true, "{cut}");
+        if backup != &plain && backup != &gzip {
+            assert!(
+                part["how"]
+                    .as_str()
+                    .unwrap()
+                    .contains("pg_dump archive header: created"),
+                "{cut}"
+            );
+            assert!(part["earliest_ms"].as_i64().is_some(), "{cut}");
+        }
     }
 
     // A sum over BIGINT is NUMERIC on PostgreSQL: the check reads it, and every other

@@ -119,6 +119,8 @@ pub fn observe(cut: &Cut) -> Observation {
             committed: count(COMMITTED),
             aborted: count(ABORTED),
             max_created_at: cut.coordinator.values().map(|entry| entry.created_at).max(),
+            min_created_at: cut.coordinator.values().map(|entry| entry.created_at).min(),
+            recent_committed: None,
             has_child_ids: false,
             has_write_set: false,
             invalid_rows: Vec::new(),
@@ -126,5 +128,6 @@ pub fn observe(cut: &Cut) -> Observation {
         }),
         discovery: Vec::new(),
         storages: Vec::new(),
+        at_risk_transactions: Vec::new(),
     }
 }

@@ -65,6 +65,7 @@ final class CaseContext implements AutoCloseable {
 
   DistributedTransactionManager tm;
   private DistributedTransactionManager serializableTm;
+  private DistributedTransactionManager onePhaseTm;
   private DistributedTransactionManager extraWriteTm;
   private TwoPhaseCommitTransactionManager coordinatorTm;
   private TwoPhaseCommitTransactionManager participantTm;
@@ -145,6 +146,16 @@ final class CaseContext implements AutoCloseable {
       serializableTm = TransactionFactory.create(p).getTransactionManager();
     }
     return serializableTm;
+  }
+
+  /** 3.16+: one-phase commit on (records written COMMITTED directly, no Coordinator row). */
+  DistributedTransactionManager onePhase() {
+    if (onePhaseTm == null) {
+      Properties p = scalarProps(live, true);
+      p.setProperty("scalar.db.consensus_commit.one_phase_commit.enabled", "true");
+      onePhaseTm = TransactionFactory.create(p).getTransactionManager();
+    }
+    return onePhaseTm;
   }
 
   /** ≤3.15: SERIALIZABLE with the EXTRA_WRITE strategy (removed in 3.16). */
@@ -243,6 +254,16 @@ final class CaseContext implements AutoCloseable {
     int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
     tx.commit();
     register(tx.getId(), "committed", writes, "one-phase transfer");
+    return tx.getId();
+  }
+
+  /** A transfer of slot s through the one-phase-commit manager: no Coordinator row. */
+  String onePhaseCommitTransfer(int s) throws Exception {
+    DistributedTransaction tx = onePhase().begin();
+    int step = nextStep(s);
+    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+    tx.commit();
+    register(tx.getId(), "one_phase_committed", writes, "one-phase-commit transfer");
     return tx.getId();
   }
 
@@ -461,7 +482,7 @@ final class CaseContext implements AutoCloseable {
   @Override
   public void close() {
     Faults.disarm();
-    for (AutoCloseable c : new AutoCloseable[] {tm, serializableTm, extraWriteTm, coordinatorTm, participantTm}) {
+    for (AutoCloseable c : new AutoCloseable[] {tm, serializableTm, onePhaseTm, extraWriteTm, coordinatorTm, participantTm}) {
       if (c != null) {
         try {
           c.close();

@@ -225,6 +225,17 @@ final class Scenarios {
         ctx.cut();
       }));
     }
+    if (!before316(version)) {
+      // Intact: one-phase commit (3.16+) writes COMMITTED records with tx_prepared_at =
+      // tx_committed_at and no Coordinator row, after the seed's row: not a cut.
+      out.add(single("one-phase-commit-quiet", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.onePhaseCommitTransfer(s[0]);
+        ctx.onePhaseCommitTransfer(s[1]);
+        ctx.cut();
+      }));
+    }
     out.add(single("mixed", Scenarios::mixed));
     out.add(new CaseSpec("mixed-custom-coordinator", false, CUSTOM_NS, "single_instant", Scenarios::mixed));
 

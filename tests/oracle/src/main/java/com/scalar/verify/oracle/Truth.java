@@ -122,6 +122,7 @@ final class Truth {
         return "ABORTED/none";
       case "not_written":
       case "after_data_cut":
+      case "one_phase_committed":
         return "NONE/none";
       default:
         return null;

@@ -1,0 +1,1000 @@
+//! The cut: whether the parts of a backup (tables, the Coordinator, whole backups of
+//! several storages) were copied at one instant, judged from the evidence the backup itself
+//! holds. Pure: the instants come in as data (the backup readers in `backup/`, the drill,
+//! `--pause-window`), the counts from the scan.
+//!
+//! Three traces, one judgement (issue 13 "Expose", issue 11 "The cut across backups"):
+//! - COMMITTED records whose transaction has no Coordinator row although the Coordinator
+//!   holds rows older and newer, or committed after its newest row: the Coordinator copy
+//!   is older than the data, unless a legal cause explains them (one-phase commit,
+//!   `tx_prepared_at = tx_committed_at`; write-set logging, whose clean-up deletes rows;
+//!   a Coordinator truncated before the records' commits). Protocol §3, §11.
+//! - A table whose newest write lags the rest by far more than its own write rate makes
+//!   plausible (a Poisson tail: the chance of no write in the lag at the table's rate).
+//! - Parts with recorded instants: the spread between them and the Coordinator rows
+//!   created inside it (`cut-window-at-risk`); none, or every instant inside one pause,
+//!   proves the cut.
+//!
+//! A finding here never says `inconsistent`: the traces show a tear is possible, not that
+//! one happened. It makes a passing verdict `indeterminate`, says what a tear would look
+//! like and how to rule it out. Must not read files or know any backup format.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::input::{RATE_WINDOWS_MS, RecentCommits, UnconfirmedTimes};
+use super::{
+    Code, CoordinatorSummary, Finding, ObservedRecord, PauseWindow, TableSummary, human_ms,
+};
+use crate::model::{CoordinatorState, RecordMeta, TableRef};
+
+/// Clocks of ScalarDB's clients differ and ≤3.18 stamps records with the committing
+/// process's clock after the Coordinator row's: commits this close to an edge of the
+/// Coordinator's span are not placed outside it.
+pub const CLOCK_TOLERANCE_MS: i64 = 100;
+
+/// A lag is significant when seeing no write in it at the table's own rate is less likely
+/// than this: with a few hundred tables a single-instant backup still raises no alarm.
+pub const LAG_SIGNIFICANCE: f64 = 1e-6;
+
+/// The fewest records in a rate window for its rate to count as evidence.
+pub const MIN_RATE_EVIDENCE: u64 = 10;
+
+/// How many at-risk transactions a report lists.
+pub const AT_RISK_EXAMPLES: usize = 5;
+
+/// Where a COMMITTED record without a Coordinator row committed, against the Coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitPlace {
+    /// `tx_prepared_at = tx_committed_at`: one-phase commit writes no Coordinator row.
+    OnePhase,
+    BeforeOldest,
+    Within,
+    AfterNewest,
+    /// No Coordinator span (an empty Coordinator) or no commit time.
+    Unplaced,
+}
+
+pub fn place_commit(meta: &RecordMeta, span: Option<(i64, i64)>, tolerance: i64) -> CommitPlace {
+    if meta.tx_prepared_at.is_some() && meta.tx_prepared_at == meta.tx_committed_at {
+        return CommitPlace::OnePhase;
+    }
+    let (Some((oldest, newest)), Some(at)) = (span, meta.tx_committed_at) else {
+        return CommitPlace::Unplaced;
+    };
+    if at < oldest.saturating_sub(tolerance) {
+        CommitPlace::BeforeOldest
+    } else if at > newest.saturating_add(tolerance) {
+        CommitPlace::AfterNewest
+    } else {
+        CommitPlace::Within
+    }
+}
+
+/// One part of a backup with the instant it was copied at, as far as it is known.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct CutPart {
+    /// What was copied: a backup file, one dump inside it, a storage, a node.
+    pub name: String,
+    /// The storage it holds, when known.
+    pub storage: Option<String>,
+    /// The earliest and latest epoch ms the copy can have been taken at (equal when the
+    /// record is exact; `None`: the part does not say).
+    pub earliest_ms: Option<i64>,
+    pub latest_ms: Option<i64>,
+    pub source: InstantSource,
+    /// Where the instant was read, in words ("pg_dump archive header", …).
+    pub how: String,
+    /// The part is one snapshot (one pg_dump run: every table at one instant).
+    pub single_snapshot: bool,
+}
+
+/// How a part's instant is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstantSource {
+    /// The backup's own record (a dump header or trailer, a snapshot manifest).
+    Recorded,
+    /// The pause window the backup was taken in (`--pause-window`).
+    PauseWindow,
+    /// The data's newest write: the copy was taken at or after it.
+    Estimated,
+}
+
+/// How a write-set proof (ScalarDB 3.19) judged one at-risk transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AtRiskProof {
+    /// Nothing decides it: metadata cannot see a tear there.
+    Unproven,
+    /// Every record its write set names is in the backup at its version or later.
+    Intact,
+    /// A record its write set names is older than its commit (`torn-transaction-missing-write`).
+    Torn,
+}
+
+/// A transaction the Coordinator shows committing inside the cut window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct AtRiskTransaction {
+    pub tx_id: String,
+    pub committed_at_ms: Option<i64>,
+    pub proof: AtRiskProof,
+}
+
+/// The window between the earliest and the latest part, and what committed in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct AtRisk {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// COMMITTED Coordinator rows created in the window: at least and at most (from the
+    /// Coordinator's counts in fixed windows; `None`: not counted).
+    pub committed_at_least: Option<u64>,
+    pub committed_at_most: Option<u64>,
+    /// Examples, each with what a write-set proof says of it (empty: none listed).
+    pub transactions: Vec<AtRiskTransaction>,
+}
+
+/// A probability, serialized as a number (compared bit for bit, so reports stay `Eq`).
+#[derive(Clone, Copy, Debug, Serialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Probability(pub f64);
+
+impl PartialEq for Probability {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Probability {}
+
+/// How far one table's newest write lags the newest write elsewhere, and how unlikely that
+/// is at the table's own rate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct TableLag {
+    pub storage: Option<String>,
+    pub table: TableRef,
+    pub lag_ms: i64,
+    /// What it lags: `coordinator` or a table's name.
+    pub behind: String,
+    /// The window the rate was counted in, and the records committed in it.
+    pub window_ms: i64,
+    pub writes_in_window: u64,
+    /// Writes expected in the lag at that rate, and the chance of seeing none.
+    pub expected_writes: Probability,
+    pub p_no_write: Probability,
+    pub significant: bool,
+}
+
+/// The cut's evidence and its judgement, in the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct CutSummary {
+    /// The parts with their instants (from the backup, the pause window, the drill).
+    pub parts: Vec<CutPart>,
+    /// The latest instant minus the earliest, over parts that record one.
+    pub spread_ms: Option<i64>,
+    /// The cut is proven to be one instant (one snapshot, no spread, or one pause).
+    pub proven: bool,
+    /// Why it is proven, or why not.
+    pub reason: String,
+    pub at_risk: Option<AtRisk>,
+    pub lags: Vec<TableLag>,
+}
+
+/// What the cut judgement reads besides the table summaries.
+pub struct CutInput<'a> {
+    pub parts: &'a [CutPart],
+    pub pause: Option<PauseWindow>,
+    pub coordinator: &'a CoordinatorSummary,
+    pub coordinator_recent: Option<&'a RecentCommits>,
+    /// Each scanned table's rate windows.
+    pub recent: &'a BTreeMap<TableRef, RecentCommits>,
+    pub at_risk_transactions: &'a [AtRiskTransaction],
+    /// The storages' newest writes: a lower bound of an unrecorded part's instant.
+    pub storages: &'a [super::StorageSummary],
+}
+
+/// Judges the parts, the Coordinator's coverage and the tables' lags into findings.
+pub fn judge(
+    input: &CutInput<'_>,
+    tables: &[TableSummary],
+    findings: &mut Vec<Finding>,
+) -> CutSummary {
+    let mut summary = CutSummary {
+        parts: input.parts.to_vec(),
+        ..CutSummary::default()
+    };
+    let one_snapshot = input.parts.len() == 1 && input.parts[0].single_snapshot;
+    summary.lags = table_lags(input, tables);
+    for lag in summary.lags.iter().filter(|l| l.significant) {
+        if one_snapshot {
+            continue;
+        }
+        findings.push(lag_finding(lag));
+    }
+    judge_parts(input, one_snapshot, &mut summary, findings);
+    summary
+}
+
+fn judge_parts(
+    input: &CutInput<'_>,
+    one_snapshot: bool,
+    summary: &mut CutSummary,
+    findings: &mut Vec<Finding>,
+) {
+    let parts = input.parts;
+    if parts.is_empty() {
+        summary.reason = "the backup records no instant for its parts: the cut is judged from \
+                          the data alone"
+            .to_owned();
+        return;
+    }
+    if one_snapshot {
+        summary.proven = true;
+        summary.spread_ms = Some(0);
+        summary.reason = format!(
+            "{} is one snapshot: every table and the Coordinator were copied at one instant",
+            parts[0].name
+        );
+        findings.push(Finding::new(
+            Code::BackupSingleSnapshot,
+            format!(
+                "{} ({}) is one snapshot: the tables and the Coordinator were copied at \
+                     one instant, so no transaction can be torn by the copy; a table that \
+                     looks quiet is quiet",
+                parts[0].name, parts[0].how
+            ),
+        ));
+        return;
+    }
+    if parts.len() == 1 {
+        summary.reason = format!(
+            "{} ({}) is not known to be one snapshot: the cut is judged from the data",
+            parts[0].name, parts[0].how
+        );
+        return;
+    }
+    // A part copied at an unrecorded instant was copied at or after its storage's newest
+    // write: when every part's earliest instant (recorded, or so estimated) follows the
+    // Coordinator's newest row, nothing committed between the copies.
+    let estimated = |p: &CutPart| {
+        p.earliest_ms.or_else(|| {
+            let storage = p.storage.as_deref()?;
+            let s = input.storages.iter().find(|s| s.name == storage)?;
+            s.max_tx_prepared_at.max(s.max_tx_committed_at)
+        })
+    };
+    let all_after = parts.iter().map(estimated).collect::<Option<Vec<i64>>>();
+    if let (Some(starts), Some(newest)) = (all_after, input.coordinator.max_tx_created_at) {
+        let first = starts.iter().copied().min().unwrap_or(i64::MIN);
+        if newest <= first.saturating_add(CLOCK_TOLERANCE_MS) {
+            summary.proven = true;
+            summary.reason = format!(
+                "every part was copied after the Coordinator's newest row ({newest}; parts \
+                 without a recorded instant at or after their storage's newest write): no \
+                 transaction committed between the copies"
+            );
+            return;
+        }
+    }
+    let earliest = parts.iter().filter_map(|p| p.earliest_ms).min();
+    let latest = parts.iter().filter_map(|p| p.latest_ms).max();
+    let unknown: Vec<&str> = parts
+        .iter()
+        .filter(|p| p.earliest_ms.is_none() || p.latest_ms.is_none())
+        .map(|p| p.name.as_str())
+        .collect();
+    if let Some(pause) = input.pause {
+        let inside = |p: &CutPart| {
+            p.earliest_ms.is_some_and(|e| e >= pause.start_ms)
+                && p.latest_ms.is_some_and(|l| l <= pause.end_ms)
+        };
+        if parts.iter().all(inside) {
+            summary.proven = true;
+            summary.spread_ms = earliest.zip(latest).map(|(e, l)| l - e);
+            summary.reason = format!(
+                "every part was copied inside the pause from {} to {}: no transaction ran \
+                 between the copies",
+                pause.start_ms, pause.end_ms
+            );
+            return;
+        }
+    }
+    let rule_out = "rule it out with a pause (--pause-window, every copy inside it), one \
+                    snapshot of everything, or ScalarDB 3.19 write-set logging, which names \
+                    every record a transaction wrote";
+    let (Some(from), Some(to), true) = (earliest, latest, unknown.is_empty()) else {
+        summary.reason = format!(
+            "{} parts were copied separately and {} record no instant: the transactions \
+             between the copies cannot be bounded",
+            parts.len(),
+            unknown.join(", ")
+        );
+        findings.push(Finding::new(
+            Code::CutWindowAtRisk,
+            format!(
+                "the backup holds {} separately copied parts ({}), and {} record no \
+                     instant: a transaction that committed between the copies can have its \
+                     writes in a later part and none in an earlier one, a tear no metadata \
+                     shows; {rule_out}",
+                parts.len(),
+                parts
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                unknown.join(", ")
+            ),
+        ));
+        return;
+    };
+    let spread = to.saturating_sub(from);
+    summary.spread_ms = Some(spread);
+    let (at_least, at_most) = match input.coordinator.max_tx_created_at {
+        // Nothing committed after the earliest copy: nothing can be torn between them.
+        Some(newest) if newest < from.saturating_sub(CLOCK_TOLERANCE_MS) => (Some(0), Some(0)),
+        _ => committed_between(input.coordinator_recent, from, to),
+    };
+    let mut at_risk = AtRisk {
+        from_ms: from,
+        to_ms: to,
+        committed_at_least: at_least,
+        committed_at_most: at_most,
+        transactions: input
+            .at_risk_transactions
+            .iter()
+            .filter(|t| t.committed_at_ms.is_none_or(|at| (from..=to).contains(&at)))
+            .take(AT_RISK_EXAMPLES)
+            .cloned()
+            .collect(),
+    };
+    let proven_intact = input
+        .at_risk_transactions
+        .iter()
+        .filter(|t| t.proof == AtRiskProof::Intact)
+        .count();
+    let all_proven =
+        at_most.is_some_and(|most| u64::try_from(proven_intact).unwrap_or(u64::MAX) >= most);
+    if spread <= CLOCK_TOLERANCE_MS || at_most == Some(0) || all_proven {
+        summary.proven = true;
+        summary.reason = if spread <= CLOCK_TOLERANCE_MS {
+            format!("the parts were copied within {spread} ms of each other")
+        } else if all_proven && at_most != Some(0) {
+            "every transaction that committed between the copies is proven intact by its write set"
+                .to_owned()
+        } else {
+            format!(
+                "the Coordinator shows no transaction committing in the {spread} ms between \
+                 the copies"
+            )
+        };
+        summary.at_risk = Some(at_risk);
+        return;
+    }
+    let count = match (at_least, at_most) {
+        (Some(least), Some(most)) if least == most => format!("{most}"),
+        (Some(least), Some(most)) => format!("between {least} and {most}"),
+        (None, Some(most)) => format!("up to {most}"),
+        _ => "an unknown number of".to_owned(),
+    };
+    summary.reason = format!(
+        "the parts were copied {} apart and {count} transaction(s) committed in between",
+        human_ms(spread)
+    );
+    let mut finding = Finding::new(
+        Code::CutWindowAtRisk,
+        format!(
+            "the parts were copied {} apart (from {from} to {to}) and the Coordinator shows \
+             {count} transaction(s) committing in between: a tear among them leaves no trace \
+             in the earlier part (its records keep their older committed versions); {rule_out}",
+            human_ms(spread)
+        ),
+    );
+    if let Some(most) = at_most {
+        finding = finding.count(most);
+    }
+    if let Some(example) = at_risk.transactions.first() {
+        finding = finding.tx_id(Some(&example.tx_id));
+    }
+    at_risk.transactions.truncate(AT_RISK_EXAMPLES);
+    summary.at_risk = Some(at_risk);
+    findings.push(finding);
+}
+
+/// Bounds on the COMMITTED rows created in `[from, to]`, from the Coordinator's windows.
+fn committed_between(
+    recent: Option<&RecentCommits>,
+    from: i64,
+    to: i64,
+) -> (Option<u64>, Option<u64>) {
+    let Some(recent) = recent else {
+        return (None, None);
+    };
+    let reference = recent.reference_ms;
+    if from > reference {
+        return (Some(0), Some(0));
+    }
+    let windows = RATE_WINDOWS_MS.iter().zip(recent.counts);
+    // Rows after `reference - w` for the smallest w reaching back to `from` include every
+    // row of the window (and maybe later ones).
+    let at_most = windows
+        .clone()
+        .find(|(w, _)| reference.saturating_sub(**w) <= from)
+        .map(|(_, n)| n);
+    // When the window reaches the reference, rows after `reference - w` for the largest w
+    // not reaching back past `from` are all inside it.
+    let at_least = if to >= reference {
+        Some(
+            windows
+                .filter(|(w, _)| reference.saturating_sub(**w) >= from)
+                .map(|(_, n)| n)
+                .max()
+                .unwrap_or(0),
+        )
+    } else {
+        None
+    };
+    (
+        at_least.map(|l| l.min(at_most.unwrap_or(u64::MAX))),
+        at_most,
+    )
+}
+
+fn table_lags(input: &CutInput<'_>, tables: &[TableSummary]) -> Vec<TableLag> {
+    let watermark = |t: &TableSummary| t.max_tx_prepared_at.max(t.max_tx_committed_at);
+    let mut lags = Vec::new();
+    for table in tables {
+        let (Some(mark), Some(recent)) = (watermark(table), input.recent.get(&table.table)) else {
+            continue;
+        };
+        // The newest write of the other tables, and the Coordinator's newest row: a table
+        // is judged only when it lags both. Tables copied together before the Coordinator
+        // are the safe order (their prepared records resolve with the later copy), so
+        // lagging the Coordinator alone is no evidence.
+        let mut other: Option<(i64, String)> = None;
+        for t in tables.iter().filter(|t| t.table != table.table) {
+            if let Some(at) = watermark(t) {
+                if other.as_ref().is_none_or(|(b, _)| at > *b) {
+                    other = Some((at, t.table.to_string()));
+                }
+            }
+        }
+        let Some((other_newest, other_name)) = other else {
+            continue;
+        };
+        let (newest, behind) = match input.coordinator.max_tx_created_at {
+            Some(at) if at < other_newest => (at, format!("{other_name} and the coordinator")),
+            Some(_) => (other_newest, format!("{other_name} and the coordinator")),
+            None => (other_newest, other_name),
+        };
+        let lag = newest.saturating_sub(mark);
+        if lag <= CLOCK_TOLERANCE_MS {
+            continue;
+        }
+        if let Some(found) = lag_of(recent, mark, lag) {
+            lags.push(TableLag {
+                storage: table.storage.clone(),
+                table: table.table.clone(),
+                lag_ms: lag,
+                behind,
+                ..found
+            });
+        }
+    }
+    lags
+}
+
+/// The significance of a lag of `lag` ms after the table's newest write at `mark`, at the
+/// rate its windows show before `mark`.
+fn lag_of(recent: &RecentCommits, mark: i64, lag: i64) -> Option<TableLag> {
+    // The part of each window before the table's newest write: windows end at the
+    // reference, which may be later than `mark`.
+    let active = |width: i64| width.saturating_sub(recent.reference_ms.saturating_sub(mark));
+    let tested = lag.saturating_sub(CLOCK_TOLERANCE_MS);
+    let candidates: Vec<(i64, u64, i64)> = RATE_WINDOWS_MS
+        .iter()
+        .zip(recent.counts)
+        .map(|(w, n)| (*w, n, active(*w)))
+        .filter(|(_, _, span)| *span > 0)
+        .collect();
+    // The smallest window whose span before the newest write is at least three lags: the
+    // rate just before the table stopped, long enough not to be the lag itself.
+    let (window, writes, span) = candidates
+        .iter()
+        .copied()
+        .find(|(_, _, span)| *span >= tested.saturating_mul(3))
+        .or_else(|| candidates.last().copied())?;
+    let rate = as_f64(writes) / as_f64_i(span);
+    let expected = rate * as_f64_i(tested);
+    let p = (-expected).exp();
+    Some(TableLag {
+        storage: None,
+        table: TableRef::new("", ""),
+        lag_ms: lag,
+        behind: String::new(),
+        window_ms: window,
+        writes_in_window: writes,
+        expected_writes: Probability(expected),
+        p_no_write: Probability(p),
+        significant: writes >= MIN_RATE_EVIDENCE && p < LAG_SIGNIFICANCE,
+    })
+}
+
+fn lag_finding(lag: &TableLag) -> Finding {
+    let mut finding = Finding::new(
+        Code::TableCopiedEarly,
+        format!(
+            "the table's newest write is {} older than the newest write of {} although it \
+             committed {} record(s) in the {} before: at that rate {:.1} writes were \
+             expected in the lag and the chance of none is {:.1e}, so the table was most \
+             likely copied earlier than the rest (or a burst of writes to it ended). A tear \
+             there looks like a transaction whose writes are in the other tables but not in \
+             this one, which still shows its older committed version (money leaves an \
+             account and never arrives); rule it out with one snapshot of everything, a \
+             pause (--pause-window), or ScalarDB 3.19 write-set logging",
+            human_ms(lag.lag_ms),
+            lag.behind,
+            lag.writes_in_window,
+            human_ms(lag.window_ms),
+            lag.expected_writes.0,
+            lag.p_no_write.0,
+        ),
+    )
+    .table(&lag.table);
+    if let Some(storage) = &lag.storage {
+        finding.storage = Some(storage.clone());
+    }
+    finding
+}
+
+/// The COMMITTED records of one table whose transaction the Coordinator does not know,
+/// classed by what explains them; `Retention` classes the counted ones during the scan,
+/// the analysis adds the kept ones.
+#[derive(Clone, Debug, Default)]
+pub struct Uncovered {
+    pub total: u64,
+    pub times: UnconfirmedTimes,
+    /// The smallest-key one, for the explained finding's evidence.
+    pub first: Option<ObservedRecord>,
+}
+
+impl Uncovered {
+    pub fn add_kept(&mut self, record: &ObservedRecord, span: Option<(i64, i64)>) {
+        self.total += 1;
+        match place_commit(&record.meta, span, CLOCK_TOLERANCE_MS) {
+            CommitPlace::OnePhase => self.times.one_phase += 1,
+            CommitPlace::BeforeOldest => self.times.before_oldest += 1,
+            CommitPlace::Within => {
+                self.times.within += 1;
+                self.times.keep_newest(record);
+            }
+            CommitPlace::AfterNewest => {
+                self.times.after_newest += 1;
+                self.times.keep_newest(record);
+            }
+            CommitPlace::Unplaced => {}
+        }
+        if self
+            .first
+            .as_ref()
+            .is_none_or(|first| record.key < first.key)
+        {
+            self.first = Some(record.clone());
+        }
+    }
+}
+
+/// The one finding about a table's COMMITTED records without a Coordinator row: explained
+/// by a legal cause (`committed-without-coordinator-state`, a warning that says which), or
+/// not (`coordinator-behind-data`: the Coordinator copy is older than the data).
+pub fn coverage_finding(
+    table: &TableRef,
+    uncovered: &Uncovered,
+    coordinator: &CoordinatorSummary,
+) -> Option<Finding> {
+    let total = uncovered.total;
+    if total == 0 {
+        return None;
+    }
+    let t = &uncovered.times;
+    let unexplained = t.within + t.after_newest;
+    let mut explained = Vec::new();
+    if t.one_phase > 0 {
+        explained.push(format!(
+            "{} with tx_prepared_at = tx_committed_at (one-phase commit, 3.16+, writes no \
+             Coordinator row)",
+            t.one_phase
+        ));
+    }
+    if t.before_oldest > 0 {
+        explained.push(format!(
+            "{} committed before the Coordinator's oldest row (a Coordinator truncated or \
+             cleaned up since)",
+            t.before_oldest
+        ));
+    }
+    let unplaced = total.saturating_sub(t.one_phase + t.before_oldest + unexplained);
+    if unplaced > 0 {
+        explained.push(format!(
+            "{unplaced} that cannot be placed against the Coordinator (it holds no row, or \
+             the record has no commit time)"
+        ));
+    }
+    // One finding per table, whichever code: the count, the table and the sample.
+    let finding = |code: Code, count: u64, message: String, sample: Option<&ObservedRecord>| {
+        let finding = Finding::new(code, message)
+            .table(table)
+            .count(count)
+            .coordinator_state(CoordinatorState::Absent);
+        match sample {
+            Some(sample) => finding
+                .key(&sample.key)
+                .tx_id(sample.meta.tx_id.as_deref())
+                .tx_state(sample.meta.state()),
+            None => finding,
+        }
+    };
+    let also = |lead: &str| {
+        if explained.is_empty() {
+            String::new()
+        } else {
+            format!("{lead}{}", explained.join("; "))
+        }
+    };
+    if unexplained > 0 && coordinator.write_set_logging {
+        return Some(finding(
+            Code::CommittedWithoutCoordinatorState,
+            total,
+            format!(
+                "{total} COMMITTED record(s) whose transaction the Coordinator does not know; \
+                 explanation applied: write-set logging (3.19) is on, and its clean-up \
+                 (finishTransaction) deletes the rows of finished transactions{}",
+                also("; also ")
+            ),
+            uncovered.first.as_ref(),
+        ));
+    }
+    if unexplained > 0 {
+        let mut places = Vec::new();
+        if t.within > 0 {
+            places.push(format!(
+                "{} committed while the Coordinator holds rows older and newer",
+                t.within
+            ));
+        }
+        if t.after_newest > 0 {
+            places.push(format!(
+                "{} committed after the Coordinator's newest row",
+                t.after_newest
+            ));
+        }
+        return Some(finding(
+            Code::CoordinatorBehindData,
+            unexplained,
+            format!(
+                "{unexplained} COMMITTED record(s) have no Coordinator row and no legal cause \
+                 ({}): the Coordinator copy is older than the data (or lost rows). A tear \
+                 there looks like a transaction committed in this table whose other writes \
+                 were copied before it ran, and lazy recovery cannot tell; rule it out with \
+                 one snapshot of the tables and the Coordinator, a pause (--pause-window), or \
+                 write-set logging (3.19){}",
+                places.join("; "),
+                also(". Explained: ")
+            ),
+            t.newest.as_deref(),
+        ));
+    }
+    Some(finding(
+        Code::CommittedWithoutCoordinatorState,
+        total,
+        format!(
+            "{total} COMMITTED record(s) whose transaction the Coordinator does not know; \
+             explanation applied: {}",
+            explained.join("; ")
+        ),
+        uncovered.first.as_ref(),
+    ))
+}
+
+fn as_f64(n: u64) -> f64 {
+    f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn as_f64_i(n: i64) -> f64 {
+    f64::from(i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::{TableStatus, Verdict};
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn meta(prepared: i64, committed: i64) -> RecordMeta {
+        RecordMeta {
+            tx_id: Some("t".into()),
+            tx_state: Some(3),
+            tx_version: Some(1),
+            tx_prepared_at: Some(prepared),
+            tx_committed_at: Some(committed),
+            ..RecordMeta::default()
+        }
+    }
+
+    fn summary(name: &str, newest: i64) -> TableSummary {
+        TableSummary {
+            storage: None,
+            table: TableRef::new("bank", name),
+            status: TableStatus::Scanned,
+            records: 1000,
+            unresolved: 0,
+            roll_forward: 0,
+            roll_back: 0,
+            committed_without_coordinator_state: 0,
+            max_tx_prepared_at: Some(newest - 5),
+            max_tx_committed_at: Some(newest),
+        }
+    }
+
+    /// Windows ending at `reference` for a table written `rate` times a second until
+    /// `stopped`.
+    fn windows(reference: i64, stopped: i64, per_second: u64) -> RecentCommits {
+        let mut recent = RecentCommits::new(reference);
+        for (count, width) in recent.counts.iter_mut().zip(RATE_WINDOWS_MS) {
+            let active = (stopped - (reference - width)).max(0);
+            *count = u64::try_from(active).unwrap() * per_second / 1000;
+        }
+        recent
+    }
+
+    fn coordinator(newest: i64) -> CoordinatorSummary {
+        CoordinatorSummary {
+            present: true,
+            rows: 1000,
+            max_tx_created_at: Some(newest),
+            ..CoordinatorSummary::default()
+        }
+    }
+
+    fn judged(
+        parts: &[CutPart],
+        pause: Option<PauseWindow>,
+        tables: &[TableSummary],
+        recent: &BTreeMap<TableRef, RecentCommits>,
+        coordinator_recent: Option<&RecentCommits>,
+    ) -> (CutSummary, Vec<Finding>) {
+        let coordinator = coordinator(NOW);
+        let mut findings = Vec::new();
+        let summary = judge(
+            &CutInput {
+                parts,
+                pause,
+                coordinator: &coordinator,
+                coordinator_recent,
+                recent,
+                at_risk_transactions: &[],
+                storages: &[],
+            },
+            tables,
+            &mut findings,
+        );
+        (summary, findings)
+    }
+
+    fn part(name: &str, at: Option<i64>, single_snapshot: bool) -> CutPart {
+        CutPart {
+            name: name.into(),
+            storage: None,
+            earliest_ms: at,
+            latest_ms: at,
+            source: InstantSource::Recorded,
+            how: "a test".into(),
+            single_snapshot,
+        }
+    }
+
+    #[test]
+    fn commits_are_placed_against_the_coordinators_span() {
+        let span = Some((NOW - 10_000, NOW));
+        let place = |p, c| place_commit(&meta(p, c), span, CLOCK_TOLERANCE_MS);
+        assert_eq!(place(NOW - 20, NOW - 20), CommitPlace::OnePhase);
+        assert_eq!(place(NOW - 60_000, NOW - 50_000), CommitPlace::BeforeOldest);
+        assert_eq!(place(NOW - 6_000, NOW - 5_000), CommitPlace::Within);
+        assert_eq!(place(NOW + 10, NOW + 50), CommitPlace::Within);
+        assert_eq!(place(NOW + 400, NOW + 500), CommitPlace::AfterNewest);
+        assert_eq!(
+            place_commit(&meta(NOW - 2, NOW - 1), None, CLOCK_TOLERANCE_MS),
+            CommitPlace::Unplaced
+        );
+    }
+
+    #[test]
+    fn a_busy_table_that_stopped_300_ms_early_is_flagged_a_quiet_one_is_not() {
+        let tables = [
+            summary("busy", NOW - 300),
+            summary("quiet", NOW - 40_000),
+            summary("other", NOW),
+        ];
+        let mut recent = BTreeMap::new();
+        // 200 writes a second until 300 ms before the rest.
+        recent.insert(tables[0].table.clone(), windows(NOW, NOW - 300, 200));
+        // One write a minute.
+        let mut quiet = RecentCommits::new(NOW);
+        for (count, width) in quiet.counts.iter_mut().zip(RATE_WINDOWS_MS) {
+            *count = u64::try_from((width - 40_000).max(0) / 60_000).unwrap()
+                + u64::from(width > 40_000);
+        }
+        recent.insert(tables[1].table.clone(), quiet);
+        recent.insert(tables[2].table.clone(), windows(NOW, NOW, 200));
+        let (summary, findings) = judged(&[], None, &tables, &recent, None);
+        let flagged: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.code == Code::TableCopiedEarly)
+            .filter_map(|f| f.table.as_deref())
+            .collect();
+        assert_eq!(flagged, ["bank.busy"], "{findings:#?}");
+        let busy = &summary.lags[0];
+        assert_eq!((busy.lag_ms, busy.significant), (300, true));
+        assert!(busy.p_no_write.0 < 1e-9, "{busy:?}");
+        let quiet = summary
+            .lags
+            .iter()
+            .find(|l| l.table.table == "quiet")
+            .unwrap();
+        assert!(!quiet.significant && quiet.p_no_write.0 > 0.1, "{quiet:?}");
+    }
+
+    #[test]
+    fn one_snapshot_is_evidence_and_silences_the_lag() {
+        let tables = [summary("busy", NOW - 300), summary("other", NOW)];
+        let mut recent = BTreeMap::new();
+        recent.insert(tables[0].table.clone(), windows(NOW, NOW - 300, 200));
+        let parts = [part("app.dump", Some(NOW + 1_000), true)];
+        let (summary, findings) = judged(&parts, None, &tables, &recent, None);
+        assert!(summary.proven, "{summary:?}");
+        let codes: Vec<Code> = findings.iter().map(|f| f.code).collect();
+        assert_eq!(codes, [Code::BackupSingleSnapshot]);
+        assert!(summary.lags[0].significant);
+    }
+
+    #[test]
+    fn parts_copied_apart_put_the_transactions_between_them_at_risk() {
+        let parts = [
+            part("a.dump", Some(NOW - 3_000), true),
+            part("b.dump", Some(NOW), true),
+        ];
+        // 10 commits a second, up to the reference.
+        let coordinator_recent = windows(NOW, NOW, 10);
+        let (summary, findings) = judged(
+            &parts,
+            None,
+            &[],
+            &BTreeMap::new(),
+            Some(&coordinator_recent),
+        );
+        assert!(!summary.proven);
+        assert_eq!(summary.spread_ms, Some(3_000));
+        let at_risk = summary.at_risk.unwrap();
+        // Between the 1 s window (10) and the 4 s one (40): 30 committed in fact.
+        assert_eq!(
+            (at_risk.committed_at_least, at_risk.committed_at_most),
+            (Some(10), Some(40))
+        );
+        let finding = findings
+            .iter()
+            .find(|f| f.code == Code::CutWindowAtRisk)
+            .unwrap();
+        assert_eq!(finding.count, Some(40));
+        assert!(finding.message.contains("pause"), "{}", finding.message);
+        assert_eq!(
+            Code::CutWindowAtRisk.verdict_effect(),
+            crate::analyze::VerdictEffect::Indeterminate
+        );
+        let _ = Verdict::Indeterminate;
+    }
+
+    #[test]
+    fn parts_inside_one_pause_or_with_nothing_between_prove_the_cut() {
+        let parts = [
+            part("a.dump", Some(NOW - 3_000), true),
+            part("b.dump", Some(NOW - 1_000), true),
+        ];
+        let pause = PauseWindow {
+            start_ms: NOW - 5_000,
+            end_ms: NOW,
+        };
+        let (summary, findings) = judged(&parts, Some(pause), &[], &BTreeMap::new(), None);
+        assert!(
+            summary.proven && findings.is_empty(),
+            "{summary:?} {findings:?}"
+        );
+        // No pause, but the Coordinator shows nothing committing after 5 s before the copies.
+        let quiet = windows(NOW - 10_000, NOW - 10_000, 10);
+        let (summary, findings) = judged(&parts, None, &[], &BTreeMap::new(), Some(&quiet));
+        assert!(
+            summary.proven && findings.is_empty(),
+            "{summary:?} {findings:?}"
+        );
+    }
+
+    #[test]
+    fn parts_copied_after_the_last_commit_prove_the_cut_without_counts() {
+        let parts = [
+            part("node 1", Some(NOW + 1_000), false),
+            part("node 2", Some(NOW + 5_000), false),
+        ];
+        let (summary, findings) = judged(&parts, None, &[], &BTreeMap::new(), None);
+        assert!(
+            summary.proven && findings.is_empty(),
+            "{summary:?} {findings:?}"
+        );
+    }
+
+    #[test]
+    fn parts_without_instants_are_at_risk_with_the_reason() {
+        let parts = [
+            part("a.sql (dump 1)", None, true),
+            part("a.sql (dump 2)", None, true),
+        ];
+        let (summary, findings) = judged(&parts, None, &[], &BTreeMap::new(), None);
+        assert!(!summary.proven);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].code, Code::CutWindowAtRisk);
+        assert!(
+            findings[0].message.contains("record no instant"),
+            "{}",
+            findings[0].message
+        );
+    }
+
+    #[test]
+    fn records_without_a_coordinator_row_are_judged_by_their_cause() {
+        let table = TableRef::new("bank", "accounts");
+        let span = Some((NOW - 10_000, NOW));
+        let record = |p, c| ObservedRecord {
+            key: crate::model::RecordKey(vec![("id".into(), "1".into())]),
+            meta: meta(p, c),
+            coordinator: crate::model::CoordinatorRows::default(),
+        };
+        let mut one_phase = Uncovered::default();
+        one_phase.add_kept(&record(NOW - 5, NOW - 5), span);
+        let finding = coverage_finding(&table, &one_phase, &coordinator(NOW)).unwrap();
+        assert_eq!(finding.code, Code::CommittedWithoutCoordinatorState);
+        assert!(
+            finding.message.contains("one-phase commit"),
+            "{}",
+            finding.message
+        );
+
+        let mut late = Uncovered::default();
+        late.add_kept(&record(NOW + 900, NOW + 1_000), span);
+        late.add_kept(&record(NOW - 5, NOW - 5), span);
+        let finding = coverage_finding(&table, &late, &coordinator(NOW)).unwrap();
+        assert_eq!(finding.code, Code::CoordinatorBehindData);
+        assert_eq!(finding.count, Some(1));
+        assert!(
+            finding
+                .message
+                .contains("after the Coordinator's newest row"),
+            "{}",
+            finding.message
+        );
+
+        let mut logged = coordinator(NOW);
+        logged.write_set_logging = true;
+        let finding = coverage_finding(&table, &late, &logged).unwrap();
+        assert_eq!(finding.code, Code::CommittedWithoutCoordinatorState);
+        assert!(
+            finding.message.contains("write-set logging"),
+            "{}",
+            finding.message
+        );
+
+        let mut old = Uncovered::default();
+        old.add_kept(&record(NOW - 90_000, NOW - 80_000), span);
+        let finding = coverage_finding(&table, &old, &coordinator(NOW)).unwrap();
+        assert_eq!(finding.code, Code::CommittedWithoutCoordinatorState);
+        assert!(coverage_finding(&table, &Uncovered::default(), &coordinator(NOW)).is_none());
+    }
+}
