@@ -175,7 +175,7 @@ final class CaseContext implements AutoCloseable {
     DistributedTransactionAdmin admin =
         TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
     try {
-      admin.importTable(Bank.NS_B, Bank.LEGACY, java.util.Collections.emptyMap());
+      Compat.importTable(admin, Bank.NS_B, Bank.LEGACY);
     } finally {
       admin.close();
     }
@@ -441,13 +441,20 @@ final class CaseContext implements AutoCloseable {
   @Override
   public void close() {
     Faults.disarm();
-    for (AutoCloseable c : new AutoCloseable[] {tm, serializableTm, extraWriteTm, coordinatorTm, participantTm}) {
-      if (c != null) {
-        try {
-          c.close();
-        } catch (Exception ignored) {
-          // closing after a crash may fail; the database is dumped already
-        }
+    // Not AutoCloseable before 3.13: each manager's own close().
+    closeQuietly(tm == null ? null : tm::close);
+    closeQuietly(serializableTm == null ? null : serializableTm::close);
+    closeQuietly(extraWriteTm == null ? null : extraWriteTm::close);
+    closeQuietly(coordinatorTm == null ? null : coordinatorTm::close);
+    closeQuietly(participantTm == null ? null : participantTm::close);
+  }
+
+  private static void closeQuietly(Runnable close) {
+    if (close != null) {
+      try {
+        close.run();
+      } catch (RuntimeException ignored) {
+        // closing after a crash may fail; the database is dumped already
       }
     }
   }
