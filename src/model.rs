@@ -245,7 +245,7 @@ pub struct CoordinatorRow {
 }
 
 impl CoordinatorRow {
-    fn lists_child(&self, child: &str) -> bool {
+    pub(crate) fn lists_child(&self, child: &str) -> bool {
         self.tx_child_ids
             .as_deref()
             .is_some_and(|ids| ids.split(',').any(|id| id == child))

@@ -126,7 +126,7 @@ impl Dialect {
             self.int(&format!("{}(*)", self.func("count"))),
             self.int(&format!("{}(tx_prepared_at)", self.func("max"))),
             self.int(&format!("{}(tx_committed_at)", self.func("max"))),
-            self.table_name(&table.table)
+            self.table_name(table.source())
         )
     }
 
@@ -245,7 +245,7 @@ impl Dialect {
         format!(
             "SELECT {} FROM {} r{joins}",
             columns.join(", "),
-            self.table_name(&table.table)
+            self.table_name(table.source())
         )
     }
 
@@ -256,7 +256,7 @@ impl Dialect {
         format!(
             "SELECT {} FROM {} r WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
             self.record_columns(table).join(", "),
-            self.table_name(&table.table)
+            self.table_name(table.source())
         )
     }
 
@@ -265,7 +265,7 @@ impl Dialect {
         format!(
             "SELECT {} FROM {} r WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
             self.text("r.tx_id"),
-            self.table_name(&table.table)
+            self.table_name(table.source())
         )
     }
 
@@ -478,6 +478,18 @@ impl Dialect {
         )
     }
 
+    /// ScalarDB's `virtual_tables` (3.17+, beside `metadata`): `(full_table_name, left
+    /// source, right source)`.
+    pub fn scalardb_virtual_tables(self, metadata_schema: &str) -> String {
+        format!(
+            "SELECT {}, {}, {} FROM {} ORDER BY full_table_name",
+            self.text("full_table_name"),
+            self.text("left_source_table_full_table_name"),
+            self.text("right_source_table_full_table_name"),
+            self.table_name(&TableRef::new(metadata_schema, "virtual_tables")),
+        )
+    }
+
     fn placeholder(self, n: usize) -> String {
         match self {
             Self::Postgres => format!("${n}"),
@@ -636,6 +648,7 @@ mod tests {
                 },
             ],
             after_image_columns: vec!["balance".into()],
+            metadata_table: None,
         }
     }
 

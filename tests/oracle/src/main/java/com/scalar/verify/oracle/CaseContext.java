@@ -102,6 +102,7 @@ final class CaseContext implements AutoCloseable {
       p.setProperty(COORDINATOR_NS_PROP, spec.coordinatorNamespace());
     }
     p.setProperty(GROUP_COMMIT_PROP, Boolean.toString(spec.groupCommit()));
+    Variant.current().addProperties(p);
     return p;
   }
 
@@ -111,7 +112,7 @@ final class CaseContext implements AutoCloseable {
     DistributedTransactionAdmin admin =
         TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
     try {
-      Bank.createSchema(admin, backend.namespaceOptions());
+      Bank.createSchema(admin, Variant.current().tableOptions(backend.namespaceOptions()));
     } finally {
       admin.close();
     }
@@ -175,7 +176,7 @@ final class CaseContext implements AutoCloseable {
     DistributedTransactionAdmin admin =
         TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
     try {
-      Compat.importTable(admin, Bank.NS_B, Bank.LEGACY);
+      Compat.importTable(admin, Bank.NS_B, Bank.LEGACY, Variant.current().tableOptions(Map.of()));
     } finally {
       admin.close();
     }

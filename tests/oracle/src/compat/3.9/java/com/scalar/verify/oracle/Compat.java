@@ -1,6 +1,7 @@
 package com.scalar.verify.oracle;
 
 import com.scalar.db.api.DistributedTransactionAdmin;
+import java.util.Map;
 
 /** What differs between ScalarDB lines (this copy: 3.6 to 3.9, before importTable existed). */
 final class Compat {
@@ -8,7 +9,8 @@ final class Compat {
 
   static final boolean IMPORT_TABLE = false;
 
-  static void importTable(DistributedTransactionAdmin admin, String namespace, String table) {
+  static void importTable(
+      DistributedTransactionAdmin admin, String namespace, String table, Map<String, String> options) {
     throw new UnsupportedOperationException("importTable arrived in ScalarDB 3.10");
   }
 }
