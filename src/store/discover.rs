@@ -216,12 +216,9 @@ impl Decoupled {
         keys: Vec<KeyColumn>,
     ) -> TableSchema {
         match self.by_metadata.get(table) {
-            Some((view, data)) => catalog_table.decoupled_schema(
-                view.clone(),
-                table.clone(),
-                catalog.get(data),
-                keys,
-            ),
+            Some((view, data)) => {
+                catalog_table.decoupled_schema(view.clone(), table.clone(), catalog.get(data), keys)
+            }
             None => catalog_table.schema(table.clone(), keys),
         }
     }
@@ -347,21 +344,25 @@ pub fn discover(
                 });
                 if catalog_table.is_transactional() && !catalog_table.primary_key.is_empty() {
                     let keys = catalog_table.keys();
-                    discovery.tables.push(DiscoveredTable::Present(decoupled.schema(
-                        &table,
-                        catalog_table,
-                        catalog,
-                        keys,
-                    )));
+                    discovery
+                        .tables
+                        .push(DiscoveredTable::Present(decoupled.schema(
+                            &table,
+                            catalog_table,
+                            catalog,
+                            keys,
+                        )));
                 }
                 continue;
             }
-            discovery.tables.push(DiscoveredTable::Present(decoupled.schema(
-                &table,
-                catalog_table,
-                catalog,
-                metadata_keys,
-            )));
+            discovery
+                .tables
+                .push(DiscoveredTable::Present(decoupled.schema(
+                    &table,
+                    catalog_table,
+                    catalog,
+                    metadata_keys,
+                )));
         }
     }
     for (table, catalog_table) in catalog {
@@ -379,12 +380,14 @@ pub fn discover(
         if catalog_table.primary_key.is_empty() {
             continue;
         }
-        discovery.tables.push(DiscoveredTable::Present(decoupled.schema(
-            table,
-            catalog_table,
-            catalog,
-            catalog_table.keys(),
-        )));
+        discovery
+            .tables
+            .push(DiscoveredTable::Present(decoupled.schema(
+                table,
+                catalog_table,
+                catalog,
+                catalog_table.keys(),
+            )));
     }
     if discovery.tables.is_empty() {
         discovery.notes.push(DiscoveryNote::NoTransactionalTables {
@@ -654,7 +657,10 @@ mod tests {
         catalog.insert(
             TableRef::new("bank", "accounts_data"),
             CatalogTable {
-                columns: vec![("id".into(), "integer".into()), ("balance".into(), "integer".into())],
+                columns: vec![
+                    ("id".into(), "integer".into()),
+                    ("balance".into(), "integer".into()),
+                ],
                 primary_key: vec!["id".into()],
             },
         );
@@ -665,8 +671,12 @@ mod tests {
             .push(("before_balance".into(), "integer".into()));
         let mut view = transactional(&["id"]);
         view.primary_key.clear();
-        view.columns.push(("before_balance".into(), "integer".into()));
-        catalog.insert(TableRef::new("bank", "accounts_tx_metadata"), metadata_table);
+        view.columns
+            .push(("before_balance".into(), "integer".into()));
+        catalog.insert(
+            TableRef::new("bank", "accounts_tx_metadata"),
+            metadata_table,
+        );
         catalog.insert(TableRef::new("bank", "accounts"), view);
         catalog.insert(TableRef::new("coordinator", "state"), coordinator_table());
         let mut rows = metadata_rows("bank.accounts_data", &[("id", "PARTITION")], &[]);
@@ -712,7 +722,12 @@ mod tests {
             include: vec!["bank.accounts".into()],
             exclude: vec![],
         };
-        let discovery = discover(&catalog, Some(&rows), &virtual_tables, &settings(&only_accounts));
+        let discovery = discover(
+            &catalog,
+            Some(&rows),
+            &virtual_tables,
+            &settings(&only_accounts),
+        );
         assert_eq!(present(&discovery), ["bank.accounts"]);
     }
 
