@@ -228,7 +228,8 @@ impl Dialect {
                 columns.extend(coordinator_columns("c", true, coordinator.has_child_ids));
                 if coordinator.has_child_ids {
                     joins.push_str(&format!(
-                        " LEFT JOIN {name} p ON p.tx_id = {} AND {} = '$'",
+                        // `$` from 3.15, `:` in 3.13 and 3.14 (model::GroupCommitId).
+                        " LEFT JOIN {name} p ON p.tx_id = {} AND {} IN ('$', ':')",
                         self.substr("r.tx_id", 1, Some(24)),
                         self.substr("r.tx_id", 25, Some(1)),
                     ));
