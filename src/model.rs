@@ -357,24 +357,18 @@ mod tests {
     const PARENT: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";
 
     #[test]
-    fn group_commit_ids_need_a_dollar_at_position_24() {
-        let id = format!("{PARENT}$child-1");
-        assert_eq!(
-            GroupCommitId::parse(&id),
-            Some(GroupCommitId {
-                parent: PARENT,
-                child: "child-1"
-            })
-        );
-        // ScalarDB 3.13 and 3.14 joined the two with `:`.
-        let colon = format!("{PARENT}:child-1");
-        assert_eq!(
-            GroupCommitId::parse(&colon),
-            Some(GroupCommitId {
-                parent: PARENT,
-                child: "child-1"
-            })
-        );
+    fn group_commit_ids_need_a_dollar_or_a_colon_at_position_24() {
+        // `$` from 3.15; ScalarDB 3.13 and 3.14 joined the two with `:`.
+        for delimiter in ['$', ':'] {
+            let id = format!("{PARENT}{delimiter}child-1");
+            assert_eq!(
+                GroupCommitId::parse(&id),
+                Some(GroupCommitId {
+                    parent: PARENT,
+                    child: "child-1"
+                })
+            );
+        }
         assert_eq!(GroupCommitId::parse("6e1c9a4e-uuid-without-dollar"), None);
         assert_eq!(
             GroupCommitId::parse("6e1c9a4e-0c75-404b-9f5a-dc07c00daf42"),

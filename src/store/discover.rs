@@ -337,31 +337,25 @@ pub fn discover(
             if metadata_keys.is_empty() {
                 missing.push("the key columns".to_owned());
             }
-            if !missing.is_empty() {
+            let keys = if missing.is_empty() {
+                metadata_keys
+            } else {
                 discovery.notes.push(DiscoveryNote::MetadataIncomplete {
                     table: name,
                     missing_columns: missing,
                 });
-                if catalog_table.is_transactional() && !catalog_table.primary_key.is_empty() {
-                    let keys = catalog_table.keys();
-                    discovery
-                        .tables
-                        .push(DiscoveredTable::Present(decoupled.schema(
-                            &table,
-                            catalog_table,
-                            catalog,
-                            keys,
-                        )));
+                if !catalog_table.is_transactional() || catalog_table.primary_key.is_empty() {
+                    continue;
                 }
-                continue;
-            }
+                catalog_table.keys()
+            };
             discovery
                 .tables
                 .push(DiscoveredTable::Present(decoupled.schema(
                     &table,
                     catalog_table,
                     catalog,
-                    metadata_keys,
+                    keys,
                 )));
         }
     }

@@ -296,6 +296,28 @@ impl SqlStore {
     }
 }
 
+/// A failed read of one of ScalarDB's own tables (`metadata`, `virtual_tables`): a denial is
+/// a note, so the verdict says what could not be seen; anything else stops discovery,
+/// naming the table.
+fn metadata_read_failed(
+    table: &TableRef,
+    source: sqlx::Error,
+    notes: &mut Vec<DiscoveryNote>,
+) -> Result<(), SqlError> {
+    if access_failure(&source) == Some(AccessFailure::Denied) {
+        notes.push(DiscoveryNote::PermissionDenied {
+            object: table.to_string(),
+            reason: database_message(&source),
+        });
+        Ok(())
+    } else {
+        Err(SqlError::Metadata {
+            table: table.to_string(),
+            source,
+        })
+    }
+}
+
 /// Reads a text column. MySQL reports `CAST(… AS CHAR)` of a LONGTEXT as a BLOB type to the
 /// `Any` driver, so bytes are accepted too, as UTF-8.
 fn text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
@@ -404,18 +426,7 @@ impl super::Store for SqlStore {
                     }
                     metadata = Some(rows);
                 }
-                Err(source) if access_failure(&source) == Some(AccessFailure::Denied) => {
-                    notes.push(DiscoveryNote::PermissionDenied {
-                        object: metadata_table.to_string(),
-                        reason: database_message(&source),
-                    });
-                }
-                Err(source) => {
-                    return Err(SqlError::Metadata {
-                        table: metadata_table.to_string(),
-                        source,
-                    });
-                }
+                Err(source) => metadata_read_failed(&metadata_table, source, &mut notes)?,
             }
         }
         // 3.17+ decoupled tables: where each one's metadata lies. Listed in the catalog
@@ -425,18 +436,7 @@ impl super::Store for SqlStore {
         if catalog.contains_key(&virtual_tables_ref) {
             match self.read_virtual_tables(settings.metadata_schema).await {
                 Ok(rows) => virtual_tables = rows,
-                Err(source) if access_failure(&source) == Some(AccessFailure::Denied) => {
-                    notes.push(DiscoveryNote::PermissionDenied {
-                        object: virtual_tables_ref.to_string(),
-                        reason: database_message(&source),
-                    });
-                }
-                Err(source) => {
-                    return Err(SqlError::Metadata {
-                        table: virtual_tables_ref.to_string(),
-                        source,
-                    });
-                }
+                Err(source) => metadata_read_failed(&virtual_tables_ref, source, &mut notes)?,
             }
         }
         let mut discovery = discover(&catalog, metadata.as_deref(), &virtual_tables, settings);
