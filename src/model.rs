@@ -245,7 +245,7 @@ pub struct CoordinatorRow {
 }
 
 impl CoordinatorRow {
-    fn lists_child(&self, child: &str) -> bool {
+    pub(crate) fn lists_child(&self, child: &str) -> bool {
         self.tx_child_ids
             .as_deref()
             .is_some_and(|ids| ids.split(',').any(|id| id == child))
@@ -260,7 +260,8 @@ pub struct CoordinatorRows {
     pub parent: Option<CoordinatorRow>,
 }
 
-/// A group-commit transaction id: `parent$child`, where the parent is 24 characters.
+/// A group-commit transaction id: `parent$child` (3.15+) or `parent:child` (3.13 and 3.14,
+/// whose `CoordinatorGroupCommitKeyManipulator` used `:`), the parent 24 characters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupCommitId<'a> {
     pub parent: &'a str,
@@ -268,10 +269,12 @@ pub struct GroupCommitId<'a> {
 }
 
 impl<'a> GroupCommitId<'a> {
-    /// `DefaultGroupCommitKeyManipulator.isFullKey`: longer than 24 characters with `$` at 24.
+    /// `isFullKey`: longer than 24 characters with the delimiter at 24. Both lines'
+    /// delimiters are accepted: a default id (a UUID) has a hex digit there, and an id that
+    /// only looks like a group id still falls back to its own row.
     pub fn parse(tx_id: &'a str) -> Option<Self> {
         if tx_id.len() > GROUP_COMMIT_PARENT_ID_LEN
-            && tx_id.as_bytes()[GROUP_COMMIT_PARENT_ID_LEN] == b'$'
+            && matches!(tx_id.as_bytes()[GROUP_COMMIT_PARENT_ID_LEN], b'$' | b':')
         {
             let (parent, rest) = tx_id.split_at(GROUP_COMMIT_PARENT_ID_LEN);
             Some(Self {
@@ -354,16 +357,23 @@ mod tests {
     const PARENT: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";
 
     #[test]
-    fn group_commit_ids_need_a_dollar_at_position_24() {
-        let id = format!("{PARENT}$child-1");
-        assert_eq!(
-            GroupCommitId::parse(&id),
-            Some(GroupCommitId {
-                parent: PARENT,
-                child: "child-1"
-            })
-        );
+    fn group_commit_ids_need_a_dollar_or_a_colon_at_position_24() {
+        // `$` from 3.15; ScalarDB 3.13 and 3.14 joined the two with `:`.
+        for delimiter in ['$', ':'] {
+            let id = format!("{PARENT}{delimiter}child-1");
+            assert_eq!(
+                GroupCommitId::parse(&id),
+                Some(GroupCommitId {
+                    parent: PARENT,
+                    child: "child-1"
+                })
+            );
+        }
         assert_eq!(GroupCommitId::parse("6e1c9a4e-uuid-without-dollar"), None);
+        assert_eq!(
+            GroupCommitId::parse("6e1c9a4e-0c75-404b-9f5a-dc07c00daf42"),
+            None
+        );
         assert_eq!(GroupCommitId::parse(PARENT), None);
     }
 

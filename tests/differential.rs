@@ -38,6 +38,10 @@ struct Truth {
     coordinator_namespace: String,
     metadata_schema: String,
     cut: String,
+    /// The feature the case's generation ran with (`generate --variant`): `none`,
+    /// `one-phase`, `write-set`, `decoupled`, …; absent in cases generated before variants.
+    #[serde(default = "no_variant")]
+    variant: String,
     expected_verdict: String,
     transactions: Vec<TruthTx>,
     recovered: Vec<Recovered>,
@@ -55,6 +59,10 @@ struct MissingWrite {
     tx_id: String,
     table: String,
     key: Key,
+}
+
+fn no_variant() -> String {
+    "none".to_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,15 +189,33 @@ impl Case {
     }
 }
 
+/// Every case directory under `root`. A directory without a `truth.json` is a case whose
+/// generation did not finish: a failure, never a case silently left out.
 fn load_cases(root: &Path) -> Vec<Case> {
     let mut dirs: Vec<PathBuf> = match std::fs::read_dir(root) {
         Ok(entries) => entries
             .map(|e| e.expect("read a directory entry").path())
-            .filter(|p| p.join("truth.json").is_file())
+            .filter(|p| {
+                p.is_dir()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect(),
         Err(e) => panic!("cannot read the oracle cases in {}: {e}", root.display()),
     };
     dirs.sort();
+    let unfinished: Vec<String> = dirs
+        .iter()
+        .filter(|d| !d.join("truth.json").is_file())
+        .map(|d| d.display().to_string())
+        .collect();
+    assert!(
+        unfinished.is_empty(),
+        "oracle case directories without a truth.json (their generation failed or was cut \
+         short; regenerate them): {}",
+        unfinished.join(", ")
+    );
     dirs.into_iter()
         .map(|dir| {
             let text = std::fs::read_to_string(dir.join("truth.json"))
@@ -668,11 +694,12 @@ async fn oracle_cases_agree_with_scalardb() {
         if !problems.is_empty() {
             let t = &case.truth;
             failures.push(format!(
-                "case {} ({}; ScalarDB {}, {}, group commit {}, coordinator {}, {} cut, expected {}):\n  {}",
+                "case {} ({}; ScalarDB {}, {}, variant {}, group commit {}, coordinator {}, {} cut, expected {}):\n  {}",
                 t.case,
                 case.dir.display(),
                 t.scalardb_version,
                 t.backend,
+                t.variant,
                 t.group_commit,
                 t.coordinator_namespace,
                 t.cut,
@@ -682,11 +709,26 @@ async fn oracle_cases_agree_with_scalardb() {
         }
     }
     servers.stop().await;
+    let mut lines: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for case in &cases {
+        *lines
+            .entry((
+                case.truth.scalardb_version.as_str(),
+                case.truth.variant.as_str(),
+            ))
+            .or_default() += 1;
+    }
     eprintln!(
-        "differential: {} cases, {} recovered records, {} cases disagree",
+        "differential: {} cases, {} recovered records, {} cases disagree; cases per ScalarDB \
+         version and variant: {}",
         cases.len(),
         records,
-        failures.len()
+        failures.len(),
+        lines
+            .iter()
+            .map(|((version, variant), n)| format!("{version} {variant}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     assert!(
         failures.is_empty(),

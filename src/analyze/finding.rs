@@ -123,6 +123,10 @@ pub enum Code {
     /// A COMMITTED record of an ABORTED transaction where Coordinator clean-up (3.19 write
     /// set logging) can legally produce that race.
     AmbiguousCoordinatorCleanup,
+    /// A group-commit child whose parent row is COMMITTED and lists it while its full-id
+    /// row is ABORTED: two outcomes for one transaction (ScalarDB 3.13.0's group commit
+    /// could write both; fixed in 3.13.1). Lazy recovery may have rolled back part of it.
+    GroupCommitConflictingStates,
     UnknownTxState,
     InvalidMetadata,
     InvalidCoordinatorRow,
@@ -180,6 +184,7 @@ impl Code {
             Self::CommittedButAborted => "committed-but-aborted",
             Self::AmbiguousGroupParentMissing => "ambiguous-group-parent-missing",
             Self::AmbiguousCoordinatorCleanup => "ambiguous-coordinator-cleanup",
+            Self::GroupCommitConflictingStates => "group-commit-conflicting-states",
             Self::UnknownTxState => "unknown-tx-state",
             Self::InvalidMetadata => "invalid-metadata",
             Self::InvalidCoordinatorRow => "invalid-coordinator-row",
@@ -214,6 +219,7 @@ impl Code {
         match self {
             Self::TornTransaction
             | Self::CommittedButAborted
+            | Self::GroupCommitConflictingStates
             | Self::UnknownTxState
             | Self::InvalidMetadata
             | Self::InvalidCoordinatorRow
@@ -252,7 +258,8 @@ impl Code {
             | Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
             | Self::TornTransactionMissingWrite
-            | Self::WriteSetAmbiguous => CheckName::TransactionAtomicity,
+            | Self::WriteSetAmbiguous
+            | Self::GroupCommitConflictingStates => CheckName::TransactionAtomicity,
             Self::WriteSetUndecodable => CheckName::CoordinatorTable,
             Self::AbortedWriteOutsideWriteSet => CheckName::LazyRecovery,
             Self::UnknownTxState
@@ -291,6 +298,7 @@ impl Code {
             | Self::TornTransactionMissingWrite => VerdictEffect::Inconsistent,
             Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
+            | Self::GroupCommitConflictingStates
             | Self::UnknownTxState
             | Self::InvalidMetadata
             | Self::InvalidCoordinatorRow

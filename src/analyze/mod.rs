@@ -34,7 +34,7 @@ pub use write_sets::{
 };
 
 use crate::model::{
-    CoordinatorRow, CoordinatorState, GroupCommitId, RecordKey, StoredState,
+    CoordinatorRow, CoordinatorRows, CoordinatorState, GroupCommitId, RecordKey, StoredState,
     TRANSACTION_LIFETIME_MS, TableRef, TxState,
 };
 
@@ -966,6 +966,15 @@ fn classify_exceptional(
         return None;
     }
     let lookup = CoordinatorState::look_up(tx_id, &record.coordinator);
+    if let Some(finding) = conflicting_group_states(tx_id, &record.coordinator) {
+        findings.push(
+            finding
+                .table(table)
+                .key(&record.key)
+                .tx_state(state)
+                .coordinator_state(&lookup),
+        );
+    }
     let (reason, roll_forward) = match &lookup {
         CoordinatorState::Committed { .. } => (Reason::CoordinatorCommitted, true),
         CoordinatorState::Aborted => (Reason::CoordinatorAborted, false),
@@ -1012,6 +1021,38 @@ fn classify_exceptional(
             .flatten(),
         in_flight_at_cut,
     })
+}
+
+/// A COMMITTED parent row that lists the child beside an ABORTED row under the child's full
+/// id: ScalarDB 3.13.0's group commit could leave both (a lazy reader's abort of the full id
+/// racing the group's commit; fixed in 3.13.1). `getState` follows the parent, so recovery
+/// rolls the records forward, but the reader that wrote ABORTED may already have rolled
+/// some of them back, and nothing in the backup says which: a finding, never a guess.
+fn conflicting_group_states(tx_id: &str, rows: &CoordinatorRows) -> Option<Finding> {
+    let id = GroupCommitId::parse(tx_id)?;
+    let parent = rows.parent.as_ref().filter(|row| {
+        row.tx_id == id.parent
+            && row.lists_child(id.child)
+            && row.tx_state == Some(TxState::Committed.id())
+    })?;
+    rows.exact
+        .as_ref()
+        .filter(|row| row.tx_id == tx_id && row.tx_state == Some(TxState::Aborted.id()))?;
+    Some(
+        Finding::new(
+            Code::GroupCommitConflictingStates,
+            format!(
+                "the Coordinator holds two outcomes for this group-commit transaction: parent \
+                 row {} is COMMITTED and lists child {}, and the row under its full id is \
+                 ABORTED (ScalarDB 3.13.0's group commit could write both; 3.13.1 fixed it). \
+                 Recovery follows the parent and rolls the records forward, but the reader \
+                 that wrote ABORTED may have rolled some of them back already, which the \
+                 backup cannot show: check this transaction's records by hand",
+                parent.tx_id, id.child
+            ),
+        )
+        .tx_id(Some(tx_id)),
+    )
 }
 
 fn display_opt(value: Option<i64>) -> String {

@@ -338,6 +338,39 @@ fn a_group_child_whose_parent_row_is_missing_beside_committed_siblings_is_ambigu
 }
 
 #[test]
+fn a_committed_parent_listing_a_child_beside_its_aborted_full_id_row_is_a_finding_not_a_guess() {
+    // The state ScalarDB 3.13.0's group commit could leave: parent COMMITTED listing c1, and
+    // an ABORTED row under the full id (a lazy reader's abort that raced the group's commit).
+    let parent = "ABCDEFGHIJKLMNOPQRSTUVWX";
+    let full = format!("{parent}$c1");
+    let mut record = with_row(prepared(1, &full, 1, Some("t0")), 4);
+    record.coordinator.parent = Some(CoordinatorRow {
+        tx_id: parent.into(),
+        tx_state: Some(3),
+        tx_created_at: Some(NOW - 99_500),
+        tx_child_ids: Some("c0,c1".into()),
+    });
+    let analysis = run(vec![table("accounts", vec![record.clone()], vec![])]);
+    assert_eq!(analysis.verdict, Verdict::Indeterminate);
+    assert_eq!(codes(&analysis), [Code::GroupCommitConflictingStates]);
+    let finding = &analysis.findings[0];
+    assert_eq!(finding.tx_id.as_deref(), Some(full.as_str()));
+    assert!(finding.message.contains(parent) && finding.message.contains("3.13.0"));
+    // ScalarDB's getState follows the parent row: that is the prediction, stated as such.
+    assert_eq!(analysis.predictions[0].outcome, Outcome::RollForwardCommit);
+
+    // A parent that does not list the child defers to the full-id row: one outcome, no
+    // finding (a delayed child aborted on its own).
+    let mut unlisted = record;
+    if let Some(row) = unlisted.coordinator.parent.as_mut() {
+        row.tx_child_ids = Some("c0,c10".into());
+    }
+    let analysis = run(vec![table("accounts", vec![unlisted], vec![])]);
+    assert!(codes(&analysis).is_empty(), "{:?}", codes(&analysis));
+    assert_eq!(analysis.predictions[0].outcome, Outcome::RollBackRestore);
+}
+
+#[test]
 fn a_table_much_older_than_the_coordinator_is_a_skew_warning() {
     let mut stale = table("accounts", vec![], vec![]);
     if let TableOutcome::Scanned(scan) = &mut stale.outcome {

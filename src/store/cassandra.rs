@@ -1235,7 +1235,7 @@ fn discover_from_columns(
             )
         })
         .collect();
-    let mut discovery = discover(&catalog, None, settings);
+    let mut discovery = discover(&catalog, None, &[], settings);
     for note in &mut discovery.notes {
         if let DiscoveryNote::NoTransactionalTables { searched } = note {
             *searched = "Cassandra has no ScalarDB metadata table; searched every keyspace's \

@@ -131,7 +131,7 @@ impl Dialect {
         format!(
             "SELECT {} FROM {}",
             columns.join(", "),
-            self.table_name(&table.table)
+            self.table_name(table.source())
         )
     }
 
@@ -266,7 +266,8 @@ impl Dialect {
                 columns.extend(coordinator_columns("c", true, coordinator.has_child_ids));
                 if coordinator.has_child_ids {
                     joins.push_str(&format!(
-                        " LEFT JOIN {name} p ON p.tx_id = {} AND {} = '$'",
+                        // `$` from 3.15, `:` in 3.13 and 3.14 (model::GroupCommitId).
+                        " LEFT JOIN {name} p ON p.tx_id = {} AND {} IN ('$', ':')",
                         self.substr("r.tx_id", 1, Some(24)),
                         self.substr("r.tx_id", 25, Some(1)),
                     ));
@@ -283,7 +284,7 @@ impl Dialect {
         format!(
             "SELECT {} FROM {} r{joins}",
             columns.join(", "),
-            self.table_name(&table.table)
+            self.table_name(table.source())
         )
     }
 
@@ -294,7 +295,7 @@ impl Dialect {
         format!(
             "SELECT {} FROM {} r WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
             self.record_columns(table).join(", "),
-            self.table_name(&table.table)
+            self.table_name(table.source())
         )
     }
 
@@ -303,7 +304,7 @@ impl Dialect {
         format!(
             "SELECT {} FROM {} r WHERE r.tx_state = 3 AND r.tx_id IS NOT NULL AND r.tx_version >= 1",
             self.text("r.tx_id"),
-            self.table_name(&table.table)
+            self.table_name(table.source())
         )
     }
 
@@ -523,6 +524,18 @@ impl Dialect {
             self.text("column_name"),
             self.text("data_type"),
             self.text("key_type"),
+        )
+    }
+
+    /// ScalarDB's `virtual_tables` (3.17+, beside `metadata`): `(full_table_name, left
+    /// source, right source)`.
+    pub fn scalardb_virtual_tables(self, metadata_schema: &str) -> String {
+        format!(
+            "SELECT {}, {}, {} FROM {} ORDER BY full_table_name",
+            self.text("full_table_name"),
+            self.text("left_source_table_full_table_name"),
+            self.text("right_source_table_full_table_name"),
+            self.table_name(&TableRef::new(metadata_schema, "virtual_tables")),
         )
     }
 
@@ -771,6 +784,7 @@ mod tests {
                 },
             ],
             after_image_columns: vec!["balance".into()],
+            metadata_table: None,
         }
     }
 

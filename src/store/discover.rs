@@ -2,7 +2,7 @@
 //! where the Coordinator is. Pure: it reads the catalog and ScalarDB's metadata rows that
 //! `sql.rs` fetched, and decides nothing about consistency.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{CoordinatorSchema, KeyColumn, KeyKind, TableSchema};
 use crate::analyze::DiscoveryNote;
@@ -119,6 +119,107 @@ impl CatalogTable {
             table,
             keys,
             after_image_columns,
+            metadata_table: None,
+        }
+    }
+
+    /// A decoupled table (3.17+) as discovered: its records' keys and metadata in `self`
+    /// (`<t>_tx_metadata`), reported under the view's name; the columns a roll back restores
+    /// are the data table's that have a `before_` twin here.
+    fn decoupled_schema(
+        &self,
+        view: TableRef,
+        metadata_table: TableRef,
+        data: Option<&CatalogTable>,
+        keys: Vec<KeyColumn>,
+    ) -> TableSchema {
+        let mut schema = self.schema(view, keys);
+        schema.after_image_columns = data
+            .map(|data| {
+                data.columns
+                    .iter()
+                    .map(|(name, _)| name)
+                    .filter(|name| {
+                        !schema.keys.iter().any(|k| &k.name == *name)
+                            && self.has_column(&format!("before_{name}"))
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        schema.metadata_table = Some(metadata_table);
+        schema
+    }
+}
+
+/// One row of ScalarDB's `virtual_tables` (3.17+ transaction-metadata decoupling, in the
+/// metadata schema): the table users name is a view joining two physical tables, one holding
+/// the user columns, the other the key, the metadata and the before images.
+#[derive(Clone, Debug)]
+pub struct VirtualTableRow {
+    pub full_table_name: String,
+    pub left_source: String,
+    pub right_source: String,
+}
+
+/// The decoupled tables: each metadata table with the view it belongs to and its data table.
+struct Decoupled {
+    by_metadata: BTreeMap<TableRef, (TableRef, TableRef)>,
+    /// The views and data tables: never tables to scan as themselves.
+    hidden: BTreeSet<TableRef>,
+}
+
+impl Decoupled {
+    /// Which source holds the metadata is read from the catalog (ScalarDB puts it on the
+    /// right, `<t>_tx_metadata`); a row whose names do not parse is left out, and its
+    /// tables are then judged as any other.
+    fn new(rows: &[VirtualTableRow], catalog: &BTreeMap<TableRef, CatalogTable>) -> Self {
+        let mut decoupled = Self {
+            by_metadata: BTreeMap::new(),
+            hidden: BTreeSet::new(),
+        };
+        for row in rows {
+            let (Some(view), Some(left), Some(right)) = (
+                TableRef::parse_full_name(&row.full_table_name),
+                TableRef::parse_full_name(&row.left_source),
+                TableRef::parse_full_name(&row.right_source),
+            ) else {
+                continue;
+            };
+            let holds_metadata =
+                |t: &TableRef| catalog.get(t).is_some_and(CatalogTable::is_transactional);
+            let (data, metadata) = if holds_metadata(&left) && !holds_metadata(&right) {
+                (right, left)
+            } else {
+                (left, right)
+            };
+            decoupled.hidden.insert(view.clone());
+            decoupled.hidden.insert(data.clone());
+            decoupled.by_metadata.insert(metadata, (view, data));
+        }
+        decoupled
+    }
+
+    /// The name a table is reported under: the view's for a metadata table.
+    fn name_of(&self, table: &TableRef) -> TableRef {
+        self.by_metadata
+            .get(table)
+            .map_or_else(|| table.clone(), |(view, _)| view.clone())
+    }
+
+    /// The table as discovered from `catalog_table` (the physical `table`) and its keys.
+    fn schema(
+        &self,
+        table: &TableRef,
+        catalog_table: &CatalogTable,
+        catalog: &BTreeMap<TableRef, CatalogTable>,
+        keys: Vec<KeyColumn>,
+    ) -> TableSchema {
+        match self.by_metadata.get(table) {
+            Some((view, data)) => {
+                catalog_table.decoupled_schema(view.clone(), table.clone(), catalog.get(data), keys)
+            }
+            None => catalog_table.schema(table.clone(), keys),
         }
     }
 }
@@ -139,11 +240,15 @@ pub struct DiscoverySettings<'a> {
 }
 
 /// Decides the tables to scan from the catalog and, when it exists, ScalarDB's metadata.
+/// A decoupled table (`virtual_tables`) is scanned in its metadata table and reported under
+/// its own name; its view and data table are not scanned.
 pub fn discover(
     catalog: &BTreeMap<TableRef, CatalogTable>,
     metadata: Option<&[MetadataRow]>,
+    virtual_tables: &[VirtualTableRow],
     settings: &DiscoverySettings<'_>,
 ) -> Discovery {
+    let decoupled = Decoupled::new(virtual_tables, catalog);
     let coordinator_ref = TableRef::new(settings.coordinator_namespace, "state");
     let coordinator = catalog.get(&coordinator_ref).and_then(|table| {
         ["tx_id", "tx_state", "tx_created_at"]
@@ -161,7 +266,8 @@ pub fn discover(
     let is_candidate = |table: &TableRef| {
         *table != coordinator_ref
             && table.namespace != settings.metadata_schema
-            && settings.filter.accepts(table)
+            && !decoupled.hidden.contains(table)
+            && settings.filter.accepts(&decoupled.name_of(table))
     };
 
     let mut discovery = Discovery {
@@ -209,6 +315,7 @@ pub fn discover(
                 discovery.tables.push(DiscoveredTable::Missing(table));
                 continue;
             };
+            let name = decoupled.name_of(&table);
             let metadata_keys: Vec<KeyColumn> = rows
                 .iter()
                 .filter(|r| r.key_type.as_deref() == Some("PARTITION"))
@@ -230,22 +337,26 @@ pub fn discover(
             if metadata_keys.is_empty() {
                 missing.push("the key columns".to_owned());
             }
-            if !missing.is_empty() {
+            let keys = if missing.is_empty() {
+                metadata_keys
+            } else {
                 discovery.notes.push(DiscoveryNote::MetadataIncomplete {
-                    table: table.clone(),
+                    table: name,
                     missing_columns: missing,
                 });
-                if catalog_table.is_transactional() && !catalog_table.primary_key.is_empty() {
-                    let keys = catalog_table.keys();
-                    discovery
-                        .tables
-                        .push(DiscoveredTable::Present(catalog_table.schema(table, keys)));
+                if !catalog_table.is_transactional() || catalog_table.primary_key.is_empty() {
+                    continue;
                 }
-                continue;
-            }
-            discovery.tables.push(DiscoveredTable::Present(
-                catalog_table.schema(table, metadata_keys),
-            ));
+                catalog_table.keys()
+            };
+            discovery
+                .tables
+                .push(DiscoveredTable::Present(decoupled.schema(
+                    &table,
+                    catalog_table,
+                    catalog,
+                    keys,
+                )));
         }
     }
     for (table, catalog_table) in catalog {
@@ -256,16 +367,21 @@ pub fn discover(
             // A transactional table ScalarDB's metadata does not list: a truncated metadata
             // table. Scan it anyway, from the catalog, and say so.
             discovery.notes.push(DiscoveryNote::MetadataIncomplete {
-                table: table.clone(),
+                table: decoupled.name_of(table),
                 missing_columns: vec!["the table itself".to_owned()],
             });
         }
         if catalog_table.primary_key.is_empty() {
             continue;
         }
-        discovery.tables.push(DiscoveredTable::Present(
-            catalog_table.schema(table.clone(), catalog_table.keys()),
-        ));
+        discovery
+            .tables
+            .push(DiscoveredTable::Present(decoupled.schema(
+                table,
+                catalog_table,
+                catalog,
+                catalog_table.keys(),
+            )));
     }
     if discovery.tables.is_empty() {
         discovery.notes.push(DiscoveryNote::NoTransactionalTables {
@@ -378,7 +494,7 @@ mod tests {
             &TRANSACTION_META_COLUMNS,
         );
         let filter = TableFilter::default();
-        let discovery = discover(&catalog, Some(&rows), &settings(&filter));
+        let discovery = discover(&catalog, Some(&rows), &[], &settings(&filter));
         assert!(discovery.notes.is_empty(), "{:?}", discovery.notes);
         let DiscoveredTable::Present(schema) = &discovery.tables[0] else {
             panic!("accounts should be present");
@@ -400,7 +516,7 @@ mod tests {
             &TRANSACTION_META_COLUMNS,
         );
         let filter = TableFilter::default();
-        let discovery = discover(&catalog, Some(&rows), &settings(&filter));
+        let discovery = discover(&catalog, Some(&rows), &[], &settings(&filter));
         assert_eq!(present(&discovery), ["missing bank.gone"]);
         assert!(discovery.coordinator.is_none());
     }
@@ -417,7 +533,7 @@ mod tests {
             },
         );
         let filter = TableFilter::default();
-        let discovery = discover(&catalog, None, &settings(&filter));
+        let discovery = discover(&catalog, None, &[], &settings(&filter));
         assert_eq!(present(&discovery), ["bank.accounts"]);
     }
 
@@ -432,7 +548,7 @@ mod tests {
             &["tx_id", "tx_state"],
         );
         let filter = TableFilter::default();
-        let discovery = discover(&catalog, Some(&rows), &settings(&filter));
+        let discovery = discover(&catalog, Some(&rows), &[], &settings(&filter));
         assert_eq!(present(&discovery), ["bank.accounts", "bank.history"]);
         assert_eq!(discovery.notes.len(), 2, "{:?}", discovery.notes);
     }
@@ -454,7 +570,7 @@ mod tests {
         let rows = metadata_rows("shop.events", &[("id", "PARTITION")], &listed);
         let filter = TableFilter::default();
         for metadata in [Some(rows.as_slice()), None] {
-            let discovery = discover(&catalog, metadata, &settings(&filter));
+            let discovery = discover(&catalog, metadata, &[], &settings(&filter));
             assert_eq!(present(&discovery), ["shop.events"], "{metadata:?}");
             assert_eq!(
                 discovery.coordinator.as_ref().unwrap().table,
@@ -475,7 +591,7 @@ mod tests {
         catalog.insert(TableRef::new("coordinator", "audit"), lookalike);
         catalog.insert(TableRef::new("coordinator", "state"), coordinator_table());
         let filter = TableFilter::default();
-        let discovery = discover(&catalog, None, &settings(&filter));
+        let discovery = discover(&catalog, None, &[], &settings(&filter));
         assert_eq!(present(&discovery), ["coordinator.audit", "other.state"]);
         assert_eq!(
             discovery.coordinator.unwrap().table,
@@ -485,7 +601,7 @@ mod tests {
             coordinator_namespace: "other",
             ..settings(&filter)
         };
-        let discovery = discover(&catalog, None, &renamed);
+        let discovery = discover(&catalog, None, &[], &renamed);
         assert_eq!(
             discovery.coordinator.as_ref().unwrap().table,
             TableRef::new("other", "state")
@@ -517,7 +633,7 @@ mod tests {
             coordinator_namespace: "coord",
             ..settings(&filter)
         };
-        let discovery = discover(&catalog, Some(&rows), &custom);
+        let discovery = discover(&catalog, Some(&rows), &[], &custom);
         assert_eq!(present(&discovery), ["bank.accounts"]);
         assert!(discovery.notes.is_empty(), "{:?}", discovery.notes);
         assert_eq!(
@@ -526,10 +642,104 @@ mod tests {
         );
     }
 
+    /// ScalarDB 3.17+'s decoupled `bank.accounts` as its catalog and metadata show it: the
+    /// user columns in `accounts_data`, key + metadata + before images in
+    /// `accounts_tx_metadata`, a view `accounts` with every column (PostgreSQL and MySQL list
+    /// views in the catalog), and only the two physical tables in `scalardb.metadata`.
+    fn decoupled_accounts() -> (BTreeMap<TableRef, CatalogTable>, Vec<MetadataRow>) {
+        let mut catalog = BTreeMap::new();
+        catalog.insert(
+            TableRef::new("bank", "accounts_data"),
+            CatalogTable {
+                columns: vec![
+                    ("id".into(), "integer".into()),
+                    ("balance".into(), "integer".into()),
+                ],
+                primary_key: vec!["id".into()],
+            },
+        );
+        let mut metadata_table = transactional(&["id"]);
+        metadata_table.columns.retain(|(c, _)| c != "balance");
+        metadata_table
+            .columns
+            .push(("before_balance".into(), "integer".into()));
+        let mut view = transactional(&["id"]);
+        view.primary_key.clear();
+        view.columns
+            .push(("before_balance".into(), "integer".into()));
+        catalog.insert(
+            TableRef::new("bank", "accounts_tx_metadata"),
+            metadata_table,
+        );
+        catalog.insert(TableRef::new("bank", "accounts"), view);
+        catalog.insert(TableRef::new("coordinator", "state"), coordinator_table());
+        let mut rows = metadata_rows("bank.accounts_data", &[("id", "PARTITION")], &[]);
+        let mut meta: Vec<&str> = TRANSACTION_META_COLUMNS.to_vec();
+        meta.push("before_balance");
+        rows.extend(metadata_rows(
+            "bank.accounts_tx_metadata",
+            &[("id", "PARTITION")],
+            &meta,
+        ));
+        (catalog, rows)
+    }
+
+    fn accounts_virtual_table() -> Vec<VirtualTableRow> {
+        vec![VirtualTableRow {
+            full_table_name: "bank.accounts".into(),
+            left_source: "bank.accounts_data".into(),
+            right_source: "bank.accounts_tx_metadata".into(),
+        }]
+    }
+
+    #[test]
+    fn a_decoupled_table_is_scanned_in_its_metadata_table_under_its_own_name() {
+        let (catalog, rows) = decoupled_accounts();
+        let filter = TableFilter::default();
+        let virtual_tables = accounts_virtual_table();
+        for metadata in [Some(rows.as_slice()), None] {
+            let discovery = discover(&catalog, metadata, &virtual_tables, &settings(&filter));
+            assert!(discovery.notes.is_empty(), "{:?}", discovery.notes);
+            let [DiscoveredTable::Present(schema)] = discovery.tables.as_slice() else {
+                panic!("one table, bank.accounts: {:?}", present(&discovery));
+            };
+            assert_eq!(schema.table, TableRef::new("bank", "accounts"));
+            assert_eq!(
+                schema.source(),
+                &TableRef::new("bank", "accounts_tx_metadata")
+            );
+            assert_eq!(schema.keys.len(), 1);
+            assert_eq!(schema.after_image_columns, ["balance"]);
+        }
+        // The filter takes the name users know.
+        let only_accounts = TableFilter {
+            include: vec!["bank.accounts".into()],
+            exclude: vec![],
+        };
+        let discovery = discover(
+            &catalog,
+            Some(&rows),
+            &virtual_tables,
+            &settings(&only_accounts),
+        );
+        assert_eq!(present(&discovery), ["bank.accounts"]);
+    }
+
+    #[test]
+    fn without_virtual_tables_a_decoupled_metadata_table_is_scanned_as_itself() {
+        // A backup that lost `virtual_tables`: the records are still found and scanned,
+        // under the physical name, and the view (no key) is not mistaken for a table.
+        let (catalog, rows) = decoupled_accounts();
+        let filter = TableFilter::default();
+        let discovery = discover(&catalog, Some(&rows), &[], &settings(&filter));
+        assert!(present(&discovery).contains(&"bank.accounts_tx_metadata".to_owned()));
+        assert!(!present(&discovery).contains(&"bank.accounts".to_owned()));
+    }
+
     #[test]
     fn nothing_found_is_a_note_not_an_error() {
         let filter = TableFilter::default();
-        let discovery = discover(&BTreeMap::new(), None, &settings(&filter));
+        let discovery = discover(&BTreeMap::new(), None, &[], &settings(&filter));
         assert!(matches!(
             discovery.notes[..],
             [DiscoveryNote::NoTransactionalTables { .. }]

@@ -223,6 +223,18 @@ pub struct TableSchema {
     pub keys: Vec<KeyColumn>,
     /// Non-key user columns that have a `before_` twin: what a roll back restores.
     pub after_image_columns: Vec<String>,
+    /// Where the records' metadata is stored when that is not `table` itself: ScalarDB
+    /// 3.17+'s transaction-metadata decoupling keeps it in `<t>_tx_metadata` (the data in
+    /// `<t>_data`, and `table` is a view joining them). The scan reads it there, so a
+    /// metadata row whose data row is missing (or the reverse) is still seen.
+    pub metadata_table: Option<TableRef>,
+}
+
+impl TableSchema {
+    /// The table the scan reads the records' keys and metadata from.
+    pub fn source(&self) -> &TableRef {
+        self.metadata_table.as_ref().unwrap_or(&self.table)
+    }
 }
 
 /// The Coordinator table and the optional columns that change how it is read.

@@ -17,7 +17,8 @@ use sqlx::{Any, AnyPool, Executor, Row};
 
 use super::dialect::{Dialect, RECORD_TAIL_COLUMNS};
 use super::discover::{
-    CatalogTable, DiscoveredTable, Discovery, DiscoverySettings, MetadataRow, discover,
+    CatalogTable, DiscoveredTable, Discovery, DiscoverySettings, MetadataRow, VirtualTableRow,
+    discover,
 };
 use super::{CoordinatorSchema, TableSchema};
 use crate::analyze::{
@@ -330,6 +331,52 @@ impl SqlStore {
         }
         Ok((metadata, invalid))
     }
+
+    /// ScalarDB's `virtual_tables` rows (a row with a NULL name is left out: it names no
+    /// table to find).
+    async fn read_virtual_tables(
+        &self,
+        metadata_schema: &str,
+    ) -> Result<Vec<VirtualTableRow>, sqlx::Error> {
+        let rows = sqlx::query(&self.dialect.scalardb_virtual_tables(metadata_schema))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let (Some(full_table_name), Some(left_source), Some(right_source)) =
+                (text(row, 0)?, text(row, 1)?, text(row, 2)?)
+            {
+                out.push(VirtualTableRow {
+                    full_table_name,
+                    left_source,
+                    right_source,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A failed read of one of ScalarDB's own tables (`metadata`, `virtual_tables`): a denial is
+/// a note, so the verdict says what could not be seen; anything else stops discovery,
+/// naming the table.
+fn metadata_read_failed(
+    table: &TableRef,
+    source: sqlx::Error,
+    notes: &mut Vec<DiscoveryNote>,
+) -> Result<(), SqlError> {
+    if access_failure(&source) == Some(AccessFailure::Denied) {
+        notes.push(DiscoveryNote::PermissionDenied {
+            object: table.to_string(),
+            reason: database_message(&source),
+        });
+        Ok(())
+    } else {
+        Err(SqlError::Metadata {
+            table: table.to_string(),
+            source,
+        })
+    }
 }
 
 /// Reads a text column. MySQL reports `CAST(… AS CHAR)` of a LONGTEXT as a BLOB type to the
@@ -459,21 +506,20 @@ impl super::Store for SqlStore {
                     }
                     metadata = Some(rows);
                 }
-                Err(source) if access_failure(&source) == Some(AccessFailure::Denied) => {
-                    notes.push(DiscoveryNote::PermissionDenied {
-                        object: metadata_table.to_string(),
-                        reason: database_message(&source),
-                    });
-                }
-                Err(source) => {
-                    return Err(SqlError::Metadata {
-                        table: metadata_table.to_string(),
-                        source,
-                    });
-                }
+                Err(source) => metadata_read_failed(&metadata_table, source, &mut notes)?,
             }
         }
-        let mut discovery = discover(&catalog, metadata.as_deref(), settings);
+        // 3.17+ decoupled tables: where each one's metadata lies. Listed in the catalog
+        // beside the metadata table; one the account may not read is reported like it.
+        let virtual_tables_ref = TableRef::new(settings.metadata_schema, "virtual_tables");
+        let mut virtual_tables = Vec::new();
+        if catalog.contains_key(&virtual_tables_ref) {
+            match self.read_virtual_tables(settings.metadata_schema).await {
+                Ok(rows) => virtual_tables = rows,
+                Err(source) => metadata_read_failed(&virtual_tables_ref, source, &mut notes)?,
+            }
+        }
+        let mut discovery = discover(&catalog, metadata.as_deref(), &virtual_tables, settings);
         // A listed table the catalog does not show may be one the account cannot see.
         for table in &mut discovery.tables {
             let DiscoveredTable::Missing(missing) = table else {

@@ -108,6 +108,7 @@ final class CaseContext implements AutoCloseable {
     if (Scenarios.logsWriteSets(spec)) {
       p.setProperty(WRITE_SET_LOGGING_PROP, "true");
     }
+    Variant.current().addProperties(p);
     return p;
   }
 
@@ -132,7 +133,7 @@ final class CaseContext implements AutoCloseable {
     DistributedTransactionAdmin admin =
         TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
     try {
-      Bank.createSchema(admin, backend.namespaceOptions());
+      Bank.createSchema(admin, Variant.current().tableOptions(backend.namespaceOptions()));
     } finally {
       admin.close();
     }
@@ -206,7 +207,9 @@ final class CaseContext implements AutoCloseable {
     DistributedTransactionAdmin admin =
         TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
     try {
-      admin.importTable(Bank.NS_B, Bank.LEGACY, java.util.Collections.emptyMap());
+      // Imported coupled under every variant: a decoupled import is addressed as
+      // <t>_scalardb (a LEFT OUTER view), which the case's transactions do not name.
+      Compat.importTable(admin, Bank.NS_B, Bank.LEGACY, Map.of());
     } finally {
       admin.close();
     }
@@ -482,13 +485,21 @@ final class CaseContext implements AutoCloseable {
   @Override
   public void close() {
     Faults.disarm();
-    for (AutoCloseable c : new AutoCloseable[] {tm, serializableTm, onePhaseTm, extraWriteTm, coordinatorTm, participantTm}) {
-      if (c != null) {
-        try {
-          c.close();
-        } catch (Exception ignored) {
-          // closing after a crash may fail; the database is dumped already
-        }
+    // Not AutoCloseable before 3.13: each manager's own close().
+    closeQuietly(tm == null ? null : tm::close);
+    closeQuietly(serializableTm == null ? null : serializableTm::close);
+    closeQuietly(onePhaseTm == null ? null : onePhaseTm::close);
+    closeQuietly(extraWriteTm == null ? null : extraWriteTm::close);
+    closeQuietly(coordinatorTm == null ? null : coordinatorTm::close);
+    closeQuietly(participantTm == null ? null : participantTm::close);
+  }
+
+  private static void closeQuietly(Runnable close) {
+    if (close != null) {
+      try {
+        close.run();
+      } catch (RuntimeException ignored) {
+        // closing after a crash may fail; the database is dumped already
       }
     }
   }

@@ -48,6 +48,7 @@ public final class Main {
     Pattern only = Pattern.compile(opts.getOrDefault("only", ".*"));
     List<CaseSpec> specs = new ArrayList<>();
     String backendName = opts.getOrDefault("backend", "sqlite");
+    Variant.select(Variant.parse(opts.getOrDefault("variant", "none")), scalarDbVersion(), backendName);
     for (CaseSpec s : Scenarios.all(scalarDbVersion(), backendName)) {
       if (only.matcher(s.id()).find()) {
         specs.add(s);
@@ -69,6 +70,7 @@ public final class Main {
   private static void usage() {
     System.err.println(
         "usage: generate --backend sqlite|postgres|mariadb|cassandra --out DIR [--only REGEX] [--work DIR]\n"
+            + "                [--variant " + String.join("|", Variant.names()) + "]\n"
             + "         postgres:  --host H --port P --user U [--password W] --bin DIR (pg_dump, psql)\n"
             + "         mariadb:   --host H --port P --user U [--password W] --bin DIR (mysqldump, mysql)\n"
             + "         cassandra: --cassandra HOST:PORT\n"
@@ -116,7 +118,7 @@ public final class Main {
     long started = System.currentTimeMillis();
     long lastWrite = 0;
     for (CaseSpec spec : specs) {
-      String name = backend.name() + "-" + version + "-" + spec.id();
+      String name = backend.name() + "-" + version + "-" + Variant.current().caseId(spec.id());
       for (int attempt = 1; ; attempt++) {
         Boolean result = generateOnce(backend, spec, name, out, work, done, attempt);
         if (result == null) {
@@ -254,6 +256,7 @@ public final class Main {
     truth.put("coordinator_namespace", ctx.spec.coordinatorNamespace());
     truth.put("metadata_schema", ctx.namespaces.metadata());
     truth.put("cut", ctx.spec.cut());
+    truth.put("variant", Variant.current().prefix.isEmpty() ? "none" : Variant.current().prefix);
     truth.put("expected_verdict", Truth.verdict(ctx.dataCut, ctx.coordinatorCut));
     if (Scenarios.logsWriteSets(ctx.spec)) {
       truth.put("write_set_logging", true);

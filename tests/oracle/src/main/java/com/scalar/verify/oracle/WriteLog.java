@@ -46,7 +46,8 @@ final class WriteLog {
 
     /** ScalarDB's lookup rule for a (possibly group-commit) id: parent row listing the child, else the full id. */
     Optional<CoordinatorRow> stateOf(String txId) {
-      if (txId.length() > 24 && txId.charAt(24) == '$') {
+      // '$' from 3.15; 3.13 and 3.14 joined parent and child with ':'.
+      if (txId.length() > 24 && (txId.charAt(24) == '$' || txId.charAt(24) == ':')) {
         CoordinatorRow parent = coordinator.get(txId.substring(0, 24));
         if (parent != null && parent.childIds().contains(txId.substring(25))) {
           return Optional.of(parent);
