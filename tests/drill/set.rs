@@ -200,12 +200,30 @@ async fn a_postgres_and_a_mariadb_dump_drilled_as_one_deployment_agree_with_scan
             drill_set(&["--backup", &maria_named, "--backup", &pg_named])
         };
         assert_nothing_left(pid);
-        assert_eq!(drilled.code, scanned.code, "{state}: {}", drilled.stderr);
+        let (code, scanned_code) = (drilled.code, scanned.code);
         let (drilled, scanned) = (drilled.json(), scanned.json());
-        assert_eq!(drilled["verdict"], scanned["verdict"], "{state}");
-        assert_eq!(drilled["verdict"], expected(state)["verdict"], "{state}");
+        assert_eq!(scanned["verdict"], expected(state)["verdict"], "{state}");
+        let (cut, other): (Vec<String>, Vec<String>) = findings(&drilled)
+            .into_iter()
+            .partition(|f| f.contains("\"cut-window-at-risk\""));
+        if state == "clean" {
+            // Two dumps taken one after the other that record no start (a plain pg_dump;
+            // mysqldump's completion, in an unknown zone): the Coordinator's newest
+            // transaction committed after the MariaDB data's newest write, so the copies
+            // could have torn it without a trace. The one live observation is consistent;
+            // the set is at best indeterminate, and says why.
+            assert_eq!(drilled["verdict"], "indeterminate", "{state}");
+            assert_eq!(code, 4, "{state}");
+            assert_eq!(cut.len(), 1, "{state}: {cut:?}");
+            let reason = drilled["summary"]["cut"]["reason"].as_str().unwrap();
+            assert!(reason.contains("record no instant"), "{reason}");
+        } else {
+            assert_eq!(code, scanned_code, "{state}");
+            assert_eq!(drilled["verdict"], scanned["verdict"], "{state}");
+            assert!(cut.is_empty(), "{state}: {cut:?}");
+        }
         assert_eq!(predictions(&drilled), predictions(&scanned), "{state}");
-        assert_eq!(findings(&drilled), findings(&scanned), "{state}");
+        assert_eq!(other, findings(&scanned), "{state}");
         assert_eq!(
             drilled["summary"]["records_scanned"], scanned["summary"]["records_scanned"],
             "{state}"
