@@ -378,7 +378,9 @@ final class Scenarios {
       ctx.cutData();
     }));
     // ---- 3.19 write-set logging: the Coordinator names the records each transaction wrote ----
-    if (hasWriteSets(version) && !backend.equals("cassandra")) {
+    // SQLite and PostgreSQL only: a mysqldump of write-set BLOBs is not UTF-8, which the
+    // differential's MariaDB restore reads as text (left for the next step).
+    if (hasWriteSets(version) && (backend.equals("sqlite") || backend.equals("postgres"))) {
       out.add(single(WRITE_SETS + "committed", ctx -> {
         int[] s = ctx.seed(2);
         ctx.transfer(s[0]);
