@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::input::{RATE_WINDOWS_MS, RecentCommits, UnconfirmedTimes};
+use super::write_sets::TxProof;
 use super::{
     Code, CoordinatorSummary, Finding, ObservedRecord, PauseWindow, TableSummary, human_ms,
 };
@@ -114,12 +115,99 @@ pub enum AtRiskProof {
     Torn,
 }
 
+impl AtRiskProof {
+    /// What the write-set proof's verdict on a transaction says of it in the cut (`None`:
+    /// the proof did not check it: no write set, undecodable, or over the memory bound).
+    /// Only a record found at the transaction's version or later proves it intact; an
+    /// absent, unscanned or ambiguous record leaves it unproven.
+    pub fn of_write_set(proof: Option<TxProof>) -> Self {
+        match proof {
+            Some(TxProof::Proven) => Self::Intact,
+            Some(TxProof::Torn) => Self::Torn,
+            Some(TxProof::Unverified | TxProof::Ambiguous) | None => Self::Unproven,
+        }
+    }
+}
+
 /// A transaction the Coordinator shows committing inside the cut window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AtRiskTransaction {
     pub tx_id: String,
     pub committed_at_ms: Option<i64>,
     pub proof: AtRiskProof,
+}
+
+/// Every COMMITTED Coordinator transaction created inside a cut window (`window`), each
+/// with what the write-set proof says of it, as the scan listed them: complete, a
+/// transaction over the scan's memory bound counted in `unlisted` (and unproven).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowTransactions {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub transactions: Vec<AtRiskTransaction>,
+    pub unlisted: u64,
+}
+
+/// The most at-risk transactions a scan lists for the cut (beyond: counted, unproven).
+pub const MAX_WINDOW_TRANSACTIONS: usize = 100_000;
+
+/// The window between separately copied parts that all record their instants: the
+/// earliest and the latest instant (`None`: fewer than two parts, one snapshot, or a part
+/// that records none). The scan lists the transactions created in it for the proof.
+pub fn window(parts: &[CutPart]) -> Option<(i64, i64)> {
+    if parts.len() < 2 {
+        return None;
+    }
+    let from = parts
+        .iter()
+        .map(|p| p.earliest_ms)
+        .collect::<Option<Vec<_>>>()?;
+    let to = parts
+        .iter()
+        .map(|p| p.latest_ms)
+        .collect::<Option<Vec<_>>>()?;
+    Some((from.into_iter().min()?, to.into_iter().max()?))
+}
+
+/// A Coordinator row created inside the cut window, as the proof's reads saw it: the ids
+/// its write set's groups carry (empty: no write set, an undecodable one, or one naming
+/// no group).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowRow {
+    pub tx_id: String,
+    pub created_at: i64,
+    pub group_tx_ids: Vec<String>,
+}
+
+/// The window's transactions with the proof's verdict on each (one per group of a
+/// group-commit row; a row without a usable write set is one unproven transaction).
+pub fn window_transactions(
+    (from_ms, to_ms): (i64, i64),
+    rows: &[WindowRow],
+    unlisted: u64,
+    proofs: &BTreeMap<String, TxProof>,
+) -> WindowTransactions {
+    let mut transactions = Vec::new();
+    for row in rows {
+        let at = |tx_id: &str, proof| AtRiskTransaction {
+            tx_id: tx_id.to_owned(),
+            committed_at_ms: Some(row.created_at),
+            proof,
+        };
+        if row.group_tx_ids.is_empty() {
+            transactions.push(at(&row.tx_id, AtRiskProof::Unproven));
+        }
+        for id in &row.group_tx_ids {
+            let proof = AtRiskProof::of_write_set(proofs.get(id).copied());
+            transactions.push(at(id, proof));
+        }
+    }
+    WindowTransactions {
+        from_ms,
+        to_ms,
+        transactions,
+        unlisted,
+    }
 }
 
 /// The window between the earliest and the latest part, and what committed in it.
@@ -133,6 +221,10 @@ pub struct AtRisk {
     pub committed_at_most: Option<u64>,
     /// Examples, each with what a write-set proof says of it (empty: none listed).
     pub transactions: Vec<AtRiskTransaction>,
+    /// Of the transactions committed in the window, how many their write sets prove
+    /// intact, and how many torn (3.19 write-set logging; 0 without it).
+    pub proven_by_write_sets: u64,
+    pub torn_by_write_sets: u64,
 }
 
 /// A probability, serialized as a number (compared bit for bit, so reports stay `Eq`).
@@ -189,7 +281,9 @@ pub struct CutInput<'a> {
     pub coordinator_recent: Option<&'a RecentCommits>,
     /// Each scanned table's rate windows.
     pub recent: &'a BTreeMap<TableRef, RecentCommits>,
-    pub at_risk_transactions: &'a [AtRiskTransaction],
+    /// The scan's complete list of the window's transactions with their proofs, when the
+    /// Coordinator logs write sets.
+    pub at_risk_transactions: Option<&'a WindowTransactions>,
     /// The storages' newest writes: a lower bound of an unrecorded part's instant.
     pub storages: &'a [super::StorageSummary],
 }
@@ -330,38 +424,66 @@ fn judge_parts(
     };
     let spread = to.saturating_sub(from);
     summary.spread_ms = Some(spread);
-    let (at_least, at_most) = match input.coordinator.max_tx_created_at {
+    // The scan's list, when it is of this window, counts the window exactly.
+    let listed = input
+        .at_risk_transactions
+        .filter(|w| (w.from_ms, w.to_ms) == (from, to));
+    let in_window: Vec<&AtRiskTransaction> = listed
+        .map(|w| {
+            w.transactions
+                .iter()
+                .filter(|t| t.committed_at_ms.is_none_or(|at| (from..=to).contains(&at)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (at_least, at_most) = match (listed, input.coordinator.max_tx_created_at) {
+        (Some(w), _) => {
+            let exact = u64::try_from(in_window.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(w.unlisted);
+            (Some(exact), Some(exact))
+        }
         // Nothing committed after the earliest copy: nothing can be torn between them.
-        Some(newest) if newest < from.saturating_sub(CLOCK_TOLERANCE_MS) => (Some(0), Some(0)),
+        (None, Some(newest)) if newest < from.saturating_sub(CLOCK_TOLERANCE_MS) => {
+            (Some(0), Some(0))
+        }
         _ => committed_between(input.coordinator_recent, from, to),
     };
+    let count_of = |proof: AtRiskProof| {
+        let n = in_window.iter().filter(|t| t.proof == proof).count();
+        u64::try_from(n).unwrap_or(u64::MAX)
+    };
+    let proven_intact = count_of(AtRiskProof::Intact);
+    // Unproven and torn ones first: they are the examples worth reading.
+    let mut examples = in_window.clone();
+    examples.sort_by_key(|t| match t.proof {
+        AtRiskProof::Torn => 0,
+        AtRiskProof::Unproven => 1,
+        AtRiskProof::Intact => 2,
+    });
     let mut at_risk = AtRisk {
         from_ms: from,
         to_ms: to,
         committed_at_least: at_least,
         committed_at_most: at_most,
-        transactions: input
-            .at_risk_transactions
-            .iter()
-            .filter(|t| t.committed_at_ms.is_none_or(|at| (from..=to).contains(&at)))
+        transactions: examples
+            .into_iter()
             .take(AT_RISK_EXAMPLES)
             .cloned()
             .collect(),
+        proven_by_write_sets: proven_intact,
+        torn_by_write_sets: count_of(AtRiskProof::Torn),
     };
-    let proven_intact = input
-        .at_risk_transactions
-        .iter()
-        .filter(|t| t.proof == AtRiskProof::Intact)
-        .count();
-    let all_proven =
-        at_most.is_some_and(|most| u64::try_from(proven_intact).unwrap_or(u64::MAX) >= most);
+    let all_proven = at_most.is_some_and(|most| most > 0 && proven_intact >= most);
     if spread <= CLOCK_TOLERANCE_MS || at_most == Some(0) || all_proven {
         summary.proven = true;
         summary.reason = if spread <= CLOCK_TOLERANCE_MS {
             format!("the parts were copied within {spread} ms of each other")
-        } else if all_proven && at_most != Some(0) {
-            "every transaction that committed between the copies is proven intact by its write set"
-                .to_owned()
+        } else if all_proven {
+            format!(
+                "every transaction that committed in the {spread} ms between the copies \
+                 ({proven_intact}) is proven intact by its write set"
+            )
         } else {
             format!(
                 "the Coordinator shows no transaction committing in the {spread} ms between \
@@ -381,12 +503,27 @@ fn judge_parts(
         "the parts were copied {} apart and {count} transaction(s) committed in between",
         human_ms(spread)
     );
+    let proven = if listed.is_some() {
+        format!(
+            "; of them {} proven intact, {} torn and {} unproven by their write sets (a \
+             transaction without a write set, or with a record absent, unscanned or \
+             ambiguous, is unproven)",
+            at_risk.proven_by_write_sets,
+            at_risk.torn_by_write_sets,
+            at_most
+                .unwrap_or(0)
+                .saturating_sub(at_risk.proven_by_write_sets + at_risk.torn_by_write_sets)
+        )
+    } else {
+        String::new()
+    };
     let mut finding = Finding::new(
         Code::CutWindowAtRisk,
         format!(
             "the parts were copied {} apart (from {from} to {to}) and the Coordinator shows \
-             {count} transaction(s) committing in between: a tear among them leaves no trace \
-             in the earlier part (its records keep their older committed versions); {rule_out}",
+             {count} transaction(s) committing in between{proven}: a tear among them leaves \
+             no trace in the earlier part (its records keep their older committed versions); \
+             {rule_out}",
             human_ms(spread)
         ),
     );
@@ -773,7 +910,7 @@ mod tests {
                 coordinator: &coordinator,
                 coordinator_recent,
                 recent,
-                at_risk_transactions: &[],
+                at_risk_transactions: None,
                 storages: &[],
             },
             tables,

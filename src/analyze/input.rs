@@ -19,9 +19,9 @@ pub struct Observation {
     pub discovery: Vec<DiscoveryNote>,
     /// The storages scanned, each with the tables routed to it (empty: none named).
     pub storages: Vec<super::StorageObservation>,
-    /// Transactions the Coordinator shows committing inside the cut window, each with what
-    /// a write-set proof says of it (empty: none listed; see `cut.rs`).
-    pub at_risk_transactions: Vec<super::AtRiskTransaction>,
+    /// Every transaction the Coordinator shows committing inside the cut window, each with
+    /// what the write-set proof says of it (`None`: not listed, no write sets; `cut.rs`).
+    pub at_risk_transactions: Option<super::WindowTransactions>,
 }
 
 #[derive(Clone, Debug)]

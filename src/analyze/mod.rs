@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 pub use cut::{
-    AtRisk, AtRiskProof, AtRiskTransaction, CutPart, CutSummary, InstantSource, Probability,
-    TableLag,
+    AtRisk, AtRiskProof, AtRiskTransaction, CutPart, CutSummary, InstantSource,
+    MAX_WINDOW_TRANSACTIONS, Probability, TableLag, WindowRow, WindowTransactions,
+    window as cut_window, window_transactions,
 };
 pub use finding::{CheckName, Code, Finding, Severity, VerdictEffect};
 pub use input::{
@@ -536,7 +537,7 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
             coordinator: &coordinator,
             coordinator_recent,
             recent: &recent,
-            at_risk_transactions: &observation.at_risk_transactions,
+            at_risk_transactions: observation.at_risk_transactions.as_ref(),
             storages: &storages,
         },
         &tables,

@@ -87,7 +87,7 @@ fn run(tables: Vec<TableObservation>) -> Analysis {
             coordinator: coordinator(),
             discovery: vec![],
             storages: vec![],
-            at_risk_transactions: vec![],
+            at_risk_transactions: None,
         },
         &AnalysisSettings::default(),
     )
@@ -207,7 +207,7 @@ fn with_write_set_logging_committed_but_aborted_is_ambiguous() {
             }),
             discovery: vec![],
             storages: vec![],
-            at_risk_transactions: vec![],
+            at_risk_transactions: None,
         },
         &AnalysisSettings::default(),
     );
@@ -263,7 +263,7 @@ fn a_missing_coordinator_is_indeterminate_never_consistent() {
             coordinator: CoordinatorObservation::Missing,
             discovery: vec![],
             storages: vec![],
-            at_risk_transactions: vec![],
+            at_risk_transactions: None,
         },
         &AnalysisSettings::default(),
     );
@@ -302,7 +302,7 @@ fn transactions_prepared_within_the_lifetime_of_the_cut_are_in_flight() {
             coordinator: coordinator(),
             discovery: vec![],
             storages: vec![],
-            at_risk_transactions: vec![],
+            at_risk_transactions: None,
         },
         &AnalysisSettings {
             as_of: Some(NOW),
@@ -505,7 +505,7 @@ fn duplicated_ids_in_the_coordinator_sample_decide_records_seen_once() {
         }),
         discovery: vec![],
         storages: vec![],
-        at_risk_transactions: vec![],
+        at_risk_transactions: None,
     };
     let analysis = analyze(&observation, &AnalysisSettings::default());
     assert!(
@@ -564,7 +564,7 @@ fn an_unreadable_coordinator_or_table_is_indeterminate_with_the_reason() {
                 },
             ],
             storages: vec![],
-            at_risk_transactions: vec![],
+            at_risk_transactions: None,
         },
         &AnalysisSettings::default(),
     );

@@ -130,6 +130,9 @@ pub struct AtRiskSet {
     /// here was not scanned, `None` means it holds no timestamp at all.
     watermarks: HashMap<TableRef, Option<i64>>,
     margin_ms: i64,
+    /// The cut window (`cut::window`): a transaction created in it is always at risk, the
+    /// one the cut's judgement needs proven.
+    window: Option<(i64, i64)>,
     kept: Vec<WrittenTransaction>,
     kept_records: usize,
     /// Kept because the total was still small, not because they are at risk.
@@ -143,6 +146,7 @@ impl AtRiskSet {
         Self {
             watermarks,
             margin_ms,
+            window: None,
             kept: Vec::new(),
             kept_records: 0,
             kept_while_few: 0,
@@ -151,19 +155,35 @@ impl AtRiskSet {
         }
     }
 
-    /// The oldest of the scanned tables' newest writes, minus the margin: no transaction
-    /// committed before it is at risk (a store may filter on it). `None`: every one may be.
+    /// Keeps every transaction created in `[from, to]` whatever the bounded-work rule says.
+    #[must_use]
+    pub fn with_window(mut self, window: Option<(i64, i64)>) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The oldest of the scanned tables' newest writes, minus the margin, and never after the
+    /// cut window's start: no transaction committed before it is at risk (a store may filter
+    /// on it). `None`: every one may be.
     pub fn floor(&self) -> Option<i64> {
         let mut oldest: Option<i64> = None;
         for watermark in self.watermarks.values() {
             let w = (*watermark)?;
             oldest = Some(oldest.map_or(w, |o| o.min(w)));
         }
-        oldest.map(|o| o.saturating_sub(self.margin_ms))
+        let floor = oldest.map(|o| o.saturating_sub(self.margin_ms))?;
+        Some(self.window.map_or(floor, |(from, _)| floor.min(from)))
     }
 
-    /// Whether a copy of some table `tx` wrote could have been taken before `tx` wrote it.
+    /// Whether a copy of some table `tx` wrote could have been taken before `tx` wrote it
+    /// (or it was created inside the cut window).
     pub fn is_at_risk(&self, tx: &WrittenTransaction) -> bool {
+        if self
+            .window
+            .is_some_and(|(from, to)| (from..=to).contains(&tx.created_at))
+        {
+            return true;
+        }
         tx.records
             .iter()
             .any(|(table, _)| match self.watermarks.get(table) {

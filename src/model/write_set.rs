@@ -347,23 +347,26 @@ fn timestamp_millis(encoded: i64) -> Option<i64> {
     seconds.checked_mul(1000)?.checked_add(ms)
 }
 
-/// A Coordinator row that carries a write set, as a store reads it: the row, and the BLOB
-/// unless it is larger than [`MAX_WRITE_SET_BYTES`] (then only its length crossed the wire).
+/// A Coordinator row with its write set, as a store reads it: the row, and the BLOB unless
+/// it is larger than [`MAX_WRITE_SET_BYTES`] (then only its length crossed the wire);
+/// `None` when the row carries none (a row the cut window asked for).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredWriteSet {
     pub row: crate::model::CoordinatorRow,
-    pub bytes: Result<Vec<u8>, u64>,
+    pub bytes: Option<Result<Vec<u8>, u64>>,
 }
 
 impl StoredWriteSet {
-    /// Decodes the BLOB; an oversized one is [`WriteSetError::TooLarge`].
+    /// Decodes the BLOB; an oversized one is [`WriteSetError::TooLarge`], a row without
+    /// one [`WriteSetError::Absent`].
     pub fn decode(&self) -> Result<WriteSet, WriteSetError> {
         match &self.bytes {
-            Ok(bytes) => decode(bytes),
-            Err(len) => Err(WriteSetError::TooLarge {
+            Some(Ok(bytes)) => decode(bytes),
+            Some(Err(len)) => Err(WriteSetError::TooLarge {
                 len: usize::try_from(*len).unwrap_or(usize::MAX),
                 max: MAX_WRITE_SET_BYTES,
             }),
+            None => Err(WriteSetError::Absent),
         }
     }
 
@@ -382,6 +385,8 @@ impl StoredWriteSet {
 /// Why a BLOB is not a usable write set.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteSetError {
+    #[error("decode a write set: the Coordinator row carries none")]
+    Absent,
     #[error("decode a write set of {len} bytes (more than {max})")]
     TooLarge { len: usize, max: usize },
     #[error("decode {at} as ScalarDB 3.19.1's protobuf")]

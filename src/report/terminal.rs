@@ -119,6 +119,17 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         let judged = if cut.proven { "proven" } else { "not proven" };
         writeln!(out, "cut {judged}: {}", cut.reason)?;
     }
+    if let Some(at_risk) = cut
+        .at_risk
+        .as_ref()
+        .filter(|a| a.proven_by_write_sets + a.torn_by_write_sets > 0)
+    {
+        writeln!(
+            out,
+            "  at-risk transactions judged by their write sets: {} proven intact, {} torn",
+            at_risk.proven_by_write_sets, at_risk.torn_by_write_sets
+        )?;
+    }
     for lag in cut.lags.iter().filter(|l| l.significant) {
         writeln!(
             out,

@@ -149,6 +149,7 @@ impl Connected {
         &self,
         coordinator: &CoordinatorSchema,
         since: Option<i64>,
+        window: Option<(i64, i64)>,
         add: &F,
         merge: &M,
     ) -> Result<A, Error>
@@ -157,7 +158,7 @@ impl Connected {
         F: Fn(&mut A, StoredWriteSet),
         M: Fn(&mut A, A),
     {
-        each!(self, store => store.fold_write_sets(coordinator, since, add, merge).await)
+        each!(self, store => store.fold_write_sets(coordinator, since, window, add, merge).await)
     }
 
     pub(super) async fn read_write_set(

@@ -355,11 +355,14 @@ async fn scan(
                     })
                 })
                 .collect();
-            let proof = write_sets::run(coordinator_store, schema, &tables, config.jobs).await;
+            let window = crate::analyze::cut_window(&config.analysis.cut_parts);
+            let proof =
+                write_sets::run(coordinator_store, schema, &tables, window, config.jobs).await;
             Some(proof.map_err(|e| in_storage(&plan.storages[plan.coordinator], e))?)
         }
         _ => None,
     };
+    let (proof, listed) = proof.map_or((None, None), |(proof, listed)| (Some(proof), listed));
 
     let mut scanned = scans.into_iter();
     let mut tables = Vec::new();
@@ -384,7 +387,7 @@ async fn scan(
         coordinator,
         discovery: notes,
         storages,
-        at_risk_transactions: Vec::new(),
+        at_risk_transactions: listed,
     };
     let mut analysis = analyze(&observation, &config.analysis);
     if let Some(proof) = proof {

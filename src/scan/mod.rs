@@ -173,15 +173,17 @@ where
                 .collect();
             let task = progress.task(&schema.table.to_string());
             task.phase("proving committed transactions by their write sets");
-            let proof = write_sets::run(&direct, schema, &tables, config.jobs).await;
+            let window = crate::analyze::cut_window(&config.analysis.cut_parts);
+            let proof = write_sets::run(&direct, schema, &tables, window, config.jobs).await;
             match &proof {
-                Ok(proof) => task.finish(proof.summary.checked),
+                Ok((proof, _)) => task.finish(proof.summary.checked),
                 Err(e) => task.fail(&e.to_string()),
             }
             Some(proof?)
         }
         _ => None,
     };
+    let (proof, listed) = proof.map_or((None, None), |(proof, listed)| (Some(proof), listed));
 
     let mut scanned = schemas.iter().zip(scans);
     let tables = discovery
@@ -228,7 +230,7 @@ where
         coordinator,
         discovery: discovery.notes,
         storages: vec![storage],
-        at_risk_transactions: Vec::new(),
+        at_risk_transactions: listed,
     };
     let mut analysis = analyze(&observation, &config.analysis);
     if let Some(proof) = proof {

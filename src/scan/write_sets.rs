@@ -12,8 +12,9 @@ use futures::{StreamExt as _, TryStreamExt as _, stream};
 
 use super::connected::Connected;
 use crate::analyze::{
-    AT_RISK_MARGIN_MS, AbortedWriteSet, AtRiskSet, CHECK_ALL_BELOW, Found, ObservedRecord,
-    TableScan, Undecodable, WriteSetProof, WrittenTransaction, at_risk_rule, prove,
+    AT_RISK_MARGIN_MS, AbortedWriteSet, AtRiskSet, CHECK_ALL_BELOW, Found, MAX_WINDOW_TRANSACTIONS,
+    ObservedRecord, TableScan, Undecodable, WindowRow, WindowTransactions, WriteSetProof,
+    WrittenTransaction, at_risk_rule, prove, window_transactions,
 };
 use crate::error::Error;
 use crate::model::write_set::{StoredWriteSet, WriteSet, WrittenRecord};
@@ -29,11 +30,13 @@ const ABORTED_LIMIT: usize = 1_000;
 /// What the proof reads, from one storage.
 pub(super) trait ProofSource {
     async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, Error>;
-    /// Visits every COMMITTED row with a write set created at or after `since`.
+    /// Visits every COMMITTED row with a write set created at or after `since`, and every
+    /// COMMITTED row created inside `window`.
     async fn each_write_set(
         &self,
         coordinator: &CoordinatorSchema,
         since: Option<i64>,
+        window: Option<(i64, i64)>,
         visit: &dyn Fn(StoredWriteSet),
     ) -> Result<(), Error>;
     async fn read_write_set(
@@ -64,11 +67,18 @@ where
         &self,
         coordinator: &CoordinatorSchema,
         since: Option<i64>,
+        window: Option<(i64, i64)>,
         visit: &dyn Fn(StoredWriteSet),
     ) -> Result<(), Error> {
         Ok(self
             .0
-            .fold_write_sets(coordinator, since, &|(): &mut (), s| visit(s), &|(), ()| {})
+            .fold_write_sets(
+                coordinator,
+                since,
+                window,
+                &|(): &mut (), s| visit(s),
+                &|(), ()| {},
+            )
             .await?)
     }
 
@@ -98,10 +108,17 @@ impl ProofSource for Connected {
         &self,
         coordinator: &CoordinatorSchema,
         since: Option<i64>,
+        window: Option<(i64, i64)>,
         visit: &dyn Fn(StoredWriteSet),
     ) -> Result<(), Error> {
-        self.fold_write_sets(coordinator, since, &|(): &mut (), s| visit(s), &|(), ()| {})
-            .await
+        self.fold_write_sets(
+            coordinator,
+            since,
+            window,
+            &|(): &mut (), s| visit(s),
+            &|(), ()| {},
+        )
+        .await
     }
 
     async fn read_write_set(
@@ -168,13 +185,15 @@ fn records_of(
 }
 
 /// Runs the proof over the scanned tables (`tables`, each with its store) against the
-/// Coordinator in `coordinator_store`.
+/// Coordinator in `coordinator_store`; with a cut window (`cut::window`), also lists every
+/// COMMITTED transaction created in it with the proof's verdict, for the cut's judgement.
 pub(super) async fn run<P: ProofSource>(
     coordinator_store: &P,
     coordinator: &CoordinatorSchema,
     tables: &[ScannedTable<'_, P>],
+    window: Option<(i64, i64)>,
     jobs: usize,
-) -> Result<WriteSetProof, Error> {
+) -> Result<(WriteSetProof, Option<WindowTransactions>), Error> {
     let schemas: HashMap<&TableRef, &TableSchema> =
         tables.iter().map(|t| (&t.schema.table, t.schema)).collect();
     let watermarks = tables
@@ -184,7 +203,7 @@ pub(super) async fn run<P: ProofSource>(
             (t.schema.table.clone(), newest)
         })
         .collect();
-    let set = AtRiskSet::new(watermarks, AT_RISK_MARGIN_MS);
+    let set = AtRiskSet::new(watermarks, AT_RISK_MARGIN_MS).with_window(window);
     let committed = coordinator_store.count_write_sets(coordinator).await?;
     let since = if committed <= u64::try_from(CHECK_ALL_BELOW).unwrap_or(u64::MAX) {
         None
@@ -210,25 +229,59 @@ pub(super) async fn run<P: ProofSource>(
     let set = RefCell::new(set);
     let undecodable = RefCell::new(Vec::new());
     let undecodable_count = Cell::new(0_u64);
+    let window_rows = RefCell::new(Vec::new());
+    let unlisted = Cell::new(0_u64);
+    // A row of the window, with the ids its write set's groups carry (empty: none usable).
+    let in_window = |stored: &StoredWriteSet, groups: Vec<String>| {
+        let (Some((from, to)), Some(created_at)) = (window, stored.row.tx_created_at) else {
+            return;
+        };
+        if !(from..=to).contains(&created_at) {
+            return;
+        }
+        let mut rows = window_rows.borrow_mut();
+        if rows.len() >= MAX_WINDOW_TRANSACTIONS {
+            unlisted.set(unlisted.get() + groups.len().max(1) as u64);
+            return;
+        }
+        rows.push(WindowRow {
+            tx_id: stored.row.tx_id.clone(),
+            created_at,
+            group_tx_ids: groups,
+        });
+    };
     coordinator_store
-        .each_write_set(coordinator, since, &|stored| match stored.decode() {
-            Ok(write_set) => {
-                let mut set = set.borrow_mut();
-                for tx in written(&stored, &write_set) {
-                    set.add(tx);
+        .each_write_set(
+            coordinator,
+            since,
+            window,
+            &|stored| match stored.decode() {
+                // A row of the window without a write set: unproven, not undecodable.
+                Err(_) if stored.bytes.is_none() => in_window(&stored, Vec::new()),
+                Ok(write_set) => {
+                    let mut set = set.borrow_mut();
+                    let transactions = written(&stored, &write_set);
+                    in_window(
+                        &stored,
+                        transactions.iter().map(|tx| tx.tx_id.clone()).collect(),
+                    );
+                    for tx in transactions {
+                        set.add(tx);
+                    }
                 }
-            }
-            Err(e) => {
-                undecodable_count.set(undecodable_count.get() + 1);
-                let mut sample = undecodable.borrow_mut();
-                if sample.len() < UNDECODABLE_SAMPLE {
-                    sample.push(Undecodable {
-                        tx_id: stored.row.tx_id.clone(),
-                        reason: crate::error::error_chain(&e),
-                    });
+                Err(e) => {
+                    in_window(&stored, Vec::new());
+                    undecodable_count.set(undecodable_count.get() + 1);
+                    let mut sample = undecodable.borrow_mut();
+                    if sample.len() < UNDECODABLE_SAMPLE {
+                        sample.push(Undecodable {
+                            tx_id: stored.row.tx_id.clone(),
+                            reason: crate::error::error_chain(&e),
+                        });
+                    }
                 }
-            }
-        })
+            },
+        )
         .await?;
     let (set, undecodable, undecodable_count) = (
         set.into_inner(),
@@ -278,7 +331,15 @@ pub(super) async fn run<P: ProofSource>(
     let aborted = aborted_write_sets(coordinator_store, coordinator, tables, &schemas).await?;
     let mut proof = prove(&transactions, &found, &undecodable, &aborted.0, summary);
     proof.summary.undecodable = undecodable_count + aborted.1;
-    Ok(proof)
+    let listed = window.map(|window| {
+        window_transactions(
+            window,
+            &window_rows.into_inner(),
+            unlisted.get(),
+            &proof.transactions,
+        )
+    });
+    Ok((proof, listed))
 }
 
 /// The ABORTED transactions with PREPARED or DELETED records, each with its write set when

@@ -1012,7 +1012,7 @@ fn write_set_columns(coordinator: &CoordinatorSchema) -> String {
     }
 }
 
-/// `write_set_columns`' row; `None` when the write set is NULL.
+/// `write_set_columns`' row (its `bytes` `None` when the write set is NULL).
 fn decode_write_set_row(
     coordinator: &CoordinatorSchema,
     row: &mut ColumnIterator<'_, '_>,
@@ -1028,9 +1028,7 @@ fn decode_write_set_row(
     let column = next_column(row)?;
     let typ = column.spec.typ();
     <Option<&[u8]> as DeserializeValue>::type_check(typ)?;
-    let Some(bytes) = <Option<&[u8]> as DeserializeValue>::deserialize(typ, column.slice)? else {
-        return Ok(None);
-    };
+    let bytes = <Option<&[u8]> as DeserializeValue>::deserialize(typ, column.slice)?;
     Ok(Some(StoredWriteSet {
         row: CoordinatorRow {
             tx_id,
@@ -1038,11 +1036,13 @@ fn decode_write_set_row(
             tx_created_at,
             tx_child_ids,
         },
-        bytes: if bytes.len() > MAX_WRITE_SET_BYTES {
-            Err(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
-        } else {
-            Ok(bytes.to_vec())
-        },
+        bytes: bytes.map(|bytes| {
+            if bytes.len() > MAX_WRITE_SET_BYTES {
+                Err(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
+            } else {
+                Ok(bytes.to_vec())
+            }
+        }),
     }))
 }
 
@@ -1054,6 +1054,7 @@ impl super::WriteSetSource for CassandraStore {
         super::WriteSetSource::fold_write_sets(
             self,
             coordinator,
+            None,
             None,
             &|n: &mut u64, _| *n += 1,
             &|n: &mut u64, m| *n += m,
@@ -1067,6 +1068,7 @@ impl super::WriteSetSource for CassandraStore {
         &self,
         coordinator: &CoordinatorSchema,
         since: Option<i64>,
+        window: Option<(i64, i64)>,
         add: &F,
         merge: &M,
     ) -> Result<A, CassandraError>
@@ -1082,8 +1084,13 @@ impl super::WriteSetSource for CassandraStore {
             &["tx_id".to_owned()],
             |acc: &mut A, mut row| {
                 if let Some(stored) = decode_write_set_row(coordinator, &mut row)? {
-                    let wanted = stored.row.tx_state == Some(3)
-                        && since.is_none_or(|s| stored.row.tx_created_at.is_some_and(|c| c >= s));
+                    let created = stored.row.tx_created_at;
+                    let logged = stored.bytes.is_some()
+                        && since.is_none_or(|s| created.is_some_and(|c| c >= s));
+                    let in_window = window.is_some_and(|(from, to)| {
+                        created.is_some_and(|c| (from..=to).contains(&c))
+                    });
+                    let wanted = stored.row.tx_state == Some(3) && (logged || in_window);
                     if wanted {
                         add(acc, stored);
                     }
@@ -1118,7 +1125,9 @@ impl super::WriteSetSource for CassandraStore {
             (tx_id,),
             &mut found,
             &|found: &mut Option<StoredWriteSet>, mut row| {
-                if let Some(stored) = decode_write_set_row(coordinator, &mut row)? {
+                if let Some(stored) = decode_write_set_row(coordinator, &mut row)?
+                    && stored.bytes.is_some()
+                {
                     found.get_or_insert(stored);
                 }
                 Ok(())

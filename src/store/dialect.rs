@@ -695,16 +695,21 @@ impl Dialect {
         )
     }
 
-    /// Every COMMITTED Coordinator row with a write set, created at or after `since`.
+    /// Every COMMITTED Coordinator row with a write set, created at or after `since`, and
+    /// every COMMITTED row created inside `window` (its write set NULL or not).
     pub fn committed_write_sets(
         self,
         coordinator: &CoordinatorSchema,
         since: Option<i64>,
+        window: Option<(i64, i64)>,
         max_bytes: usize,
     ) -> String {
         let since = since.map_or_else(String::new, |ms| format!(" AND tx_created_at >= {ms}"));
+        let window = window.map_or_else(String::new, |(from, to)| {
+            format!(" OR tx_created_at BETWEEN {from} AND {to}")
+        });
         format!(
-            "SELECT {} FROM {} WHERE tx_state = 3 AND tx_write_set IS NOT NULL{since}",
+            "SELECT {} FROM {} WHERE tx_state = 3 AND (tx_write_set IS NOT NULL{since}{window})",
             self.write_set_columns(coordinator, max_bytes),
             self.table_name(&coordinator.table)
         )
@@ -897,7 +902,7 @@ mod tests {
     fn write_sets_are_read_bounded_and_records_by_typed_key() {
         let mut coordinator = coordinator(false);
         coordinator.has_write_set = true;
-        let sql = Dialect::Postgres.committed_write_sets(&coordinator, Some(-5), 16);
+        let sql = Dialect::Postgres.committed_write_sets(&coordinator, Some(-5), None, 16);
         assert!(
             sql.contains(
                 "CASE WHEN pg_catalog.octet_length(tx_write_set) <= 16 THEN tx_write_set END"

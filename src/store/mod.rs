@@ -139,12 +139,14 @@ pub trait WriteSetSource: Store {
     async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, Self::Error>;
 
     /// Folds every COMMITTED Coordinator row carrying a write set, created at or after
-    /// `since` (all when `None`); a BLOB over
+    /// `since` (all when `None`), and every COMMITTED row created inside `window` (the cut
+    /// window, `[from, to]`), with or without one; a BLOB over
     /// [`crate::model::write_set::MAX_WRITE_SET_BYTES`] arrives as its length.
     async fn fold_write_sets<A, F, M>(
         &self,
         coordinator: &CoordinatorSchema,
         since: Option<i64>,
+        window: Option<(i64, i64)>,
         add: &F,
         merge: &M,
     ) -> Result<A, Self::Error>

@@ -817,6 +817,7 @@ impl super::WriteSetSource for SqlStore {
         &self,
         coordinator: &CoordinatorSchema,
         since: Option<i64>,
+        window: Option<(i64, i64)>,
         add: &F,
         _merge: &M,
     ) -> Result<A, SqlError>
@@ -825,9 +826,9 @@ impl super::WriteSetSource for SqlStore {
         F: Fn(&mut A, StoredWriteSet),
         M: Fn(&mut A, A),
     {
-        let sql = self
-            .dialect
-            .committed_write_sets(coordinator, since, MAX_WRITE_SET_BYTES);
+        let sql =
+            self.dialect
+                .committed_write_sets(coordinator, since, window, MAX_WRITE_SET_BYTES);
         self.fold_coordinator_query(coordinator, &sql, decode_write_set_row, add)
             .await
     }
@@ -886,9 +887,15 @@ fn decode_write_set_row(row: &AnyRow) -> Result<Option<StoredWriteSet>, sqlx::Er
     };
     let bytes: Option<Vec<u8>> = row.try_get(4)?;
     let len: Option<i64> = row.try_get(5)?;
+    let bytes = match (bytes, len) {
+        (Some(bytes), _) => Some(Ok(bytes)),
+        // The length of a BLOB over the bound crossed the wire, not the BLOB.
+        (None, Some(len)) => Some(Err(u64::try_from(len).unwrap_or(0))),
+        (None, None) => None,
+    };
     Ok(Some(StoredWriteSet {
         row: coordinator,
-        bytes: bytes.ok_or_else(|| len.and_then(|l| u64::try_from(l).ok()).unwrap_or(0)),
+        bytes,
     }))
 }
 

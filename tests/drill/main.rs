@@ -18,3 +18,4 @@ mod set;
 #[path = "../common/snapshots.rs"]
 mod snapshot_copy;
 mod support;
+mod write_set_cut;

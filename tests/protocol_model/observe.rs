@@ -128,6 +128,6 @@ pub fn observe(cut: &Cut) -> Observation {
         }),
         discovery: Vec::new(),
         storages: Vec::new(),
-        at_risk_transactions: Vec::new(),
+        at_risk_transactions: None,
     }
 }
