@@ -1031,6 +1031,182 @@ mod tests {
         let _ = Verdict::Indeterminate;
     }
 
+    fn listed(proofs: &[(&str, i64, AtRiskProof)], unlisted: u64) -> WindowTransactions {
+        WindowTransactions {
+            from_ms: NOW - 3_000,
+            to_ms: NOW,
+            transactions: proofs
+                .iter()
+                .map(|&(tx_id, at, proof)| AtRiskTransaction {
+                    tx_id: tx_id.into(),
+                    committed_at_ms: Some(at),
+                    proof,
+                })
+                .collect(),
+            unlisted,
+        }
+    }
+
+    fn judged_with(list: &WindowTransactions) -> (CutSummary, Vec<Finding>) {
+        let parts = [
+            part("a.dump", Some(NOW - 3_000), true),
+            part("b.dump", Some(NOW), true),
+        ];
+        // Coarse windows: up to 40 in the spread, whatever the list says.
+        let coordinator_recent = windows(NOW, NOW, 10);
+        let coordinator = coordinator(NOW);
+        let mut findings = Vec::new();
+        let summary = judge(
+            &CutInput {
+                parts: &parts,
+                pause: None,
+                coordinator: &coordinator,
+                coordinator_recent: Some(&coordinator_recent),
+                recent: &BTreeMap::new(),
+                at_risk_transactions: Some(list),
+                storages: &[],
+            },
+            &[],
+            &mut findings,
+        );
+        (summary, findings)
+    }
+
+    #[test]
+    fn the_write_set_proofs_verdicts_map_to_the_cuts() {
+        let map = AtRiskProof::of_write_set;
+        assert_eq!(map(Some(TxProof::Proven)), AtRiskProof::Intact);
+        assert_eq!(map(Some(TxProof::Torn)), AtRiskProof::Torn);
+        assert_eq!(map(Some(TxProof::Unverified)), AtRiskProof::Unproven);
+        assert_eq!(map(Some(TxProof::Ambiguous)), AtRiskProof::Unproven);
+        assert_eq!(map(None), AtRiskProof::Unproven);
+
+        let row = |tx_id: &str, groups: &[&str]| WindowRow {
+            tx_id: tx_id.into(),
+            created_at: NOW - 1_000,
+            group_tx_ids: groups.iter().map(|&g| g.to_owned()).collect(),
+        };
+        let proofs = BTreeMap::from([
+            ("p$1".to_owned(), TxProof::Proven),
+            ("p$2".to_owned(), TxProof::Torn),
+            ("single".to_owned(), TxProof::Proven),
+        ]);
+        let rows = [
+            row("p", &["p$1", "p$2"]),
+            row("single", &["single"]),
+            // No usable write set, or one the proof skipped over its memory bound.
+            row("unlogged", &[]),
+            row("skipped", &["skipped"]),
+        ];
+        let listed = window_transactions((NOW - 3_000, NOW), &rows, 7, &proofs);
+        let got: Vec<(&str, AtRiskProof)> = listed
+            .transactions
+            .iter()
+            .map(|t| (t.tx_id.as_str(), t.proof))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("p$1", AtRiskProof::Intact),
+                ("p$2", AtRiskProof::Torn),
+                ("single", AtRiskProof::Intact),
+                ("unlogged", AtRiskProof::Unproven),
+                ("skipped", AtRiskProof::Unproven),
+            ]
+        );
+        assert_eq!(
+            (listed.from_ms, listed.to_ms, listed.unlisted),
+            (NOW - 3_000, NOW, 7)
+        );
+    }
+
+    #[test]
+    fn the_window_is_known_only_when_every_part_records_its_instant() {
+        let a = part("a", Some(NOW - 3_000), true);
+        let b = part("b", Some(NOW), true);
+        assert_eq!(window(&[a.clone(), b.clone()]), Some((NOW - 3_000, NOW)));
+        assert_eq!(window(std::slice::from_ref(&a)), None);
+        assert_eq!(window(&[a, part("c", None, true)]), None);
+    }
+
+    #[test]
+    fn a_window_whose_transactions_are_all_proven_intact_proves_the_cut() {
+        let list = listed(
+            &[
+                ("t1", NOW - 2_000, AtRiskProof::Intact),
+                ("t2", NOW - 1_000, AtRiskProof::Intact),
+                // Outside the window: neither counted nor listed.
+                ("old", NOW - 9_000, AtRiskProof::Unproven),
+            ],
+            0,
+        );
+        let (summary, findings) = judged_with(&list);
+        assert!(
+            summary.proven && findings.is_empty(),
+            "{summary:?} {findings:?}"
+        );
+        assert!(
+            summary.reason.contains("proven intact"),
+            "{}",
+            summary.reason
+        );
+        let at_risk = summary.at_risk.unwrap();
+        assert_eq!(
+            (at_risk.committed_at_least, at_risk.committed_at_most),
+            (Some(2), Some(2))
+        );
+        assert_eq!(
+            (at_risk.proven_by_write_sets, at_risk.torn_by_write_sets),
+            (2, 0)
+        );
+    }
+
+    #[test]
+    fn one_unproven_or_unlisted_transaction_keeps_the_window_at_risk() {
+        let list = listed(
+            &[
+                ("t1", NOW - 2_000, AtRiskProof::Intact),
+                ("t2", NOW - 1_000, AtRiskProof::Unproven),
+                ("t3", NOW - 500, AtRiskProof::Torn),
+            ],
+            0,
+        );
+        let (summary, findings) = judged_with(&list);
+        assert!(!summary.proven);
+        let finding = findings
+            .iter()
+            .find(|f| f.code == Code::CutWindowAtRisk)
+            .unwrap();
+        assert_eq!(finding.count, Some(3));
+        // The torn one is the first example, then the unproven one.
+        assert_eq!(finding.tx_id.as_deref(), Some("t3"));
+        assert!(
+            finding
+                .message
+                .contains("1 proven intact, 1 torn and 1 unproven"),
+            "{}",
+            finding.message
+        );
+        let at_risk = summary.at_risk.unwrap();
+        assert_eq!(
+            (at_risk.proven_by_write_sets, at_risk.torn_by_write_sets),
+            (1, 1)
+        );
+
+        // Every listed one intact, but some were over the scan's bound: not proven.
+        let list = listed(&[("t1", NOW - 2_000, AtRiskProof::Intact)], 1);
+        let (summary, findings) = judged_with(&list);
+        assert!(!summary.proven, "{summary:?}");
+        assert_eq!(findings[0].count, Some(2));
+
+        // A list made for another window is not this window's count.
+        let mut other = listed(&[("t1", NOW - 2_000, AtRiskProof::Intact)], 0);
+        other.from_ms -= 1;
+        let (summary, _) = judged_with(&other);
+        assert!(!summary.proven, "{summary:?}");
+        assert_eq!(summary.at_risk.unwrap().committed_at_most, Some(40));
+    }
+
     #[test]
     fn parts_inside_one_pause_or_with_nothing_between_prove_the_cut() {
         let parts = [

@@ -910,7 +910,16 @@ mod tests {
             "{sql}"
         );
         assert!(
-            sql.ends_with("tx_write_set IS NOT NULL AND tx_created_at >= -5"),
+            sql.ends_with("tx_state = 3 AND (tx_write_set IS NOT NULL AND tx_created_at >= -5)"),
+            "{sql}"
+        );
+        // The cut window's rows come whether they carry a write set or not.
+        let sql = Dialect::Postgres.committed_write_sets(&coordinator, Some(-5), Some((7, 9)), 16);
+        assert!(
+            sql.ends_with(
+                "tx_state = 3 AND (tx_write_set IS NOT NULL AND tx_created_at >= -5 OR \
+                 tx_created_at BETWEEN 7 AND 9)"
+            ),
             "{sql}"
         );
         let sql = Dialect::Sqlite.write_set_row(&coordinator, 16);

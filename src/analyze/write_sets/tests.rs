@@ -272,3 +272,26 @@ fn a_table_never_scanned_or_empty_puts_its_writers_at_risk() {
     set.add(tx_at(3, 5, &busy));
     assert_eq!(set.finish().0.len(), 1);
 }
+
+#[test]
+fn a_transaction_inside_the_cut_window_is_never_skipped_by_the_bounded_work_rule() {
+    let busy = accounts();
+    let watermarks = [(busy.clone(), Some(10_000_000))].into_iter().collect();
+    // Long before the table's newest write, but inside the cut window.
+    let mut set = AtRiskSet::new(watermarks, 1_000).with_window(Some((2_000, 3_000)));
+    assert_eq!(
+        set.floor(),
+        Some(2_000),
+        "the floor reaches back to the window"
+    );
+    let n = CHECK_ALL_BELOW + 100;
+    for i in 0..n {
+        set.add(tx_at(i, 1_000, &busy));
+    }
+    set.add(tx_at(n, 2_500, &busy));
+    set.add(tx_at(n + 1, 3_001, &busy));
+    let (kept, summary) = set.finish();
+    let ids: Vec<&str> = kept.iter().map(|t| t.tx_id.as_str()).collect();
+    assert_eq!(ids, vec![format!("tx-{n}")]);
+    assert_eq!(summary.skipped_not_at_risk, n as u64 + 1);
+}
