@@ -141,7 +141,7 @@ impl Connected {
     pub(super) async fn count_write_sets(
         &self,
         coordinator: &CoordinatorSchema,
-    ) -> Result<u64, Error> {
+    ) -> Result<Option<u64>, Error> {
         each!(self, store => store.count_write_sets(coordinator).await)
     }
 

@@ -1,5 +1,5 @@
 //! The write-set proof's reads (3.19 write-set logging): after the tables are scanned, the
-//! Coordinator's COMMITTED write sets are streamed through `analyze::AtRiskSet` (only the
+//! Coordinator's COMMITTED write sets are streamed once through `analyze::AtRiskSet` (only the
 //! transactions a table-by-table copy could have torn are kept), each record they name is
 //! read by key from its table's storage, the write sets of ABORTED transactions with
 //! unresolved records are point-read, and `analyze::prove` judges them. Owns the I/O order;
@@ -29,7 +29,9 @@ const ABORTED_LIMIT: usize = 1_000;
 
 /// What the proof reads, from one storage.
 pub(super) trait ProofSource {
-    async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, Error>;
+    /// `None`: the store cannot count without streaming every row.
+    async fn count_write_sets(&self, coordinator: &CoordinatorSchema)
+    -> Result<Option<u64>, Error>;
     /// Visits every COMMITTED row with a write set created at or after `since`, and every
     /// COMMITTED row created inside `window`.
     async fn each_write_set(
@@ -59,7 +61,10 @@ where
     S: WriteSetSource,
     Error: From<S::Error>,
 {
-    async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, Error> {
+    async fn count_write_sets(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<Option<u64>, Error> {
         Ok(self.0.count_write_sets(coordinator).await?)
     }
 
@@ -100,7 +105,10 @@ where
 }
 
 impl ProofSource for Connected {
-    async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, Error> {
+    async fn count_write_sets(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<Option<u64>, Error> {
         self.count_write_sets(coordinator).await
     }
 
@@ -204,11 +212,12 @@ pub(super) async fn run<P: ProofSource>(
         })
         .collect();
     let set = AtRiskSet::new(watermarks, AT_RISK_MARGIN_MS).with_window(window);
+    // Where the store counts cheaply and there are many, it filters on the floor; else
+    // every row is streamed once and the at-risk set applies the same rule as it goes.
     let committed = coordinator_store.count_write_sets(coordinator).await?;
-    let since = if committed <= u64::try_from(CHECK_ALL_BELOW).unwrap_or(u64::MAX) {
-        None
-    } else {
-        set.floor()
+    let since = match committed {
+        Some(n) if n > u64::try_from(CHECK_ALL_BELOW).unwrap_or(u64::MAX) => set.floor(),
+        _ => None,
     };
     let written = |stored: &StoredWriteSet, write_set: &WriteSet| -> Vec<WrittenTransaction> {
         let Some(created_at) = stored.row.tx_created_at else {
@@ -289,7 +298,7 @@ pub(super) async fn run<P: ProofSource>(
         undecodable_count.get(),
     );
     let (transactions, mut summary) = set.finish();
-    if since.is_some() {
+    if let (Some(_), Some(committed)) = (since, committed) {
         // Rows created before the floor were filtered out by the store, not counted there.
         let streamed = summary.committed_with_write_set;
         summary.skipped_not_at_risk += committed.saturating_sub(streamed);

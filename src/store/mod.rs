@@ -135,8 +135,13 @@ pub trait CoordinatorSource: Store {
     reason = "used generically under block_on, never as dyn or across threads"
 )]
 pub trait WriteSetSource: Store {
-    /// How many COMMITTED Coordinator rows carry a write set.
-    async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, Self::Error>;
+    /// How many COMMITTED Coordinator rows carry a write set, where the store counts them
+    /// without reading them (`None`: counting would stream every row, as on Cassandra; the
+    /// proof then streams them once, unfiltered).
+    async fn count_write_sets(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<Option<u64>, Self::Error>;
 
     /// Folds every COMMITTED Coordinator row carrying a write set, created at or after
     /// `since` (all when `None`), and every COMMITTED row created inside `window` (the cut

@@ -801,7 +801,10 @@ impl super::CoordinatorSource for SqlStore {
 const KEYS_PER_READ: usize = 200;
 
 impl super::WriteSetSource for SqlStore {
-    async fn count_write_sets(&self, coordinator: &CoordinatorSchema) -> Result<u64, SqlError> {
+    async fn count_write_sets(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<Option<u64>, SqlError> {
         let error = |source| SqlError::Coordinator {
             table: coordinator.table.to_string(),
             source,
@@ -810,7 +813,7 @@ impl super::WriteSetSource for SqlStore {
             .fetch_one(&self.pool)
             .await
             .map_err(error)?;
-        count(&row, 0).map_err(error)
+        count(&row, 0).map(Some).map_err(error)
     }
 
     async fn fold_write_sets<A, F, M>(
