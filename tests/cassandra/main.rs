@@ -18,3 +18,4 @@ mod schema;
 mod snapshot_copy;
 mod snapshots;
 mod support;
+mod write_sets;
