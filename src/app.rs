@@ -399,24 +399,15 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
             None,
         ),
         None => {
-            let deployment = deployment(
-                &args.properties,
-                &args.storages,
-                &args.routing,
-                common.coordinator_namespace.as_deref(),
-            )?;
+            let deployment = deployment(&args.properties, &args.storages, &args.routing, common)?;
             for unrouted in deployment.unrouted_storages() {
                 eprintln!(
                     "warning: storage {unrouted} is configured, but no namespace is routed to \
                      it: ScalarDB never reads it, so it is not scanned"
                 );
             }
-            let metadata_schema = |storage: &crate::config::Storage| {
-                common
-                    .metadata_schema
-                    .clone()
-                    .or_else(|| storage.metadata_schema().map(str::to_owned))
-            };
+            let metadata_schema =
+                |storage: &crate::config::Storage| storage_metadata_schema(common, storage);
             match deployment.only_storage() {
                 Some(storage) => (
                     storage.endpoint().open()?,
@@ -504,14 +495,26 @@ fn warn_password_on_command_line(what: &str, instead: &str) {
     );
 }
 
+/// A storage's metadata schema: `--metadata-schema`, else the storage's own setting.
+fn storage_metadata_schema(
+    common: &CommonArgs,
+    storage: &crate::config::Storage,
+) -> Option<String> {
+    common
+        .metadata_schema
+        .clone()
+        .or_else(|| storage.metadata_schema().map(str::to_owned))
+}
+
 /// The deployment from --properties files or --storage options, validated before any
 /// connection (reading the files is the only I/O). Scan's and drill's options alike.
 fn deployment(
     properties: &[PathBuf],
     storages: &[String],
     routing: &crate::cli::RoutingArgs,
-    coordinator_namespace: Option<&str>,
+    common: &CommonArgs,
 ) -> Result<Deployment, ConfigError> {
+    let coordinator_namespace = common.coordinator_namespace.as_deref();
     let flags = StorageFlags {
         storages,
         namespaces: &routing.namespaces,
@@ -734,17 +737,9 @@ fn drill_config(args: &DrillArgs) -> Result<DrillConfig, Error> {
         }
     }
     let (backups, set) = if given_deployment {
-        let deployment = deployment(
-            &args.properties,
-            &args.storages,
-            &args.routing,
-            common.coordinator_namespace.as_deref(),
-        )?;
+        let deployment = deployment(&args.properties, &args.storages, &args.routing, common)?;
         let metadata_schema = |storage: &crate::config::Storage| {
-            common
-                .metadata_schema
-                .clone()
-                .or_else(|| storage.metadata_schema().map(str::to_owned))
+            storage_metadata_schema(common, storage)
                 .unwrap_or_else(|| DEFAULT_METADATA_SCHEMA.to_owned())
         };
         let (backups, set) = crate::drill::plan(deployment, inspected, &metadata_schema)?;
