@@ -346,11 +346,12 @@ async fn restore(case: &Case, servers: &mut Servers, scratch: &Path, n: usize) -
         "mariadb" => {
             let server = servers.get(Engine::MariaDb).await;
             // A namespace is a database on MariaDB, so cases share names: drop every database
-            // this dump creates before loading it.
-            let text = std::fs::read_to_string(&backup)
-                .unwrap_or_else(|e| panic!("read {}: {e}", backup.display()));
+            // this dump creates before loading it. The dump is read as bytes: a write-set BLOB
+            // is not UTF-8 in a mysqldump.
+            let bytes =
+                std::fs::read(&backup).unwrap_or_else(|e| panic!("read {}: {e}", backup.display()));
             let mut drops = String::new();
-            for db in dump_databases(&text) {
+            for db in dump_databases(&bytes) {
                 let _ = write!(drops, "DROP DATABASE IF EXISTS `{db}`;");
             }
             if !drops.is_empty() {
@@ -407,11 +408,18 @@ async fn restore(case: &Case, servers: &mut Servers, scratch: &Path, n: usize) -
     }
 }
 
-/// The databases a mysqldump `--databases` file creates.
-fn dump_databases(sql: &str) -> BTreeSet<String> {
-    sql.lines()
-        .filter(|l| l.starts_with("CREATE DATABASE"))
-        .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
+/// The databases a mysqldump `--databases` file creates. The dump is bytes, not text (binary
+/// BLOB values are written raw); only the `CREATE DATABASE` lines are read, and their names must
+/// be UTF-8.
+fn dump_databases(sql: &[u8]) -> BTreeSet<String> {
+    sql.split(|&b| b == b'\n')
+        .filter_map(|l| l.strip_prefix(b"CREATE DATABASE"))
+        .filter_map(|rest| rest.split(|&b| b == b'`').nth(1))
+        .map(|name| {
+            std::str::from_utf8(name)
+                .unwrap_or_else(|e| panic!("a database name in the dump is not UTF-8: {e}"))
+                .to_owned()
+        })
         .collect()
 }
 
