@@ -49,6 +49,24 @@ interface Backend {
    */
   void assemble(List<Path> parts, Namespaces ns, Path backupFile) throws Exception;
 
+  /**
+   * Dumps some schemas alone (data namespaces, the Coordinator's, the metadata's), for a backup
+   * cut per namespace: each part taken at its own instant.
+   */
+  default Path dumpSchemas(Properties live, List<String> schemas, Namespaces ns, Path dir, String label)
+      throws Exception {
+    throw new UnsupportedOperationException(name() + ": no per-namespace cut");
+  }
+
+  /**
+   * Writes the backup file from {@link #dumpSchemas} parts (each with the schemas it holds;
+   * together every schema once). Never modifies the parts.
+   */
+  default void assembleSchemas(Map<Path, List<String>> parts, Namespaces ns, Path backupFile)
+      throws Exception {
+    throw new UnsupportedOperationException(name() + ": no per-namespace cut");
+  }
+
   /** Loads a fresh copy of a backup into a new database and returns properties that reach it. */
   Properties restore(Path backupFile, String caseId, Namespaces ns, Path work) throws Exception;
 

@@ -76,6 +76,9 @@ final class CaseContext implements AutoCloseable {
   final List<Path> parts = new ArrayList<>();
   Path dataPart;
   Path coordinatorPart;
+  /** A per-namespace cut: each part, in cut order, with the schemas it holds and its instant. */
+  final Map<Path, List<String>> schemaParts = new LinkedHashMap<>();
+  final Map<String, WriteLog.Snapshot> schemaCuts = new LinkedHashMap<>();
 
   CaseContext(CaseSpec spec, String caseName, Backend backend, Path work) throws Exception {
     this.spec = spec;
@@ -473,6 +476,77 @@ final class CaseContext implements AutoCloseable {
   void cutData() throws Exception {
     dataCut = log.snapshot();
     dataPart = backend.dump(live, Backend.Part.DATA, namespaces, work, caseId() + ".data");
+  }
+
+  /**
+   * One part of a per-namespace cut: the given schemas copied at this instant. The last call
+   * must leave every schema (the data namespaces, the Coordinator's and the metadata's) cut
+   * once; {@link #dataCut} is then each namespace's records at its own instant and
+   * {@link #coordinatorCut} the Coordinator part's instant.
+   */
+  void cutSchemas(String... schemas) throws Exception {
+    WriteLog.Snapshot at = log.snapshot();
+    List<String> list = List.of(schemas);
+    Path p = backend.dumpSchemas(live, list, namespaces, work, caseId() + ".part" + schemaParts.size());
+    schemaParts.put(p, list);
+    for (String schema : list) {
+      schemaCuts.put(schema, at);
+    }
+    List<String> all = new ArrayList<>(namespaces.data());
+    all.add(namespaces.coordinator());
+    all.add(namespaces.metadata());
+    if (!schemaCuts.keySet().containsAll(all)) {
+      return;
+    }
+    WriteLog.Snapshot coordinator = schemaCuts.get(namespaces.coordinator());
+    Map<WriteLog.RecordKey, WriteLog.RecordMeta> records = new java.util.TreeMap<>();
+    for (String ns : namespaces.data()) {
+      schemaCuts.get(ns).records().forEach((k, m) -> {
+        if (k.table().startsWith(ns + ".")) {
+          records.put(k, m);
+        }
+      });
+    }
+    dataCut = new WriteLog.Snapshot(coordinator.seq(), records, coordinator.coordinator());
+    coordinatorCut = dataCut;
+  }
+
+  /**
+   * The transfers of this case a per-namespace cut tore: committed at the instant of some of
+   * the parts holding bank_a, bank_b and the Coordinator and not at another's. Every
+   * transaction of these cases is a transfer that writes both banks, so each torn one moves
+   * money out of one bank without it arriving in the other (or the reverse). Empty for
+   * other cuts.
+   */
+  List<String> tornTransfers() {
+    List<String> torn = new ArrayList<>();
+    if (schemaCuts.isEmpty()) {
+      return torn;
+    }
+    for (Tx tx : txs) {
+      java.util.Set<Boolean> committed = new java.util.HashSet<>();
+      for (String schema : List.of(Bank.NS_A, Bank.NS_B, namespaces.coordinator())) {
+        committed.add(Truth.state(schemaCuts.get(schema), tx.id).equals(java.util.Optional.of(3)));
+      }
+      if (committed.size() > 1) {
+        torn.add(tx.id);
+      }
+    }
+    return torn;
+  }
+
+  /**
+   * Committed one-phase transfers in a tight loop on one thread for {@code millis} ms, over
+   * the given slots in turn: a live workload with a steady write rate in every bank table.
+   */
+  int liveTransfers(int[] slots, long millis) throws Exception {
+    long end = System.currentTimeMillis() + millis;
+    int n = 0;
+    while (System.currentTimeMillis() < end) {
+      transfer(slots[n % slots.length]);
+      n++;
+    }
+    return n;
   }
 
   List<Path> backupParts() {

@@ -200,7 +200,11 @@ public final class Main {
       Path dir = out.resolve(name);
       Files.createDirectories(dir);
       Files.deleteIfExists(dir.resolve("truth.json"));
-      backend.assemble(ctx.backupParts(), ctx.namespaces, dir.resolve(backend.backupFileName()));
+      if (ctx.schemaParts.isEmpty()) {
+        backend.assemble(ctx.backupParts(), ctx.namespaces, dir.resolve(backend.backupFileName()));
+      } else {
+        backend.assembleSchemas(ctx.schemaParts, ctx.namespaces, dir.resolve(backend.backupFileName()));
+      }
       done.add(ctx);
       log("generated %s (%d ms, %d writes, %d transactions)", name, System.currentTimeMillis() - t0,
           ctx.log.snapshot().seq(), ctx.txs.size());
@@ -258,6 +262,13 @@ public final class Main {
     truth.put("cut", ctx.spec.cut());
     truth.put("variant", Variant.current().prefix.isEmpty() ? "none" : Variant.current().prefix);
     truth.put("expected_verdict", Truth.verdict(ctx.dataCut, ctx.coordinatorCut));
+    if (!ctx.schemaCuts.isEmpty()) {
+      // A per-namespace cut: each bank at its own instant. Recovery sees no pending record in
+      // it; the tear is the transfers committed between the instants.
+      List<String> torn = ctx.tornTransfers();
+      truth.put("torn_transactions", torn);
+      truth.put("money_conserved", torn.isEmpty());
+    }
     if (Scenarios.logsWriteSets(ctx.spec)) {
       truth.put("write_set_logging", true);
       truth.put("missing_writes", Truth.missingWrites(ctx.dataCut, ctx.coordinatorCut));

@@ -101,6 +101,30 @@ final class PostgresBackend implements Backend {
   }
 
   @Override
+  public Path dumpSchemas(Properties live, List<String> schemas, Namespaces ns, Path dir, String label)
+      throws Exception {
+    Path out = dir.resolve(label + ".pg.sql");
+    String url = live.getProperty(DatabaseConfig.CONTACT_POINTS);
+    String db = url.substring(url.lastIndexOf('/') + 1);
+    List<String> cmd = new ArrayList<>(List.of(
+        External.tool(bin, "pg_dump"), "-h", host, "-p", Integer.toString(port), "-U", user,
+        "--no-owner", "--no-privileges", "-f", out.toString()));
+    for (String schema : schemas) {
+      cmd.add("-n");
+      cmd.add(schema);
+    }
+    cmd.add(db);
+    External.run(cmd, Map.of("PGPASSWORD", password), null, null);
+    return out;
+  }
+
+  @Override
+  public void assembleSchemas(Map<Path, List<String>> parts, Namespaces ns, Path backupFile)
+      throws Exception {
+    assemble(new ArrayList<>(parts.keySet()), ns, backupFile);
+  }
+
+  @Override
   public void assemble(List<Path> parts, Namespaces ns, Path backupFile) throws Exception {
     Files.deleteIfExists(backupFile);
     for (Path p : parts) {

@@ -6,8 +6,11 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.sql.Connection;
 import java.sql.DriverManager;
+import java.sql.ResultSet;
 import java.sql.Statement;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
 
 /**
@@ -69,6 +72,45 @@ final class SqliteBackend implements Backend {
       s.executeUpdate("DELETE FROM main." + table);
       s.executeUpdate("INSERT INTO main." + table + " SELECT * FROM coord." + table);
       s.executeUpdate("DETACH DATABASE coord");
+      s.executeUpdate("VACUUM");
+    }
+  }
+
+  @Override
+  public Path dumpSchemas(Properties live, List<String> schemas, Namespaces ns, Path dir, String label)
+      throws Exception {
+    // A whole copy; assembleSchemas takes from it the tables of its schemas only.
+    return dump(live, Part.ALL, ns, dir, label);
+  }
+
+  @Override
+  public void assembleSchemas(Map<Path, List<String>> parts, Namespaces ns, Path backupFile)
+      throws Exception {
+    Path first = parts.keySet().iterator().next();
+    Files.copy(first, backupFile, StandardCopyOption.REPLACE_EXISTING);
+    try (Connection c = DriverManager.getConnection("jdbc:sqlite:" + backupFile.toAbsolutePath());
+        Statement s = c.createStatement()) {
+      for (Map.Entry<Path, List<String>> part : parts.entrySet()) {
+        if (part.getKey().equals(first)) {
+          continue;
+        }
+        s.executeUpdate("ATTACH DATABASE '" + part.getKey().toAbsolutePath() + "' AS part");
+        List<String> tables = new ArrayList<>();
+        try (ResultSet rs = s.executeQuery("SELECT name FROM part.sqlite_master WHERE type = 'table'")) {
+          while (rs.next()) {
+            String t = rs.getString(1);
+            int sep = t.indexOf('$');
+            if (sep > 0 && part.getValue().contains(t.substring(0, sep))) {
+              tables.add("\"" + t + "\"");
+            }
+          }
+        }
+        for (String t : tables) {
+          s.executeUpdate("DELETE FROM main." + t);
+          s.executeUpdate("INSERT INTO main." + t + " SELECT * FROM part." + t);
+        }
+        s.executeUpdate("DETACH DATABASE part");
+      }
       s.executeUpdate("VACUUM");
     }
   }
