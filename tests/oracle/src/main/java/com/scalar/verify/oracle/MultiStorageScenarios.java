@@ -27,6 +27,14 @@ final class MultiStorageScenarios {
       ctx.transfer(s[0]);
       quiet(ctx);
     }));
+    // Both dumped in one quiet moment after a transfer crashed between the two storages'
+    // prepares (each storage is its own mutate): pending in one database only, rolled back.
+    out.add(new CaseSpec("pg-mariadb-quiet-prepared-some", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(2);
+      ctx.transfer(s[0]);
+      ctx.transferWithCrash(s[1], Faults.crashAfter(Faults.Batch::isPrepare), "prepared_some");
+      quiet(ctx);
+    }));
     // PostgreSQL dumped, then a transfer commits and a two-phase transfer prepares, then MariaDB
     // dumped: the committed transfer's credit is in the backup, its debit and Coordinator row are
     // not (money is not conserved, and no record shows it); the prepared one is pending in MariaDB
@@ -34,7 +42,18 @@ final class MultiStorageScenarios {
     out.add(new CaseSpec("pg-mariadb-torn", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
       int[] s = ctx.seed(3);
       ctx.transfer(s[0]);
-      tornCut(ctx, () -> {
+      tornCut(ctx, true, () -> {
+        ctx.transfer(s[1]);
+        ctx.twoPc(s[2], "prepared_some").prepareAll();
+      });
+    }));
+    // MariaDB dumped first: the transfer committed in between has its debit, its COMMITTED
+    // Coordinator row and no pending record in the backup, only its credit is missing (a tear
+    // no record's metadata shows); the two-phase transfer is pending in PostgreSQL only.
+    out.add(new CaseSpec("pg-mariadb-torn-mariadb-first", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      tornCut(ctx, false, () -> {
         ctx.transfer(s[1]);
         ctx.twoPc(s[2], "prepared_some").prepareAll();
       });
@@ -66,33 +85,40 @@ final class MultiStorageScenarios {
   }
 
   /**
-   * PostgreSQL (Coordinator, bank_a) dumped, then {@code between}, then MariaDB (bank_b). The
-   * backup's Coordinator is the first snapshot; its data is bank_a from the first and bank_b from
-   * the second (the Coordinator of the later one is where each transaction really was by then).
+   * One storage dumped ({@code pgFirst}: PostgreSQL, with the Coordinator and bank_a; else
+   * MariaDB, with bank_b), then {@code between}, then the other. The backup's Coordinator is
+   * PostgreSQL's snapshot; its data is each namespace from its own storage's snapshot (with the
+   * later snapshot's Coordinator: where each transaction really was by then).
    */
-  static void tornCut(CaseContext ctx, Between between) throws Exception {
+  static void tornCut(CaseContext ctx, boolean pgFirst, Between between) throws Exception {
     MultiStorageBackend b = backend(ctx);
     WriteLog.Snapshot first = ctx.log.snapshot();
-    Path pg = b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg");
+    Path firstDump = pgFirst
+        ? b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg")
+        : b.dumpMaria(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".maria");
     between.run();
     WriteLog.Snapshot second = ctx.log.snapshot();
-    Path maria = b.dumpMaria(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".maria");
+    Path secondDump = pgFirst
+        ? b.dumpMaria(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".maria")
+        : b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg");
+    WriteLog.Snapshot pgSnap = pgFirst ? first : second;
+    WriteLog.Snapshot mariaSnap = pgFirst ? second : first;
     Map<WriteLog.RecordKey, WriteLog.RecordMeta> records = new TreeMap<>();
-    first.records().forEach((k, v) -> {
+    pgSnap.records().forEach((k, v) -> {
       if (!k.table().startsWith(Bank.NS_B + ".")) {
         records.put(k, v);
       }
     });
-    second.records().forEach((k, v) -> {
+    mariaSnap.records().forEach((k, v) -> {
       if (k.table().startsWith(Bank.NS_B + ".")) {
         records.put(k, v);
       }
     });
-    ctx.coordinatorCut = first;
+    ctx.coordinatorCut = pgSnap;
     ctx.dataCut = new WriteLog.Snapshot(second.seq(), records, second.coordinator());
     ctx.parts.clear();
-    ctx.parts.add(pg);
-    ctx.parts.add(maria);
+    ctx.parts.add(pgFirst ? firstDump : secondDump);
+    ctx.parts.add(pgFirst ? secondDump : firstDump);
     // Torn: every transaction that wrote between the two dumps (its Coordinator row changed, or
     // a record carries its id in the later snapshot that did not, in that state, in the
     // earlier one). Its writes reached the later dump only.
@@ -101,8 +127,8 @@ final class MultiStorageScenarios {
     for (CaseContext.Tx tx : ctx.txs) {
       if (wroteBetween(first, second, tx.id)) {
         torn.add(tx.id);
-        // A transfer debits bank_a (in the earlier dump, without it) and credits bank_b (in
-        // the later one): committed by the later dump, its credit stays after recovery.
+        // A transfer writes both storages, one of which was dumped before it: committed by the
+        // later dump, the half in the later dump stays after recovery, the other half is missing.
         conserved &= second.stateOf(tx.id).map(r -> r.state() != 3).orElse(true);
       }
     }
