@@ -132,7 +132,7 @@ pub(super) fn problems(case: &Case, run: &Scan) -> Vec<String> {
         && risks.is_empty()
     {
         problems.push(format!(
-            "the cut does not conserve the money (a transfer's credit without its debit), yet the \
+            "the cut does not conserve the money (one half of a transfer without the other), yet the \
              verdict is {verdict} with no cut finding"
         ));
     }
