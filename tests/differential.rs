@@ -24,6 +24,9 @@ use scalardb_verify::runtime::local::{Engine, LocalInstance, LocalOptions};
 use scalardb_verify::store::CassandraWriter;
 use serde::Deserialize;
 
+#[path = "differential/multi_storage.rs"]
+mod multi_storage;
+
 const BIN: &str = env!("CARGO_BIN_EXE_scalardb-verify");
 const CASES_ENV: &str = "SCALARDB_VERIFY_ORACLE_CASES";
 
@@ -736,10 +739,16 @@ async fn oracle_cases_agree_with_scalardb() {
     let mut failures = Vec::new();
     let mut records = 0;
     for (n, case) in cases.iter().enumerate() {
-        let url = restore(case, &mut servers, scratch.path(), n).await;
-        let run = scan(&url, &case.truth);
+        let run = match multi_storage::drill(case) {
+            Some(run) => run,
+            None => scan(
+                &restore(case, &mut servers, scratch.path(), n).await,
+                &case.truth,
+            ),
+        };
         records += case.truth.recovered.len();
-        let problems = check(case, &run);
+        let mut problems = check(case, &run);
+        problems.extend(multi_storage::problems(case, &run));
         if case.truth.money_conserved.is_some() {
             eprintln!(
                 "differential: {}: {}",

@@ -93,6 +93,8 @@ public final class Main {
         return new MariaDbBackend(
             o.getOrDefault("host", "127.0.0.1"), Integer.parseInt(o.get("port")),
             o.getOrDefault("user", "root"), o.getOrDefault("password", ""), o.getOrDefault("bin", ""));
+      case MultiStorageBackend.NAME:
+        return MultiStorageBackend.parse(o);
       case "cassandra":
         if (!o.containsKey("cassandra")) {
           throw new IllegalArgumentException("--backend cassandra needs --cassandra HOST:PORT");
@@ -314,6 +316,9 @@ public final class Main {
     gen.put("read_rounds", r.readRounds());
     gen.put("read_errors", r.readErrors());
     truth.put("generation", gen);
+    if (backend instanceof MultiStorageBackend multi) {
+      truth.putAll(multi.truthFields(ctx));
+    }
     ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
     json.writeValue(dir.resolve("truth.json").toFile(), truth);
   }

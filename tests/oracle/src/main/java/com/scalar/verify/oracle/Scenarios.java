@@ -77,6 +77,9 @@ final class Scenarios {
   }
 
   static List<CaseSpec> all(String version, String backend) {
+    if (backend.equals(MultiStorageBackend.NAME)) {
+      return MultiStorageScenarios.all(version);
+    }
     List<CaseSpec> out = new ArrayList<>();
 
     // ---- a table imported from outside ScalarDB: rows with NULL metadata ----
