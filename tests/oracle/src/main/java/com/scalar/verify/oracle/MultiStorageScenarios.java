@@ -1,11 +1,16 @@
 package com.scalar.verify.oracle;
 
+import com.scalar.db.api.TwoPhaseCommitTransaction;
+import com.scalar.db.api.TwoPhaseCommitTransactionManager;
+import com.scalar.db.config.DatabaseConfig;
+import com.scalar.db.service.TransactionFactory;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Properties;
 import java.util.TreeMap;
 
 /**
@@ -58,7 +63,61 @@ final class MultiStorageScenarios {
         ctx.twoPc(s[2], "prepared_some").prepareAll();
       });
     }));
+    // Two services, each with its own ScalarDB config and a two-phase manager, sharing the
+    // Coordinator in PostgreSQL: service 1 (bank_a) is single-storage PostgreSQL; service 2
+    // (bank_b) is multi-storage, default storage MariaDB, the Coordinator namespace mapped to
+    // the PostgreSQL storage (a participant reads the Coordinator for lazy recovery, so it
+    // must reach the same table). Both dumped in one quiet moment.
+    out.add(new CaseSpec("pg-mariadb-2pc-services-committed-some", false, Scenarios.DEFAULT_NS, "single_instant",
+        ctx -> twoServices(ctx, true)));
+    out.add(new CaseSpec("pg-mariadb-2pc-services-prepared-some", false, Scenarios.DEFAULT_NS, "single_instant",
+        ctx -> twoServices(ctx, false)));
     return out;
+  }
+
+  /**
+   * A committed transfer, then a two-phase transfer across the two services: both prepared,
+   * validated and service 1 committed (the Coordinator row COMMITTED, bank_a committed, bank_b
+   * left PREPARED: committed_some), or only service 1 prepared (prepared_some).
+   */
+  private static void twoServices(CaseContext ctx, boolean commitFirst) throws Exception {
+    int[] s = ctx.seed(2);
+    ctx.transfer(s[0]);
+    String p = "scalar.db.multi_storage.";
+    Properties pgOnly = new Properties();
+    for (String k : List.of(DatabaseConfig.CONTACT_POINTS, DatabaseConfig.USERNAME, DatabaseConfig.PASSWORD)) {
+      pgOnly.setProperty(k, ctx.live.getProperty(p + "storages." + MultiStorageBackend.PG + "."
+          + k.substring("scalar.db.".length())));
+    }
+    Properties service1 = ctx.scalarProps(pgOnly, true);
+    service1.setProperty(FaultyStorageProvider.INNER, "jdbc");
+    Properties service2 = ctx.scalarProps(ctx.live, true);
+    service2.setProperty(p + "namespace_mapping",
+        ctx.namespaces.coordinator() + ":" + MultiStorageBackend.PG + "," + Bank.NS_B + ":" + MultiStorageBackend.MARIA);
+    service2.setProperty(p + "default_storage", MultiStorageBackend.MARIA);
+    TwoPhaseCommitTransactionManager one = TransactionFactory.create(service1).getTwoPhaseCommitTransactionManager();
+    TwoPhaseCommitTransactionManager two = TransactionFactory.create(service2).getTwoPhaseCommitTransactionManager();
+    try {
+      TwoPhaseCommitTransaction c = one.begin();
+      TwoPhaseCommitTransaction q = two.join(c.getId());
+      int step = ctx.nextStep(s[1]);
+      int writes = Bank.debitA(c, s[1], 10L * step, step) + Bank.creditB(q, s[1], 10L * step, step);
+      CaseContext.Tx tx = ctx.register(c.getId(), commitFirst ? "committed_some" : "prepared_some", writes,
+          "two-phase transfer, service 1 (PostgreSQL config) coordinating, service 2 (multi-storage config) joined");
+      c.prepare();
+      tx.crashPointNote("service1.prepare()");
+      if (commitFirst) {
+        q.prepare();
+        c.validate();
+        q.validate();
+        c.commit();
+        tx.crashPointNote("service2.prepare(), validate() both, service1.commit(); service 2 never commits");
+      }
+      quiet(ctx);
+    } finally {
+      one.close();
+      two.close();
+    }
   }
 
   /** Work run between the two storages' dumps. */
