@@ -87,8 +87,8 @@ impl RecoveryTarget for SqlTarget<'_> {
     ) -> Result<u64, WriteError> {
         let mut params = vec![Param::Int(now_ms)];
         params.extend(condition_params(table, prediction));
-        let sql = self.dialect.roll_forward_commit(table);
-        self.writer.execute(&sql, &params).await
+        let statements = self.dialect.roll_forward_commit(table);
+        self.writer.execute_all(&statements, &params).await
     }
 
     async fn restore(
@@ -96,9 +96,9 @@ impl RecoveryTarget for SqlTarget<'_> {
         table: &TableSchema,
         prediction: &Prediction,
     ) -> Result<u64, WriteError> {
-        let sql = self.dialect.restore_before_image(table);
+        let statements = self.dialect.restore_before_image(table);
         self.writer
-            .execute(&sql, &condition_params(table, prediction))
+            .execute_all(&statements, &condition_params(table, prediction))
             .await
     }
 
@@ -107,9 +107,9 @@ impl RecoveryTarget for SqlTarget<'_> {
         table: &TableSchema,
         prediction: &Prediction,
     ) -> Result<u64, WriteError> {
-        let sql = self.dialect.delete_record(table);
+        let statements = self.dialect.delete_record(table);
         self.writer
-            .execute(&sql, &condition_params(table, prediction))
+            .execute_all(&statements, &condition_params(table, prediction))
             .await
     }
 }

@@ -4,7 +4,7 @@
 //! Every value is cast in SQL to BIGINT or TEXT so that decoding is the same on every
 //! backend, and so that a corrupt value is reported rather than mis-decoded.
 
-use super::{CoordinatorSchema, KeyColumn, KeyKind, TableSchema};
+use super::{CoordinatorSchema, DecoupledSources, KeyColumn, KeyKind, TableSchema};
 use crate::model::TableRef;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -602,55 +602,127 @@ impl Dialect {
             .collect()
     }
 
-    /// Roll forward of a PREPARED record (ScalarDB 3.16+: before images set to NULL).
+    /// Roll forward of a PREPARED record (ScalarDB 3.16+: before images set to NULL). It
+    /// writes metadata columns only, so a decoupled table's metadata table alone.
     /// Parameters: committed_at, the key values, the tx id, the observed state.
-    pub fn roll_forward_commit(self, table: &TableSchema) -> String {
+    pub fn roll_forward_commit(self, table: &TableSchema) -> Vec<String> {
         let mut set = vec![
             "tx_state = 3".to_owned(),
             format!("tx_committed_at = {}", self.placeholder(1)),
         ];
         set.extend(self.null_before_images(table));
-        format!(
+        vec![format!(
             "UPDATE {} SET {} WHERE {}",
-            self.table_name(&table.table),
+            self.table_name(table.source()),
             set.join(", "),
             self.recovery_condition(table, 2)
-        )
+        )]
     }
 
     /// Roll back with a before image: every `before_X` copied into `X`, metadata included
     /// (`before_tx_version` 0 restores NULL metadata), then the before image cleared.
-    /// MySQL assigns left to right, so the before columns are cleared last.
-    /// Parameters: the key values, the tx id, the observed state.
-    pub fn restore_before_image(self, table: &TableSchema) -> String {
-        let mut set: Vec<String> = table
-            .after_image_columns
-            .iter()
-            .map(|c| format!("{} = {}", self.quote(c), self.quote(&format!("before_{c}"))))
-            .collect();
-        set.extend([
+    /// MySQL assigns left to right, so the before columns are cleared last. On a decoupled
+    /// table, as ScalarDB divides the write: first the data table's columns from the
+    /// before images of the metadata row (while they are still there), then the metadata
+    /// table; run as one transaction, the last statement counted.
+    /// Parameters (each statement): the key values, the tx id, the observed state.
+    pub fn restore_before_image(self, table: &TableSchema) -> Vec<String> {
+        let restore =
+            |c: &String| format!("{} = {}", self.quote(c), self.quote(&format!("before_{c}")));
+        let mut metadata = vec![
             "tx_id = before_tx_id".to_owned(),
             "tx_state = before_tx_state".to_owned(),
             "tx_version = CASE WHEN before_tx_version = 0 THEN NULL ELSE before_tx_version END"
                 .to_owned(),
             "tx_prepared_at = before_tx_prepared_at".to_owned(),
             "tx_committed_at = before_tx_committed_at".to_owned(),
-        ]);
-        set.extend(self.null_before_images(table));
-        format!(
-            "UPDATE {} SET {} WHERE {}",
-            self.table_name(&table.table),
-            set.join(", "),
-            self.recovery_condition(table, 1)
-        )
+        ];
+        metadata.extend(self.null_before_images(table));
+        let update = |target: &TableRef, set: Vec<String>| {
+            format!(
+                "UPDATE {} SET {} WHERE {}",
+                self.table_name(target),
+                set.join(", "),
+                self.recovery_condition(table, 1)
+            )
+        };
+        let Some(sources) = &table.decoupled else {
+            let mut set: Vec<String> = table.after_image_columns.iter().map(restore).collect();
+            set.extend(metadata);
+            return vec![update(&table.table, set)];
+        };
+        let mut statements = Vec::new();
+        if !table.after_image_columns.is_empty() {
+            let data = self.table_name(&sources.data);
+            let same_key = table
+                .keys
+                .iter()
+                .map(|k| {
+                    let k = self.quote(&k.name);
+                    format!("m.{k} = {data}.{k}")
+                })
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let set: Vec<String> = table
+                .after_image_columns
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} = (SELECT m.{} FROM {} m WHERE {same_key})",
+                        self.quote(c),
+                        self.quote(&format!("before_{c}")),
+                        self.table_name(&sources.metadata)
+                    )
+                })
+                .collect();
+            statements.push(format!(
+                "UPDATE {data} SET {} WHERE {}",
+                set.join(", "),
+                self.in_matching_metadata(table, sources)
+            ));
+        }
+        statements.push(update(&sources.metadata, metadata));
+        statements
     }
 
     /// Physical delete (roll forward of a DELETED record, or roll back of a record with no
-    /// before image). Parameters: the key values, the tx id, the observed state.
-    pub fn delete_record(self, table: &TableSchema) -> String {
+    /// before image); on a decoupled table the data row first (while the metadata row that
+    /// conditions it is there), then the metadata row, in one transaction.
+    /// Parameters (each statement): the key values, the tx id, the observed state.
+    pub fn delete_record(self, table: &TableSchema) -> Vec<String> {
+        let delete = |target: &TableRef| {
+            format!(
+                "DELETE FROM {} WHERE {}",
+                self.table_name(target),
+                self.recovery_condition(table, 1)
+            )
+        };
+        match &table.decoupled {
+            None => vec![delete(&table.table)],
+            Some(sources) => vec![
+                format!(
+                    "DELETE FROM {} WHERE {}",
+                    self.table_name(&sources.data),
+                    self.in_matching_metadata(table, sources)
+                ),
+                delete(&sources.metadata),
+            ],
+        }
+    }
+
+    /// `(key columns) IN (the key of the metadata row with the recovery condition)`: a data
+    /// row written only where its metadata row is as the prediction observed it.
+    /// Parameters: the key values, the tx id, the observed state.
+    fn in_matching_metadata(self, table: &TableSchema, sources: &DecoupledSources) -> String {
+        let keys = table
+            .keys
+            .iter()
+            .map(|k| self.quote(&k.name))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "DELETE FROM {} WHERE {}",
-            self.table_name(&table.table),
+            "({keys}) IN (SELECT {keys} FROM {} WHERE {})",
+            self.table_name(&sources.metadata),
             self.recovery_condition(table, 1)
         )
     }
@@ -789,7 +861,7 @@ mod tests {
                 },
             ],
             after_image_columns: vec!["balance".into()],
-            metadata_table: None,
+            decoupled: None,
         }
     }
 
@@ -803,7 +875,9 @@ mod tests {
 
     #[test]
     fn recovery_writes_are_conditioned_like_scalardb_and_clear_before_images_last() {
-        let restore = Dialect::MySql.restore_before_image(&accounts());
+        let [restore] = &Dialect::MySql.restore_before_image(&accounts())[..] else {
+            panic!("a coupled table's restore is one statement");
+        };
         assert!(
             restore.starts_with(
                 "UPDATE `bank`.`accounts` SET `balance` = `before_balance`, tx_id = before_tx_id"
@@ -819,12 +893,61 @@ mod tests {
         let balance = restore.find("`balance` = `before_balance`").unwrap();
         let cleared = restore.find("`before_balance` = NULL").unwrap();
         assert!(balance < cleared, "{restore}");
-        let commit = Dialect::Postgres.roll_forward_commit(&accounts());
+        let [commit] = &Dialect::Postgres.roll_forward_commit(&accounts())[..] else {
+            panic!("a roll forward is one statement");
+        };
         assert!(commit.contains("tx_committed_at = $1"), "{commit}");
         assert!(commit.ends_with("WHERE \"id\" = CAST($2 AS text) AND \"flag\" = CAST($3 AS boolean) AND tx_id = $4 AND tx_state = $5"), "{commit}");
         assert_eq!(
             Dialect::Sqlite.insert_abort_state(&coordinator(false)),
             "INSERT INTO \"coordinator$state\" (tx_id, tx_state, tx_created_at) VALUES (?, 4, ?)"
+        );
+    }
+
+    /// ScalarDB divides a write on a decoupled table by column owner: the user columns to
+    /// `<t>_data`, the metadata and before images to `<t>_tx_metadata`, whose row carries
+    /// the condition; so the data statements are conditioned through it, and run first.
+    #[test]
+    fn a_decoupled_tables_recovery_writes_both_sources_conditioned_on_the_metadata_row() {
+        let mut table = accounts();
+        table.keys.truncate(1);
+        table.decoupled = Some(DecoupledSources {
+            data: TableRef::new("bank", "accounts_data"),
+            metadata: TableRef::new("bank", "accounts_tx_metadata"),
+        });
+        let matching = "(\"id\") IN (SELECT \"id\" FROM \"bank$accounts_tx_metadata\" WHERE \"id\" = ? \
+                        AND tx_id = ? AND tx_state = ?)";
+        assert_eq!(
+            Dialect::Sqlite.restore_before_image(&table),
+            [
+                format!(
+                    "UPDATE \"bank$accounts_data\" SET \"balance\" = (SELECT m.\"before_balance\" \
+                     FROM \"bank$accounts_tx_metadata\" m WHERE m.\"id\" = \"bank$accounts_data\".\"id\") \
+                     WHERE {matching}"
+                ),
+                "UPDATE \"bank$accounts_tx_metadata\" SET tx_id = before_tx_id, tx_state = before_tx_state, \
+                 tx_version = CASE WHEN before_tx_version = 0 THEN NULL ELSE before_tx_version END, \
+                 tx_prepared_at = before_tx_prepared_at, tx_committed_at = before_tx_committed_at, \
+                 \"before_balance\" = NULL, before_tx_id = NULL, before_tx_state = NULL, \
+                 before_tx_version = NULL, before_tx_prepared_at = NULL, before_tx_committed_at = NULL \
+                 WHERE \"id\" = ? AND tx_id = ? AND tx_state = ?"
+                    .to_owned(),
+            ]
+        );
+        assert_eq!(
+            Dialect::Sqlite.delete_record(&table),
+            [
+                format!("DELETE FROM \"bank$accounts_data\" WHERE {matching}"),
+                "DELETE FROM \"bank$accounts_tx_metadata\" WHERE \"id\" = ? AND tx_id = ? AND tx_state = ?"
+                    .to_owned(),
+            ]
+        );
+        let [commit] = &Dialect::Postgres.roll_forward_commit(&table)[..] else {
+            panic!("a roll forward writes the metadata table alone");
+        };
+        assert!(
+            commit.starts_with("UPDATE \"bank\".\"accounts_tx_metadata\" SET tx_state = 3"),
+            "{commit}"
         );
     }
 
@@ -846,6 +969,11 @@ mod tests {
         let coordinator = coordinator(true);
         let mut blob = accounts();
         blob.keys[0].kind = KeyKind::Blob;
+        let mut decoupled = blob.clone();
+        decoupled.decoupled = Some(DecoupledSources {
+            data: TableRef::new("bank", "accounts_data"),
+            metadata: TableRef::new("bank", "accounts_tx_metadata"),
+        });
         let queries = [
             Dialect::Postgres.table_stats(&accounts(), Some(1_700_000_000_000)),
             Dialect::Postgres.exceptional_records(&blob, Some(&coordinator)),
@@ -858,7 +986,11 @@ mod tests {
             Dialect::Postgres.catalog_columns().to_owned(),
             Dialect::Postgres.catalog_primary_keys().to_owned(),
             Dialect::Postgres.scalardb_metadata("scalardb"),
-            Dialect::Postgres.restore_before_image(&blob),
+            Dialect::Postgres.restore_before_image(&blob).join("; "),
+            Dialect::Postgres
+                .restore_before_image(&decoupled)
+                .join("; "),
+            Dialect::Postgres.delete_record(&decoupled).join("; "),
         ];
         // Every `name(` is a call; CAST, IN and the CASE/COALESCE keywords are syntax.
         let syntax = ["CAST", "IN", "COALESCE", "VALUES", "u", "LIMIT"];

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{CoordinatorSchema, KeyColumn, KeyKind, TableSchema};
+use super::{CoordinatorSchema, DecoupledSources, KeyColumn, KeyKind, TableSchema};
 use crate::analyze::DiscoveryNote;
 use crate::model::{TRANSACTION_META_COLUMNS, TableRef};
 
@@ -119,7 +119,7 @@ impl CatalogTable {
             table,
             keys,
             after_image_columns,
-            metadata_table: None,
+            decoupled: None,
         }
     }
 
@@ -129,7 +129,7 @@ impl CatalogTable {
     fn decoupled_schema(
         &self,
         view: TableRef,
-        metadata_table: TableRef,
+        sources: DecoupledSources,
         data: Option<&CatalogTable>,
         keys: Vec<KeyColumn>,
     ) -> TableSchema {
@@ -147,7 +147,7 @@ impl CatalogTable {
                     .collect()
             })
             .unwrap_or_default();
-        schema.metadata_table = Some(metadata_table);
+        schema.decoupled = Some(sources);
         schema
     }
 }
@@ -217,7 +217,11 @@ impl Decoupled {
     ) -> TableSchema {
         match self.by_metadata.get(table) {
             Some((view, data)) => {
-                catalog_table.decoupled_schema(view.clone(), table.clone(), catalog.get(data), keys)
+                let sources = DecoupledSources {
+                    data: data.clone(),
+                    metadata: table.clone(),
+                };
+                catalog_table.decoupled_schema(view.clone(), sources, catalog.get(data), keys)
             }
             None => catalog_table.schema(table.clone(), keys),
         }

@@ -114,6 +114,20 @@ pub struct DisposableWriter {
     pool: Pool,
 }
 
+/// `$sql` with `$params` bound in order, for whichever driver the call site compiles for.
+macro_rules! bound {
+    ($sql:expr, $params:expr) => {{
+        let mut query = sqlx::query($sql);
+        for param in $params {
+            query = match param {
+                Param::Text(text) => query.bind(text.clone()),
+                Param::Int(int) => query.bind(*int),
+            };
+        }
+        query
+    }};
+}
+
 /// Runs `$body` with `$pool` bound to whichever driver's pool `$writer` holds: the same
 /// code, compiled once per driver.
 macro_rules! on_pool {
@@ -176,18 +190,41 @@ impl DisposableWriter {
     /// Executes one write; returns the rows it affected.
     pub async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, WriteError> {
         let done = on_pool!(self, pool => {
-            let mut query = sqlx::query(sql);
-            for param in params {
-                query = match param {
-                    Param::Text(text) => query.bind(text.clone()),
-                    Param::Int(int) => query.bind(*int),
-                };
-            }
-            query.execute(pool).await.map(|done| done.rows_affected())
+            bound!(sql, params).execute(pool).await.map(|done| done.rows_affected())
         });
         done.map_err(|source| WriteError::Execute {
             sql: sql.to_owned(),
             source,
+        })
+    }
+
+    /// Executes `statements` in order, each with `params`, in one transaction (committed
+    /// once the last one ran); returns the rows the last one affected. A decoupled record's
+    /// recovery writes its data table and its metadata table together, as ScalarDB does.
+    pub async fn execute_all(
+        &self,
+        statements: &[String],
+        params: &[Param],
+    ) -> Result<u64, WriteError> {
+        if let [sql] = statements {
+            return self.execute(sql, params).await;
+        }
+        let execute = |sql: &str| {
+            let sql = sql.to_owned();
+            move |source| WriteError::Execute { sql, source }
+        };
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(execute("BEGIN"))?;
+            let mut affected = 0;
+            for sql in statements {
+                affected = bound!(sql, params)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(execute(sql))?
+                    .rows_affected();
+            }
+            tx.commit().await.map_err(execute("COMMIT"))?;
+            Ok(affected)
         })
     }
 

@@ -230,17 +230,25 @@ pub struct TableSchema {
     pub keys: Vec<KeyColumn>,
     /// Non-key user columns that have a `before_` twin: what a roll back restores.
     pub after_image_columns: Vec<String>,
-    /// Where the records' metadata is stored when that is not `table` itself: ScalarDB
-    /// 3.17+'s transaction-metadata decoupling keeps it in `<t>_tx_metadata` (the data in
-    /// `<t>_data`, and `table` is a view joining them). The scan reads it there, so a
-    /// metadata row whose data row is missing (or the reverse) is still seen.
-    pub metadata_table: Option<TableRef>,
+    /// The two physical tables behind `table` when ScalarDB 3.17+'s transaction-metadata
+    /// decoupling made it a view. The scan reads the metadata where it lies, so a metadata
+    /// row whose data row is missing (or the reverse) is still seen; recovery writes both.
+    pub decoupled: Option<DecoupledSources>,
+}
+
+/// A decoupled table's sources: the user columns in `data` (`<t>_data`), the key, the
+/// metadata and the before images in `metadata` (`<t>_tx_metadata`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecoupledSources {
+    pub data: TableRef,
+    pub metadata: TableRef,
 }
 
 impl TableSchema {
-    /// The table the scan reads the records' keys and metadata from.
+    /// The table the scan reads the records' keys and metadata from, and the one every
+    /// recovery write conditions on.
     pub fn source(&self) -> &TableRef {
-        self.metadata_table.as_ref().unwrap_or(&self.table)
+        self.decoupled.as_ref().map_or(&self.table, |d| &d.metadata)
     }
 }
 

@@ -2,6 +2,7 @@
 //! real pg_dump and mariadb-dump, restored into disposable local servers, verified, torn down.
 
 mod backups;
+mod decoupled;
 mod docker;
 mod examples;
 mod hostile;

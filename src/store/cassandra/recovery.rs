@@ -295,7 +295,7 @@ mod tests {
                 key_column("branch", "text"),
             ],
             after_image_columns: vec!["balance".to_owned()],
-            metadata_table: None,
+            decoupled: None,
         }
     }
 
