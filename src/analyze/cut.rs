@@ -28,7 +28,7 @@ use super::write_sets::TxProof;
 use super::{
     Code, CoordinatorSummary, Finding, ObservedRecord, PauseWindow, TableSummary, human_ms,
 };
-use crate::model::{CoordinatorState, RecordMeta, TableRef};
+use crate::model::{CoordinatorRow, CoordinatorState, RecordMeta, TableRef};
 
 /// Clocks of ScalarDB's clients differ and ≤3.18 stamps records with the committing
 /// process's clock after the Coordinator row's: commits this close to an edge of the
@@ -169,6 +169,82 @@ pub fn window(parts: &[CutPart]) -> Option<(i64, i64)> {
     Some((from.into_iter().min()?, to.into_iter().max()?))
 }
 
+/// The instant each part can have been copied at, at the earliest: its recorded one, else
+/// (a part of a storage) that storage's newest write, given by `newest`; `None` when a part
+/// has neither.
+pub fn part_starts(parts: &[CutPart], newest: impl Fn(&str) -> Option<i64>) -> Option<Vec<i64>> {
+    parts
+        .iter()
+        .map(|p| p.earliest_ms.or_else(|| newest(p.storage.as_deref()?)))
+        .collect()
+}
+
+/// How many Coordinator rows [`CommittedAfter`] lists at most; the rest are counted.
+pub const MAX_COMMITTED_AFTER: usize = 10_000;
+
+/// The COMMITTED Coordinator rows created after `since_ms`, the earliest instant a backup
+/// set's parts can have been copied at ([`part_starts`]), as the scan listed them: each is
+/// a transaction a part copied before it may lack, unless that part shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommittedAfter {
+    pub since_ms: i64,
+    /// At most [`MAX_COMMITTED_AFTER`].
+    pub rows: Vec<CommittedRow>,
+    /// Rows past the cap: never explained.
+    pub unlisted: u64,
+}
+
+/// A COMMITTED Coordinator row: its id, creation time, and whether it commits a group
+/// (3.13+ group commit: its children are separate transactions, each prepared on its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedRow {
+    pub tx_id: String,
+    pub created_at: i64,
+    pub group: bool,
+}
+
+impl CommittedAfter {
+    pub fn new(since_ms: i64) -> Self {
+        Self {
+            since_ms,
+            ..Self::default()
+        }
+    }
+
+    /// Adds one Coordinator row if it is COMMITTED (state 3) and created after `since_ms`.
+    pub fn add(&mut self, row: &CoordinatorRow) {
+        let Some(created_at) = row.tx_created_at.filter(|at| *at > self.since_ms) else {
+            return;
+        };
+        if row.tx_state != Some(3) {
+            return;
+        }
+        self.push(CommittedRow {
+            tx_id: row.tx_id.clone(),
+            created_at,
+            group: row
+                .tx_child_ids
+                .as_deref()
+                .is_some_and(|ids| !ids.is_empty()),
+        });
+    }
+
+    fn push(&mut self, row: CommittedRow) {
+        if self.rows.len() < MAX_COMMITTED_AFTER {
+            self.rows.push(row);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: Self) {
+        for row in other.rows {
+            self.push(row);
+        }
+        self.unlisted += other.unlisted;
+    }
+}
+
 /// A Coordinator row created inside the cut window, as the proof's reads saw it: the ids
 /// its write set's groups carry (empty: no write set, an undecodable one, or one naming
 /// no group).
@@ -286,6 +362,12 @@ pub struct CutInput<'a> {
     pub at_risk_transactions: Option<&'a WindowTransactions>,
     /// The storages' newest writes: a lower bound of an unrecorded part's instant.
     pub storages: &'a [super::StorageSummary],
+    /// The Coordinator rows committed after the parts' earliest instant (a backup set whose
+    /// parts record none, `part_starts`), when the scan listed them.
+    pub committed_after: Option<&'a CommittedAfter>,
+    /// The predictions, each naming its storage: a transaction with a record pending in a
+    /// part's storage was prepared there before the part was copied.
+    pub predictions: &'a [super::Prediction],
 }
 
 /// Judges the parts, the Coordinator's coverage and the tables' lags into findings.
@@ -350,24 +432,25 @@ fn judge_parts(
     }
     // A part copied at an unrecorded instant was copied at or after its storage's newest
     // write: when every part's earliest instant (recorded, or so estimated) follows the
-    // Coordinator's newest row, nothing committed between the copies.
-    let estimated = |p: &CutPart| {
-        p.earliest_ms.or_else(|| {
-            let storage = p.storage.as_deref()?;
-            let s = input.storages.iter().find(|s| s.name == storage)?;
-            s.max_tx_prepared_at.max(s.max_tx_committed_at)
-        })
-    };
-    let all_after = parts.iter().map(estimated).collect::<Option<Vec<i64>>>();
-    if let (Some(starts), Some(newest)) = (all_after, input.coordinator.max_tx_created_at) {
+    // Coordinator's newest row, nothing committed between the copies. No clock tolerance:
+    // a transaction committed 50 ms after a part's newest write can be missing from it.
+    let starts = part_starts(parts, |storage| {
+        let s = input.storages.iter().find(|s| s.name == storage)?;
+        s.max_tx_prepared_at.max(s.max_tx_committed_at)
+    });
+    if let (Some(starts), Some(newest)) = (&starts, input.coordinator.max_tx_created_at) {
         let first = starts.iter().copied().min().unwrap_or(i64::MIN);
-        if newest <= first.saturating_add(CLOCK_TOLERANCE_MS) {
+        if newest <= first {
             summary.proven = true;
             summary.reason = format!(
                 "every part was copied after the Coordinator's newest row ({newest}; parts \
                  without a recorded instant at or after their storage's newest write): no \
                  transaction committed between the copies"
             );
+            return;
+        }
+        if let Some(after) = input.committed_after.filter(|a| a.since_ms <= first) {
+            judge_committed_after(input, starts, after, summary, findings);
             return;
         }
     }
@@ -475,10 +558,12 @@ fn judge_parts(
         torn_by_write_sets: count_of(AtRiskProof::Torn),
     };
     let all_proven = at_most.is_some_and(|most| most > 0 && proven_intact >= most);
-    if spread <= CLOCK_TOLERANCE_MS || at_most == Some(0) || all_proven {
+    // No clock tolerance on the spread: parts copied 50 ms apart while transactions commit
+    // can tear one; only "nothing committed in between" or the write sets prove them.
+    if spread == 0 || at_most == Some(0) || all_proven {
         summary.proven = true;
-        summary.reason = if spread <= CLOCK_TOLERANCE_MS {
-            format!("the parts were copied within {spread} ms of each other")
+        summary.reason = if spread == 0 {
+            "the parts were copied at the same instant".to_owned()
         } else if all_proven {
             format!(
                 "every transaction that committed in the {spread} ms between the copies \
@@ -539,6 +624,117 @@ fn judge_parts(
 }
 
 /// Bounds on the COMMITTED rows created in `[from, to]`, from the Coordinator's windows.
+/// A backup set some of whose parts record no instant, with the Coordinator rows committed after
+/// the earliest instant a part can have been copied at: each row is explained for a part
+/// copied possibly before it when that part's storage holds a record of the transaction
+/// still pending (prepared there before the copy, so the copy holds its writes); the cut is
+/// proven when every row is explained for every such part, else those not explained are
+/// the transactions at risk.
+fn judge_committed_after(
+    input: &CutInput<'_>,
+    starts: &[i64],
+    after: &CommittedAfter,
+    summary: &mut CutSummary,
+    findings: &mut Vec<Finding>,
+) {
+    let pending: std::collections::BTreeSet<(&str, &str)> = input
+        .predictions
+        .iter()
+        .filter_map(|p| Some((p.storage.as_deref()?, p.tx_id.as_str())))
+        .collect();
+    // A group's row is never explained by one child's record: each child prepares on its
+    // own, and one pending child says nothing of the others.
+    let shown = |storage: Option<&str>, row: &CommittedRow| {
+        !row.group
+            && storage.is_some_and(|storage| pending.contains(&(storage, row.tx_id.as_str())))
+    };
+    let unexplained: Vec<&CommittedRow> = after
+        .rows
+        .iter()
+        .filter(|row| {
+            input.parts.iter().zip(starts).any(|(part, start)| {
+                row.created_at > *start && !shown(part.storage.as_deref(), row)
+            })
+        })
+        .collect();
+    let from = after.since_ms;
+    let to = input.coordinator.max_tx_created_at.unwrap_or(from);
+    summary.spread_ms = Some(to.saturating_sub(from));
+    if unexplained.is_empty() && after.unlisted == 0 {
+        summary.proven = true;
+        summary.reason = if after.rows.is_empty() {
+            format!(
+                "not every part records its instant; each was copied at or after it or its \
+                 storage's newest write, and the Coordinator shows no transaction committing \
+                 after the earliest of those ({from}; its newer rows are ABORTED, whose \
+                 writes recovery rolls back): none can be missing from a part"
+            )
+        } else {
+            format!(
+                "not every part records its instant; each was copied at or after it or its \
+                 storage's newest write, and each of the {} transaction(s) the Coordinator \
+                 shows committing after the earliest of those has a record pending in every \
+                 part that may have been copied before it (prepared there before the copy): \
+                 none can be missing from a part",
+                after.rows.len()
+            )
+        };
+        return;
+    }
+    let count = u64::try_from(unexplained.len())
+        .unwrap_or(u64::MAX)
+        .saturating_add(after.unlisted);
+    let examples: Vec<&str> = unexplained
+        .iter()
+        .take(5)
+        .map(|row| row.tx_id.as_str())
+        .collect();
+    summary.reason = format!(
+        "not every part records its instant, and {count} transaction(s) committed after the earliest \
+         instant a part can have been copied at without a record in every part that may have \
+         been copied before them"
+    );
+    summary.at_risk = Some(AtRisk {
+        from_ms: from,
+        to_ms: to,
+        committed_at_least: Some(count),
+        committed_at_most: Some(count),
+        transactions: unexplained
+            .iter()
+            .take(AT_RISK_EXAMPLES)
+            .map(|row| AtRiskTransaction {
+                tx_id: row.tx_id.clone(),
+                committed_at_ms: Some(row.created_at),
+                proof: AtRiskProof::Unproven,
+            })
+            .collect(),
+        proven_by_write_sets: 0,
+        torn_by_write_sets: 0,
+    });
+    findings.push(Finding::new(
+        Code::CutWindowAtRisk,
+        format!(
+            "the backup holds {} separately copied parts ({}) and not every one records its \
+             instant: each was copied at or after it or its storage's newest write, and {count} \
+             transaction(s) the Coordinator shows committing after the earliest of those \
+             (from {from} to {to} ms) have no record in a part that may have been copied before \
+             them (e.g. {}): a transaction that committed after a part was copied has its \
+             writes in the later parts and none in that one, a tear no metadata shows; rule it \
+             out with a pause (--pause-window, every copy inside it), one snapshot of \
+             everything, or ScalarDB 3.19 write-set logging, which names every record a \
+             transaction wrote",
+            input.parts.len(),
+            input
+                .parts
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            examples.join(", ")
+        ),
+    ));
+}
+
 fn committed_between(
     recent: Option<&RecentCommits>,
     from: i64,
@@ -912,6 +1108,8 @@ mod tests {
                 recent,
                 at_risk_transactions: None,
                 storages: &[],
+                committed_after: None,
+                predictions: &[],
             },
             tables,
             &mut findings,
@@ -1065,6 +1263,8 @@ mod tests {
                 recent: &BTreeMap::new(),
                 at_risk_transactions: Some(list),
                 storages: &[],
+                committed_after: None,
+                predictions: &[],
             },
             &[],
             &mut findings,
@@ -1259,6 +1459,148 @@ mod tests {
             "{}",
             findings[0].message
         );
+    }
+
+    fn storage(name: &str, newest: i64) -> super::super::StorageSummary {
+        super::super::StorageSummary {
+            name: name.into(),
+            kind: "postgresql".into(),
+            target: name.into(),
+            holds_coordinator: name == "pg",
+            tables: Vec::new(),
+            records: 10,
+            unresolved: 0,
+            max_tx_prepared_at: Some(newest - 5),
+            max_tx_committed_at: Some(newest),
+            ignored: Vec::new(),
+        }
+    }
+
+    fn pending(storage: &str, tx_id: &str) -> super::super::Prediction {
+        super::super::Prediction {
+            storage: Some(storage.into()),
+            table: TableRef::new("bank", "accounts"),
+            key: crate::model::RecordKey::default(),
+            tx_id: tx_id.into(),
+            tx_state: crate::model::TxState::Prepared,
+            outcome: super::super::Outcome::RollForwardCommit,
+            reason: super::super::Reason::CoordinatorCommitted,
+            restores_tx_id: None,
+            in_flight_at_cut: false,
+        }
+    }
+
+    fn committed(tx_id: &str, created_at: i64, children: Option<&str>) -> CoordinatorRow {
+        CoordinatorRow {
+            tx_id: tx_id.into(),
+            tx_state: Some(3),
+            tx_created_at: Some(created_at),
+            tx_child_ids: children.map(Into::into),
+        }
+    }
+
+    /// A backup set of two dumps that record no instant (storage `pg` with the Coordinator,
+    /// newest write at NOW; `lite`, newest write 59 ms before), the Coordinator's rows after
+    /// `lite`'s newest write, and the records pending in each storage.
+    fn judged_set(
+        rows: &[CoordinatorRow],
+        predictions: &[super::super::Prediction],
+    ) -> (CutSummary, Vec<Finding>) {
+        let mut parts = [
+            part("backup.pg.sql", None, true),
+            part("backup.sqlite", None, false),
+        ];
+        parts[0].storage = Some("pg".into());
+        parts[1].storage = Some("lite".into());
+        let storages = [storage("pg", NOW), storage("lite", NOW - 59)];
+        let since = part_starts(&parts, |s| {
+            let s = storages.iter().find(|x| x.name == s)?;
+            s.max_tx_committed_at
+        })
+        .and_then(|starts| starts.into_iter().min())
+        .unwrap();
+        assert_eq!(since, NOW - 59);
+        let mut after = CommittedAfter::new(since);
+        let mut aborted = committed("aborted", NOW - 10, None);
+        aborted.tx_state = Some(4);
+        for row in rows
+            .iter()
+            .chain([&aborted, &committed("older", NOW - 60, None)])
+        {
+            after.add(row);
+        }
+        let coordinator = coordinator(NOW);
+        let mut findings = Vec::new();
+        let summary = judge(
+            &CutInput {
+                parts: &parts,
+                pause: None,
+                coordinator: &coordinator,
+                coordinator_recent: None,
+                recent: &BTreeMap::new(),
+                at_risk_transactions: None,
+                storages: &storages,
+                committed_after: Some(&after),
+                predictions,
+            },
+            &[],
+            &mut findings,
+        );
+        (summary, findings)
+    }
+
+    /// The tear the oracle's PostgreSQL + SQLite case made: SQLite copied, then a transfer
+    /// committed 59 ms after SQLite's newest write. No clock tolerance hides it.
+    #[test]
+    fn a_transaction_committed_after_a_parts_newest_write_and_absent_from_it_is_at_risk() {
+        let (summary, findings) = judged_set(&[committed("transfer", NOW, None)], &[]);
+        assert!(!summary.proven, "{summary:?}");
+        let at_risk = summary.at_risk.as_ref().expect("the transactions at risk");
+        assert_eq!(at_risk.committed_at_least, Some(1), "{at_risk:?}");
+        assert_eq!(at_risk.transactions[0].tx_id, "transfer");
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].code, Code::CutWindowAtRisk);
+        assert!(
+            findings[0].message.contains("e.g. transfer"),
+            "{}",
+            findings[0].message
+        );
+        // Pending in the Coordinator's storage only says nothing of the other part.
+        let (summary, _) = judged_set(
+            &[committed("transfer", NOW, None)],
+            &[pending("pg", "transfer")],
+        );
+        assert!(!summary.proven, "{summary:?}");
+    }
+
+    /// At rest after a two-phase transaction whose participant never committed: its record in
+    /// `lite` is PREPARED (written before the copy), the Coordinator row 59 ms later.
+    #[test]
+    fn a_transaction_pending_in_every_part_copied_before_it_proves_the_cut() {
+        let (summary, findings) =
+            judged_set(&[committed("2pc", NOW, None)], &[pending("lite", "2pc")]);
+        assert!(summary.proven, "{summary:?}");
+        assert!(findings.is_empty(), "{findings:?}");
+        assert!(
+            summary.reason.contains("1 transaction(s)"),
+            "{}",
+            summary.reason
+        );
+        // A group's row is not explained by one child's record.
+        let (summary, _) = judged_set(
+            &[committed("parent", NOW, Some("c1,c2"))],
+            &[pending("lite", "parent")],
+        );
+        assert!(!summary.proven, "{summary:?}");
+        // Nor is a list cut short.
+        let mut rows = vec![committed("2pc", NOW, None)];
+        rows.extend((0..MAX_COMMITTED_AFTER).map(|i| committed(&format!("t{i}"), NOW - 1, None)));
+        let many: Vec<_> = (0..MAX_COMMITTED_AFTER)
+            .map(|i| pending("lite", &format!("t{i}")))
+            .chain([pending("lite", "2pc")])
+            .collect();
+        let (summary, _) = judged_set(&rows, &many);
+        assert!(!summary.proven, "{summary:?}");
     }
 
     #[test]

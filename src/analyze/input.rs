@@ -22,6 +22,9 @@ pub struct Observation {
     /// Every transaction the Coordinator shows committing inside the cut window, each with
     /// what the write-set proof says of it (`None`: not listed, no write sets; `cut.rs`).
     pub at_risk_transactions: Option<super::WindowTransactions>,
+    /// The COMMITTED Coordinator rows created after the earliest instant a backup set's
+    /// parts can have been copied at, when no part records one (`cut.rs`).
+    pub committed_after: Option<super::CommittedAfter>,
 }
 
 #[derive(Clone, Debug)]

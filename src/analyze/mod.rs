@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 pub use cut::{
-    AtRisk, AtRiskProof, AtRiskTransaction, CutPart, CutSummary, InstantSource,
-    MAX_WINDOW_TRANSACTIONS, Probability, TableLag, WindowRow, WindowTransactions,
+    AtRisk, AtRiskProof, AtRiskTransaction, CommittedAfter, CutPart, CutSummary, InstantSource,
+    MAX_WINDOW_TRANSACTIONS, Probability, TableLag, WindowRow, WindowTransactions, part_starts,
     window as cut_window, window_transactions,
 };
 pub use finding::{CheckName, Code, Finding, Severity, VerdictEffect};
@@ -539,6 +539,8 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
             recent: &recent,
             at_risk_transactions: observation.at_risk_transactions.as_ref(),
             storages: &storages,
+            committed_after: observation.committed_after.as_ref(),
+            predictions: &predictions,
         },
         &tables,
         &mut findings,

@@ -88,6 +88,7 @@ fn run(tables: Vec<TableObservation>) -> Analysis {
             discovery: vec![],
             storages: vec![],
             at_risk_transactions: None,
+            committed_after: None,
         },
         &AnalysisSettings::default(),
     )
@@ -208,6 +209,7 @@ fn with_write_set_logging_committed_but_aborted_is_ambiguous() {
             discovery: vec![],
             storages: vec![],
             at_risk_transactions: None,
+            committed_after: None,
         },
         &AnalysisSettings::default(),
     );
@@ -264,6 +266,7 @@ fn a_missing_coordinator_is_indeterminate_never_consistent() {
             discovery: vec![],
             storages: vec![],
             at_risk_transactions: None,
+            committed_after: None,
         },
         &AnalysisSettings::default(),
     );
@@ -303,6 +306,7 @@ fn transactions_prepared_within_the_lifetime_of_the_cut_are_in_flight() {
             discovery: vec![],
             storages: vec![],
             at_risk_transactions: None,
+            committed_after: None,
         },
         &AnalysisSettings {
             as_of: Some(NOW),
@@ -506,6 +510,7 @@ fn duplicated_ids_in_the_coordinator_sample_decide_records_seen_once() {
         discovery: vec![],
         storages: vec![],
         at_risk_transactions: None,
+        committed_after: None,
     };
     let analysis = analyze(&observation, &AnalysisSettings::default());
     assert!(
@@ -565,6 +570,7 @@ fn an_unreadable_coordinator_or_table_is_indeterminate_with_the_reason() {
             ],
             storages: vec![],
             at_risk_transactions: None,
+            committed_after: None,
         },
         &AnalysisSettings::default(),
     );

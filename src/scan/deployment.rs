@@ -16,7 +16,7 @@ use super::resolve::{POINT_READS, Resolver};
 use super::write_sets::{self, ScannedTable};
 use super::{ScanOutcome, error_chain};
 use crate::analyze::{
-    CoordinatorObservation, DiscoveryNote, IgnoredTable, Observation, Retention,
+    CommittedAfter, CoordinatorObservation, DiscoveryNote, IgnoredTable, Observation, Retention,
     StorageObservation, TableObservation, TableOutcome, TableScan, analyze,
 };
 use crate::config::{DeploymentScan, ScanConfig, ScanStorage};
@@ -363,6 +363,30 @@ async fn scan(
         _ => None,
     };
     let (proof, listed) = proof.map_or((None, None), |(proof, listed)| (Some(proof), listed));
+    let committed_after = match (coordinator_schema, &coordinator) {
+        (Some(schema), CoordinatorObservation::Present(scan)) => {
+            let newest = |storage: &str| {
+                planned
+                    .iter()
+                    .zip(&scans)
+                    .filter(|(p, _)| plan.storages[p.storage].name == storage)
+                    .filter_map(|(_, scan)| scan.as_ref().ok())
+                    .filter_map(|scan| scan.max_prepared_at.max(scan.max_committed_at))
+                    .max()
+            };
+            let since = unrecorded_since(&config.analysis.cut_parts, newest)
+                .filter(|since| scan.max_created_at.is_some_and(|newest| newest > *since));
+            match since {
+                Some(since) => Some(
+                    committed_after(coordinator_store, schema, since)
+                        .await
+                        .map_err(|e| in_storage(&plan.storages[plan.coordinator], e))?,
+                ),
+                None => None,
+            }
+        }
+        _ => None,
+    };
 
     let mut scanned = scans.into_iter();
     let mut tables = Vec::new();
@@ -388,6 +412,7 @@ async fn scan(
         discovery: notes,
         storages,
         at_risk_transactions: listed,
+        committed_after,
     };
     let mut analysis = analyze(&observation, &config.analysis);
     if let Some(proof) = proof {
@@ -439,4 +464,40 @@ async fn unconfirmed_elsewhere(
         retention.file(scan, record);
     }
     Ok(())
+}
+
+/// The earliest instant a backup set's parts can have been copied at, when some part records
+/// none ([`crate::analyze::part_starts`]); `None` for one part, all parts recorded, or a part
+/// of no known storage.
+fn unrecorded_since(
+    parts: &[crate::analyze::CutPart],
+    newest: impl Fn(&str) -> Option<i64>,
+) -> Option<i64> {
+    if parts.len() < 2 || parts.iter().all(|p| p.earliest_ms.is_some()) {
+        return None;
+    }
+    crate::analyze::part_starts(parts, newest)?
+        .into_iter()
+        .min()
+}
+
+/// One pass over the Coordinator: its COMMITTED rows created after `since`, up to the cap.
+async fn committed_after(
+    store: &Connected,
+    schema: &crate::store::CoordinatorSchema,
+    since: i64,
+) -> Result<CommittedAfter, Error> {
+    let mut after: CommittedAfter = store
+        .fold_coordinator(
+            schema,
+            &|acc: &mut CommittedAfter, row| {
+                if row.tx_created_at.is_some_and(|at| at > since) {
+                    acc.add(&row);
+                }
+            },
+            &CommittedAfter::merge,
+        )
+        .await?;
+    after.since_ms = since;
+    Ok(after)
 }

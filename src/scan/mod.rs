@@ -231,6 +231,7 @@ where
         discovery: discovery.notes,
         storages: vec![storage],
         at_risk_transactions: listed,
+        committed_after: None,
     };
     let mut analysis = analyze(&observation, &config.analysis);
     if let Some(proof) = proof {

@@ -45,6 +45,7 @@ fn url(engine: &str) -> &'static str {
     match engine {
         "postgres" => "postgres://-/app",
         "mariadb" | "mysql" => "mysql://-/",
+        "sqlite" => "sqlite:///backup.sqlite",
         other => panic!("multi-storage case with a storage of engine {other:?}: not supported yet"),
     }
 }

@@ -129,5 +129,6 @@ pub fn observe(cut: &Cut) -> Observation {
         discovery: Vec::new(),
         storages: Vec::new(),
         at_risk_transactions: None,
+        committed_after: None,
     }
 }

@@ -69,7 +69,8 @@ public final class Main {
 
   private static void usage() {
     System.err.println(
-        "usage: generate --backend sqlite|postgres|mariadb|cassandra --out DIR [--only REGEX] [--work DIR]\n"
+        "usage: generate --backend sqlite|postgres|mariadb|cassandra|multi-storage|multi-storage-sqlite --out DIR\n"
+            + "                [--only REGEX] [--work DIR]\n"
             + "                [--variant " + String.join("|", Variant.names()) + "]\n"
             + "         postgres:  --host H --port P --user U [--password W] --bin DIR (pg_dump, psql)\n"
             + "         mariadb:   --host H --port P --user U [--password W] --bin DIR (mysqldump, mysql)\n"
@@ -94,7 +95,8 @@ public final class Main {
             o.getOrDefault("host", "127.0.0.1"), Integer.parseInt(o.get("port")),
             o.getOrDefault("user", "root"), o.getOrDefault("password", ""), o.getOrDefault("bin", ""));
       case MultiStorageBackend.NAME:
-        return MultiStorageBackend.parse(o);
+      case MultiStorageBackend.NAME_SQLITE:
+        return MultiStorageBackend.parse(b, o);
       case "cassandra":
         if (!o.containsKey("cassandra")) {
           throw new IllegalArgumentException("--backend cassandra needs --cassandra HOST:PORT");

@@ -13,11 +13,13 @@ import java.util.Properties;
 /**
  * One ScalarDB deployment over two databases through ScalarDB's own multi-storage configuration
  * ({@code scalar.db.storage=multi-storage}): storage {@value #PG} (PostgreSQL) holds the
- * Coordinator namespace and {@code bank_a}, storage {@value #MARIA} (MariaDB) holds {@code bank_b}.
- * Each storage is backed up by its own tool ({@code pg_dump} of the case database,
- * {@code mysqldump --single-transaction} of {@code bank_b} and {@code scalardb}), at one quiet
- * moment or at different moments while transactions run (see {@link MultiStorageScenarios}); a
- * case directory holds one file per storage ({@value #PG_FILE}, {@value #MARIA_FILE}).
+ * Coordinator namespace and {@code bank_a}; the other storage holds {@code bank_b}: MariaDB
+ * ({@code maria}, backend {@value #NAME}) or SQLite ({@code lite}, backend {@value #NAME_SQLITE}).
+ * Each storage is backed up by its own tool ({@code pg_dump} of the case database;
+ * {@code mysqldump --single-transaction} of {@code bank_b} and {@code scalardb}, or SQLite's
+ * online backup of its file), at one quiet moment or at different moments while transactions run
+ * (see {@link MultiStorageScenarios}); a case directory holds one file per storage
+ * ({@value #PG_FILE}, and {@code backup.mysql.sql} or {@code backup.sqlite}).
  *
  * <p>The crash switch and the write log wrap the multi-storage storage as a whole
  * ({@code oracle-faulty} with the inner storage {@code multi-storage}): every write Consensus
@@ -25,36 +27,51 @@ import java.util.Properties;
  */
 final class MultiStorageBackend implements Backend {
   static final String NAME = "multi-storage";
+  static final String NAME_SQLITE = "multi-storage-sqlite";
   static final String PG = "pg";
-  static final String MARIA = "maria";
   static final String PG_FILE = "backup.pg.sql";
-  static final String MARIA_FILE = "backup.mysql.sql";
   private static final String P = "scalar.db.multi_storage.";
 
+  /** The storage that is not PostgreSQL: its name in the deployment, engine, backup file. */
+  record Other(String name, String engine, String file, Backend backend) {}
+
+  private final String backendName;
   private final PostgresBackend pg;
-  private final MariaDbBackend maria;
+  final Other other;
   /** Per case name: the cut facts the scenario recorded (torn transactions, money). */
   final Map<String, Map<String, Object>> cutFacts = new LinkedHashMap<>();
 
-  MultiStorageBackend(PostgresBackend pg, MariaDbBackend maria) {
+  private MultiStorageBackend(String backendName, PostgresBackend pg, Other other) {
+    this.backendName = backendName;
     this.pg = pg;
-    this.maria = maria;
+    this.other = other;
   }
 
-  static MultiStorageBackend parse(Map<String, String> o) {
-    return new MultiStorageBackend(
-        new PostgresBackend(
-            o.getOrDefault("pg-host", "127.0.0.1"), Integer.parseInt(o.get("pg-port")),
-            o.getOrDefault("pg-user", "postgres"), o.getOrDefault("pg-password", ""), o.getOrDefault("pg-bin", "")),
-        new MariaDbBackend(
+  /** The engine of the other storage of a multi-storage backend name, or null for another backend. */
+  static String otherEngine(String backendName) {
+    return switch (backendName) {
+      case NAME -> "mariadb";
+      case NAME_SQLITE -> "sqlite";
+      default -> null;
+    };
+  }
+
+  static MultiStorageBackend parse(String backendName, Map<String, String> o) {
+    PostgresBackend pg = new PostgresBackend(
+        o.getOrDefault("pg-host", "127.0.0.1"), Integer.parseInt(o.get("pg-port")),
+        o.getOrDefault("pg-user", "postgres"), o.getOrDefault("pg-password", ""), o.getOrDefault("pg-bin", ""));
+    Other other = backendName.equals(NAME_SQLITE)
+        ? new Other("lite", "sqlite", "backup.sqlite", new SqliteBackend())
+        : new Other("maria", "mariadb", "backup.mysql.sql", new MariaDbBackend(
             o.getOrDefault("maria-host", "127.0.0.1"), Integer.parseInt(o.get("maria-port")),
             o.getOrDefault("maria-user", "root"), o.getOrDefault("maria-password", ""),
             o.getOrDefault("maria-bin", "")));
+    return new MultiStorageBackend(backendName, pg, other);
   }
 
   @Override
   public String name() {
-    return NAME;
+    return backendName;
   }
 
   @Override
@@ -67,16 +84,16 @@ final class MultiStorageBackend implements Backend {
     return PG_FILE;
   }
 
-  /** The namespaces MariaDB holds (as Namespaces for its DATA part: bank_b and the metadata). */
-  private static Namespaces mariaNamespaces(Namespaces ns) {
+  /** The namespaces the other storage holds (as Namespaces for its DATA part: bank_b and the metadata). */
+  private static Namespaces otherNamespaces(Namespaces ns) {
     return new Namespaces(ns.coordinator(), ns.metadata(), List.of(Bank.NS_B));
   }
 
   /** ScalarDB's multi-storage properties over the two storages' connection properties. */
-  private static Properties multi(Properties pgProps, Properties mariaProps, String coordinatorNs) {
+  private Properties multi(Properties pgProps, Properties otherProps, String coordinatorNs) {
     Properties p = new Properties();
-    p.setProperty(P + "storages", PG + "," + MARIA);
-    for (Map.Entry<String, Properties> e : Map.of(PG, pgProps, MARIA, mariaProps).entrySet()) {
+    p.setProperty(P + "storages", PG + "," + other.name());
+    for (Map.Entry<String, Properties> e : Map.of(PG, pgProps, other.name(), otherProps).entrySet()) {
       String s = P + "storages." + e.getKey() + ".";
       p.setProperty(s + "storage", "jdbc");
       for (String k : List.of(DatabaseConfig.CONTACT_POINTS, DatabaseConfig.USERNAME, DatabaseConfig.PASSWORD)) {
@@ -84,7 +101,7 @@ final class MultiStorageBackend implements Backend {
       }
     }
     p.setProperty(P + "namespace_mapping",
-        coordinatorNs + ":" + PG + "," + Bank.NS_A + ":" + PG + "," + Bank.NS_B + ":" + MARIA);
+        coordinatorNs + ":" + PG + "," + Bank.NS_A + ":" + PG + "," + Bank.NS_B + ":" + other.name());
     p.setProperty(P + "default_storage", PG);
     return p;
   }
@@ -103,7 +120,7 @@ final class MultiStorageBackend implements Backend {
   public Properties freshDatabase(String caseId, Path work) throws Exception {
     // The Coordinator namespace is only known to the case; the default one is mapped here and
     // MultiStorageScenarios uses it.
-    return multi(pg.freshDatabase(caseId, work), maria.freshDatabase(caseId, work), Scenarios.DEFAULT_NS);
+    return multi(pg.freshDatabase(caseId, work), other.backend().freshDatabase(caseId, work), Scenarios.DEFAULT_NS);
   }
 
   /** pg_dump of storage pg (the Coordinator, bank_a and its metadata schema) at this moment. */
@@ -111,9 +128,12 @@ final class MultiStorageBackend implements Backend {
     return pg.dump(storageProps(live, PG), Part.ALL, ns, dir, label);
   }
 
-  /** mysqldump of storage maria (bank_b and its metadata database) at this moment. */
-  Path dumpMaria(Properties live, Namespaces ns, Path dir, String label) throws Exception {
-    return maria.dump(storageProps(live, MARIA), Part.DATA, mariaNamespaces(ns), dir, label);
+  /**
+   * The other storage's backup at this moment (bank_b and its metadata): mysqldump of the
+   * MariaDB databases, or a copy of the whole SQLite file, which holds nothing else.
+   */
+  Path dumpOther(Properties live, Namespaces ns, Path dir, String label) throws Exception {
+    return other.backend().dump(storageProps(live, other.name()), Part.DATA, otherNamespaces(ns), dir, label);
   }
 
   @Override
@@ -122,7 +142,7 @@ final class MultiStorageBackend implements Backend {
         "a multi-storage case is cut per storage (MultiStorageScenarios), not by Part");
   }
 
-  /** parts: the pg dump, then the maria dump; each becomes its storage's file of the case. */
+  /** parts: the pg dump, then the other's; each becomes its storage's file of the case. */
   @Override
   public void assemble(List<Path> parts, Namespaces ns, Path backupFile) throws Exception {
     if (parts.size() != 2) {
@@ -130,21 +150,21 @@ final class MultiStorageBackend implements Backend {
     }
     Path dir = backupFile.getParent();
     Files.copy(parts.get(0), dir.resolve(PG_FILE), StandardCopyOption.REPLACE_EXISTING);
-    Files.copy(parts.get(1), dir.resolve(MARIA_FILE), StandardCopyOption.REPLACE_EXISTING);
+    Files.copy(parts.get(1), dir.resolve(other.file()), StandardCopyOption.REPLACE_EXISTING);
   }
 
   @Override
   public Properties restore(Path backupFile, String caseId, Namespaces ns, Path work) throws Exception {
     Path dir = backupFile.getParent();
     Properties pgProps = pg.restore(dir.resolve(PG_FILE), caseId, ns, work);
-    Properties mariaProps = maria.restore(dir.resolve(MARIA_FILE), caseId, ns, work);
-    return multi(pgProps, mariaProps, ns.coordinator());
+    Properties otherProps = other.backend().restore(dir.resolve(other.file()), caseId, ns, work);
+    return multi(pgProps, otherProps, ns.coordinator());
   }
 
   @Override
   public void release(String caseId, Namespaces ns) throws Exception {
     pg.release(caseId, ns);
-    maria.release(caseId, ns);
+    other.backend().release(caseId, ns);
   }
 
   /** truth.json's deployment: the storages (name, engine, namespaces, backup file, Coordinator). */
@@ -152,7 +172,7 @@ final class MultiStorageBackend implements Backend {
     Map<String, Object> out = new LinkedHashMap<>();
     List<Object> storages = new ArrayList<>();
     storages.add(storage(PG, "postgres", List.of(ctx.namespaces.coordinator(), Bank.NS_A), true, PG_FILE));
-    storages.add(storage(MARIA, "mariadb", List.of(Bank.NS_B), false, MARIA_FILE));
+    storages.add(storage(other.name(), other.engine(), List.of(Bank.NS_B), false, other.file()));
     out.put("storages", storages);
     out.put("default_storage", PG);
     out.putAll(cutFacts.getOrDefault(ctx.caseName, Map.of()));

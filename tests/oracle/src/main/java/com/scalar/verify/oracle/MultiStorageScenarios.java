@@ -15,17 +15,20 @@ import java.util.TreeMap;
 
 /**
  * The multi-storage cases ({@link MultiStorageBackend}: Coordinator and bank_a in PostgreSQL,
- * bank_b in MariaDB). A transfer debits bank_a and credits bank_b, so every transfer spans both
+ * bank_b in the other storage, MariaDB or SQLite; the case ids name it, {@code pg-mariadb-*} or
+ * {@code pg-sqlite-*}). A transfer debits bank_a and credits bank_b, so every transfer spans both
  * databases. Cuts are per storage: {@link #quiet} dumps both while the workload is idle;
- * {@link #tornCut} dumps PostgreSQL, lets transactions run, then dumps MariaDB.
+ * {@link #tornCut} dumps PostgreSQL, lets transactions run, then dumps the other.
  */
 final class MultiStorageScenarios {
   private MultiStorageScenarios() {}
 
-  static List<CaseSpec> all(String version) {
+  /** The cases of the deployment whose other storage is of {@code engine} (mariadb, sqlite). */
+  static List<CaseSpec> all(String version, String engine) {
+    String pre = "pg-" + engine + "-";
     List<CaseSpec> out = new ArrayList<>();
     // Both storages dumped in one quiet moment: nothing pending.
-    out.add(new CaseSpec("pg-mariadb-quiet", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+    out.add(new CaseSpec(pre + "quiet", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
       int[] s = ctx.seed(2);
       ctx.transfer(s[0]);
       ctx.transfer(s[1]);
@@ -34,17 +37,17 @@ final class MultiStorageScenarios {
     }));
     // Both dumped in one quiet moment after a transfer crashed between the two storages'
     // prepares (each storage is its own mutate): pending in one database only, rolled back.
-    out.add(new CaseSpec("pg-mariadb-quiet-prepared-some", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+    out.add(new CaseSpec(pre + "quiet-prepared-some", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
       int[] s = ctx.seed(2);
       ctx.transfer(s[0]);
       ctx.transferWithCrash(s[1], Faults.crashAfter(Faults.Batch::isPrepare), "prepared_some");
       quiet(ctx);
     }));
-    // PostgreSQL dumped, then a transfer commits and a two-phase transfer prepares, then MariaDB
+    // PostgreSQL dumped, then a transfer commits and a two-phase transfer prepares, then the other
     // dumped: the committed transfer's credit is in the backup, its debit and Coordinator row are
-    // not (money is not conserved, and no record shows it); the prepared one is pending in MariaDB
+    // not (money is not conserved, and no record shows it); the prepared one is pending in the other
     // only and rolls back.
-    out.add(new CaseSpec("pg-mariadb-torn", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
+    out.add(new CaseSpec(pre + "torn", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
       int[] s = ctx.seed(3);
       ctx.transfer(s[0]);
       tornCut(ctx, true, () -> {
@@ -52,10 +55,10 @@ final class MultiStorageScenarios {
         ctx.twoPc(s[2], "prepared_some").prepareAll();
       });
     }));
-    // MariaDB dumped first: the transfer committed in between has its debit, its COMMITTED
+    // The other storage dumped first: the transfer committed in between has its debit, its COMMITTED
     // Coordinator row and no pending record in the backup, only its credit is missing (a tear
     // no record's metadata shows); the two-phase transfer is pending in PostgreSQL only.
-    out.add(new CaseSpec("pg-mariadb-torn-mariadb-first", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
+    out.add(new CaseSpec(pre + "torn-" + engine + "-first", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
       int[] s = ctx.seed(3);
       ctx.transfer(s[0]);
       tornCut(ctx, false, () -> {
@@ -65,12 +68,12 @@ final class MultiStorageScenarios {
     }));
     // Two services, each with its own ScalarDB config and a two-phase manager, sharing the
     // Coordinator in PostgreSQL: service 1 (bank_a) is single-storage PostgreSQL; service 2
-    // (bank_b) is multi-storage, default storage MariaDB, the Coordinator namespace mapped to
+    // (bank_b) is multi-storage, default storage the other, the Coordinator namespace mapped to
     // the PostgreSQL storage (a participant reads the Coordinator for lazy recovery, so it
     // must reach the same table). Both dumped in one quiet moment.
-    out.add(new CaseSpec("pg-mariadb-2pc-services-committed-some", false, Scenarios.DEFAULT_NS, "single_instant",
+    out.add(new CaseSpec(pre + "2pc-services-committed-some", false, Scenarios.DEFAULT_NS, "single_instant",
         ctx -> twoServices(ctx, true)));
-    out.add(new CaseSpec("pg-mariadb-2pc-services-prepared-some", false, Scenarios.DEFAULT_NS, "single_instant",
+    out.add(new CaseSpec(pre + "2pc-services-prepared-some", false, Scenarios.DEFAULT_NS, "single_instant",
         ctx -> twoServices(ctx, false)));
     return out;
   }
@@ -93,8 +96,8 @@ final class MultiStorageScenarios {
     service1.setProperty(FaultyStorageProvider.INNER, "jdbc");
     Properties service2 = ctx.scalarProps(ctx.live, true);
     service2.setProperty(p + "namespace_mapping",
-        ctx.namespaces.coordinator() + ":" + MultiStorageBackend.PG + "," + Bank.NS_B + ":" + MultiStorageBackend.MARIA);
-    service2.setProperty(p + "default_storage", MultiStorageBackend.MARIA);
+        ctx.namespaces.coordinator() + ":" + MultiStorageBackend.PG + "," + Bank.NS_B + ":" + backend(ctx).other.name());
+    service2.setProperty(p + "default_storage", backend(ctx).other.name());
     TwoPhaseCommitTransactionManager one = TransactionFactory.create(service1).getTwoPhaseCommitTransactionManager();
     TwoPhaseCommitTransactionManager two = TransactionFactory.create(service2).getTwoPhaseCommitTransactionManager();
     try {
@@ -136,16 +139,16 @@ final class MultiStorageScenarios {
     ctx.dataCut = ctx.log.snapshot();
     ctx.coordinatorCut = ctx.dataCut;
     Path pg = b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg");
-    Path maria = b.dumpMaria(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".maria");
+    Path other = b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other");
     ctx.parts.clear();
     ctx.parts.add(pg);
-    ctx.parts.add(maria);
+    ctx.parts.add(other);
     facts(ctx, List.of(), true);
   }
 
   /**
    * One storage dumped ({@code pgFirst}: PostgreSQL, with the Coordinator and bank_a; else
-   * MariaDB, with bank_b), then {@code between}, then the other. The backup's Coordinator is
+   * the other storage, with bank_b), then {@code between}, then the other. The backup's Coordinator is
    * PostgreSQL's snapshot; its data is each namespace from its own storage's snapshot (with the
    * later snapshot's Coordinator: where each transaction really was by then).
    */
@@ -154,21 +157,21 @@ final class MultiStorageScenarios {
     WriteLog.Snapshot first = ctx.log.snapshot();
     Path firstDump = pgFirst
         ? b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg")
-        : b.dumpMaria(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".maria");
+        : b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other");
     between.run();
     WriteLog.Snapshot second = ctx.log.snapshot();
     Path secondDump = pgFirst
-        ? b.dumpMaria(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".maria")
+        ? b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other")
         : b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg");
     WriteLog.Snapshot pgSnap = pgFirst ? first : second;
-    WriteLog.Snapshot mariaSnap = pgFirst ? second : first;
+    WriteLog.Snapshot otherSnap = pgFirst ? second : first;
     Map<WriteLog.RecordKey, WriteLog.RecordMeta> records = new TreeMap<>();
     pgSnap.records().forEach((k, v) -> {
       if (!k.table().startsWith(Bank.NS_B + ".")) {
         records.put(k, v);
       }
     });
-    mariaSnap.records().forEach((k, v) -> {
+    otherSnap.records().forEach((k, v) -> {
       if (k.table().startsWith(Bank.NS_B + ".")) {
         records.put(k, v);
       }

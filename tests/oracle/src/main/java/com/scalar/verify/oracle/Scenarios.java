@@ -77,8 +77,9 @@ final class Scenarios {
   }
 
   static List<CaseSpec> all(String version, String backend) {
-    if (backend.equals(MultiStorageBackend.NAME)) {
-      return MultiStorageScenarios.all(version);
+    String otherEngine = MultiStorageBackend.otherEngine(backend);
+    if (otherEngine != null) {
+      return MultiStorageScenarios.all(version, otherEngine);
     }
     List<CaseSpec> out = new ArrayList<>();
 
