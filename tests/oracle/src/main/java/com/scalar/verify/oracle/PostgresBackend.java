@@ -75,44 +75,42 @@ final class PostgresBackend implements Backend {
 
   @Override
   public Path dump(Properties live, Part part, Namespaces ns, Path dir, String label) throws Exception {
-    Path out = dir.resolve(label + ".pg.sql");
-    String url = live.getProperty(DatabaseConfig.CONTACT_POINTS);
-    String db = url.substring(url.lastIndexOf('/') + 1);
-    List<String> cmd = new ArrayList<>(List.of(
-        External.tool(bin, "pg_dump"), "-h", host, "-p", Integer.toString(port), "-U", user,
-        "--no-owner", "--no-privileges", "-f", out.toString()));
-    if (part == Part.COORDINATOR) {
-      cmd.add("-n");
-      cmd.add(ns.coordinator());
-    } else if (part == Part.DATA) {
-      cmd.add("-N");
-      cmd.add(ns.coordinator());
-    }
-    cmd.add(db);
+    List<String> selection = switch (part) {
+      case COORDINATOR -> List.of("-n", ns.coordinator());
+      case DATA -> List.of("-N", ns.coordinator());
+      case ALL -> List.of();
+    };
     try {
-      External.run(cmd, Map.of("PGPASSWORD", password), null, null);
+      return pgDump(live, selection, dir, label);
     } catch (IllegalStateException e) {
       // Seen once in a full run and never reproduced: report it and dump again (the workload is
-      // idle while a dump runs, so the second dump shows the same instant).
+      // idle while such a dump runs, so the second dump shows the same instant; a per-schema
+      // dump under a live workload is never retried).
       Main.log("pg_dump failed, retrying once: %s", e.getMessage());
-      External.run(cmd, Map.of("PGPASSWORD", password), null, null);
+      return pgDump(live, selection, dir, label);
     }
-    return out;
   }
 
   @Override
   public Path dumpSchemas(Properties live, List<String> schemas, Namespaces ns, Path dir, String label)
       throws Exception {
+    List<String> selection = new ArrayList<>();
+    for (String schema : schemas) {
+      selection.add("-n");
+      selection.add(schema);
+    }
+    return pgDump(live, selection, dir, label);
+  }
+
+  /** pg_dump of the case database with {@code selection} (its -n/-N options) into {@code dir}. */
+  private Path pgDump(Properties live, List<String> selection, Path dir, String label) throws Exception {
     Path out = dir.resolve(label + ".pg.sql");
     String url = live.getProperty(DatabaseConfig.CONTACT_POINTS);
     String db = url.substring(url.lastIndexOf('/') + 1);
     List<String> cmd = new ArrayList<>(List.of(
         External.tool(bin, "pg_dump"), "-h", host, "-p", Integer.toString(port), "-U", user,
         "--no-owner", "--no-privileges", "-f", out.toString()));
-    for (String schema : schemas) {
-      cmd.add("-n");
-      cmd.add(schema);
-    }
+    cmd.addAll(selection);
     cmd.add(db);
     External.run(cmd, Map.of("PGPASSWORD", password), null, null);
     return out;
