@@ -7,7 +7,6 @@ import com.scalar.db.api.Isolation;
 import com.scalar.db.api.TwoPhaseCommitTransaction;
 import com.scalar.db.api.TwoPhaseCommitTransactionManager;
 import com.scalar.db.config.DatabaseConfig;
-import com.scalar.db.service.TransactionFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -101,8 +100,8 @@ final class CaseContext implements AutoCloseable {
   Properties scalarProps(Properties connection, boolean faulty) {
     Properties p = new Properties();
     p.putAll(connection);
-    p.setProperty(DatabaseConfig.STORAGE, faulty ? FaultyStorageProvider.NAME : backend.storage());
-    p.setProperty(FaultyStorageProvider.INNER, backend.storage());
+    p.setProperty(DatabaseConfig.STORAGE, faulty ? FaultyStorage.NAME : backend.storage());
+    p.setProperty(FaultyStorage.INNER, backend.storage());
     p.setProperty(DatabaseConfig.TRANSACTION_MANAGER, "consensus-commit");
     if (!spec.coordinatorNamespace().equals("coordinator")) {
       p.setProperty(COORDINATOR_NS_PROP, spec.coordinatorNamespace());
@@ -131,23 +130,23 @@ final class CaseContext implements AutoCloseable {
   }
 
   void open() throws Exception {
-    FaultyStorageProvider.attach(log, spec.coordinatorNamespace());
+    FaultyStorage.attach(log, spec.coordinatorNamespace());
     Faults.disarm();
     DistributedTransactionAdmin admin =
-        TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
+        Compat.transactionAdmin(scalarProps(live, true));
     try {
       Bank.createSchema(admin, Variant.current().tableOptions(backend.namespaceOptions()));
     } finally {
       admin.close();
     }
-    tm = TransactionFactory.create(scalarProps(live, true)).getTransactionManager();
+    tm = Compat.transactionManager(scalarProps(live, true));
   }
 
   DistributedTransactionManager serializable() {
     if (serializableTm == null) {
       Properties p = scalarProps(live, true);
       p.setProperty(ISOLATION_PROP, "SERIALIZABLE");
-      serializableTm = TransactionFactory.create(p).getTransactionManager();
+      serializableTm = Compat.transactionManager(p);
     }
     return serializableTm;
   }
@@ -157,7 +156,7 @@ final class CaseContext implements AutoCloseable {
     if (onePhaseTm == null) {
       Properties p = scalarProps(live, true);
       p.setProperty("scalar.db.consensus_commit.one_phase_commit.enabled", "true");
-      onePhaseTm = TransactionFactory.create(p).getTransactionManager();
+      onePhaseTm = Compat.transactionManager(p);
     }
     return onePhaseTm;
   }
@@ -168,21 +167,21 @@ final class CaseContext implements AutoCloseable {
       Properties p = scalarProps(live, true);
       p.setProperty(ISOLATION_PROP, "SERIALIZABLE");
       p.setProperty("scalar.db.consensus_commit.serializable_strategy", "EXTRA_WRITE");
-      extraWriteTm = TransactionFactory.create(p).getTransactionManager();
+      extraWriteTm = Compat.transactionManager(p);
     }
     return extraWriteTm;
   }
 
   TwoPhaseCommitTransactionManager coordinatorSide() {
     if (coordinatorTm == null) {
-      coordinatorTm = TransactionFactory.create(scalarProps(live, true)).getTwoPhaseCommitTransactionManager();
+      coordinatorTm = Compat.twoPhaseManager(scalarProps(live, true));
     }
     return coordinatorTm;
   }
 
   TwoPhaseCommitTransactionManager participantSide() {
     if (participantTm == null) {
-      participantTm = TransactionFactory.create(scalarProps(live, true)).getTwoPhaseCommitTransactionManager();
+      participantTm = Compat.twoPhaseManager(scalarProps(live, true));
     }
     return participantTm;
   }
@@ -208,7 +207,7 @@ final class CaseContext implements AutoCloseable {
               + " (3, 'legacy-3', 900)");
     }
     DistributedTransactionAdmin admin =
-        TransactionFactory.create(scalarProps(live, true)).getTransactionAdmin();
+        Compat.transactionAdmin(scalarProps(live, true));
     try {
       // Imported coupled under every variant: a decoupled import is addressed as
       // <t>_scalardb (a LEFT OUTER view), which the case's transactions do not name.
@@ -224,7 +223,7 @@ final class CaseContext implements AutoCloseable {
   /** Allocates n fresh slots and seeds them in one committed transaction. */
   int[] seed(int n) throws Exception {
     int[] slots = new int[n];
-    DistributedTransaction tx = tm.begin();
+    DistributedTransaction tx = Compat.begin(tm);
     for (int i = 0; i < n; i++) {
       slots[i] = nextSlot++;
       steps.put(slots[i], 0);
@@ -255,7 +254,7 @@ final class CaseContext implements AutoCloseable {
 
   /** A one-phase transfer of slot s, committed normally. */
   String transfer(int s) throws Exception {
-    DistributedTransaction tx = tm.begin();
+    DistributedTransaction tx = Compat.begin(tm);
     int step = nextStep(s);
     int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
     tx.commit();
@@ -265,7 +264,7 @@ final class CaseContext implements AutoCloseable {
 
   /** A transfer of slot s through the one-phase-commit manager: no Coordinator row. */
   String onePhaseCommitTransfer(int s) throws Exception {
-    DistributedTransaction tx = onePhase().begin();
+    DistributedTransaction tx = Compat.begin(onePhase());
     int step = nextStep(s);
     int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
     tx.commit();
@@ -284,7 +283,7 @@ final class CaseContext implements AutoCloseable {
   String transferWithCrash(
       DistributedTransactionManager manager, int s, Faults.Rule rule, String crashPoint)
       throws Exception {
-    DistributedTransaction tx = manager.begin();
+    DistributedTransaction tx = Compat.begin(manager);
     int step = nextStep(s);
     int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
     String outcome = commitUnder(tx, rule);
@@ -326,7 +325,7 @@ final class CaseContext implements AutoCloseable {
         futures.add(
             pool.submit(
                 () -> {
-                  DistributedTransaction tx = tm.begin();
+                  DistributedTransaction tx = Compat.begin(tm);
                   int s = slots[idx];
                   int step = stepOf[idx];
                   int writes =
@@ -366,7 +365,7 @@ final class CaseContext implements AutoCloseable {
     final Tx tx;
 
     TwoPc(int s, String crashPoint, boolean ghosts) throws Exception {
-      coordinator = coordinatorSide().begin();
+      coordinator = Compat.begin(coordinatorSide());
       participant = participantSide().join(coordinator.getId());
       int step = nextStep(s);
       int writes =
@@ -439,10 +438,10 @@ final class CaseContext implements AutoCloseable {
       return note("participant.rollback()");
     }
 
-    /** TwoPhaseCommitTransactionManager#rollback(txId): ScalarDB's "abort by id" API. */
+    /** The manager's rollback(txId) (3.6: abort(txId)): ScalarDB's "abort by id" API. */
     TwoPc abortById() throws Exception {
-      Object state = coordinatorSide().rollback(id());
-      return note("manager.rollback(txId) -> " + state);
+      Object state = Compat.abort(coordinatorSide(), id());
+      return note("manager." + Compat.ABORT_BY_ID + "(txId) -> " + state);
     }
   }
 

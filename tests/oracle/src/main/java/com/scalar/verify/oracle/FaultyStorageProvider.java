@@ -3,109 +3,33 @@ package com.scalar.verify.oracle;
 import com.scalar.db.api.DistributedStorage;
 import com.scalar.db.api.DistributedStorageAdmin;
 import com.scalar.db.api.DistributedStorageProvider;
-import com.scalar.db.api.Mutation;
 import com.scalar.db.config.DatabaseConfig;
-import com.scalar.db.exception.storage.ExecutionException;
 import com.scalar.db.service.StorageFactory;
-import java.lang.reflect.InvocationHandler;
-import java.lang.reflect.InvocationTargetException;
-import java.lang.reflect.Method;
-import java.lang.reflect.Proxy;
-import java.util.Collections;
-import java.util.List;
 import java.util.Properties;
 
 /**
- * A ScalarDB storage adapter named {@value #NAME}, registered through ScalarDB's own plug-in point
- * (java.util.ServiceLoader of DistributedStorageProvider). It wraps a real adapter, JDBC or
- * Cassandra (named by {@value #INNER}): every call is delegated unchanged, except that write
- * batches are first shown to {@link Faults} (which may fail them, simulating a crash) and, once the
- * real adapter has applied them, recorded in the current {@link WriteLog}.
- *
- * <p>Every write ScalarDB's Consensus Commit makes goes through the DistributedStorage interface
- * (put, delete, mutate), Coordinator rows included; on Cassandra the adapter turns those calls'
- * conditions (putIfNotExists, putIf, deleteIf) into lightweight transactions, so wrapping the
- * storage interface intercepts every Paxos write before it is sent. A failed batch is never sent,
- * so no half-accepted Paxos round is left behind.
- *
- * <p>A dynamic proxy is used so that the same class works with every ScalarDB version's
- * DistributedStorage interface.
+ * A ScalarDB storage adapter named {@value FaultyStorage#NAME}, registered through ScalarDB's own
+ * plug-in point (java.util.ServiceLoader of DistributedStorageProvider, 3.9+; not built for lines
+ * without it): the real adapter named by {@value FaultyStorage#INNER}, wrapped by {@link
+ * FaultyStorage} (the crash switch and the write log).
  */
 public final class FaultyStorageProvider implements DistributedStorageProvider {
-  static final String NAME = "oracle-faulty";
-  /** The property naming the wrapped adapter: "jdbc" (the default) or "cassandra". */
-  static final String INNER = "scalar.db.oracle.inner_storage";
-
-  private static volatile WriteLog log;
-  private static volatile String coordinatorTable = "coordinator.state";
-
-  /** Points the wrapper at the write log of the case being generated. */
-  static void attach(WriteLog writeLog, String coordinatorNamespace) {
-    log = writeLog;
-    coordinatorTable = coordinatorNamespace + ".state";
-  }
-
   @Override
   public String getName() {
-    return NAME;
+    return FaultyStorage.NAME;
   }
 
   private static Properties innerProperties(DatabaseConfig config) {
-    Properties p = new Properties();
-    p.putAll(config.getProperties());
-    p.setProperty(DatabaseConfig.STORAGE, p.getProperty(INNER, "jdbc"));
-    return p;
+    return FaultyStorage.innerProperties(config.getProperties());
   }
 
   @Override
   public DistributedStorage createDistributedStorage(DatabaseConfig config) {
-    DistributedStorage inner = StorageFactory.create(innerProperties(config)).getStorage();
-    return (DistributedStorage)
-        Proxy.newProxyInstance(
-            DistributedStorage.class.getClassLoader(),
-            new Class<?>[] {DistributedStorage.class},
-            new Handler(inner));
+    return FaultyStorage.wrap(StorageFactory.create(innerProperties(config)).getStorage());
   }
 
   @Override
   public DistributedStorageAdmin createDistributedStorageAdmin(DatabaseConfig config) {
     return StorageFactory.create(innerProperties(config)).getStorageAdmin();
-  }
-
-  private static final class Handler implements InvocationHandler {
-    private final DistributedStorage inner;
-
-    Handler(DistributedStorage inner) {
-      this.inner = inner;
-    }
-
-    @Override
-    @SuppressWarnings("unchecked")
-    public Object invoke(Object proxy, Method method, Object[] args) throws Throwable {
-      List<? extends Mutation> batch = null;
-      String name = method.getName();
-      if ((name.equals("put") || name.equals("delete") || name.equals("mutate"))
-          && args != null
-          && args.length == 1) {
-        batch =
-            args[0] instanceof List
-                ? (List<? extends Mutation>) args[0]
-                : Collections.singletonList((Mutation) args[0]);
-        if (Faults.check(new Faults.Batch(batch, coordinatorTable)) == Faults.Decision.FAIL) {
-          throw new ExecutionException("oracle: injected crash, the write was not sent");
-        }
-      }
-      Object result;
-      try {
-        result = method.invoke(inner, args);
-      } catch (InvocationTargetException e) {
-        throw e.getCause();
-      }
-      WriteLog current = log;
-      if (batch != null && current != null) {
-        current.applied(batch);
-      }
-      return result;
-    }
   }
 }

@@ -3,7 +3,6 @@ package com.scalar.verify.oracle;
 import com.scalar.db.api.TwoPhaseCommitTransaction;
 import com.scalar.db.api.TwoPhaseCommitTransactionManager;
 import com.scalar.db.config.DatabaseConfig;
-import com.scalar.db.service.TransactionFactory;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -93,15 +92,15 @@ final class MultiStorageScenarios {
           + k.substring("scalar.db.".length())));
     }
     Properties service1 = ctx.scalarProps(pgOnly, true);
-    service1.setProperty(FaultyStorageProvider.INNER, "jdbc");
+    service1.setProperty(FaultyStorage.INNER, "jdbc");
     Properties service2 = ctx.scalarProps(ctx.live, true);
     service2.setProperty(p + "namespace_mapping",
         ctx.namespaces.coordinator() + ":" + MultiStorageBackend.PG + "," + Bank.NS_B + ":" + backend(ctx).other.name());
     service2.setProperty(p + "default_storage", backend(ctx).other.name());
-    TwoPhaseCommitTransactionManager one = TransactionFactory.create(service1).getTwoPhaseCommitTransactionManager();
-    TwoPhaseCommitTransactionManager two = TransactionFactory.create(service2).getTwoPhaseCommitTransactionManager();
+    TwoPhaseCommitTransactionManager one = Compat.twoPhaseManager(service1);
+    TwoPhaseCommitTransactionManager two = Compat.twoPhaseManager(service2);
     try {
-      TwoPhaseCommitTransaction c = one.begin();
+      TwoPhaseCommitTransaction c = Compat.begin(one);
       TwoPhaseCommitTransaction q = two.join(c.getId());
       int step = ctx.nextStep(s[1]);
       int writes = Bank.debitA(c, s[1], 10L * step, step) + Bank.creditB(q, s[1], 10L * step, step);

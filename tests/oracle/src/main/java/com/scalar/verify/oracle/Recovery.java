@@ -11,7 +11,6 @@ import com.scalar.db.api.TableMetadata;
 import com.scalar.db.io.Column;
 import com.scalar.db.io.Key;
 import com.scalar.db.service.StorageFactory;
-import com.scalar.db.service.TransactionFactory;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -79,7 +78,7 @@ final class Recovery {
   static Result0 run(Properties props, List<String[]> tables, List<String> txIds) throws Exception {
     StorageFactory sf = StorageFactory.create(props);
     DistributedStorage storage = sf.getStorage();
-    DistributedTransactionManager tm = TransactionFactory.create(props).getTransactionManager();
+    DistributedTransactionManager tm = Compat.transactionManager(props);
     try {
       Map<WriteLog.RecordKey, Raw> before = scanRaw(storage, tables);
       Map<String, String> states = new LinkedHashMap<>();
@@ -131,7 +130,7 @@ final class Recovery {
     for (String[] t : tables) {
       DistributedTransaction tx = null;
       try {
-        tx = tm.begin();
+        tx = Compat.begin(tm);
         tx.scan(Scan.newBuilder().namespace(t[0]).table(t[1]).all().build());
         tx.commit();
       } catch (Exception e) {
@@ -165,7 +164,7 @@ final class Recovery {
               : get.clusteringKey(key(md, md.getClusteringKeyNames(), k.key())).build();
       DistributedTransaction tx = null;
       try {
-        tx = tm.begin();
+        tx = Compat.begin(tm);
         tx.get(g);
         tx.commit();
       } catch (Exception e) {
@@ -198,7 +197,7 @@ final class Recovery {
       return;
     }
     try {
-      tx.rollback();
+      Compat.rollback(tx);
     } catch (Exception ignored) {
       // the transaction may already be finished
     }

@@ -454,7 +454,7 @@ final class Scenarios {
 
   /** A one-phase transaction on the imported table plus the slot's bank_a half, under a crash rule. */
   static void legacy(CaseContext ctx, int s, Faults.Rule rule, String crashPoint) throws Exception {
-    DistributedTransaction tx = ctx.tm.begin();
+    DistributedTransaction tx = Compat.begin(ctx.tm);
     int step = ctx.nextStep(s);
     int writes = Bank.legacyWork(tx, s) + Bank.debitA(tx, s, 10L * step, step);
     String outcome = CaseContext.commitUnder(tx, rule);

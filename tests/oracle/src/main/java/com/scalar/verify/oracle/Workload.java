@@ -4,7 +4,6 @@ import com.scalar.db.api.DistributedTransaction;
 import com.scalar.db.api.DistributedTransactionAdmin;
 import com.scalar.db.api.DistributedTransactionManager;
 import com.scalar.db.config.DatabaseConfig;
-import com.scalar.db.service.TransactionFactory;
 import java.io.IOException;
 import java.io.InputStream;
 import java.util.ArrayList;
@@ -74,19 +73,19 @@ final class Workload {
     props.setProperty(DatabaseConfig.CONTACT_PORT, Integer.toString(port));
     props.setProperty(DatabaseConfig.TRANSACTION_MANAGER, "consensus-commit");
 
-    DistributedTransactionAdmin admin = TransactionFactory.create(props).getTransactionAdmin();
+    DistributedTransactionAdmin admin = Compat.transactionAdmin(props);
     try {
       Bank.createSchema(admin, Map.of("replication-factor", rf));
     } finally {
       admin.close();
     }
-    DistributedTransactionManager tm = TransactionFactory.create(props).getTransactionManager();
+    DistributedTransactionManager tm = Compat.transactionManager(props);
     AtomicBoolean stop = new AtomicBoolean();
     AtomicLong committed = new AtomicLong();
     AtomicLong failed = new AtomicLong();
     long started = System.currentTimeMillis();
     try {
-      DistributedTransaction seed = tm.begin();
+      DistributedTransaction seed = Compat.begin(tm);
       for (int s = 0; s < slotCount; s++) {
         Bank.seedSlot(seed, s);
       }
@@ -155,7 +154,7 @@ final class Workload {
 
   /** One committed transfer of slot s (debit bank_a, credit bank_b); throws if it did not commit. */
   private static void transfer(DistributedTransactionManager tm, int s, int step) throws Exception {
-    DistributedTransaction tx = tm.begin();
+    DistributedTransaction tx = Compat.begin(tm);
     try {
       Bank.debitA(tx, s, 10L, step);
       // Each slot's legs in a partition of their own: concurrent LWTs on one partition contend in
@@ -165,7 +164,7 @@ final class Workload {
       tx.commit();
     } catch (Exception e) {
       try {
-        tx.rollback();
+        Compat.rollback(tx);
       } catch (Exception ignored) {
         // already finished or unreachable; the failure is what matters
       }
