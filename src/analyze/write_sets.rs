@@ -236,7 +236,7 @@ impl AtRiskSet {
             committed_with_write_set: self.seen,
             skipped_not_at_risk: self.seen - checked - self.over_limit,
             skipped_over_limit: self.over_limit,
-            at_risk_rule: at_risk_rule(all, self.margin_ms),
+            at_risk_rule: at_risk_rule(all, self.margin_ms, self.window),
             ..WriteSetSummary::default()
         };
         (self.kept, summary)
@@ -245,14 +245,21 @@ impl AtRiskSet {
 
 /// How the checked transactions were chosen, for the summary: all of them, or those within
 /// `margin_ms` of a written table's newest write.
-pub fn at_risk_rule(all: bool, margin_ms: i64) -> String {
-    if all {
+pub fn at_risk_rule(all: bool, margin_ms: i64, window: Option<(i64, i64)>) -> String {
+    let rule = if all {
         format!("all (at most {CHECK_ALL_BELOW} committed write sets)")
     } else {
         format!(
             "committed at most {margin_ms} ms before the newest write of a table they wrote, or \
              later (more than {CHECK_ALL_BELOW} committed write sets)"
         )
+    };
+    match window {
+        Some((from, to)) if !all => format!(
+            "{rule}, and every one created in the cut window ({from} to {to} ms) whatever its \
+             tables' writes"
+        ),
+        _ => rule,
     }
 }
 

@@ -303,7 +303,7 @@ pub(super) async fn run<P: ProofSource>(
         let streamed = summary.committed_with_write_set;
         summary.skipped_not_at_risk += committed.saturating_sub(streamed);
         summary.committed_with_write_set = summary.committed_with_write_set.max(committed);
-        summary.at_risk_rule = at_risk_rule(false, AT_RISK_MARGIN_MS);
+        summary.at_risk_rule = at_risk_rule(false, AT_RISK_MARGIN_MS, window);
     }
 
     // Every at-risk record, read by key from its table's store, a table at a time.

@@ -295,3 +295,16 @@ fn a_transaction_inside_the_cut_window_is_never_skipped_by_the_bounded_work_rule
     assert_eq!(ids, vec![format!("tx-{n}")]);
     assert_eq!(summary.skipped_not_at_risk, n as u64 + 1);
 }
+
+/// The summary's rule names the cut window's exemption from the bounded-work rule.
+#[test]
+fn the_at_risk_rule_names_the_cut_window_when_there_is_one() {
+    let bounded = at_risk_rule(false, 60_000, Some((1_000, 2_000)));
+    assert!(
+        bounded.contains("60000 ms before") && bounded.contains("cut window (1000 to 2000 ms)"),
+        "{bounded}"
+    );
+    assert!(!at_risk_rule(false, 60_000, None).contains("cut window"));
+    // Every write set is checked anyway: the window adds nothing.
+    assert!(!at_risk_rule(true, 60_000, Some((1_000, 2_000))).contains("cut window"));
+}
