@@ -112,6 +112,11 @@ pub const RATE_WINDOWS_MS: [i64; 8] = [
     250, 1_000, 4_000, 16_000, 64_000, 256_000, 1_024_000, 4_096_000,
 ];
 
+/// How many of the first rate windows also count distinct transactions (up to 64 s): each
+/// is a distinct count, a sort of the window's writes in the database, so it is kept to
+/// the last minute's.
+pub const TX_WINDOWS: usize = 5;
+
 /// How many records (or Coordinator rows) were committed after `reference_ms - w` for each
 /// `w` of [`RATE_WINDOWS_MS`] (nothing bounds them above: a table newer than the reference
 /// lags nothing).
@@ -119,6 +124,14 @@ pub const RATE_WINDOWS_MS: [i64; 8] = [
 pub struct RecentCommits {
     pub reference_ms: i64,
     pub counts: [u64; RATE_WINDOWS_MS.len()],
+    /// A table's: the distinct transactions among those records in each of the first
+    /// [`TX_WINDOWS`] windows, one-phase commits left out (they have no Coordinator row);
+    /// `None`: not counted.
+    pub transactions: Option<[u64; TX_WINDOWS]>,
+    /// A table's: the Coordinator's COMMITTED rows created more than the clock tolerance
+    /// after the table's newest write, counted exactly in a pass over the Coordinator when
+    /// the table lags it (`None`: not counted).
+    pub commits_after_newest: Option<u64>,
 }
 
 impl RecentCommits {
@@ -126,6 +139,8 @@ impl RecentCommits {
         Self {
             reference_ms,
             counts: [0; RATE_WINDOWS_MS.len()],
+            transactions: None,
+            commits_after_newest: None,
         }
     }
 
@@ -139,10 +154,14 @@ impl RecentCommits {
         }
     }
 
+    /// Adds another part's counts. Distinct transactions do not add up (one transaction
+    /// can write both parts), so a merge drops them.
     pub fn merge(&mut self, other: &Self) {
         for (count, more) in self.counts.iter_mut().zip(other.counts) {
             *count += more;
         }
+        self.transactions = None;
+        self.commits_after_newest = None;
     }
 }
 

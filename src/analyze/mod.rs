@@ -17,14 +17,15 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 pub use cut::{
-    AtRisk, AtRiskProof, AtRiskTransaction, CommittedAfter, CutPart, CutSummary, InstantSource,
+    CLOCK_TOLERANCE_MS, MIN_RATE_EVIDENCE, AtRisk, AtRiskProof, AtRiskTransaction, CommittedAfter, CutPart, CutSummary, InstantSource,
     MAX_WINDOW_TRANSACTIONS, Probability, TableLag, WindowRow, WindowTransactions, part_starts,
     window as cut_window, window_transactions,
 };
 pub use finding::{CheckName, Code, Finding, Severity, VerdictEffect};
 pub use input::{
     CoordinatorObservation, CoordinatorScan, DiscoveryNote, Observation, ObservedRecord,
-    RATE_WINDOWS_MS, RecentCommits, TableObservation, TableOutcome, TableScan, UnconfirmedTimes,
+    RATE_WINDOWS_MS, RecentCommits, TX_WINDOWS, TableObservation, TableOutcome, TableScan,
+    UnconfirmedTimes,
 };
 pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView, NodeSummary};
 pub use retention::{Retention, SAMPLE_LIMIT};

@@ -4,6 +4,7 @@
 mod connected;
 pub mod coordinator;
 mod deployment;
+mod lags;
 mod resolve;
 mod write_sets;
 
@@ -19,7 +20,7 @@ use crate::progress::Progress;
 use crate::store::discover_settings;
 use crate::store::{
     CassandraScanOptions, CassandraStore, CoordinatorSchema, DiscoveredTable, SqlError, SqlStore,
-    Store, TableSchema, WriteSetSource,
+    CoordinatorSource, Store, TableSchema, WriteSetSource,
 };
 
 /// An analysis with the schemas it was made from (the recovery rehearsal writes by them).
@@ -54,7 +55,7 @@ pub async fn run(config: &ScanConfig, progress: &Progress) -> Result<ScanOutcome
 }
 
 /// The scan's phases over any backend.
-pub async fn scan_with<S: Store + WriteSetSource>(
+pub async fn scan_with<S: Store + WriteSetSource + CoordinatorSource>(
     store: &S,
     config: &ScanConfig,
     progress: &Progress,
@@ -153,6 +154,22 @@ where
             if let Ok(scan) = scan {
                 task.finish(scan.records);
             }
+        }
+    }
+
+    // The Coordinator's commits after each lagging table's newest write, in one pass.
+    if let Some(schema) = coordinator_schema {
+        if let Some(marks) =
+            lags::lagging_marks(&coordinator, schema, scans.iter().filter_map(|s| s.as_ref().ok()))
+        {
+            let buckets: Vec<u64> = store
+                .fold_coordinator(
+                    schema,
+                    &|acc: &mut Vec<u64>, row| lags::bucket(acc, &marks, &row),
+                    &lags::merge,
+                )
+                .await?;
+            lags::fill(&marks, &buckets, scans.iter_mut().filter_map(|s| s.as_mut().ok()));
         }
     }
 

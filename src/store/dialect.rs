@@ -128,6 +128,7 @@ impl Dialect {
             self.int(&format!("{}(tx_committed_at)", self.func("max"))),
         ];
         columns.extend(self.window_counts("tx_committed_at", None, reference));
+        columns.extend(self.window_transactions(reference));
         format!(
             "SELECT {} FROM {}",
             columns.join(", "),
@@ -155,6 +156,36 @@ impl Dialect {
                     self.func("sum"),
                     reference.saturating_sub(*w)
                 ))
+            })
+            .collect()
+    }
+
+    /// The distinct transactions that committed records after `reference - w` for the
+    /// first [`TX_WINDOWS`](crate::analyze::TX_WINDOWS) rate windows, one-phase commits
+    /// (`tx_prepared_at = tx_committed_at`, no Coordinator row) left out. PostgreSQL's
+    /// `FILTER` keeps each distinct sort to the window's rows; elsewhere `COUNT` skips the
+    /// CASE's NULLs.
+    fn window_transactions(self, reference: Option<i64>) -> Vec<String> {
+        let Some(reference) = reference else {
+            return Vec::new();
+        };
+        let count = self.func("count");
+        crate::analyze::RATE_WINDOWS_MS[..crate::analyze::TX_WINDOWS]
+            .iter()
+            .map(|w| {
+                let condition = format!(
+                    "tx_committed_at > {} AND (tx_prepared_at IS NULL OR tx_prepared_at <> \
+                     tx_committed_at)",
+                    reference.saturating_sub(*w)
+                );
+                self.int(&match self {
+                    Self::Postgres => {
+                        format!("{count}(DISTINCT tx_id) FILTER (WHERE {condition})")
+                    }
+                    Self::MySql | Self::Sqlite => {
+                        format!("{count}(DISTINCT CASE WHEN {condition} THEN tx_id END)")
+                    }
+                })
             })
             .collect()
     }

@@ -23,6 +23,7 @@ use super::discover::{
 use super::{CoordinatorSchema, TableSchema};
 use crate::analyze::{
     CoordinatorScan, DiscoveryNote, ObservedRecord, RATE_WINDOWS_MS, RecentCommits, Retention,
+    TX_WINDOWS,
     TableScan,
 };
 use crate::model::write_set::{MAX_WRITE_SET_BYTES, StoredWriteSet};
@@ -663,7 +664,7 @@ impl super::Store for SqlStore {
             records: count(&stats, 0).map_err(scan_error)?,
             max_prepared_at: stats.try_get(1).map_err(scan_error)?,
             max_committed_at: stats.try_get(2).map_err(scan_error)?,
-            recent: windows(&stats, 3, reference)
+            recent: table_windows(&stats, 3, reference)
                 .map_err(scan_error)?
                 .map(Box::new),
             exceptional,
@@ -920,6 +921,24 @@ fn windows(
         *slot = count(row, first + i)?;
     }
     debug_assert_eq!(recent.counts.len(), RATE_WINDOWS_MS.len());
+    Ok(Some(recent))
+}
+
+/// A table's rate windows from column `first` on, then its distinct transactions in the
+/// first [`TX_WINDOWS`] ([`Dialect::table_stats`]).
+fn table_windows(
+    row: &AnyRow,
+    first: usize,
+    reference: Option<i64>,
+) -> Result<Option<RecentCommits>, sqlx::Error> {
+    let Some(mut recent) = windows(row, first, reference)? else {
+        return Ok(None);
+    };
+    let mut transactions = [0; TX_WINDOWS];
+    for (i, slot) in transactions.iter_mut().enumerate() {
+        *slot = count(row, first + RATE_WINDOWS_MS.len() + i)?;
+    }
+    recent.transactions = Some(transactions);
     Ok(Some(recent))
 }
 
