@@ -539,9 +539,17 @@ final class CaseContext implements AutoCloseable {
    * the given slots in turn: a live workload with a steady write rate in every bank table.
    */
   int liveTransfers(int[] slots, long millis) throws Exception {
+    return liveTransfers(slots, millis, 0);
+  }
+
+  /**
+   * As {@link #liveTransfers(int[], long)}, and on until at least {@code atLeast} transfers
+   * committed: a gap a loaded machine cannot shrink below that many transactions.
+   */
+  int liveTransfers(int[] slots, long millis, int atLeast) throws Exception {
     long end = System.currentTimeMillis() + millis;
     int n = 0;
-    while (System.currentTimeMillis() < end) {
+    while (System.currentTimeMillis() < end || n < atLeast) {
       transfer(slots[n % slots.length]);
       n++;
     }
