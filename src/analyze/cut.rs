@@ -817,9 +817,7 @@ fn table_lags(input: &CutInput<'_>, tables: &[TableSummary]) -> Vec<TableLag> {
         let by_commits = input
             .coordinator_recent
             .and_then(|coordinator| lag_by_commits(recent, coordinator, mark, lag));
-        let by_transactions = input
-            .coordinator_recent
-            .and_then(|coordinator| lag_by_transactions(recent, coordinator, mark, lag));
+        let by_transactions = lag_by_transactions(recent, mark, lag);
         // The strongest evidence of the three: each is a lower bound of what the lag shows.
         let found = [by_time, by_commits, by_transactions]
             .into_iter()
@@ -936,25 +934,21 @@ fn lag_by_commits(
 /// committed just inside the window belongs to a Coordinator row just outside it. Counts
 /// that do not fit at all (`k > W`: rows that stand for several transactions, or were
 /// deleted) give no evidence.
-fn lag_by_transactions(
-    recent: &RecentCommits,
-    coordinator: &RecentCommits,
-    mark: i64,
-    lag: i64,
-) -> Option<TableLag> {
-    let (transactions, after) = (recent.transactions?, recent.commits_after_newest?);
-    if recent.reference_ms != coordinator.reference_ms || after == 0 {
+fn lag_by_transactions(recent: &RecentCommits, mark: i64, lag: i64) -> Option<TableLag> {
+    let (transactions, coordinator) = (recent.transactions?, recent.coordinator?);
+    let after = coordinator.after_newest;
+    if after == 0 {
         return None;
     }
-    let reference = coordinator.reference_ms;
+    let reference = recent.reference_ms;
     let since_mark = reference.saturating_sub(mark);
     let starts_before = |w: i64| reference.saturating_sub(w) < mark;
     let windows = || RATE_WINDOWS_MS[..TX_WINDOWS].iter().copied().enumerate();
     let (i, window) = windows()
         .filter(|(_, w)| starts_before(*w))
         .find(|(_, w)| *w >= since_mark.saturating_mul(3))
-        .or_else(|| windows().filter(|(_, w)| starts_before(*w)).last())?;
-    let (k, commits) = (transactions[i], coordinator.counts[i]);
+        .or_else(|| windows().rfind(|(_, w)| starts_before(*w)))?;
+    let (k, commits) = (transactions[i], coordinator.in_windows[i]);
     if k == 0 || k > commits {
         return None;
     }
@@ -1185,7 +1179,7 @@ fn as_f64_i(n: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::{TableStatus, Verdict};
+    use crate::analyze::{TableStatus, TrailingCommits, Verdict};
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -1403,23 +1397,26 @@ mod tests {
         // 10 commits a second: 40 in the 4 s window, 9 of them after the table's newest
         // write, 8 of those more than the clock tolerance after it.
         let coordinator = windows(NOW, NOW, 10);
-        let table = |share: f64, commits_after: Option<u64>, stretch: u64| {
+        let table = |halves: u64, commits_after: Option<u64>, stretch: u64| {
             let mut recent = windows(NOW, NOW - lag, 10);
             let mut transactions = [0; TX_WINDOWS];
             for (tx, all) in transactions.iter_mut().zip(coordinator.counts) {
                 // The writers among the commits before the newest write.
                 let before = all.saturating_sub(9);
-                *tx = (before as f64 * share) as u64 * stretch;
+                *tx = before * halves / 2 * stretch;
             }
             recent.transactions = Some(transactions);
-            recent.commits_after_newest = commits_after;
+            recent.coordinator = commits_after.map(|after_newest| TrailingCommits {
+                in_windows: coordinator.counts[..TX_WINDOWS].try_into().unwrap(),
+                after_newest,
+            });
             recent
         };
         let mut recent = BTreeMap::new();
-        recent.insert(tables[0].table.clone(), table(1.0, Some(8), 1));
-        recent.insert(tables[1].table.clone(), table(0.5, Some(8), 1));
+        recent.insert(tables[0].table.clone(), table(2, Some(8), 1));
+        recent.insert(tables[1].table.clone(), table(1, Some(8), 1));
         // More writers than the Coordinator has rows (group rows, deleted rows).
-        recent.insert(tables[2].table.clone(), table(1.0, Some(8), 3));
+        recent.insert(tables[2].table.clone(), table(2, Some(8), 3));
         recent.insert(tables[3].table.clone(), windows(NOW, NOW, 10));
         let (summary, findings) = judged(&[], None, &tables, &recent, Some(&coordinator));
         let flagged: Vec<&str> = findings
@@ -1438,7 +1435,11 @@ mod tests {
         };
         let audit = lag_of("audit");
         assert_eq!(
-            (audit.window_ms, audit.commits_in_lag, audit.transactions_in_window),
+            (
+                audit.window_ms,
+                audit.commits_in_lag,
+                audit.transactions_in_window
+            ),
             (4_000, Some(8), Some(31)),
             "{audit:?}"
         );
@@ -1449,14 +1450,19 @@ mod tests {
             "{audit:?}"
         );
         assert!(
-            findings[0].message.contains("by none of the 8 committed after"),
+            findings[0]
+                .message
+                .contains("by none of the 8 committed after"),
             "{}",
             findings[0].message
         );
         let half = lag_of("half");
         assert!(!half.significant, "{half:?}");
         let odd = lag_of("odd");
-        assert!(odd.transactions_in_window.is_none() && !odd.significant, "{odd:?}");
+        assert!(
+            odd.transactions_in_window.is_none() && !odd.significant,
+            "{odd:?}"
+        );
     }
 
     #[test]

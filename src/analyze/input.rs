@@ -128,10 +128,18 @@ pub struct RecentCommits {
     /// [`TX_WINDOWS`] windows, one-phase commits left out (they have no Coordinator row);
     /// `None`: not counted.
     pub transactions: Option<[u64; TX_WINDOWS]>,
-    /// A table's: the Coordinator's COMMITTED rows created more than the clock tolerance
-    /// after the table's newest write, counted exactly in a pass over the Coordinator when
-    /// the table lags it (`None`: not counted).
-    pub commits_after_newest: Option<u64>,
+    /// A table's: the Coordinator's side of the trailing-run test, counted in a pass over
+    /// the Coordinator when the table lags it (`None`: not counted).
+    pub coordinator: Option<TrailingCommits>,
+}
+
+/// The Coordinator's COMMITTED rows against one table's [`RecentCommits`]: in each of the
+/// first [`TX_WINDOWS`] windows (the same reference), and created more than the clock
+/// tolerance after the table's newest write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrailingCommits {
+    pub in_windows: [u64; TX_WINDOWS],
+    pub after_newest: u64,
 }
 
 impl RecentCommits {
@@ -140,7 +148,7 @@ impl RecentCommits {
             reference_ms,
             counts: [0; RATE_WINDOWS_MS.len()],
             transactions: None,
-            commits_after_newest: None,
+            coordinator: None,
         }
     }
 
@@ -161,7 +169,80 @@ impl RecentCommits {
             *count += more;
         }
         self.transactions = None;
-        self.commits_after_newest = None;
+        self.coordinator = None;
+    }
+}
+
+/// How many distinct transactions [`RecentTransactions`] keeps at most; past it the
+/// table's transactions are not counted (`None`), and its lag is judged by rates only.
+pub const MAX_RECENT_TRANSACTIONS: usize = 50_000;
+
+/// The distinct transactions among a table's COMMITTED records committed in the first
+/// [`TX_WINDOWS`] rate windows, for a store that counts them itself (Cassandra): each
+/// transaction's newest commit, one-phase commits left out, as
+/// [`RecentCommits::transactions`] counts them in SQL. Bounded by
+/// [`MAX_RECENT_TRANSACTIONS`].
+#[derive(Clone, Debug, Default)]
+pub struct RecentTransactions {
+    newest: std::collections::HashMap<String, i64>,
+    overflow: bool,
+}
+
+impl RecentTransactions {
+    pub fn add(&mut self, reference_ms: i64, tx_id: Option<&str>, meta: &RecordMeta) {
+        let (Some(tx_id), Some(3), Some(at), false) =
+            (tx_id, meta.tx_state, meta.tx_committed_at, self.overflow)
+        else {
+            return;
+        };
+        if meta.tx_prepared_at == Some(at)
+            || at <= reference_ms.saturating_sub(RATE_WINDOWS_MS[TX_WINDOWS - 1])
+        {
+            return;
+        }
+        if let Some(newest) = self.newest.get_mut(tx_id) {
+            *newest = (*newest).max(at);
+        } else if self.newest.len() < MAX_RECENT_TRANSACTIONS {
+            self.newest.insert(tx_id.to_owned(), at);
+        } else {
+            self.overflow = true;
+            self.newest = std::collections::HashMap::new();
+        }
+    }
+
+    pub fn merge(&mut self, other: Self) {
+        self.overflow |= other.overflow;
+        for (tx_id, at) in other.newest {
+            if self.overflow {
+                break;
+            }
+            if let Some(newest) = self.newest.get_mut(&tx_id) {
+                *newest = (*newest).max(at);
+            } else if self.newest.len() < MAX_RECENT_TRANSACTIONS {
+                self.newest.insert(tx_id, at);
+            } else {
+                self.overflow = true;
+            }
+        }
+        if self.overflow {
+            self.newest = std::collections::HashMap::new();
+        }
+    }
+
+    /// The counts per window ending at `reference_ms`; `None` past the bound.
+    pub fn counts(&self, reference_ms: i64) -> Option<[u64; TX_WINDOWS]> {
+        if self.overflow {
+            return None;
+        }
+        let mut counts = [0; TX_WINDOWS];
+        for at in self.newest.values() {
+            for (count, width) in counts.iter_mut().zip(RATE_WINDOWS_MS) {
+                if *at > reference_ms.saturating_sub(width) {
+                    *count += 1;
+                }
+            }
+        }
+        Some(counts)
     }
 }
 
@@ -189,7 +270,7 @@ pub struct CoordinatorScan {
     pub min_created_at: Option<i64>,
     /// COMMITTED rows created in fixed windows before a reference instant (the at-risk
     /// count of a cut window; `None`: not counted).
-    pub recent_committed: Option<RecentCommits>,
+    pub recent_committed: Option<Box<RecentCommits>>,
     /// The table has `tx_child_ids`: it was created with group commit on.
     pub has_child_ids: bool,
     /// The table has `tx_write_set`: 3.19 write-set logging, so rows may be cleaned up.

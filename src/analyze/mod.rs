@@ -17,15 +17,15 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 pub use cut::{
-    CLOCK_TOLERANCE_MS, MIN_RATE_EVIDENCE, AtRisk, AtRiskProof, AtRiskTransaction, CommittedAfter, CutPart, CutSummary, InstantSource,
-    MAX_WINDOW_TRANSACTIONS, Probability, TableLag, WindowRow, WindowTransactions, part_starts,
-    window as cut_window, window_transactions,
+    AtRisk, AtRiskProof, AtRiskTransaction, CLOCK_TOLERANCE_MS, CommittedAfter, CutPart,
+    CutSummary, InstantSource, MAX_WINDOW_TRANSACTIONS, MIN_RATE_EVIDENCE, Probability, TableLag,
+    WindowRow, WindowTransactions, part_starts, window as cut_window, window_transactions,
 };
 pub use finding::{CheckName, Code, Finding, Severity, VerdictEffect};
 pub use input::{
-    CoordinatorObservation, CoordinatorScan, DiscoveryNote, Observation, ObservedRecord,
-    RATE_WINDOWS_MS, RecentCommits, TX_WINDOWS, TableObservation, TableOutcome, TableScan,
-    UnconfirmedTimes,
+    CoordinatorObservation, CoordinatorScan, DiscoveryNote, MAX_RECENT_TRANSACTIONS, Observation,
+    ObservedRecord, RATE_WINDOWS_MS, RecentCommits, RecentTransactions, TX_WINDOWS,
+    TableObservation, TableOutcome, TableScan, TrailingCommits, UnconfirmedTimes,
 };
 pub use nodes::{Divergence, NodeComparer, NodeComparison, NodeCopy, NodeCopyView, NodeSummary};
 pub use retention::{Retention, SAMPLE_LIMIT};
@@ -522,7 +522,7 @@ pub fn analyze(observation: &Observation, settings: &AnalysisSettings) -> Analys
     }
 
     let coordinator_recent = match &observation.coordinator {
-        CoordinatorObservation::Present(scan) => scan.recent_committed.as_ref(),
+        CoordinatorObservation::Present(scan) => scan.recent_committed.as_deref(),
         CoordinatorObservation::Missing | CoordinatorObservation::Unreadable { .. } => None,
     };
     let storages = storages::attribute(

@@ -12,7 +12,7 @@ use futures::{StreamExt, future, stream};
 
 use super::connected::Connected;
 use super::coordinator::{PhaseTwo, merge_filed};
-use super::lags;
+use super::lags::{LagCounts, LagPass};
 use super::resolve::{POINT_READS, Resolver};
 use super::write_sets::{self, ScannedTable};
 use super::{ScanOutcome, error_chain};
@@ -345,18 +345,22 @@ async fn scan(
 
     // The Coordinator's commits after each lagging table's newest write, in one pass.
     if let Some(schema) = coordinator_schema {
-        if let Some(marks) =
-            lags::lagging_marks(&coordinator, schema, scans.iter().filter_map(|s| s.as_ref().ok()))
-        {
-            let buckets: Vec<u64> = coordinator_store
+        let pass = LagPass::plan(
+            &coordinator,
+            schema,
+            scans.iter().filter_map(|s| s.as_ref().ok()),
+        );
+        if let Some(pass) = pass {
+            let counts: LagCounts = coordinator_store
                 .fold_coordinator(
                     schema,
-                    &|acc: &mut Vec<u64>, row| lags::bucket(acc, &marks, &row),
-                    &lags::merge,
+                    &|acc: &mut LagCounts, row| pass.add(acc, &row),
+                    &LagCounts::merge,
                 )
                 .await
                 .map_err(|e| in_storage(&plan.storages[plan.coordinator], e))?;
-            lags::fill(&marks, &buckets, scans.iter_mut().filter_map(|s| s.as_mut().ok()));
+            let scanned = scans.iter_mut().filter_map(|s| s.as_mut().ok());
+            pass.fill(&counts, scanned);
         }
     }
 

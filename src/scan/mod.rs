@@ -5,6 +5,7 @@ mod connected;
 pub mod coordinator;
 mod deployment;
 mod lags;
+use lags::{LagCounts, LagPass};
 mod resolve;
 mod write_sets;
 
@@ -19,8 +20,8 @@ use crate::error::Error;
 use crate::progress::Progress;
 use crate::store::discover_settings;
 use crate::store::{
-    CassandraScanOptions, CassandraStore, CoordinatorSchema, DiscoveredTable, SqlError, SqlStore,
-    CoordinatorSource, Store, TableSchema, WriteSetSource,
+    CassandraScanOptions, CassandraStore, CoordinatorSchema, CoordinatorSource, DiscoveredTable,
+    SqlError, SqlStore, Store, TableSchema, WriteSetSource,
 };
 
 /// An analysis with the schemas it was made from (the recovery rehearsal writes by them).
@@ -159,17 +160,21 @@ where
 
     // The Coordinator's commits after each lagging table's newest write, in one pass.
     if let Some(schema) = coordinator_schema {
-        if let Some(marks) =
-            lags::lagging_marks(&coordinator, schema, scans.iter().filter_map(|s| s.as_ref().ok()))
-        {
-            let buckets: Vec<u64> = store
+        let pass = LagPass::plan(
+            &coordinator,
+            schema,
+            scans.iter().filter_map(|s| s.as_ref().ok()),
+        );
+        if let Some(pass) = pass {
+            let counts: LagCounts = store
                 .fold_coordinator(
                     schema,
-                    &|acc: &mut Vec<u64>, row| lags::bucket(acc, &marks, &row),
-                    &lags::merge,
+                    &|acc: &mut LagCounts, row| pass.add(acc, &row),
+                    &LagCounts::merge,
                 )
                 .await?;
-            lags::fill(&marks, &buckets, scans.iter_mut().filter_map(|s| s.as_mut().ok()));
+            let scanned = scans.iter_mut().filter_map(|s| s.as_mut().ok());
+            pass.fill(&counts, scanned);
         }
     }
 

@@ -51,7 +51,8 @@ pub use recovery::ObservedAs;
 use super::discover::{CatalogTable, Discovery, DiscoverySettings, discover};
 use super::{CoordinatorSchema, TableSchema};
 use crate::analyze::{
-    CoordinatorScan, DiscoveryNote, ObservedRecord, RecentCommits, Retention, TableScan,
+    CoordinatorScan, DiscoveryNote, ObservedRecord, RecentCommits, RecentTransactions, Retention,
+    TableScan,
 };
 use crate::model::write_set::{MAX_WRITE_SET_BYTES, StoredWriteSet};
 use crate::model::{
@@ -797,6 +798,7 @@ impl super::Store for CassandraStore {
                             .recent
                             .get_or_insert_with(|| Box::new(RecentCommits::new(reference)))
                             .add(meta.tx_committed_at);
+                        acc.transactions.add(reference, raw.tx_id, meta);
                     }
                     if !meta.is_plainly_committed() {
                         let key = decode_key(table, &mut row)?;
@@ -823,7 +825,11 @@ impl super::Store for CassandraStore {
             mut scan,
             unconfirmed,
             overflow,
+            transactions,
         } = phase;
+        if let Some(recent) = scan.recent.as_deref_mut() {
+            recent.transactions = transactions.counts(recent.reference_ms);
+        }
         {
             let mut unresolved = self.unresolved.lock().expect("not poisoned");
             for record in &scan.exceptional {
@@ -1472,6 +1478,8 @@ struct PhaseOne {
     scan: TableScan,
     unconfirmed: Vec<ObservedRecord>,
     overflow: bool,
+    /// The distinct transactions of the rate windows (the ranges' counts do not add up).
+    transactions: RecentTransactions,
 }
 
 impl PhaseOne {
@@ -1484,6 +1492,7 @@ impl PhaseOne {
             (total @ None, part) => *total = part,
             (Some(_), None) => {}
         }
+        self.transactions.merge(part.transactions);
         self.scan.exceptional.extend(part.scan.exceptional);
         self.overflow |= part.overflow;
         if !self.overflow {

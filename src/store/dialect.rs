@@ -160,7 +160,7 @@ impl Dialect {
             .collect()
     }
 
-    /// The distinct transactions that committed records after `reference - w` for the
+    /// The distinct transactions whose COMMITTED records committed after `reference - w` for the
     /// first [`TX_WINDOWS`](crate::analyze::TX_WINDOWS) rate windows, one-phase commits
     /// (`tx_prepared_at = tx_committed_at`, no Coordinator row) left out. PostgreSQL's
     /// `FILTER` keeps each distinct sort to the window's rows; elsewhere `COUNT` skips the
@@ -174,8 +174,8 @@ impl Dialect {
             .iter()
             .map(|w| {
                 let condition = format!(
-                    "tx_committed_at > {} AND (tx_prepared_at IS NULL OR tx_prepared_at <> \
-                     tx_committed_at)",
+                    "tx_state = 3 AND tx_committed_at > {} AND (tx_prepared_at IS NULL OR \
+                     tx_prepared_at <> tx_committed_at)",
                     reference.saturating_sub(*w)
                 );
                 self.int(&match self {

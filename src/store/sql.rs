@@ -23,8 +23,7 @@ use super::discover::{
 use super::{CoordinatorSchema, TableSchema};
 use crate::analyze::{
     CoordinatorScan, DiscoveryNote, ObservedRecord, RATE_WINDOWS_MS, RecentCommits, Retention,
-    TX_WINDOWS,
-    TableScan,
+    TX_WINDOWS, TableScan,
 };
 use crate::model::write_set::{MAX_WRITE_SET_BYTES, StoredWriteSet};
 use crate::model::{CoordinatorRow, CoordinatorRows, RecordKey, RecordMeta, TableRef};
@@ -576,7 +575,7 @@ impl super::Store for SqlStore {
             aborted: count(&stats, 2).map_err(error)?,
             max_created_at: stats.try_get(3).map_err(error)?,
             min_created_at: stats.try_get(5).map_err(error)?,
-            recent_committed: windows(&stats, 6, reference).map_err(error)?,
+            recent_committed: windows(&stats, 6, reference).map_err(error)?.map(Box::new),
             has_child_ids: coordinator.has_child_ids,
             has_write_set: coordinator.has_write_set,
             invalid_count: count(&stats, 4).map_err(error)?,
