@@ -157,6 +157,17 @@ final class MultiStorageScenarios {
         ctx.twoPc(s[2], "prepared_some").prepareAll();
       });
     }));
+    // The reverse order: MariaDB (bank_b and the Coordinator) dumped first; the committed
+    // transfer's debit is in the backup, COMMITTED, with no Coordinator row, its credit is not;
+    // the two-phase transfer is pending in PostgreSQL only, with no row (rolled back).
+    out.add(new CaseSpec(co + "torn-" + engine + "-first", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      tornCut(ctx, false, () -> {
+        ctx.transfer(s[1]);
+        ctx.twoPc(s[2], "prepared_some").prepareAll();
+      });
+    }));
     return out;
   }
 
