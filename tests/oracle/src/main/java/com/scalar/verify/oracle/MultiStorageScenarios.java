@@ -125,7 +125,8 @@ final class MultiStorageScenarios {
       t.c.validate();
       t.q.validate();
       t.c.commit();
-      t.tx.crashPointNote("prepare() and validate() both, coordinator (bank_b) commit(); the participant (bank_a) never commits");
+      t.tx.crashPointNote(
+          "prepare() and validate() both, coordinator (bank_b) commit(); the participant (bank_a) never commits");
       ctx.transferWithCrash(s[2], Faults.crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
       quiet(ctx);
     }));
