@@ -21,6 +21,10 @@ import java.util.Properties;
  * (see {@link MultiStorageScenarios}); a case directory holds one file per storage
  * ({@value #PG_FILE}, and {@code backup.mysql.sql} or {@code backup.sqlite}).
  *
+ * <p>A case whose id holds {@code coord-<engine>} ({@code pg-mariadb-coord-mariadb-*},
+ * {@link #COORDINATOR_ON_OTHER}) maps the Coordinator namespace to the other storage instead:
+ * its Coordinator table lives in MariaDB, beside bank_b, while bank_a stays in PostgreSQL.
+ *
  * <p>The crash switch and the write log wrap the multi-storage storage as a whole
  * ({@code oracle-faulty} with the inner storage {@code multi-storage}): every write Consensus
  * Commit sends to either database passes through it, one mutate per storage.
@@ -31,6 +35,12 @@ final class MultiStorageBackend implements Backend {
   static final String PG = "pg";
   static final String PG_FILE = "backup.pg.sql";
   private static final String P = "scalar.db.multi_storage.";
+  /**
+   * The mark, followed by the other storage's engine, of a case whose Coordinator namespace is
+   * mapped to the other storage ({@code pg-mariadb-coord-mariadb-mixed}); the scenario, the
+   * fresh and the restored database, the dumps and truth.json all follow it.
+   */
+  static final String COORDINATOR_ON_OTHER = "coord-";
 
   /** The storage that is not PostgreSQL: its name in the deployment, engine, backup file. */
   record Other(String name, String engine, String file, Backend backend) {}
@@ -89,8 +99,22 @@ final class MultiStorageBackend implements Backend {
     return new Namespaces(ns.coordinator(), ns.metadata(), List.of(Bank.NS_B));
   }
 
+  /**
+   * Whether the case (its name, or a database id derived from it: {@code CaseContext.caseId},
+   * with {@code r_} for a restored copy) keeps the Coordinator table in the other storage.
+   */
+  boolean coordinatorOnOther(String caseNameOrId) {
+    String id = caseNameOrId.replaceAll("[^A-Za-z0-9]", "_").toLowerCase();
+    return id.contains("_" + COORDINATOR_ON_OTHER.replace('-', '_') + other.engine() + "_");
+  }
+
+  /** The storage that holds the case's Coordinator table: {@value #PG} or the other's name. */
+  String coordinatorStorage(String caseNameOrId) {
+    return coordinatorOnOther(caseNameOrId) ? other.name() : PG;
+  }
+
   /** ScalarDB's multi-storage properties over the two storages' connection properties. */
-  private Properties multi(Properties pgProps, Properties otherProps, String coordinatorNs) {
+  private Properties multi(Properties pgProps, Properties otherProps, String coordinatorNs, String coordinatorStorage) {
     Properties p = new Properties();
     p.setProperty(P + "storages", PG + "," + other.name());
     for (Map.Entry<String, Properties> e : Map.of(PG, pgProps, other.name(), otherProps).entrySet()) {
@@ -101,7 +125,7 @@ final class MultiStorageBackend implements Backend {
       }
     }
     p.setProperty(P + "namespace_mapping",
-        coordinatorNs + ":" + PG + "," + Bank.NS_A + ":" + PG + "," + Bank.NS_B + ":" + other.name());
+        coordinatorNs + ":" + coordinatorStorage + "," + Bank.NS_A + ":" + PG + "," + Bank.NS_B + ":" + other.name());
     p.setProperty(P + "default_storage", PG);
     return p;
   }
@@ -120,20 +144,26 @@ final class MultiStorageBackend implements Backend {
   public Properties freshDatabase(String caseId, Path work) throws Exception {
     // The Coordinator namespace is only known to the case; the default one is mapped here and
     // MultiStorageScenarios uses it.
-    return multi(pg.freshDatabase(caseId, work), other.backend().freshDatabase(caseId, work), Scenarios.DEFAULT_NS);
+    return multi(pg.freshDatabase(caseId, work), other.backend().freshDatabase(caseId, work), Scenarios.DEFAULT_NS,
+        coordinatorStorage(caseId));
   }
 
-  /** pg_dump of storage pg (the Coordinator, bank_a and its metadata schema) at this moment. */
+  /**
+   * pg_dump of storage pg (bank_a, its metadata schema and, unless the case keeps it in the other
+   * storage, the Coordinator) at this moment: the whole case database.
+   */
   Path dumpPg(Properties live, Namespaces ns, Path dir, String label) throws Exception {
     return pg.dump(storageProps(live, PG), Part.ALL, ns, dir, label);
   }
 
   /**
-   * The other storage's backup at this moment (bank_b and its metadata): mysqldump of the
-   * MariaDB databases, or a copy of the whole SQLite file, which holds nothing else.
+   * The other storage's backup at this moment (bank_b and its metadata, and the Coordinator when
+   * the case keeps it there, {@code caseId}): mysqldump of the MariaDB databases, or a copy of
+   * the whole SQLite file, which holds nothing else.
    */
-  Path dumpOther(Properties live, Namespaces ns, Path dir, String label) throws Exception {
-    return other.backend().dump(storageProps(live, other.name()), Part.DATA, otherNamespaces(ns), dir, label);
+  Path dumpOther(Properties live, Namespaces ns, Path dir, String label, String caseId) throws Exception {
+    Part part = coordinatorOnOther(caseId) ? Part.ALL : Part.DATA;
+    return other.backend().dump(storageProps(live, other.name()), part, otherNamespaces(ns), dir, label);
   }
 
   @Override
@@ -158,7 +188,7 @@ final class MultiStorageBackend implements Backend {
     Path dir = backupFile.getParent();
     Properties pgProps = pg.restore(dir.resolve(PG_FILE), caseId, ns, work);
     Properties otherProps = other.backend().restore(dir.resolve(other.file()), caseId, ns, work);
-    return multi(pgProps, otherProps, ns.coordinator());
+    return multi(pgProps, otherProps, ns.coordinator(), coordinatorStorage(caseId));
   }
 
   @Override
@@ -171,8 +201,12 @@ final class MultiStorageBackend implements Backend {
   Map<String, Object> truthFields(CaseContext ctx) {
     Map<String, Object> out = new LinkedHashMap<>();
     List<Object> storages = new ArrayList<>();
-    storages.add(storage(PG, "postgres", List.of(ctx.namespaces.coordinator(), Bank.NS_A), true, PG_FILE));
-    storages.add(storage(other.name(), other.engine(), List.of(Bank.NS_B), false, other.file()));
+    boolean onOther = coordinatorOnOther(ctx.caseName);
+    String coord = ctx.namespaces.coordinator();
+    storages.add(storage(PG, "postgres", onOther ? List.of(Bank.NS_A) : List.of(coord, Bank.NS_A), !onOther,
+        PG_FILE));
+    storages.add(storage(other.name(), other.engine(), onOther ? List.of(coord, Bank.NS_B) : List.of(Bank.NS_B),
+        onOther, other.file()));
     out.put("storages", storages);
     out.put("default_storage", PG);
     out.putAll(cutFacts.getOrDefault(ctx.caseName, Map.of()));

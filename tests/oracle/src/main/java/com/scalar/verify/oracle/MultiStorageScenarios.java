@@ -18,9 +18,19 @@ import java.util.TreeMap;
  * {@code pg-sqlite-*}). A transfer debits bank_a and credits bank_b, so every transfer spans both
  * databases. Cuts are per storage: {@link #quiet} dumps both while the workload is idle;
  * {@link #tornCut} dumps PostgreSQL, lets transactions run, then dumps the other.
+ *
+ * <p>{@code pg-mariadb-coord-mariadb-*} keep the Coordinator table in MariaDB instead
+ * ({@link MultiStorageBackend#COORDINATOR_ON_OTHER}): bank_a's pending records in PostgreSQL
+ * are then resolved by the Coordinator in the other database.
  */
 final class MultiStorageScenarios {
   private MultiStorageScenarios() {}
+
+  /**
+   * Committed two-phase transfers between the two services' dumps in the torn two-service cases:
+   * a number of transactions, not a time, so that a loaded machine tears as many as an idle one.
+   */
+  static final int TORN_SERVICE_TRANSFERS = 12;
 
   /** The cases of the deployment whose other storage is of {@code engine} (mariadb, sqlite). */
   static List<CaseSpec> all(String version, String engine) {
@@ -74,17 +84,124 @@ final class MultiStorageScenarios {
         ctx -> twoServices(ctx, true)));
     out.add(new CaseSpec(pre + "2pc-services-prepared-some", false, Scenarios.DEFAULT_NS, "single_instant",
         ctx -> twoServices(ctx, false)));
+    // The same two services, torn: one database dumped, TORN_SERVICE_TRANSFERS two-phase
+    // transfers committed through both services, then the other dumped. No record is pending,
+    // yet every transfer in between is half in the backup (money is not conserved).
+    // MariaDB first: each has its debit and COMMITTED Coordinator row (PostgreSQL) and no credit.
+    out.add(new CaseSpec(pre + "2pc-services-torn-" + engine + "-first", false, Scenarios.DEFAULT_NS, "torn",
+        ctx -> twoServicesTorn(ctx, false)));
+    // PostgreSQL first: each has its credit in bank_b, COMMITTED, with no Coordinator row.
+    out.add(new CaseSpec(pre + "2pc-services-torn-pg-first", false, Scenarios.DEFAULT_NS, "torn",
+        ctx -> twoServicesTorn(ctx, true)));
+    if (engine.equals("mariadb")) {
+      out.addAll(coordinatorOnOther(pre, engine));
+    }
     return out;
   }
 
   /**
-   * A committed transfer, then a two-phase transfer across the two services: both prepared,
-   * validated and service 1 committed (the Coordinator row COMMITTED, bank_a committed, bank_b
-   * left PREPARED: committed_some), or only service 1 prepared (prepared_some).
+   * The Coordinator namespace mapped to the other storage (MariaDB), bank_a in PostgreSQL, bank_b
+   * beside the Coordinator: PostgreSQL's pending records are resolved by the other database's
+   * Coordinator rows.
    */
-  private static void twoServices(CaseContext ctx, boolean commitFirst) throws Exception {
-    int[] s = ctx.seed(2);
-    ctx.transfer(s[0]);
+  private static List<CaseSpec> coordinatorOnOther(String pre, String engine) {
+    String co = pre + MultiStorageBackend.COORDINATOR_ON_OTHER + engine + "-";
+    List<CaseSpec> out = new ArrayList<>();
+    // Every crash point of Scenarios.mixed in one quiet cut of both storages (intact).
+    out.add(new CaseSpec(co + "mixed", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+      Scenarios.mixedWorkload(ctx);
+      quiet(ctx);
+    }));
+    // Rolled forward from MariaDB's Coordinator: a two-phase transfer coordinated on the bank_b
+    // side (MariaDB, beside the Coordinator) commits; its participant's bank_a records stay
+    // PREPARED in PostgreSQL (committed_some); a one-phase transfer whose COMMITTED row reached
+    // MariaDB and whose records (both databases) stayed PREPARED (state_committed_no_records).
+    out.add(new CaseSpec(co + "committed-some", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      CreditFirst t = new CreditFirst(ctx, s[1], "committed_some");
+      t.c.prepare();
+      t.q.prepare();
+      t.c.validate();
+      t.q.validate();
+      t.c.commit();
+      t.tx.crashPointNote(
+          "prepare() and validate() both, coordinator (bank_b) commit(); the participant (bank_a) never commits");
+      ctx.transferWithCrash(s[2], Faults.crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
+      quiet(ctx);
+    }));
+    // Rolled back from MariaDB's Coordinator: the bank_b-side coordinator prepares both and
+    // calls rollback() (ABORTED in MariaDB, its own records rolled back, bank_a left PREPARED:
+    // aborted_rolled_back_some); a bank_a-side two-phase transfer prepared on its coordinator
+    // only and aborted by id (ABORTED in MariaDB, bank_a PREPARED: aborted_prepared_some); one
+    // prepared on the bank_a side with no row at all (prepared_some, aborted by recovery).
+    out.add(new CaseSpec(co + "rolled-back", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(4);
+      ctx.transfer(s[0]);
+      CreditFirst t = new CreditFirst(ctx, s[1], "aborted_rolled_back_some");
+      t.c.prepare();
+      t.q.prepare();
+      t.c.rollback();
+      t.tx.crashPointNote("prepare() both, coordinator (bank_b) rollback(); the participant (bank_a) stays PREPARED");
+      ctx.twoPc(s[2], "aborted_prepared_some").prepareCoordinator().abortById();
+      ctx.twoPc(s[3], "prepared_some").prepareCoordinator();
+      quiet(ctx);
+    }));
+    // PostgreSQL dumped, a transfer commits and a two-phase transfer prepares, MariaDB (with the
+    // Coordinator) dumped: the committed transfer's credit and COMMITTED row are in the backup,
+    // its debit is not, and no record is pending for it.
+    out.add(new CaseSpec(co + "torn", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      tornCut(ctx, true, () -> {
+        ctx.transfer(s[1]);
+        ctx.twoPc(s[2], "prepared_some").prepareAll();
+      });
+    }));
+    // The reverse order: MariaDB (bank_b and the Coordinator) dumped first; the committed
+    // transfer's debit is in the backup, COMMITTED, with no Coordinator row, its credit is not;
+    // the two-phase transfer is pending in PostgreSQL only, with no row (rolled back).
+    out.add(new CaseSpec(co + "torn-" + engine + "-first", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
+      int[] s = ctx.seed(3);
+      ctx.transfer(s[0]);
+      tornCut(ctx, false, () -> {
+        ctx.transfer(s[1]);
+        ctx.twoPc(s[2], "prepared_some").prepareAll();
+      });
+    }));
+    return out;
+  }
+
+  /**
+   * A two-phase transfer coordinated on the bank_b side: the coordinator (the case's coordinator
+   * manager) credits bank_b, the participant (joined by id) debits bank_a.
+   */
+  private static final class CreditFirst {
+    final TwoPhaseCommitTransaction c;
+    final TwoPhaseCommitTransaction q;
+    final CaseContext.Tx tx;
+
+    CreditFirst(CaseContext ctx, int s, String crashPoint) throws Exception {
+      c = Compat.begin(ctx.coordinatorSide());
+      q = ctx.participantSide().join(c.getId());
+      int step = ctx.nextStep(s);
+      int writes = Bank.creditB(c, s, 10L * step, step) + Bank.debitA(q, s, 10L * step, step);
+      tx = ctx.register(c.getId(), crashPoint, writes,
+          "two-phase transfer, coordinator credits bank_b, participant debits bank_a");
+    }
+  }
+
+  /** The two services of the two-service cases (see {@link #twoServices}). */
+  private record Services(TwoPhaseCommitTransactionManager one, TwoPhaseCommitTransactionManager two)
+      implements AutoCloseable {
+    @Override
+    public void close() {
+      one.close();
+      two.close();
+    }
+  }
+
+  private static Services services(CaseContext ctx) {
     String p = "scalar.db.multi_storage.";
     Properties pgOnly = new Properties();
     for (String k : List.of(DatabaseConfig.CONTACT_POINTS, DatabaseConfig.USERNAME, DatabaseConfig.PASSWORD)) {
@@ -98,10 +215,60 @@ final class MultiStorageScenarios {
         ctx.namespaces.coordinator() + ":" + MultiStorageBackend.PG + "," + Bank.NS_B + ":" + backend(ctx).other.name());
     service2.setProperty(p + "default_storage", backend(ctx).other.name());
     TwoPhaseCommitTransactionManager one = Compat.twoPhaseManager(service1);
-    TwoPhaseCommitTransactionManager two = Compat.twoPhaseManager(service2);
     try {
-      TwoPhaseCommitTransaction c = Compat.begin(one);
-      TwoPhaseCommitTransaction q = two.join(c.getId());
+      return new Services(one, Compat.twoPhaseManager(service2));
+    } catch (RuntimeException e) {
+      one.close();
+      throw e;
+    }
+  }
+
+  /** A two-phase transfer across the two services, prepared, validated and committed on both. */
+  private static void committedAcrossServices(CaseContext ctx, Services sv, int slot) throws Exception {
+    TwoPhaseCommitTransaction c = Compat.begin(sv.one());
+    TwoPhaseCommitTransaction q = sv.two().join(c.getId());
+    int step = ctx.nextStep(slot);
+    int writes = Bank.debitA(c, slot, 10L * step, step) + Bank.creditB(q, slot, 10L * step, step);
+    c.prepare();
+    q.prepare();
+    c.validate();
+    q.validate();
+    c.commit();
+    q.commit();
+    ctx.register(c.getId(), "committed", writes,
+        "two-phase transfer across the services, committed on both (service 1 first)");
+  }
+
+  /**
+   * Two-phase transfers across the two services, then one database dumped ({@code pgFirst}:
+   * PostgreSQL, with the Coordinator and bank_a), {@link #TORN_SERVICE_TRANSFERS} more committed,
+   * then the other dumped.
+   */
+  private static void twoServicesTorn(CaseContext ctx, boolean pgFirst) throws Exception {
+    int[] s = ctx.seed(4);
+    try (Services sv = services(ctx)) {
+      for (int slot : s) {
+        committedAcrossServices(ctx, sv, slot);
+      }
+      tornCut(ctx, pgFirst, () -> {
+        for (int i = 0; i < TORN_SERVICE_TRANSFERS; i++) {
+          committedAcrossServices(ctx, sv, s[i % s.length]);
+        }
+      });
+    }
+  }
+
+  /**
+   * A committed transfer, then a two-phase transfer across the two services: both prepared,
+   * validated and service 1 committed (the Coordinator row COMMITTED, bank_a committed, bank_b
+   * left PREPARED: committed_some), or only service 1 prepared (prepared_some).
+   */
+  private static void twoServices(CaseContext ctx, boolean commitFirst) throws Exception {
+    int[] s = ctx.seed(2);
+    ctx.transfer(s[0]);
+    try (Services sv = services(ctx)) {
+      TwoPhaseCommitTransaction c = Compat.begin(sv.one());
+      TwoPhaseCommitTransaction q = sv.two().join(c.getId());
       int step = ctx.nextStep(s[1]);
       int writes = Bank.debitA(c, s[1], 10L * step, step) + Bank.creditB(q, s[1], 10L * step, step);
       CaseContext.Tx tx = ctx.register(c.getId(), commitFirst ? "committed_some" : "prepared_some", writes,
@@ -116,9 +283,6 @@ final class MultiStorageScenarios {
         tx.crashPointNote("service2.prepare(), validate() both, service1.commit(); service 2 never commits");
       }
       quiet(ctx);
-    } finally {
-      one.close();
-      two.close();
     }
   }
 
@@ -138,7 +302,7 @@ final class MultiStorageScenarios {
     ctx.dataCut = ctx.log.snapshot();
     ctx.coordinatorCut = ctx.dataCut;
     Path pg = b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg");
-    Path other = b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other");
+    Path other = b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other", ctx.caseId());
     ctx.parts.clear();
     ctx.parts.add(pg);
     ctx.parts.add(other);
@@ -148,7 +312,8 @@ final class MultiStorageScenarios {
   /**
    * One storage dumped ({@code pgFirst}: PostgreSQL, with the Coordinator and bank_a; else
    * the other storage, with bank_b), then {@code between}, then the other. The backup's Coordinator is
-   * PostgreSQL's snapshot; its data is each namespace from its own storage's snapshot (with the
+   * the snapshot of the storage that holds it (PostgreSQL's, or the other's for a
+   * {@code coord-*} case); its data is each namespace from its own storage's snapshot (with the
    * later snapshot's Coordinator: where each transaction really was by then).
    */
   static void tornCut(CaseContext ctx, boolean pgFirst, Between between) throws Exception {
@@ -156,11 +321,11 @@ final class MultiStorageScenarios {
     WriteLog.Snapshot first = ctx.log.snapshot();
     Path firstDump = pgFirst
         ? b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg")
-        : b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other");
+        : b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other", ctx.caseId());
     between.run();
     WriteLog.Snapshot second = ctx.log.snapshot();
     Path secondDump = pgFirst
-        ? b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other")
+        ? b.dumpOther(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".other", ctx.caseId())
         : b.dumpPg(ctx.live, ctx.namespaces, ctx.work, ctx.caseId() + ".pg");
     WriteLog.Snapshot pgSnap = pgFirst ? first : second;
     WriteLog.Snapshot otherSnap = pgFirst ? second : first;
@@ -175,7 +340,7 @@ final class MultiStorageScenarios {
         records.put(k, v);
       }
     });
-    ctx.coordinatorCut = pgSnap;
+    ctx.coordinatorCut = b.coordinatorOnOther(ctx.caseName) ? otherSnap : pgSnap;
     ctx.dataCut = new WriteLog.Snapshot(second.seq(), records, second.coordinator());
     ctx.parts.clear();
     ctx.parts.add(pgFirst ? firstDump : secondDump);

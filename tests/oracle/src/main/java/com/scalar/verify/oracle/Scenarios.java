@@ -511,6 +511,12 @@ final class Scenarios {
 
   /** Every crash point that one backup can hold, each on its own slot. */
   static void mixed(CaseContext ctx) throws Exception {
+    mixedWorkload(ctx);
+    ctx.cut();
+  }
+
+  /** {@link #mixed}'s transactions without the backup (a multi-storage case cuts per storage). */
+  static void mixedWorkload(CaseContext ctx) throws Exception {
     int[] s = ctx.seed(11);
     ctx.transfer(s[0]);
     ctx.transfer(s[0]);
@@ -524,7 +530,6 @@ final class Scenarios {
     ctx.twoPc(s[8], "aborted_rolled_back_some").prepareAll().rollbackCoordinator();
     ctx.transferWithCrash(s[9], crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
     validationAbort(ctx, s[10], s[0]);
-    ctx.cut();
   }
 
   /**
