@@ -112,9 +112,8 @@ pub const RATE_WINDOWS_MS: [i64; 8] = [
     250, 1_000, 4_000, 16_000, 64_000, 256_000, 1_024_000, 4_096_000,
 ];
 
-/// How many of the first rate windows also count distinct transactions (up to 64 s): each
-/// is a distinct count, a sort of the window's writes in the database, so it is kept to
-/// the last minute's.
+/// How many of the first rate windows also count distinct transactions (up to 64 s): the
+/// count groups the window's records by transaction, so it is kept to the last minute's.
 pub const TX_WINDOWS: usize = 5;
 
 /// How many records (or Coordinator rows) were committed after `reference_ms - w` for each
@@ -126,7 +125,8 @@ pub struct RecentCommits {
     pub counts: [u64; RATE_WINDOWS_MS.len()],
     /// A table's: the distinct transactions among those records in each of the first
     /// [`TX_WINDOWS`] windows, one-phase commits left out (they have no Coordinator row);
-    /// `None`: not counted.
+    /// `None`: not counted (a SQL store counts them only for a table that lags,
+    /// [`Self::worth_transactions`]).
     pub transactions: Option<[u64; TX_WINDOWS]>,
     /// A table's: the Coordinator's side of the trailing-run test, counted in a pass over
     /// the Coordinator when the table lags it (`None`: not counted).
@@ -150,6 +150,16 @@ impl RecentCommits {
             transactions: None,
             coordinator: None,
         }
+    }
+
+    /// Whether a table whose newest write is `newest` lags the reference enough, with
+    /// records enough in the windows [`TX_WINDOWS`] covers, for its distinct transactions
+    /// to be worth a second pass (the trailing-run test, `analyze/cut.rs`).
+    pub fn worth_transactions(&self, newest: Option<i64>) -> bool {
+        newest.is_some_and(|at| {
+            at.saturating_add(super::cut::CLOCK_TOLERANCE_MS) < self.reference_ms
+                && self.counts[TX_WINDOWS - 1] >= super::cut::MIN_RATE_EVIDENCE
+        })
     }
 
     /// Counts one commit at `at`.

@@ -128,7 +128,6 @@ impl Dialect {
             self.int(&format!("{}(tx_committed_at)", self.func("max"))),
         ];
         columns.extend(self.window_counts("tx_committed_at", None, reference));
-        columns.extend(self.window_transactions(reference));
         format!(
             "SELECT {} FROM {}",
             columns.join(", "),
@@ -160,34 +159,32 @@ impl Dialect {
             .collect()
     }
 
-    /// The distinct transactions whose COMMITTED records committed after `reference - w` for the
-    /// first [`TX_WINDOWS`](crate::analyze::TX_WINDOWS) rate windows, one-phase commits
-    /// (`tx_prepared_at = tx_committed_at`, no Coordinator row) left out. PostgreSQL's
-    /// `FILTER` keeps each distinct sort to the window's rows; elsewhere `COUNT` skips the
-    /// CASE's NULLs.
-    fn window_transactions(self, reference: Option<i64>) -> Vec<String> {
-        let Some(reference) = reference else {
-            return Vec::new();
-        };
-        let count = self.func("count");
-        crate::analyze::RATE_WINDOWS_MS[..crate::analyze::TX_WINDOWS]
+    /// The distinct transactions whose COMMITTED records committed after `reference - w`,
+    /// for the first [`TX_WINDOWS`](crate::analyze::TX_WINDOWS) rate windows, one-phase
+    /// commits (`tx_prepared_at = tx_committed_at`, no Coordinator row) left out: each
+    /// transaction's newest commit grouped from the last minute's records, then counted per
+    /// window. Run only for a table that lags (`sql.rs`): a second pass over it.
+    pub fn table_transactions(self, table: &TableSchema, reference: i64) -> String {
+        let windows = &crate::analyze::RATE_WINDOWS_MS[..crate::analyze::TX_WINDOWS];
+        let since = reference.saturating_sub(windows[windows.len() - 1]);
+        let sum = self.func("sum");
+        let columns: Vec<String> = windows
             .iter()
             .map(|w| {
-                let condition = format!(
-                    "tx_state = 3 AND tx_committed_at > {} AND (tx_prepared_at IS NULL OR \
-                     tx_prepared_at <> tx_committed_at)",
+                self.int(&format!(
+                    "{sum}(CASE WHEN newest > {} THEN 1 ELSE 0 END)",
                     reference.saturating_sub(*w)
-                );
-                self.int(&match self {
-                    Self::Postgres => {
-                        format!("{count}(DISTINCT tx_id) FILTER (WHERE {condition})")
-                    }
-                    Self::MySql | Self::Sqlite => {
-                        format!("{count}(DISTINCT CASE WHEN {condition} THEN tx_id END)")
-                    }
-                })
+                ))
             })
-            .collect()
+            .collect();
+        format!(
+            "SELECT {} FROM (SELECT tx_id, {}(tx_committed_at) AS newest FROM {} WHERE \
+             tx_state = 3 AND tx_id IS NOT NULL AND tx_committed_at > {since} AND \
+             (tx_prepared_at IS NULL OR tx_prepared_at <> tx_committed_at) GROUP BY tx_id) w",
+            columns.join(", "),
+            self.func("max"),
+            self.table_name(table.source())
+        )
     }
 
     /// The Coordinator's newest `tx_created_at`: the rate windows' reference instant.
@@ -1007,6 +1004,7 @@ mod tests {
         });
         let queries = [
             Dialect::Postgres.table_stats(&accounts(), Some(1_700_000_000_000)),
+            Dialect::Postgres.table_transactions(&accounts(), 1_700_000_000_000),
             Dialect::Postgres.exceptional_records(&blob, Some(&coordinator)),
             Dialect::Postgres.unconfirmed_committed_records(&accounts(), &coordinator),
             Dialect::Postgres.coordinator_stats(&coordinator, Some(1_700_000_000_000)),

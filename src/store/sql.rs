@@ -659,16 +659,35 @@ impl super::Store for SqlStore {
             .fetch_one(&mut *conn)
             .await
             .map_err(scan_error)?;
-        let scan = TableScan {
+        let mut scan = TableScan {
             records: count(&stats, 0).map_err(scan_error)?,
             max_prepared_at: stats.try_get(1).map_err(scan_error)?,
             max_committed_at: stats.try_get(2).map_err(scan_error)?,
-            recent: table_windows(&stats, 3, reference)
+            recent: windows(&stats, 3, reference)
                 .map_err(scan_error)?
                 .map(Box::new),
             exceptional,
             ..TableScan::default()
         };
+        // A table that lags gets its distinct transactions counted in a second pass; the
+        // rest (most tables of a backup taken at one instant) are not read again.
+        let newest = scan.max_prepared_at.max(scan.max_committed_at);
+        if let Some(recent) = scan
+            .recent
+            .as_deref_mut()
+            .filter(|r| r.worth_transactions(newest))
+        {
+            let sql = self.dialect.table_transactions(table, recent.reference_ms);
+            let row = sqlx::query(&sql)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(scan_error)?;
+            let mut transactions = [0; TX_WINDOWS];
+            for (i, slot) in transactions.iter_mut().enumerate() {
+                *slot = count(&row, i).map_err(scan_error)?;
+            }
+            recent.transactions = Some(transactions);
+        }
         Self::end(&mut conn).await.map_err(scan_error)?;
         Ok(scan)
     }
@@ -920,24 +939,6 @@ fn windows(
         *slot = count(row, first + i)?;
     }
     debug_assert_eq!(recent.counts.len(), RATE_WINDOWS_MS.len());
-    Ok(Some(recent))
-}
-
-/// A table's rate windows from column `first` on, then its distinct transactions in the
-/// first [`TX_WINDOWS`] ([`Dialect::table_stats`]).
-fn table_windows(
-    row: &AnyRow,
-    first: usize,
-    reference: Option<i64>,
-) -> Result<Option<RecentCommits>, sqlx::Error> {
-    let Some(mut recent) = windows(row, first, reference)? else {
-        return Ok(None);
-    };
-    let mut transactions = [0; TX_WINDOWS];
-    for (i, slot) in transactions.iter_mut().enumerate() {
-        *slot = count(row, first + RATE_WINDOWS_MS.len() + i)?;
-    }
-    recent.transactions = Some(transactions);
     Ok(Some(recent))
 }
 
