@@ -97,6 +97,25 @@ final class MariaDbBackend implements Backend {
     return out;
   }
 
+  /** mysqldump of some databases alone, at this instant (a per-namespace cut's part). */
+  @Override
+  public Path dumpSchemas(Properties live, List<String> schemas, Namespaces ns, Path dir, String label)
+      throws Exception {
+    Path out = dir.resolve(label + ".mysql.sql");
+    List<String> cmd = client("mysqldump");
+    cmd.addAll(List.of("--single-transaction", "--skip-dump-date", "--databases"));
+    cmd.addAll(schemas);
+    External.run(cmd, Map.of("MYSQL_PWD", password), null, out);
+    return out;
+  }
+
+  /** The parts one after the other, as a user joins the dumps of a per-database backup. */
+  @Override
+  public void assembleSchemas(Map<Path, List<String>> parts, Namespaces ns, Path backupFile)
+      throws Exception {
+    assemble(new ArrayList<>(parts.keySet()), ns, backupFile);
+  }
+
   @Override
   public void assemble(List<Path> parts, Namespaces ns, Path backupFile) throws Exception {
     Files.deleteIfExists(backupFile);
