@@ -921,8 +921,9 @@ fn lag_by_commits(
 
 /// The trailing-run test: of the `W` transactions the Coordinator shows committing in a
 /// window, `k` wrote the table (distinct `tx_id`s among its records) and none of the last
-/// `n`, those committed after its newest write (counted exactly in a pass over the
-/// Coordinator). Had the table been copied with the rest, which of the `W` wrote it would
+/// `n`, those committed more than the clock tolerance after its newest write and up to
+/// what it lags (counted exactly in a pass over the Coordinator, `scan/lags.rs`; the window
+/// ends there too, so a read-only tail after every table's newest write is no evidence). Had the table been copied with the rest, which of the `W` wrote it would
 /// not depend on when they committed, and `n` trailing transactions without one of the `k`
 /// has the chance C(W-n, k) / C(W, k). Exact, with no rate assumed: a table every
 /// transaction writes that missed the last six commits of eighty was not copied with them.

@@ -133,9 +133,10 @@ pub struct RecentCommits {
     pub coordinator: Option<TrailingCommits>,
 }
 
-/// The Coordinator's COMMITTED rows against one table's [`RecentCommits`]: in each of the
-/// first [`TX_WINDOWS`] windows (the same reference), and created more than the clock
-/// tolerance after the table's newest write.
+/// The Coordinator's COMMITTED rows against one table's [`RecentCommits`], up to the end of
+/// its lag (the other tables' newest write, or the Coordinator's newest row if older): in
+/// each of the first [`TX_WINDOWS`] windows (the same reference), and created more than the
+/// clock tolerance after the table's newest write.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrailingCommits {
     pub in_windows: [u64; TX_WINDOWS],

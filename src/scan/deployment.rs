@@ -345,11 +345,9 @@ async fn scan(
 
     // The Coordinator's commits after each lagging table's newest write, in one pass.
     if let Some(schema) = coordinator_schema {
-        let pass = LagPass::plan(
-            &coordinator,
-            schema,
-            scans.iter().filter_map(|s| s.as_ref().ok()),
-        );
+        let scanned: Vec<&TableScan> = scans.iter().filter_map(|s| s.as_ref().ok()).collect();
+        let pass = LagPass::plan(&coordinator, schema, &scanned);
+        drop(scanned);
         if let Some(pass) = pass {
             let counts: LagCounts = coordinator_store
                 .fold_coordinator(

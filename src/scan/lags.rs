@@ -25,24 +25,32 @@ fn counted_from(scan: &TableScan, reference: i64) -> Option<i64> {
     {
         return None;
     }
-    scan.max_prepared_at
-        .max(scan.max_committed_at)
-        .map(|mark| mark.saturating_add(CLOCK_TOLERANCE_MS))
-        .filter(|from| *from < reference)
+    newest_write(scan).map(|mark| mark.saturating_add(CLOCK_TOLERANCE_MS))
+}
+
+fn newest_write(scan: &TableScan) -> Option<i64> {
+    scan.max_prepared_at.max(scan.max_committed_at)
 }
 
 /// One pass over the Coordinator, planned from the tables' scans.
 pub(super) struct LagPass {
-    /// Where the counts start ([`counted_from`]), sorted and distinct.
-    marks: Vec<i64>,
+    /// Every instant a count starts or ends at, sorted and distinct.
+    edges: Vec<i64>,
+    /// Per table, in the scans' order: the commits after `.0` and at or before `.1` are
+    /// the ones after its newest write ([`counted_from`]) and up to the lag's end (the
+    /// newest write of the other tables, or the Coordinator's newest row if older: what
+    /// the table lags, as `analyze/cut.rs` measures it). Commits after every table's
+    /// newest write (read-only transactions before 3.16 write a Coordinator row) are no
+    /// evidence about any one table.
+    spans: Vec<Option<(i64, i64)>>,
     /// The Coordinator's newest row: the rate windows' reference.
     reference: i64,
 }
 
-/// What the pass counts: `buckets[i]`, the COMMITTED rows created after `marks[i]` and at
-/// or before `marks[i + 1]`; and the COMMITTED rows in each rate window ending at the
-/// reference (the `W` of the test, counted here for every store: Cassandra folds its
-/// Coordinator before the reference is known).
+/// What the pass counts: `buckets[i]`, the COMMITTED rows created after `edges[i]` and at
+/// or before `edges[i + 1]`; and the COMMITTED rows in each rate window ending at the
+/// reference (counted here for every store: Cassandra folds its Coordinator before the
+/// reference is known).
 #[derive(Default)]
 pub(super) struct LagCounts {
     buckets: Vec<u64>,
@@ -64,14 +72,13 @@ impl LagCounts {
 }
 
 impl LagPass {
-    /// The pass the tables need: `None` when no table lags the Coordinator's newest row
-    /// with transactions enough to judge, or the Coordinator's rows are not one per
-    /// transaction (a group-commit parent row stands for its children; 3.19 write-set
-    /// logging's clean-up deletes rows).
-    pub(super) fn plan<'a>(
+    /// The pass the tables need: `None` when no table lags with transactions enough to
+    /// judge, or the Coordinator's rows are not one per transaction (a group-commit parent
+    /// row stands for its children; 3.19 write-set logging's clean-up deletes rows).
+    pub(super) fn plan(
         coordinator: &CoordinatorObservation,
         schema: &CoordinatorSchema,
-        scans: impl IntoIterator<Item = &'a TableScan>,
+        scans: &[&TableScan],
     ) -> Option<Self> {
         let CoordinatorObservation::Present(scan) = coordinator else {
             return None;
@@ -80,13 +87,29 @@ impl LagPass {
             return None;
         }
         let reference = scan.max_created_at?;
-        let mut marks: Vec<i64> = scans
-            .into_iter()
-            .filter_map(|scan| counted_from(scan, reference))
+        let spans: Vec<Option<(i64, i64)>> = scans
+            .iter()
+            .enumerate()
+            .map(|(i, scan)| {
+                let from = counted_from(scan, reference)?;
+                let others = scans
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .filter_map(|(_, other)| newest_write(other))
+                    .max()?;
+                let to = others.min(reference);
+                (from < to).then_some((from, to))
+            })
             .collect();
-        marks.sort_unstable();
-        marks.dedup();
-        (!marks.is_empty()).then_some(Self { marks, reference })
+        let mut edges: Vec<i64> = spans.iter().flatten().flat_map(|(a, b)| [*a, *b]).collect();
+        edges.sort_unstable();
+        edges.dedup();
+        (!edges.is_empty()).then_some(Self {
+            edges,
+            spans,
+            reference,
+        })
     }
 
     /// Files one Coordinator row.
@@ -99,39 +122,46 @@ impl LagPass {
                 *count += 1;
             }
         }
-        let below = self.marks.partition_point(|mark| *mark < at);
+        let below = self.edges.partition_point(|edge| *edge < at);
         if below == 0 {
             return;
         }
-        if counts.buckets.len() < self.marks.len() {
-            counts.buckets.resize(self.marks.len(), 0);
+        if counts.buckets.len() < self.edges.len() {
+            counts.buckets.resize(self.edges.len(), 0);
         }
         counts.buckets[below - 1] += 1;
     }
 
-    /// Sets each lagging table's side of the trailing-run test.
+    /// Sets each lagging table's side of the trailing-run test; `scans` in the order
+    /// [`Self::plan`] saw them.
     pub(super) fn fill<'a>(
         &self,
         counts: &LagCounts,
         scans: impl IntoIterator<Item = &'a mut TableScan>,
     ) {
-        let mut after = vec![0; self.marks.len()];
+        // after[i]: the COMMITTED rows created after edges[i].
+        let mut after = vec![0; self.edges.len()];
         let mut total = 0;
-        for i in (0..self.marks.len()).rev() {
+        for i in (0..self.edges.len()).rev() {
             total += counts.buckets.get(i).copied().unwrap_or(0);
             after[i] = total;
         }
-        for scan in scans {
-            let Some(mark) = counted_from(scan, self.reference) else {
+        let after_edge = |at: i64| self.edges.binary_search(&at).ok().map(|i| after[i]);
+        for (scan, span) in scans.into_iter().zip(&self.spans) {
+            let (Some((from, to)), Some(recent)) = (span, scan.recent.as_mut()) else {
                 continue;
             };
-            let (Ok(i), Some(recent)) = (self.marks.binary_search(&mark), scan.recent.as_mut())
-            else {
+            let (Some(after_from), Some(after_to)) = (after_edge(*from), after_edge(*to)) else {
                 continue;
             };
+            // The windows end at the lag's end too: commits after it are no evidence.
+            let mut in_windows = counts.windows;
+            for count in &mut in_windows {
+                *count = count.saturating_sub(after_to);
+            }
             recent.coordinator = Some(TrailingCommits {
-                in_windows: counts.windows,
-                after_newest: after[i],
+                in_windows,
+                after_newest: after_from - after_to,
             });
         }
     }
@@ -150,9 +180,9 @@ mod tests {
         }
     }
 
-    fn lagging(newest: i64) -> TableScan {
+    fn table(newest: i64, transactions: u64) -> TableScan {
         let mut recent = crate::analyze::RecentCommits::new(1_000);
-        recent.transactions = Some([0, 0, 0, 0, MIN_RATE_EVIDENCE]);
+        recent.transactions = Some([0, 0, 0, 0, transactions]);
         TableScan {
             max_committed_at: Some(newest),
             recent: Some(Box::new(recent)),
@@ -160,19 +190,17 @@ mod tests {
         }
     }
 
+    /// Three tables stopped at 100, 200 and 700, the Coordinator's newest row at 1 000 (a
+    /// read-only tail after every table's newest write); a fourth has too few transactions.
     #[test]
-    fn counts_committed_rows_more_than_the_tolerance_after_each_newest_write() {
+    fn counts_the_commits_in_each_lag_from_the_tolerance_to_what_it_lags() {
         let tolerance = CLOCK_TOLERANCE_MS;
-        let mut scans = vec![
-            lagging(100 - tolerance),
-            lagging(200 - tolerance),
-            lagging(300 - tolerance),
+        let mut scans = [
+            table(100 - tolerance, MIN_RATE_EVIDENCE),
+            table(200 - tolerance, MIN_RATE_EVIDENCE),
+            table(700, MIN_RATE_EVIDENCE),
+            table(0, MIN_RATE_EVIDENCE - 1),
         ];
-        // Too few transactions to judge: not counted.
-        scans.push(TableScan {
-            recent: Some(Box::new(crate::analyze::RecentCommits::new(1_000))),
-            ..lagging(0)
-        });
         let coordinator = CoordinatorObservation::Present(crate::analyze::CoordinatorScan {
             max_created_at: Some(1_000),
             ..crate::analyze::CoordinatorScan::default()
@@ -182,12 +210,13 @@ mod tests {
             has_child_ids: false,
             has_write_set: false,
         };
-        let pass = LagPass::plan(&coordinator, &schema, &scans).expect("three tables lag");
+        let pass = LagPass::plan(&coordinator, &schema, &scans.iter().collect::<Vec<_>>())
+            .expect("two tables lag");
         let (mut a, mut b) = (LagCounts::default(), LagCounts::default());
         for at in [50, 100, 150, 201, 250] {
             pass.add(&mut a, &row(3, at));
         }
-        for at in [300, 301, 999] {
+        for at in [300, 700, 701, 999] {
             pass.add(&mut b, &row(3, at));
         }
         // ABORTED rows never count.
@@ -199,10 +228,18 @@ mod tests {
             .map(|s| s.recent.as_ref().and_then(|r| r.coordinator))
             .collect();
         let after: Vec<_> = trailing.iter().map(|t| t.map(|t| t.after_newest)).collect();
-        // After 100: 150, 201, 250, 300, 301, 999; after 200: 201..999; after 300: 301, 999.
-        assert_eq!(after, [Some(6), Some(5), Some(2), None]);
-        // The 250 ms window ending at 1 000 holds the row at 999; the 1 s window all 8.
+        // In (100, 700]: 150, 201, 250, 300, 700; in (200, 700]: 201, 250, 300, 700. The table
+        // that stopped last lags nothing (the others are older), the fourth is not judged.
+        assert_eq!(after, [Some(5), Some(4), None, None]);
+        // The windows end at the lag's end: the 250 ms window (750, 1 000] holds none of it,
+        // the 1 s window the 7 rows up to 700.
         let windows = trailing[0].expect("counted").in_windows;
-        assert_eq!(windows, [1, 8, 8, 8, 8]);
+        assert_eq!(windows, [0, 7, 7, 7, 7]);
+        // Nothing lags with a Coordinator whose rows stand for groups.
+        let group = CoordinatorSchema {
+            has_child_ids: true,
+            ..schema
+        };
+        assert!(LagPass::plan(&coordinator, &group, &scans.iter().collect::<Vec<_>>()).is_none());
     }
 }
