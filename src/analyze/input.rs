@@ -310,3 +310,64 @@ pub enum DiscoveryNote {
     /// `full_table_name` or `column_name`): the tables they describe are unknown.
     InvalidMetadataRows { table: String, rows: u64 },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(prepared: i64, committed: i64) -> RecordMeta {
+        RecordMeta {
+            tx_state: Some(3),
+            tx_prepared_at: Some(prepared),
+            tx_committed_at: Some(committed),
+            ..RecordMeta::default()
+        }
+    }
+
+    /// Counted as the SQL stores count them: one per transaction at its newest commit,
+    /// one-phase commits, PREPARED records and records older than the last minute left out;
+    /// two ranges' counts are a union, never a sum.
+    #[test]
+    fn distinct_transactions_per_window_count_each_transaction_once() {
+        let reference = 100_000;
+        let (mut a, mut b) = (RecentTransactions::default(), RecentTransactions::default());
+        a.add(reference, Some("t1"), &committed(99_000, 99_900));
+        a.add(reference, Some("t1"), &committed(98_000, 98_500));
+        // The same transaction's write in another range.
+        b.add(reference, Some("t1"), &committed(99_000, 99_900));
+        b.add(reference, Some("t2"), &committed(98_000, 98_900));
+        // One-phase commit: no Coordinator row.
+        b.add(reference, Some("t3"), &committed(99_950, 99_950));
+        // PREPARED, older than the last minute, no id: not counted.
+        b.add(
+            reference,
+            Some("t4"),
+            &RecordMeta {
+                tx_state: Some(1),
+                ..committed(99_960, 99_970)
+            },
+        );
+        b.add(reference, Some("t5"), &committed(10_000, 20_000));
+        b.add(reference, None, &committed(99_000, 99_990));
+        a.merge(b);
+        // 250 ms and 1 s: t1 (its newest commit, 99 900); 4 s and up: t1 and t2 (98 900).
+        assert_eq!(a.counts(reference), Some([1, 1, 2, 2, 2]));
+    }
+
+    #[test]
+    fn past_the_bound_the_transactions_are_not_counted() {
+        let reference = 100_000;
+        let mut all = RecentTransactions::default();
+        let mut other = RecentTransactions::default();
+        for i in 0..MAX_RECENT_TRANSACTIONS {
+            all.add(reference, Some(&format!("a{i}")), &committed(99_000, 99_500));
+        }
+        assert!(all.counts(reference).is_some());
+        other.add(reference, Some("one-more"), &committed(99_000, 99_500));
+        all.merge(other);
+        assert_eq!(all.counts(reference), None);
+        // And it stays unknown: a later record cannot make the count look complete.
+        all.add(reference, Some("later"), &committed(99_000, 99_600));
+        assert_eq!(all.counts(reference), None);
+    }
+}
