@@ -360,7 +360,11 @@ mod tests {
         let mut all = RecentTransactions::default();
         let mut other = RecentTransactions::default();
         for i in 0..MAX_RECENT_TRANSACTIONS {
-            all.add(reference, Some(&format!("a{i}")), &committed(99_000, 99_500));
+            all.add(
+                reference,
+                Some(&format!("a{i}")),
+                &committed(99_000, 99_500),
+            );
         }
         assert!(all.counts(reference).is_some());
         other.add(reference, Some("one-more"), &committed(99_000, 99_500));
