@@ -336,11 +336,24 @@ pub struct TableLag {
     /// transactions the Coordinator shows committing after the table's newest write, at
     /// least. `None`: the rate is per second.
     pub commits_in_lag: Option<u64>,
-    /// When the chance is the trailing-run test: of the Coordinator's commits in the
-    /// window, how many wrote this table (distinct transactions, one-phase commits left
-    /// out). `None`: another rate.
+    /// The distinct transactions that wrote the table in the window (one-phase commits left
+    /// out), where they were counted (a SQL store counts them for a table that lags): the
+    /// rate is theirs then, not the records'. `None`: not counted.
     pub transactions_in_window: Option<u64>,
+    pub test: LagTest,
     pub significant: bool,
+}
+
+/// Which test a lag's chance comes from (`table-copied-early`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LagTest {
+    /// The table's writes per second before its newest write (Poisson).
+    PerSecond,
+    /// The table's writes per Coordinator commit, times the commits after it (Poisson).
+    PerCommit,
+    /// No writer among the commits after it, out of the window's (exact, no rate).
+    TrailingRun,
 }
 
 /// The cut's evidence and its judgement, in the report.
@@ -843,19 +856,23 @@ fn lag_of(recent: &RecentCommits, mark: i64, lag: i64) -> Option<TableLag> {
     // reference, which may be later than `mark`.
     let active = |width: i64| width.saturating_sub(recent.reference_ms.saturating_sub(mark));
     let tested = lag.saturating_sub(CLOCK_TOLERANCE_MS);
-    let candidates: Vec<(i64, u64, i64)> = RATE_WINDOWS_MS
+    // Where the table's distinct transactions were counted, the rate is theirs (a table
+    // each transaction writes several times is not written several times as often).
+    let candidates: Vec<(i64, u64, Option<u64>, i64)> = RATE_WINDOWS_MS
         .iter()
         .zip(recent.counts)
-        .map(|(w, n)| (*w, n, active(*w)))
-        .filter(|(_, _, span)| *span > 0)
+        .enumerate()
+        .map(|(i, (w, n))| (*w, n, writers(recent, i), active(*w)))
+        .filter(|(_, _, _, span)| *span > 0)
         .collect();
     // The smallest window whose span before the newest write is at least three lags: the
     // rate just before the table stopped, long enough not to be the lag itself.
-    let (window, writes, span) = candidates
+    let (window, records, transactions, span) = candidates
         .iter()
         .copied()
-        .find(|(_, _, span)| *span >= tested.saturating_mul(3))
+        .find(|(_, _, _, span)| *span >= tested.saturating_mul(3))
         .or_else(|| candidates.last().copied())?;
+    let writes = transactions.unwrap_or(records);
     let rate = as_f64(writes) / as_f64_i(span);
     let expected = rate * as_f64_i(tested);
     let p = (-expected).exp();
@@ -865,13 +882,21 @@ fn lag_of(recent: &RecentCommits, mark: i64, lag: i64) -> Option<TableLag> {
         lag_ms: lag,
         behind: String::new(),
         window_ms: window,
-        writes_in_window: writes,
+        writes_in_window: records,
         expected_writes: Probability(expected),
         p_no_write: Probability(p),
         commits_in_lag: None,
-        transactions_in_window: None,
+        transactions_in_window: transactions,
+        test: LagTest::PerSecond,
         significant: writes >= MIN_RATE_EVIDENCE && p < LAG_SIGNIFICANCE,
     })
+}
+
+/// The distinct transactions that wrote the table in window `i`, where they were counted
+/// (never more than its records there).
+fn writers(recent: &RecentCommits, i: usize) -> Option<u64> {
+    let transactions = recent.transactions?.get(i).copied()?;
+    Some(transactions.min(recent.counts[i]))
 }
 
 /// The significance of the lag counted in Coordinator commits: the table's writes per
@@ -902,7 +927,11 @@ fn lag_by_commits(
     if commits == 0 {
         return None;
     }
-    let expected = as_f64(writes) / as_f64(commits) * as_f64(in_lag);
+    // Where the table's distinct transactions were counted, the rate is theirs: a table each
+    // transaction writes several times is written by one transaction per commit, not
+    // several.
+    let transactions = writers(recent, i);
+    let expected = as_f64(transactions.unwrap_or(writes)) / as_f64(commits) * as_f64(in_lag);
     let p = (-expected).exp();
     Some(TableLag {
         storage: None,
@@ -914,8 +943,9 @@ fn lag_by_commits(
         expected_writes: Probability(expected),
         p_no_write: Probability(p),
         commits_in_lag: Some(in_lag),
-        transactions_in_window: None,
-        significant: writes >= MIN_RATE_EVIDENCE && p < LAG_SIGNIFICANCE,
+        transactions_in_window: transactions,
+        test: LagTest::PerCommit,
+        significant: transactions.unwrap_or(writes) >= MIN_RATE_EVIDENCE && p < LAG_SIGNIFICANCE,
     })
 }
 
@@ -971,31 +1001,35 @@ fn lag_by_transactions(recent: &RecentCommits, mark: i64, lag: i64) -> Option<Ta
         p_no_write: Probability(p),
         commits_in_lag: Some(n),
         transactions_in_window: Some(k),
+        test: LagTest::TrailingRun,
         significant: k >= MIN_RATE_EVIDENCE && p < LAG_SIGNIFICANCE,
     })
 }
 
 fn lag_finding(lag: &TableLag) -> Finding {
-    let rate = match (lag.commits_in_lag, lag.transactions_in_window) {
-        (Some(commits), Some(wrote)) => format!(
-            "was written by {wrote} of the transactions the Coordinator shows committing in the \
-             {} before and by none of the {commits} committed after its newest write: had it \
-             been copied with the rest, which transactions wrote it would not depend on when \
-             they committed, and",
-            human_ms(lag.window_ms),
+    let written = match lag.transactions_in_window {
+        Some(transactions) => format!(
+            "was written by {transactions} transaction(s) ({} record(s))",
+            lag.writes_in_window
         ),
-        (Some(commits), None) => format!(
-            "committed {} record(s) in the {} before, and the Coordinator shows {commits} \
+        None => format!("committed {} record(s)", lag.writes_in_window),
+    };
+    let commits = lag.commits_in_lag.unwrap_or(0);
+    let window = human_ms(lag.window_ms);
+    let rate = match lag.test {
+        LagTest::TrailingRun => format!(
+            "was written by {} of the transactions the Coordinator shows committing in the \
+             {window} before and by none of the {commits} committed after its newest write: \
+             had it been copied with the rest, which transactions wrote it would not depend on \
+             when they committed, and",
+            lag.transactions_in_window.unwrap_or(0),
+        ),
+        LagTest::PerCommit => format!(
+            "{written} in the {window} before, and the Coordinator shows {commits} \
              transaction(s) committing after its newest write: at the table's writes per \
              transaction",
-            lag.writes_in_window,
-            human_ms(lag.window_ms),
         ),
-        (None, _) => format!(
-            "committed {} record(s) in the {} before: at that rate",
-            lag.writes_in_window,
-            human_ms(lag.window_ms),
-        ),
+        LagTest::PerSecond => format!("{written} in the {window} before: at that rate"),
     };
     let mut finding = Finding::new(
         Code::TableCopiedEarly,
@@ -1437,11 +1471,12 @@ mod tests {
         let audit = lag_of("audit");
         assert_eq!(
             (
+                audit.test,
                 audit.window_ms,
                 audit.commits_in_lag,
                 audit.transactions_in_window
             ),
-            (4_000, Some(8), Some(31)),
+            (LagTest::TrailingRun, 4_000, Some(8), Some(31)),
             "{audit:?}"
         );
         // C(32, 31) / C(40, 31) = 32 / C(40, 9).
@@ -1461,9 +1496,34 @@ mod tests {
         assert!(!half.significant, "{half:?}");
         let odd = lag_of("odd");
         assert!(
-            odd.transactions_in_window.is_none() && !odd.significant,
+            odd.test != LagTest::TrailingRun && !odd.significant,
             "{odd:?}"
         );
+    }
+
+    /// A table a few transactions write many records each: per record the lag reads as a
+    /// table most transactions write; its distinct transactions (counted when it lags) say
+    /// one commit in ten writes it, and 30 commits without one are plausible.
+    #[test]
+    fn a_lag_per_commit_counts_writers_not_records_where_they_were_counted() {
+        let lag = 1_100;
+        let tables = [summary("batch", NOW - lag), summary("accounts", NOW)];
+        let coordinator = windows(NOW, NOW, 30);
+        let mut batch = windows(NOW, NOW - lag, 30);
+        let mut recent = BTreeMap::new();
+        recent.insert(tables[0].table.clone(), batch.clone());
+        let (by_records, findings) = judged(&[], None, &tables, &recent, Some(&coordinator));
+        assert!(by_records.lags[0].significant, "{by_records:?}");
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let mut writers = [0; TX_WINDOWS];
+        for (w, records) in writers.iter_mut().zip(batch.counts) {
+            *w = records / 10;
+        }
+        batch.transactions = Some(writers);
+        recent.insert(tables[0].table.clone(), batch);
+        let (by_writers, findings) = judged(&[], None, &tables, &recent, Some(&coordinator));
+        assert!(!by_writers.lags[0].significant, "{by_writers:?}");
+        assert!(findings.is_empty(), "{findings:#?}");
     }
 
     #[test]
