@@ -344,22 +344,14 @@ async fn scan(
     }
 
     // The Coordinator's commits after each lagging table's newest write, in one pass.
-    if let Some(schema) = coordinator_schema {
-        let scanned: Vec<&TableScan> = scans.iter().filter_map(|s| s.as_ref().ok()).collect();
-        let pass = LagPass::plan(&coordinator, schema, &scanned);
-        drop(scanned);
-        if let Some(pass) = pass {
-            let counts: LagCounts = coordinator_store
-                .fold_coordinator(
-                    schema,
-                    &|acc: &mut LagCounts, row| pass.add(acc, &row),
-                    &LagCounts::merge,
-                )
-                .await
-                .map_err(|e| in_storage(&plan.storages[plan.coordinator], e))?;
-            let scanned = scans.iter_mut().filter_map(|s| s.as_mut().ok());
-            pass.fill(&counts, scanned);
-        }
+    let lag_pass = coordinator_schema
+        .and_then(|schema| Some((schema, LagPass::plan(&coordinator, schema, &scans)?)));
+    if let Some((schema, pass)) = lag_pass {
+        let counts: LagCounts = coordinator_store
+            .fold_coordinator(schema, &|acc, row| pass.add(acc, &row), &LagCounts::merge)
+            .await
+            .map_err(|e| in_storage(&plan.storages[plan.coordinator], e))?;
+        pass.fill(&counts, &mut scans);
     }
 
     let proof = match (coordinator_schema, &coordinator) {

@@ -75,11 +75,12 @@ impl LagPass {
     /// The pass the tables need: `None` when no table lags with transactions enough to
     /// judge, or the Coordinator's rows are not one per transaction (a group-commit parent
     /// row stands for its children; 3.19 write-set logging's clean-up deletes rows).
-    pub(super) fn plan(
+    pub(super) fn plan<E>(
         coordinator: &CoordinatorObservation,
         schema: &CoordinatorSchema,
-        scans: &[&TableScan],
+        scans: &[Result<TableScan, E>],
     ) -> Option<Self> {
+        let scans: Vec<&TableScan> = scans.iter().filter_map(|s| s.as_ref().ok()).collect();
         let CoordinatorObservation::Present(scan) = coordinator else {
             return None;
         };
@@ -132,13 +133,10 @@ impl LagPass {
         counts.buckets[below - 1] += 1;
     }
 
-    /// Sets each lagging table's side of the trailing-run test; `scans` in the order
-    /// [`Self::plan`] saw them.
-    pub(super) fn fill<'a>(
-        &self,
-        counts: &LagCounts,
-        scans: impl IntoIterator<Item = &'a mut TableScan>,
-    ) {
+    /// Sets each lagging table's side of the trailing-run test; `scans` as [`Self::plan`]
+    /// saw them.
+    pub(super) fn fill<E>(&self, counts: &LagCounts, scans: &mut [Result<TableScan, E>]) {
+        let scans = scans.iter_mut().filter_map(|s| s.as_mut().ok());
         // after[i]: the COMMITTED rows created after edges[i].
         let mut after = vec![0; self.edges.len()];
         let mut total = 0;
@@ -147,7 +145,7 @@ impl LagPass {
             after[i] = total;
         }
         let after_edge = |at: i64| self.edges.binary_search(&at).ok().map(|i| after[i]);
-        for (scan, span) in scans.into_iter().zip(&self.spans) {
+        for (scan, span) in scans.zip(&self.spans) {
             let (Some((from, to)), Some(recent)) = (span, scan.recent.as_mut()) else {
                 continue;
             };
@@ -195,11 +193,11 @@ mod tests {
     #[test]
     fn counts_the_commits_in_each_lag_from_the_tolerance_to_what_it_lags() {
         let tolerance = CLOCK_TOLERANCE_MS;
-        let mut scans = [
-            table(100 - tolerance, MIN_RATE_EVIDENCE),
-            table(200 - tolerance, MIN_RATE_EVIDENCE),
-            table(700, MIN_RATE_EVIDENCE),
-            table(0, MIN_RATE_EVIDENCE - 1),
+        let mut scans: [Result<TableScan, ()>; 4] = [
+            Ok(table(100 - tolerance, MIN_RATE_EVIDENCE)),
+            Ok(table(200 - tolerance, MIN_RATE_EVIDENCE)),
+            Ok(table(700, MIN_RATE_EVIDENCE)),
+            Ok(table(0, MIN_RATE_EVIDENCE - 1)),
         ];
         let coordinator = CoordinatorObservation::Present(crate::analyze::CoordinatorScan {
             max_created_at: Some(1_000),
@@ -210,8 +208,7 @@ mod tests {
             has_child_ids: false,
             has_write_set: false,
         };
-        let pass = LagPass::plan(&coordinator, &schema, &scans.iter().collect::<Vec<_>>())
-            .expect("two tables lag");
+        let pass = LagPass::plan(&coordinator, &schema, &scans).expect("two tables lag");
         let (mut a, mut b) = (LagCounts::default(), LagCounts::default());
         for at in [50, 100, 150, 201, 250] {
             pass.add(&mut a, &row(3, at));
@@ -222,9 +219,10 @@ mod tests {
         // ABORTED rows never count.
         pass.add(&mut b, &row(4, 500));
         a.merge(b);
-        pass.fill(&a, scans.iter_mut());
+        pass.fill(&a, &mut scans);
         let trailing: Vec<_> = scans
             .iter()
+            .flatten()
             .map(|s| s.recent.as_ref().and_then(|r| r.coordinator))
             .collect();
         let after: Vec<_> = trailing.iter().map(|t| t.map(|t| t.after_newest)).collect();
@@ -240,6 +238,6 @@ mod tests {
             has_child_ids: true,
             ..schema
         };
-        assert!(LagPass::plan(&coordinator, &group, &scans.iter().collect::<Vec<_>>()).is_none());
+        assert!(LagPass::plan(&coordinator, &group, &scans).is_none());
     }
 }

@@ -159,21 +159,13 @@ where
     }
 
     // The Coordinator's commits after each lagging table's newest write, in one pass.
-    if let Some(schema) = coordinator_schema {
-        let scanned: Vec<&TableScan> = scans.iter().filter_map(|s| s.as_ref().ok()).collect();
-        let pass = LagPass::plan(&coordinator, schema, &scanned);
-        drop(scanned);
-        if let Some(pass) = pass {
-            let counts: LagCounts = store
-                .fold_coordinator(
-                    schema,
-                    &|acc: &mut LagCounts, row| pass.add(acc, &row),
-                    &LagCounts::merge,
-                )
-                .await?;
-            let scanned = scans.iter_mut().filter_map(|s| s.as_mut().ok());
-            pass.fill(&counts, scanned);
-        }
+    let lag_pass = coordinator_schema
+        .and_then(|schema| Some((schema, LagPass::plan(&coordinator, schema, &scans)?)));
+    if let Some((schema, pass)) = lag_pass {
+        let counts: LagCounts = store
+            .fold_coordinator(schema, &|acc, row| pass.add(acc, &row), &LagCounts::merge)
+            .await?;
+        pass.fill(&counts, &mut scans);
     }
 
     // The write-set proof, where the Coordinator logs write sets and could be read.
