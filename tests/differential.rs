@@ -26,6 +26,8 @@ use serde::Deserialize;
 
 #[path = "differential/multi_storage.rs"]
 mod multi_storage;
+#[path = "differential/rehearsal.rs"]
+mod rehearsal;
 
 const BIN: &str = env!("CARGO_BIN_EXE_scalardb-verify");
 const CASES_ENV: &str = "SCALARDB_VERIFY_ORACLE_CASES";
@@ -738,6 +740,7 @@ async fn oracle_cases_agree_with_scalardb() {
     let mut servers = Servers::default();
     let mut failures = Vec::new();
     let mut records = 0;
+    let mut rehearsed = 0;
     for (n, case) in cases.iter().enumerate() {
         let run = match multi_storage::drill(case) {
             Some(run) => run,
@@ -749,6 +752,12 @@ async fn oracle_cases_agree_with_scalardb() {
         records += case.truth.recovered.len();
         let mut problems = check(case, &run);
         problems.extend(multi_storage::problems(case, &run));
+        if let Ok(report) = serde_json::from_str::<Report>(&run.stdout) {
+            if let Some(more) = rehearsal::problems(case, &report) {
+                rehearsed += 1;
+                problems.extend(more);
+            }
+        }
         if case.truth.money_conserved.is_some() {
             eprintln!(
                 "differential: {}: {}",
@@ -784,11 +793,12 @@ async fn oracle_cases_agree_with_scalardb() {
             .or_default() += 1;
     }
     eprintln!(
-        "differential: {} cases, {} recovered records, {} cases disagree; cases per ScalarDB \
-         version and variant: {}",
+        "differential: {} cases, {} recovered records, {} cases disagree ({} SQLite cases \
+         rehearsed with drill --recover); cases per ScalarDB version and variant: {}",
         cases.len(),
         records,
         failures.len(),
+        rehearsed,
         lines
             .iter()
             .map(|((version, variant), n)| format!("{version} {variant}: {n}"))
