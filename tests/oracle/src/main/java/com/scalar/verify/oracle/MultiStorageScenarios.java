@@ -14,8 +14,8 @@ import java.util.TreeMap;
 
 /**
  * The multi-storage cases ({@link MultiStorageBackend}: Coordinator and bank_a in PostgreSQL,
- * bank_b in the other storage, MariaDB or SQLite; the case ids name it, {@code pg-mariadb-*} or
- * {@code pg-sqlite-*}). A transfer debits bank_a and credits bank_b, so every transfer spans both
+ * bank_b in the other storage, MariaDB, SQLite or Cassandra; the case ids name it,
+ * {@code pg-mariadb-*}, {@code pg-sqlite-*} or {@code pg-cassandra-*}). A transfer debits bank_a and credits bank_b, so every transfer spans both
  * databases. Cuts are per storage: {@link #quiet} dumps both while the workload is idle;
  * {@link #tornCut} dumps PostgreSQL, lets transactions run, then dumps the other.
  *
@@ -95,6 +95,17 @@ final class MultiStorageScenarios {
         ctx -> twoServicesTorn(ctx, true)));
     if (engine.equals("mariadb")) {
       out.addAll(coordinatorOnOther(pre, engine));
+    }
+    if (engine.equals("cassandra")) {
+      // Rolled forward from PostgreSQL's Coordinator: a transfer whose COMMITTED row reached
+      // PostgreSQL and whose records stayed PREPARED in both databases (bank_b's in the
+      // Cassandra snapshot), then both cut in one quiet moment.
+      out.add(new CaseSpec(pre + "quiet-committed-no-records", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.transferWithCrash(s[1], Faults.crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
+        quiet(ctx);
+      }));
     }
     return out;
   }
