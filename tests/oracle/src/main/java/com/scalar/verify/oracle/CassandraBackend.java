@@ -393,6 +393,9 @@ final class CassandraBackend implements Backend {
     Files.createDirectories(out);
     for (String ks : taken) {
       Path ksDir = jmx.dataDir().resolve(ks);
+      if (!Files.isDirectory(ksDir)) {
+        continue; // a keyspace without tables
+      }
       List<Path> tables;
       try (Stream<Path> s = Files.list(ksDir)) {
         tables = s.sorted().toList();
