@@ -106,6 +106,18 @@ final class MultiStorageScenarios {
         ctx.transferWithCrash(s[1], Faults.crashAfter(b -> b.isCoordinatorState(3)), "state_committed_no_records");
         quiet(ctx);
       }));
+      // Pending in Cassandra only, both ways: a two-phase transfer (coordinator debits bank_a,
+      // participant credits bank_b) prepared and validated on both, committed by the
+      // coordinator only (COMMITTED in PostgreSQL, bank_b left PREPARED in Cassandra:
+      // committed_some, rolled forward); one prepared by the participant only (bank_b PREPARED
+      // in Cassandra, no Coordinator row: prepared_some, rolled back).
+      out.add(new CaseSpec(pre + "quiet-prepared-in-cassandra", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+        int[] s = ctx.seed(3);
+        ctx.transfer(s[0]);
+        ctx.twoPc(s[1], "committed_some").prepareAll().validateAll().commitCoordinator();
+        ctx.twoPc(s[2], "prepared_some").prepareParticipant();
+        quiet(ctx);
+      }));
     }
     return out;
   }
