@@ -13,7 +13,9 @@ import java.util.Properties;
  * One ScalarDB deployment over two databases through ScalarDB's own multi-storage configuration
  * ({@code scalar.db.storage=multi-storage}): storage {@value #PG} (PostgreSQL) holds the
  * Coordinator namespace and {@code bank_a}; the other storage holds {@code bank_b}: MariaDB
- * ({@code maria}, backend {@value #NAME}) or SQLite ({@code lite}, backend {@value #NAME_SQLITE}).
+ * ({@code maria}, backend {@value #NAME}), SQLite ({@code lite}, backend {@value #NAME_SQLITE})
+ * or Cassandra ({@code cass}, backend {@value #NAME_CASSANDRA}; its backup is a real snapshot of
+ * the node, {@code backup.cassandra/}, taken over JMX, see {@link CassandraBackend#snapshot}).
  * Each storage is backed up by its own tool ({@code pg_dump} of the case database;
  * {@code mysqldump --single-transaction} of {@code bank_b} and {@code scalardb}, or SQLite's
  * online backup of its file), at one quiet moment or at different moments while transactions run
