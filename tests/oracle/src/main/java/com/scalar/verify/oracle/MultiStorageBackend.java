@@ -246,7 +246,8 @@ final class MultiStorageBackend implements Backend {
         throw new IllegalStateException(snapshot + " exists already");
       }
       CassandraBackend.copyTree(parts.get(1).resolve("snapshot"), snapshot);
-      Files.copy(parts.get(1).resolve("reload.cql"), dir.resolve(CASSANDRA_RELOAD), StandardCopyOption.REPLACE_EXISTING);
+      Files.copy(parts.get(1).resolve("reload.cql"), dir.resolve(CASSANDRA_RELOAD),
+          StandardCopyOption.REPLACE_EXISTING);
       return;
     }
     Files.copy(parts.get(1), dir.resolve(other.file()), StandardCopyOption.REPLACE_EXISTING);
