@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Starts a [`CassandraInstance`] (jars from `scripts/install-cassandra`), prints one line
-//! `READY host:port <instance dir>` on stdout, then waits. The node is stopped cleanly (and its
+//! `READY host:port <instance dir> <JMX port> <JMX password file> <data dir>` on stdout, then
+//! waits. The node is stopped cleanly (and its
 //! directory removed) when stdin reaches EOF or on SIGTERM/SIGINT. The run id labels the
 //! instance directory for `sweep_cassandra`; it comes from the argument, else
 //! `CASSANDRA_NODE_RUN_ID`, else `cassandra-node-<pid>`. Errors go to stderr, exit status 1.
@@ -49,11 +50,16 @@ async fn main() -> ExitCode {
         _ = int.recv() => return ExitCode::FAILURE,
     };
     let mut stdout = std::io::stdout();
+    // Then the node's JMX (port, and the file holding its user and password) and data
+    // directory, for a caller that takes snapshots itself (the oracle's multi-storage-cassandra).
     let ready = writeln!(
         stdout,
-        "READY {} {}",
+        "READY {} {} {} {} {}",
         node.contact_point(),
-        node.dir().display()
+        node.dir().display(),
+        node.jmx_port(),
+        node.box_dir().join("jmx.password").display(),
+        node.data_dir().display()
     )
     .and_then(|()| stdout.flush());
     if ready.is_ok() {

@@ -46,6 +46,7 @@ fn url(engine: &str) -> &'static str {
         "postgres" => "postgres://-/app",
         "mariadb" | "mysql" => "mysql://-/",
         "sqlite" => "sqlite:///backup.sqlite",
+        "cassandra" => "cassandra://127.0.0.1",
         other => panic!("multi-storage case with a storage of engine {other:?}: not supported yet"),
     }
 }

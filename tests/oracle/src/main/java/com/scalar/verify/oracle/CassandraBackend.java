@@ -19,6 +19,12 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.stream.Stream;
+import javax.management.MBeanServerConnection;
+import javax.management.ObjectName;
+import javax.management.remote.JMXConnector;
+import javax.management.remote.JMXConnectorFactory;
+import javax.management.remote.JMXServiceURL;
 
 /**
  * Cassandra: one node the caller started, shared by every case, so a case owns the node's
@@ -349,5 +355,84 @@ final class CassandraBackend implements Backend {
   @Override
   public void release(String caseId, Namespaces ns) {
     dropCaseKeyspaces();
+  }
+
+  /**
+   * The node's JMX and data directory, for {@link #snapshot}: given only for a node the oracle
+   * started (scripts/oracle, examples/cassandra-node.rs).
+   */
+  record Jmx(int port, Path passwordFile, Path dataDir) {}
+
+  /**
+   * What {@code nodetool snapshot -t TAG KEYSPACE...} does, over the node's JMX (StorageService's
+   * takeSnapshot, which flushes the keyspaces' memtables first), then the snapshot copied out of
+   * the node's data directory into {@code out} in the layout of one node's data directory:
+   * {@code out/KEYSPACE/TABLE-ID/snapshots/TAG/} with its SSTables, manifest.json and the
+   * schema.cql Cassandra writes. Keyspaces that do not exist are left out.
+   */
+  void snapshot(Jmx jmx, String tag, List<String> keyspaces, Path out) throws Exception {
+    Set<String> existing = new LinkedHashSet<>();
+    for (Row r : query("SELECT keyspace_name FROM system_schema.keyspaces")) {
+      existing.add(r.getString(0));
+    }
+    List<String> taken = new ArrayList<>();
+    for (String ks : keyspaces) {
+      if (existing.contains(ks)) {
+        taken.add(ks);
+      }
+    }
+    String[] cred = Files.readString(jmx.passwordFile(), StandardCharsets.UTF_8).trim().split("\\s+", 2);
+    JMXServiceURL url =
+        new JMXServiceURL("service:jmx:rmi:///jndi/rmi://127.0.0.1:" + jmx.port() + "/jmxrmi");
+    try (JMXConnector c = JMXConnectorFactory.connect(url, Map.of(JMXConnector.CREDENTIALS, cred))) {
+      MBeanServerConnection m = c.getMBeanServerConnection();
+      m.invoke(new ObjectName("org.apache.cassandra.db:type=StorageService"), "takeSnapshot",
+          new Object[] {tag, new java.util.HashMap<String, String>(), taken.toArray(new String[0])},
+          new String[] {String.class.getName(), Map.class.getName(), String[].class.getName()});
+    }
+    Files.createDirectories(out);
+    for (String ks : taken) {
+      Path ksDir = jmx.dataDir().resolve(ks);
+      if (!Files.isDirectory(ksDir)) {
+        continue; // a keyspace without tables
+      }
+      List<Path> tables;
+      try (Stream<Path> s = Files.list(ksDir)) {
+        tables = s.sorted().toList();
+      }
+      for (Path table : tables) {
+        Path snap = table.resolve("snapshots").resolve(tag);
+        if (!Files.isDirectory(snap)) {
+          continue;
+        }
+        Path dest = out.resolve(ks).resolve(table.getFileName()).resolve("snapshots").resolve(tag);
+        Files.createDirectories(dest);
+        List<Path> files;
+        try (Stream<Path> s = Files.list(snap)) {
+          files = s.sorted().toList();
+        }
+        for (Path f : files) {
+          if (Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            Files.copy(f, dest.resolve(f.getFileName()));
+          }
+        }
+      }
+    }
+  }
+
+  /** Copies a directory tree (regular files and directories). */
+  static void copyTree(Path from, Path to) throws IOException {
+    List<Path> all;
+    try (Stream<Path> s = Files.walk(from)) {
+      all = s.sorted().toList();
+    }
+    for (Path p : all) {
+      Path d = to.resolve(from.relativize(p).toString());
+      if (Files.isDirectory(p)) {
+        Files.createDirectories(d);
+      } else {
+        Files.copy(p, d, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+      }
+    }
   }
 }

@@ -69,12 +69,16 @@ public final class Main {
 
   private static void usage() {
     System.err.println(
-        "usage: generate --backend sqlite|postgres|mariadb|cassandra|multi-storage|multi-storage-sqlite --out DIR\n"
+        "usage: generate --backend sqlite|postgres|mariadb|cassandra|multi-storage|multi-storage-sqlite\n"
+            + "                |multi-storage-cassandra --out DIR\n"
             + "                [--only REGEX] [--work DIR]\n"
             + "                [--variant " + String.join("|", Variant.names()) + "]\n"
             + "         postgres:  --host H --port P --user U [--password W] --bin DIR (pg_dump, psql)\n"
             + "         mariadb:   --host H --port P --user U [--password W] --bin DIR (mysqldump, mysql)\n"
             + "         cassandra: --cassandra HOST:PORT\n"
+            + "         multi-storage-cassandra: --pg-host H --pg-port P --pg-user U --pg-bin DIR\n"
+            + "                    --cassandra HOST:PORT --cassandra-jmx PORT --cassandra-jmx-file F\n"
+            + "                    --cassandra-data DIR (the node's data directory, for its snapshots)\n"
             + "       list [--backend B] [--only REGEX]\n"
             + "       workload --cassandra H1:P1[,H2:P2...] [--seconds N] [--replication-factor RF]\n"
             + "                [--threads T] [--slots S]");
@@ -96,6 +100,7 @@ public final class Main {
             o.getOrDefault("user", "root"), o.getOrDefault("password", ""), o.getOrDefault("bin", ""));
       case MultiStorageBackend.NAME:
       case MultiStorageBackend.NAME_SQLITE:
+      case MultiStorageBackend.NAME_CASSANDRA:
         return MultiStorageBackend.parse(b, o);
       case "cassandra":
         if (!o.containsKey("cassandra")) {

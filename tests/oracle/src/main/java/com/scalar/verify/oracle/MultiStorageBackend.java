@@ -1,6 +1,5 @@
 package com.scalar.verify.oracle;
 
-import com.scalar.db.config.DatabaseConfig;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -14,7 +13,9 @@ import java.util.Properties;
  * One ScalarDB deployment over two databases through ScalarDB's own multi-storage configuration
  * ({@code scalar.db.storage=multi-storage}): storage {@value #PG} (PostgreSQL) holds the
  * Coordinator namespace and {@code bank_a}; the other storage holds {@code bank_b}: MariaDB
- * ({@code maria}, backend {@value #NAME}) or SQLite ({@code lite}, backend {@value #NAME_SQLITE}).
+ * ({@code maria}, backend {@value #NAME}), SQLite ({@code lite}, backend {@value #NAME_SQLITE})
+ * or Cassandra ({@code cass}, backend {@value #NAME_CASSANDRA}; its backup is a real snapshot of
+ * the node, {@code backup.cassandra/}, taken over JMX, see {@link CassandraBackend#snapshot}).
  * Each storage is backed up by its own tool ({@code pg_dump} of the case database;
  * {@code mysqldump --single-transaction} of {@code bank_b} and {@code scalardb}, or SQLite's
  * online backup of its file), at one quiet moment or at different moments while transactions run
@@ -32,6 +33,13 @@ import java.util.Properties;
 final class MultiStorageBackend implements Backend {
   static final String NAME = "multi-storage";
   static final String NAME_SQLITE = "multi-storage-sqlite";
+  static final String NAME_CASSANDRA = "multi-storage-cassandra";
+  /**
+   * The Cassandra storage's reload for the oracle's own restore (phase 2): a CQL dump of the
+   * same keyspaces taken right after the snapshot, with nothing running in between (the tool
+   * drills the snapshot, {@code backup.cassandra}).
+   */
+  static final String CASSANDRA_RELOAD = "backup.cassandra.cql";
   static final String PG = "pg";
   static final String PG_FILE = "backup.pg.sql";
   private static final String P = "scalar.db.multi_storage.";
@@ -51,10 +59,18 @@ final class MultiStorageBackend implements Backend {
   /** Per case name: the cut facts the scenario recorded (torn transactions, money). */
   final Map<String, Map<String, Object>> cutFacts = new LinkedHashMap<>();
 
-  private MultiStorageBackend(String backendName, PostgresBackend pg, Other other) {
+  /** The Cassandra node's JMX and data directory (multi-storage-cassandra only). */
+  private final CassandraBackend.Jmx jmx;
+
+  private MultiStorageBackend(String backendName, PostgresBackend pg, Other other, CassandraBackend.Jmx jmx) {
     this.backendName = backendName;
     this.pg = pg;
     this.other = other;
+    this.jmx = jmx;
+  }
+
+  private boolean cassandra() {
+    return other.backend() instanceof CassandraBackend;
   }
 
   /** The engine of the other storage of a multi-storage backend name, or null for another backend. */
@@ -62,6 +78,7 @@ final class MultiStorageBackend implements Backend {
     return switch (backendName) {
       case NAME -> "mariadb";
       case NAME_SQLITE -> "sqlite";
+      case NAME_CASSANDRA -> "cassandra";
       default -> null;
     };
   }
@@ -70,13 +87,26 @@ final class MultiStorageBackend implements Backend {
     PostgresBackend pg = new PostgresBackend(
         o.getOrDefault("pg-host", "127.0.0.1"), Integer.parseInt(o.get("pg-port")),
         o.getOrDefault("pg-user", "postgres"), o.getOrDefault("pg-password", ""), o.getOrDefault("pg-bin", ""));
-    Other other = backendName.equals(NAME_SQLITE)
-        ? new Other("lite", "sqlite", "backup.sqlite", new SqliteBackend())
-        : new Other("maria", "mariadb", "backup.mysql.sql", new MariaDbBackend(
-            o.getOrDefault("maria-host", "127.0.0.1"), Integer.parseInt(o.get("maria-port")),
-            o.getOrDefault("maria-user", "root"), o.getOrDefault("maria-password", ""),
-            o.getOrDefault("maria-bin", "")));
-    return new MultiStorageBackend(backendName, pg, other);
+    CassandraBackend.Jmx jmx = null;
+    Other other;
+    if (backendName.equals(NAME_SQLITE)) {
+      other = new Other("lite", "sqlite", "backup.sqlite", new SqliteBackend());
+    } else if (backendName.equals(NAME_CASSANDRA)) {
+      for (String k : List.of("cassandra", "cassandra-jmx", "cassandra-jmx-file", "cassandra-data")) {
+        if (!o.containsKey(k)) {
+          throw new IllegalArgumentException("--backend " + NAME_CASSANDRA + " needs --" + k);
+        }
+      }
+      other = new Other("cass", "cassandra", "backup.cassandra", CassandraBackend.parse(o.get("cassandra")));
+      jmx = new CassandraBackend.Jmx(Integer.parseInt(o.get("cassandra-jmx")),
+          Path.of(o.get("cassandra-jmx-file")), Path.of(o.get("cassandra-data")));
+    } else {
+      other = new Other("maria", "mariadb", "backup.mysql.sql", new MariaDbBackend(
+          o.getOrDefault("maria-host", "127.0.0.1"), Integer.parseInt(o.get("maria-port")),
+          o.getOrDefault("maria-user", "root"), o.getOrDefault("maria-password", ""),
+          o.getOrDefault("maria-bin", "")));
+    }
+    return new MultiStorageBackend(backendName, pg, other, jmx);
   }
 
   @Override
@@ -87,6 +117,12 @@ final class MultiStorageBackend implements Backend {
   @Override
   public String storage() {
     return "multi-storage";
+  }
+
+  /** Cassandra's replication for its namespaces (the JDBC admin ignores the option). */
+  @Override
+  public Map<String, String> namespaceOptions() {
+    return other.backend().namespaceOptions();
   }
 
   @Override
@@ -117,11 +153,14 @@ final class MultiStorageBackend implements Backend {
   private Properties multi(Properties pgProps, Properties otherProps, String coordinatorNs, String coordinatorStorage) {
     Properties p = new Properties();
     p.setProperty(P + "storages", PG + "," + other.name());
+    Map<String, String> adapters = Map.of(PG, pg.storage(), other.name(), other.backend().storage());
     for (Map.Entry<String, Properties> e : Map.of(PG, pgProps, other.name(), otherProps).entrySet()) {
       String s = P + "storages." + e.getKey() + ".";
-      p.setProperty(s + "storage", "jdbc");
-      for (String k : List.of(DatabaseConfig.CONTACT_POINTS, DatabaseConfig.USERNAME, DatabaseConfig.PASSWORD)) {
-        p.setProperty(s + k.substring("scalar.db.".length()), e.getValue().getProperty(k));
+      p.setProperty(s + "storage", adapters.get(e.getKey()));
+      for (String k : e.getValue().stringPropertyNames()) {
+        if (k.startsWith("scalar.db.")) {
+          p.setProperty(s + k.substring("scalar.db.".length()), e.getValue().getProperty(k));
+        }
       }
     }
     p.setProperty(P + "namespace_mapping",
@@ -134,8 +173,10 @@ final class MultiStorageBackend implements Backend {
   private static Properties storageProps(Properties multi, String storage) {
     Properties p = new Properties();
     String s = P + "storages." + storage + ".";
-    for (String k : List.of(DatabaseConfig.CONTACT_POINTS, DatabaseConfig.USERNAME, DatabaseConfig.PASSWORD)) {
-      p.setProperty(k, multi.getProperty(s + k.substring("scalar.db.".length())));
+    for (String k : multi.stringPropertyNames()) {
+      if (k.startsWith(s) && !k.equals(s + "storage")) {
+        p.setProperty("scalar.db." + k.substring(s.length()), multi.getProperty(k));
+      }
     }
     return p;
   }
@@ -163,6 +204,25 @@ final class MultiStorageBackend implements Backend {
    */
   Path dumpOther(Properties live, Namespaces ns, Path dir, String label, String caseId) throws Exception {
     Part part = coordinatorOnOther(caseId) ? Part.ALL : Part.DATA;
+    if (cassandra()) {
+      // A real snapshot of the node (what the tool drills), then the oracle's CQL reload of
+      // the same keyspaces, with nothing running in between.
+      CassandraBackend c = (CassandraBackend) other.backend();
+      Path out = dir.resolve(label);
+      List<String> keyspaces = new ArrayList<>();
+      if (part == Part.ALL) {
+        keyspaces.add(ns.coordinator());
+      }
+      keyspaces.add(ns.metadata());
+      keyspaces.add(Bank.NS_B);
+      String tag = "oracle_" + label.replaceAll("[^A-Za-z0-9]", "_") + "_" + System.currentTimeMillis();
+      c.snapshot(jmx, tag, keyspaces, out.resolve("snapshot"));
+      Path cql = c.dump(storageProps(live, other.name()), part, otherNamespaces(ns), out, "reload");
+      if (!cql.equals(out.resolve("reload.cql"))) {
+        throw new IllegalStateException("unexpected CQL dump " + cql);
+      }
+      return out;
+    }
     return other.backend().dump(storageProps(live, other.name()), part, otherNamespaces(ns), dir, label);
   }
 
@@ -180,6 +240,16 @@ final class MultiStorageBackend implements Backend {
     }
     Path dir = backupFile.getParent();
     Files.copy(parts.get(0), dir.resolve(PG_FILE), StandardCopyOption.REPLACE_EXISTING);
+    if (cassandra()) {
+      Path snapshot = dir.resolve(other.file());
+      if (Files.exists(snapshot)) {
+        throw new IllegalStateException(snapshot + " exists already");
+      }
+      CassandraBackend.copyTree(parts.get(1).resolve("snapshot"), snapshot);
+      Files.copy(parts.get(1).resolve("reload.cql"), dir.resolve(CASSANDRA_RELOAD),
+          StandardCopyOption.REPLACE_EXISTING);
+      return;
+    }
     Files.copy(parts.get(1), dir.resolve(other.file()), StandardCopyOption.REPLACE_EXISTING);
   }
 
@@ -187,7 +257,8 @@ final class MultiStorageBackend implements Backend {
   public Properties restore(Path backupFile, String caseId, Namespaces ns, Path work) throws Exception {
     Path dir = backupFile.getParent();
     Properties pgProps = pg.restore(dir.resolve(PG_FILE), caseId, ns, work);
-    Properties otherProps = other.backend().restore(dir.resolve(other.file()), caseId, ns, work);
+    Path otherBackup = dir.resolve(cassandra() ? CASSANDRA_RELOAD : other.file());
+    Properties otherProps = other.backend().restore(otherBackup, caseId, ns, work);
     return multi(pgProps, otherProps, ns.coordinator(), coordinatorStorage(caseId));
   }
 

@@ -14,9 +14,9 @@ import java.util.TreeMap;
 
 /**
  * The multi-storage cases ({@link MultiStorageBackend}: Coordinator and bank_a in PostgreSQL,
- * bank_b in the other storage, MariaDB or SQLite; the case ids name it, {@code pg-mariadb-*} or
- * {@code pg-sqlite-*}). A transfer debits bank_a and credits bank_b, so every transfer spans both
- * databases. Cuts are per storage: {@link #quiet} dumps both while the workload is idle;
+ * bank_b in the other storage, MariaDB, SQLite or Cassandra; the case ids name it,
+ * {@code pg-mariadb-*}, {@code pg-sqlite-*} or {@code pg-cassandra-*}). A transfer debits bank_a
+ * and credits bank_b, so every transfer spans both databases. Cuts are per storage: {@link #quiet} dumps both while the workload is idle;
  * {@link #tornCut} dumps PostgreSQL, lets transactions run, then dumps the other.
  *
  * <p>{@code pg-mariadb-coord-mariadb-*} keep the Coordinator table in MariaDB instead
@@ -95,6 +95,32 @@ final class MultiStorageScenarios {
         ctx -> twoServicesTorn(ctx, true)));
     if (engine.equals("mariadb")) {
       out.addAll(coordinatorOnOther(pre, engine));
+    }
+    if (engine.equals("cassandra")) {
+      // Rolled forward from PostgreSQL's Coordinator: a transfer whose COMMITTED row reached
+      // PostgreSQL and whose records stayed PREPARED in both databases (bank_b's in the
+      // Cassandra snapshot), then both cut in one quiet moment.
+      out.add(new CaseSpec(pre + "quiet-committed-no-records", false, Scenarios.DEFAULT_NS, "single_instant",
+          ctx -> {
+            int[] s = ctx.seed(2);
+            ctx.transfer(s[0]);
+            ctx.transferWithCrash(s[1], Faults.crashAfter(b -> b.isCoordinatorState(3)),
+                "state_committed_no_records");
+            quiet(ctx);
+          }));
+      // Pending in Cassandra only, both ways: a two-phase transfer (coordinator debits bank_a,
+      // participant credits bank_b) prepared and validated on both, committed by the
+      // coordinator only (COMMITTED in PostgreSQL, bank_b left PREPARED in Cassandra:
+      // committed_some, rolled forward); one prepared by the participant only (bank_b PREPARED
+      // in Cassandra, no Coordinator row: prepared_some, rolled back).
+      out.add(new CaseSpec(pre + "quiet-prepared-in-cassandra", false, Scenarios.DEFAULT_NS, "single_instant",
+          ctx -> {
+            int[] s = ctx.seed(3);
+            ctx.transfer(s[0]);
+            ctx.twoPc(s[1], "committed_some").prepareAll().validateAll().commitCoordinator();
+            ctx.twoPc(s[2], "prepared_some").prepareParticipant();
+            quiet(ctx);
+          }));
     }
     return out;
   }
