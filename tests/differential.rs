@@ -26,6 +26,8 @@ use serde::Deserialize;
 
 #[path = "differential/multi_storage.rs"]
 mod multi_storage;
+#[path = "common/recovery.rs"]
+mod recovery;
 #[path = "differential/rehearsal.rs"]
 mod rehearsal;
 

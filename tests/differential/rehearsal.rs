@@ -60,17 +60,13 @@ pub fn problems(case: &Case, report: &Report) -> Option<Vec<String>> {
     if writes["unexpected"] != serde_json::json!([]) {
         problems.push(format!("drill --recover wrote unexpectedly: {writes}"));
     }
-    let (mut committed, mut restored, mut deleted) = (0, 0, 0);
-    for r in &t.recovered {
-        match (
-            r.exists,
-            r.tx_id.as_deref() == Some(r.backup_tx_id.as_str()),
-        ) {
-            (true, true) => committed += 1,
-            (true, false) => restored += 1,
-            (false, _) => deleted += 1,
-        }
-    }
+    let (committed, restored, deleted) =
+        super::recovery::expected_writes(t.recovered.iter().map(|r| {
+            (
+                r.exists,
+                r.tx_id.as_deref() == Some(r.backup_tx_id.as_str()),
+            )
+        }));
     let count = |field: &str| writes[field].as_u64().unwrap_or(u64::MAX);
     let rehearsed = (
         count("committed"),

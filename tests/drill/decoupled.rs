@@ -39,18 +39,12 @@ fn oracle_case(name: &str) -> (PathBuf, Truth) {
 
 /// The rehearsal's writes per kind, as the truth implies them.
 fn expected_writes(truth: &Truth) -> (u64, u64, u64) {
-    let (mut committed, mut restored, mut deleted) = (0, 0, 0);
-    for r in &truth.recovered {
-        match (
+    crate::recovery::expected_writes(truth.recovered.iter().map(|r| {
+        (
             r.exists,
             r.tx_id.as_deref() == Some(r.backup_tx_id.as_str()),
-        ) {
-            (true, true) => committed += 1,
-            (true, false) => restored += 1,
-            (false, _) => deleted += 1,
-        }
-    }
-    (committed, restored, deleted)
+        )
+    }))
 }
 
 fn assert_rehearsed(run: &Run, truth: &Truth, what: &str) {

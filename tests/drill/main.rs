@@ -13,6 +13,8 @@ mod metrics;
 mod normalize;
 #[path = "../common/metrics.rs"]
 mod prom;
+#[path = "../common/recovery.rs"]
+mod recovery;
 #[path = "../common/schema.rs"]
 mod schema;
 mod set;
