@@ -412,9 +412,9 @@ final class Scenarios {
     // ---- a cut per namespace under a live transfer workload (issue 13 "Expose") ----
     // SQLite, PostgreSQL and MariaDB (Backend.dumpSchemas: one mysqldump per part, joined as a
     // user joins per-database dumps; no dump date, so no part records its instant). One bank
-    // copied, LIVE_GAP_MS of
-    // committed transfers, then the other bank, the Coordinator and the metadata: no record is
-    // pending, yet every transfer between the copies is half in the backup.
+    // copied, a gap of committed transfers, then the other bank, the Coordinator and the
+    // metadata: no record is pending, yet every transfer between the copies is half in the
+    // backup.
     //
     // One thread commits about 20 transfers a second on SQLite (bank_a.audit and
     // bank_b.transfers gain a row each), 100+ on PostgreSQL. table-copied-early needs the
