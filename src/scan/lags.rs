@@ -88,17 +88,31 @@ impl LagPass {
             return None;
         }
         let reference = scan.max_created_at?;
+        // The newest write of all tables and the runner-up, so each table's "the others'
+        // newest" is one comparison (the newest table's others' is the runner-up).
+        let (mut first, mut second): (Option<(usize, i64)>, Option<i64>) = (None, None);
+        for (i, at) in scans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, newest_write(s)?)))
+        {
+            match first {
+                Some((_, best)) if at <= best => second = second.max(Some(at)),
+                _ => {
+                    second = second.max(first.map(|(_, best)| best));
+                    first = Some((i, at));
+                }
+            }
+        }
         let spans: Vec<Option<(i64, i64)>> = scans
             .iter()
             .enumerate()
             .map(|(i, scan)| {
                 let from = counted_from(scan, reference)?;
-                let others = scans
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .filter_map(|(_, other)| newest_write(other))
-                    .max()?;
+                let others = match first? {
+                    (newest, _) if newest == i => second?,
+                    (_, at) => at,
+                };
                 let to = others.min(reference);
                 (from < to).then_some((from, to))
             })
