@@ -1291,6 +1291,24 @@ mod tests {
         (summary, findings)
     }
 
+    /// The tables `table-copied-early` names, in the findings' order.
+    fn copied_early(findings: &[Finding]) -> Vec<&str> {
+        findings
+            .iter()
+            .filter(|f| f.code == Code::TableCopiedEarly)
+            .filter_map(|f| f.table.as_deref())
+            .collect()
+    }
+
+    /// The lag the summary gives for table `name`.
+    fn lag_of<'a>(summary: &'a CutSummary, name: &str) -> &'a TableLag {
+        summary
+            .lags
+            .iter()
+            .find(|l| l.table.table == name)
+            .unwrap_or_else(|| panic!("no lag for {name}: {summary:?}"))
+    }
+
     fn part(name: &str, at: Option<i64>, single_snapshot: bool) -> CutPart {
         CutPart {
             name: name.into(),
@@ -1337,20 +1355,12 @@ mod tests {
         recent.insert(tables[1].table.clone(), quiet);
         recent.insert(tables[2].table.clone(), windows(NOW, NOW, 200));
         let (summary, findings) = judged(&[], None, &tables, &recent, None);
-        let flagged: Vec<&str> = findings
-            .iter()
-            .filter(|f| f.code == Code::TableCopiedEarly)
-            .filter_map(|f| f.table.as_deref())
-            .collect();
+        let flagged = copied_early(&findings);
         assert_eq!(flagged, ["bank.busy"], "{findings:#?}");
         let busy = &summary.lags[0];
         assert_eq!((busy.lag_ms, busy.significant), (300, true));
         assert!(busy.p_no_write.0 < 1e-9, "{busy:?}");
-        let quiet = summary
-            .lags
-            .iter()
-            .find(|l| l.table.table == "quiet")
-            .unwrap();
+        let quiet = lag_of(&summary, "quiet");
         assert!(!quiet.significant && quiet.p_no_write.0 > 0.1, "{quiet:?}");
     }
 
@@ -1390,11 +1400,7 @@ mod tests {
             "{time_only:?}"
         );
         let (summary, findings) = judged(&[], None, &tables, &recent, Some(&coordinator));
-        let flagged: Vec<&str> = findings
-            .iter()
-            .filter(|f| f.code == Code::TableCopiedEarly)
-            .filter_map(|f| f.table.as_deref())
-            .collect();
+        let flagged = copied_early(&findings);
         assert_eq!(flagged, ["bank.transfers"], "{findings:#?}");
         let transfers = &summary.lags[0];
         assert_eq!(transfers.commits_in_lag, Some(30), "{transfers:?}");
@@ -1406,11 +1412,7 @@ mod tests {
             "{}",
             findings[0].message
         );
-        let rare = summary
-            .lags
-            .iter()
-            .find(|l| l.table.table == "rare")
-            .unwrap();
+        let rare = lag_of(&summary, "rare");
         assert!(!rare.significant && rare.p_no_write.0 > 0.1, "{rare:?}");
     }
 
@@ -1454,21 +1456,9 @@ mod tests {
         recent.insert(tables[2].table.clone(), table(2, Some(8), 3));
         recent.insert(tables[3].table.clone(), windows(NOW, NOW, 10));
         let (summary, findings) = judged(&[], None, &tables, &recent, Some(&coordinator));
-        let flagged: Vec<&str> = findings
-            .iter()
-            .filter(|f| f.code == Code::TableCopiedEarly)
-            .filter_map(|f| f.table.as_deref())
-            .collect();
+        let flagged = copied_early(&findings);
         assert_eq!(flagged, ["bank.audit"], "{findings:#?}");
-        let lag_of = |name: &str| {
-            summary
-                .lags
-                .iter()
-                .find(|l| l.table.table == name)
-                .unwrap()
-                .clone()
-        };
-        let audit = lag_of("audit");
+        let audit = lag_of(&summary, "audit");
         assert_eq!(
             (
                 audit.test,
@@ -1492,9 +1482,9 @@ mod tests {
             "{}",
             findings[0].message
         );
-        let half = lag_of("half");
+        let half = lag_of(&summary, "half");
         assert!(!half.significant, "{half:?}");
-        let odd = lag_of("odd");
+        let odd = lag_of(&summary, "odd");
         assert!(
             odd.test != LagTest::TrailingRun && !odd.significant,
             "{odd:?}"
