@@ -89,22 +89,21 @@ final class MariaDbBackend implements Backend {
 
   @Override
   public Path dump(Properties live, Part part, Namespaces ns, Path dir, String label) throws Exception {
-    Path out = dir.resolve(label + ".mysql.sql");
-    List<String> cmd = client("mysqldump");
-    cmd.addAll(List.of("--single-transaction", "--skip-dump-date", "--databases"));
-    cmd.addAll(databases(ns, part));
-    External.run(cmd, Map.of("MYSQL_PWD", password), null, out);
-    return out;
+    return mysqldump(databases(ns, part), dir.resolve(label + ".mysql.sql"));
   }
 
   /** mysqldump of some databases alone, at this instant (a per-namespace cut's part). */
   @Override
   public Path dumpSchemas(Properties live, List<String> schemas, Namespaces ns, Path dir, String label)
       throws Exception {
-    Path out = dir.resolve(label + ".mysql.sql");
+    return mysqldump(schemas, dir.resolve(label + ".mysql.sql"));
+  }
+
+  /** One consistent mysqldump of {@code databases} (no dump date) into {@code out}. */
+  private Path mysqldump(List<String> databases, Path out) throws Exception {
     List<String> cmd = client("mysqldump");
     cmd.addAll(List.of("--single-transaction", "--skip-dump-date", "--databases"));
-    cmd.addAll(schemas);
+    cmd.addAll(databases);
     External.run(cmd, Map.of("MYSQL_PWD", password), null, out);
     return out;
   }
