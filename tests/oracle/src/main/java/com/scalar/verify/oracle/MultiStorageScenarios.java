@@ -56,25 +56,13 @@ final class MultiStorageScenarios {
     // dumped: the committed transfer's credit is in the backup, its debit and Coordinator row are
     // not (money is not conserved, and no record shows it); the prepared one is pending in the other
     // only and rolls back.
-    out.add(new CaseSpec(pre + "torn", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
-      int[] s = ctx.seed(3);
-      ctx.transfer(s[0]);
-      tornCut(ctx, true, () -> {
-        ctx.transfer(s[1]);
-        ctx.twoPc(s[2], "prepared_some").prepareAll();
-      });
-    }));
+    out.add(new CaseSpec(pre + "torn", false, Scenarios.DEFAULT_NS, "torn",
+        ctx -> tornTransfers(ctx, true)));
     // The other storage dumped first: the transfer committed in between has its debit, its COMMITTED
     // Coordinator row and no pending record in the backup, only its credit is missing (a tear
     // no record's metadata shows); the two-phase transfer is pending in PostgreSQL only.
-    out.add(new CaseSpec(pre + "torn-" + engine + "-first", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
-      int[] s = ctx.seed(3);
-      ctx.transfer(s[0]);
-      tornCut(ctx, false, () -> {
-        ctx.transfer(s[1]);
-        ctx.twoPc(s[2], "prepared_some").prepareAll();
-      });
-    }));
+    out.add(new CaseSpec(pre + "torn-" + engine + "-first", false, Scenarios.DEFAULT_NS, "torn",
+        ctx -> tornTransfers(ctx, false)));
     // Two services, each with its own ScalarDB config and a two-phase manager, sharing the
     // Coordinator in PostgreSQL: service 1 (bank_a) is single-storage PostgreSQL; service 2
     // (bank_b) is multi-storage, default storage the other, the Coordinator namespace mapped to
@@ -176,25 +164,13 @@ final class MultiStorageScenarios {
     // PostgreSQL dumped, a transfer commits and a two-phase transfer prepares, MariaDB (with the
     // Coordinator) dumped: the committed transfer's credit and COMMITTED row are in the backup,
     // its debit is not, and no record is pending for it.
-    out.add(new CaseSpec(co + "torn", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
-      int[] s = ctx.seed(3);
-      ctx.transfer(s[0]);
-      tornCut(ctx, true, () -> {
-        ctx.transfer(s[1]);
-        ctx.twoPc(s[2], "prepared_some").prepareAll();
-      });
-    }));
+    out.add(new CaseSpec(co + "torn", false, Scenarios.DEFAULT_NS, "torn",
+        ctx -> tornTransfers(ctx, true)));
     // The reverse order: MariaDB (bank_b and the Coordinator) dumped first; the committed
     // transfer's debit is in the backup, COMMITTED, with no Coordinator row, its credit is not;
     // the two-phase transfer is pending in PostgreSQL only, with no row (rolled back).
-    out.add(new CaseSpec(co + "torn-" + engine + "-first", false, Scenarios.DEFAULT_NS, "torn", ctx -> {
-      int[] s = ctx.seed(3);
-      ctx.transfer(s[0]);
-      tornCut(ctx, false, () -> {
-        ctx.transfer(s[1]);
-        ctx.twoPc(s[2], "prepared_some").prepareAll();
-      });
-    }));
+    out.add(new CaseSpec(co + "torn-" + engine + "-first", false, Scenarios.DEFAULT_NS, "torn",
+        ctx -> tornTransfers(ctx, false)));
     return out;
   }
 
@@ -333,6 +309,19 @@ final class MultiStorageScenarios {
     ctx.parts.add(pg);
     ctx.parts.add(other);
     facts(ctx, List.of(), true);
+  }
+
+  /**
+   * The torn cases' workload: a committed transfer, then one storage dumped ({@code pgFirst}:
+   * PostgreSQL), a transfer committed and a two-phase transfer prepared, then the other dumped.
+   */
+  static void tornTransfers(CaseContext ctx, boolean pgFirst) throws Exception {
+    int[] s = ctx.seed(3);
+    ctx.transfer(s[0]);
+    tornCut(ctx, pgFirst, () -> {
+      ctx.transfer(s[1]);
+      ctx.twoPc(s[2], "prepared_some").prepareAll();
+    });
   }
 
   /**
