@@ -1,12 +1,8 @@
 package com.scalar.verify.oracle;
 
-import com.scalar.db.api.Delete;
-import com.scalar.db.api.DistributedTransactionAdmin;
-import com.scalar.db.api.Get;
 import com.scalar.db.api.Put;
 import com.scalar.db.api.Result;
 import com.scalar.db.api.TableMetadata;
-import com.scalar.db.api.TransactionCrudOperable;
 import com.scalar.db.exception.transaction.CrudException;
 import com.scalar.db.io.DataType;
 import com.scalar.db.io.Key;
@@ -105,13 +101,12 @@ final class Bank {
    * Creates the Coordinator table and the bank schema. {@code options} go to every namespace and
    * table creation (Cassandra: "replication-factor"; ignored by JDBC).
    */
-  static void createSchema(DistributedTransactionAdmin admin, Map<String, String> options)
-      throws Exception {
-    admin.createCoordinatorTables(true, options);
-    admin.createNamespace(NS_A, true, options);
-    admin.createNamespace(NS_B, true, options);
+  static void createSchema(SchemaAdmin admin, Map<String, String> options) throws Exception {
+    admin.createCoordinatorTables(options);
+    admin.createNamespace(NS_A, options);
+    admin.createNamespace(NS_B, options);
     for (String[] t : TABLES) {
-      admin.createTable(t[0], t[1], metadata(t[0], t[1]), true, options);
+      admin.createTable(t[0], t[1], metadata(t[0], t[1]), options);
     }
   }
 
@@ -123,19 +118,32 @@ final class Bank {
   }
 
   static Key accountAKey(int s) {
-    return Key.ofInt("account_id", oddKeys(s) ? -(100 + s) : 100 + s);
+    return Key.newBuilder().addInt("account_id", oddKeys(s) ? -(100 + s) : 100 + s).build();
   }
 
   static Key accountACk(int s) {
-    return Key.ofText("branch", oddKeys(s) ? "Zürich \"HQ\" $" + (s % 3) : "br" + (s % 3));
+    return text("branch", oddKeys(s) ? "Zürich \"HQ\" $" + (s % 3) : "br" + (s % 3));
   }
 
   static Key accountBKey(int s) {
-    return Key.ofText("customer", oddKeys(s) ? "Zoë's acct-" + s : "cust-" + s);
+    return text("customer", oddKeys(s) ? "Zoë's acct-" + s : "cust-" + s);
   }
 
   static Key accountBCk(int s) {
-    return Key.ofBigInt("account_no", oddKeys(s) ? -(5000L + s) : 5000L + s);
+    return bigInt("account_no", oddKeys(s) ? -(5000L + s) : 5000L + s);
+  }
+
+  private static Key text(String name, String v) {
+    return Key.newBuilder().addText(name, v).build();
+  }
+
+  private static Key bigInt(String name, long v) {
+    return Key.newBuilder().addBigInt(name, v).build();
+  }
+
+  /** A bank_b.transfers clustering key. */
+  private static Key transferCk(String transferId, int leg) {
+    return Key.newBuilder().addText("transfer_id", transferId).addInt("leg", leg).build();
   }
 
   static final long SEED_DAY = 20240101L;
@@ -147,63 +155,63 @@ final class Bank {
 
   // ---- seeding (one committed transaction per call) ----
 
-  static void seedSlot(TransactionCrudOperable tx, int s) throws CrudException {
+  static void seedSlot(Crud tx, int s) throws CrudException {
     // Some owners are NULL so that before images carry NULLs too.
     tx.put(
-        Put.newBuilder()
-            .namespace(NS_A)
-            .table(ACCOUNTS)
-            .partitionKey(accountAKey(s))
-            .clusteringKey(accountACk(s))
-            .bigIntValue("balance", 1000L)
-            .booleanValue("active", true)
-            .doubleValue("rate", 0.25 + s)
-            .blobValue("photo", bytes("photo-a-" + s))
-            .intValue("ops", 0)
-            .textValue("owner", s % 4 == 3 ? null : "alice-" + s)
-            .build());
+        Records.put(
+            NS_A,
+            ACCOUNTS,
+            accountAKey(s),
+            accountACk(s),
+            new Cells()
+                .bigInt("balance", 1000L)
+                .bool("active", true)
+                .dbl("rate", 0.25 + s)
+                .blob("photo", bytes("photo-a-" + s))
+                .integer("ops", 0)
+                .text("owner", s % 4 == 3 ? null : "alice-" + s)));
     tx.put(
-        Put.newBuilder()
-            .namespace(NS_B)
-            .table(ACCOUNTS)
-            .partitionKey(accountBKey(s))
-            .clusteringKey(accountBCk(s))
-            .bigIntValue("balance", 1000L)
-            .textValue("owner", "bob-" + s)
-            .booleanValue("active", s % 2 == 0)
-            .doubleValue("rate", 1.5)
-            .blobValue("photo", bytes("photo-b-" + s))
-            .intValue("ops", 0)
-            .build());
+        Records.put(
+            NS_B,
+            ACCOUNTS,
+            accountBKey(s),
+            accountBCk(s),
+            new Cells()
+                .bigInt("balance", 1000L)
+                .text("owner", "bob-" + s)
+                .bool("active", s % 2 == 0)
+                .dbl("rate", 1.5)
+                .blob("photo", bytes("photo-b-" + s))
+                .integer("ops", 0)));
     tx.put(auditPut(s, 1, "open", 1000L));
     tx.put(
-        Put.newBuilder()
-            .namespace(NS_B)
-            .table(TRANSFERS)
-            .partitionKey(Key.ofBigInt("day", SEED_DAY))
-            .clusteringKey(Key.of("transfer_id", "seed-" + s, "leg", 0))
-            .bigIntValue("amount", 1000L)
-            .textValue("memo", "opening deposit")
-            .booleanValue("settled", true)
-            .doubleValue("fee", 0.0)
-            .blobValue("payload", bytes("seed"))
-            .intValue("attempts", 1)
-            .build());
+        Records.put(
+            NS_B,
+            TRANSFERS,
+            bigInt("day", SEED_DAY),
+            transferCk("seed-" + s, 0),
+            new Cells()
+                .bigInt("amount", 1000L)
+                .text("memo", "opening deposit")
+                .bool("settled", true)
+                .dbl("fee", 0.0)
+                .blob("payload", bytes("seed"))
+                .integer("attempts", 1)));
   }
 
   private static Put auditPut(int s, long seq, String event, long amount) {
-    return Put.newBuilder()
-        .namespace(NS_A)
-        .table(AUDIT)
-        .partitionKey(Key.ofText("branch", "slot-" + s))
-        .clusteringKey(Key.ofBigInt("seq", seq))
-        .textValue("event", event)
-        .bigIntValue("amount", amount)
-        .booleanValue("ok", true)
-        .doubleValue("weight", seq / 10.0)
-        .blobValue("detail", bytes(event + "-" + s + "-" + seq))
-        .intValue("flags", (int) seq)
-        .build();
+    return Records.put(
+        NS_A,
+        AUDIT,
+        text("branch", "slot-" + s),
+        bigInt("seq", seq),
+        new Cells()
+            .text("event", event)
+            .bigInt("amount", amount)
+            .bool("ok", true)
+            .dbl("weight", seq / 10.0)
+            .blob("detail", bytes(event + "-" + s + "-" + seq))
+            .integer("flags", (int) seq));
   }
 
   // ---- the two halves of a transfer ----
@@ -213,34 +221,27 @@ final class Bank {
    * append an audit row, and on the first transfer delete the slot's opening audit row. Writes 3
    * records on step 1 (update, insert, delete), 2 afterwards.
    */
-  static int debitA(TransactionCrudOperable tx, int s, long amount, int step) throws CrudException {
-    Get get =
-        Get.newBuilder()
-            .namespace(NS_A)
-            .table(ACCOUNTS)
-            .partitionKey(accountAKey(s))
-            .clusteringKey(accountACk(s))
-            .build();
-    Optional<Result> acct = tx.get(get);
-    long balance = acct.map(r -> r.getBigInt("balance")).orElse(0L);
-    int ops = acct.map(r -> r.getInt("ops")).orElse(0);
+  static int debitA(Crud tx, int s, long amount, int step) throws CrudException {
+    Optional<Result> acct = tx.get(Records.get(NS_A, ACCOUNTS, accountAKey(s), accountACk(s)));
+    long balance = acct.map(r -> Records.bigInt(r, "balance")).orElse(0L);
+    int ops = acct.map(r -> Records.integer(r, "ops")).orElse(0);
     tx.put(
-        Put.newBuilder()
-            .namespace(NS_A)
-            .table(ACCOUNTS)
-            .partitionKey(accountAKey(s))
-            .clusteringKey(accountACk(s))
-            .bigIntValue("balance", balance - amount)
-            .intValue("ops", ops + 1)
-            .doubleValue("rate", 0.5 + step)
-            .build());
+        Records.put(
+            NS_A,
+            ACCOUNTS,
+            accountAKey(s),
+            accountACk(s),
+            new Cells()
+                .bigInt("balance", balance - amount)
+                .integer("ops", ops + 1)
+                .dbl("rate", 0.5 + step)));
     tx.put(auditPut(s, step + 1L, "debit", amount));
     int writes = 2;
     if (step == 1) {
-      Key pk = Key.ofText("branch", "slot-" + s);
-      Key ck = Key.ofBigInt("seq", 1L);
-      tx.get(Get.newBuilder().namespace(NS_A).table(AUDIT).partitionKey(pk).clusteringKey(ck).build());
-      tx.delete(Delete.newBuilder().namespace(NS_A).table(AUDIT).partitionKey(pk).clusteringKey(ck).build());
+      Key pk = text("branch", "slot-" + s);
+      Key ck = bigInt("seq", 1L);
+      tx.get(Records.get(NS_A, AUDIT, pk, ck));
+      tx.delete(Records.delete(NS_A, AUDIT, pk, ck));
       writes++;
     }
     return writes;
@@ -251,52 +252,44 @@ final class Bank {
    * transfer leg, and on the first transfer delete the slot's seed transfer row. Same write counts
    * as {@link #debitA}.
    */
-  static int creditB(TransactionCrudOperable tx, int s, long amount, int step) throws CrudException {
+  static int creditB(Crud tx, int s, long amount, int step) throws CrudException {
     return creditB(tx, s, amount, step, DAY);
   }
 
   /** {@link #creditB} with the transfer leg in partition {@code day}. */
-  static int creditB(TransactionCrudOperable tx, int s, long amount, int step, long day)
-      throws CrudException {
-    Get get =
-        Get.newBuilder()
-            .namespace(NS_B)
-            .table(ACCOUNTS)
-            .partitionKey(accountBKey(s))
-            .clusteringKey(accountBCk(s))
-            .build();
-    Optional<Result> acct = tx.get(get);
-    long balance = acct.map(r -> r.getBigInt("balance")).orElse(0L);
-    int ops = acct.map(r -> r.getInt("ops")).orElse(0);
+  static int creditB(Crud tx, int s, long amount, int step, long day) throws CrudException {
+    Optional<Result> acct = tx.get(Records.get(NS_B, ACCOUNTS, accountBKey(s), accountBCk(s)));
+    long balance = acct.map(r -> Records.bigInt(r, "balance")).orElse(0L);
+    int ops = acct.map(r -> Records.integer(r, "ops")).orElse(0);
     tx.put(
-        Put.newBuilder()
-            .namespace(NS_B)
-            .table(ACCOUNTS)
-            .partitionKey(accountBKey(s))
-            .clusteringKey(accountBCk(s))
-            .bigIntValue("balance", balance + amount)
-            .intValue("ops", ops + 1)
-            .booleanValue("active", true)
-            .build());
+        Records.put(
+            NS_B,
+            ACCOUNTS,
+            accountBKey(s),
+            accountBCk(s),
+            new Cells()
+                .bigInt("balance", balance + amount)
+                .integer("ops", ops + 1)
+                .bool("active", true)));
     tx.put(
-        Put.newBuilder()
-            .namespace(NS_B)
-            .table(TRANSFERS)
-            .partitionKey(Key.ofBigInt("day", day))
-            .clusteringKey(Key.of("transfer_id", "t-" + s + "-" + step, "leg", step))
-            .bigIntValue("amount", amount)
-            .textValue("memo", step % 2 == 0 ? null : "transfer " + step)
-            .booleanValue("settled", false)
-            .doubleValue("fee", amount * 0.01)
-            .blobValue("payload", bytes("leg-" + step))
-            .intValue("attempts", 1)
-            .build());
+        Records.put(
+            NS_B,
+            TRANSFERS,
+            bigInt("day", day),
+            transferCk("t-" + s + "-" + step, step),
+            new Cells()
+                .bigInt("amount", amount)
+                .text("memo", step % 2 == 0 ? null : "transfer " + step)
+                .bool("settled", false)
+                .dbl("fee", amount * 0.01)
+                .blob("payload", bytes("leg-" + step))
+                .integer("attempts", 1)));
     int writes = 2;
     if (step == 1) {
-      Key pk = Key.ofBigInt("day", SEED_DAY);
-      Key ck = Key.of("transfer_id", "seed-" + s, "leg", 0);
-      tx.get(Get.newBuilder().namespace(NS_B).table(TRANSFERS).partitionKey(pk).clusteringKey(ck).build());
-      tx.delete(Delete.newBuilder().namespace(NS_B).table(TRANSFERS).partitionKey(pk).clusteringKey(ck).build());
+      Key pk = bigInt("day", SEED_DAY);
+      Key ck = transferCk("seed-" + s, 0);
+      tx.get(Records.get(NS_B, TRANSFERS, pk, ck));
+      tx.delete(Records.delete(NS_B, TRANSFERS, pk, ck));
       writes++;
     }
     return writes;
@@ -306,21 +299,21 @@ final class Bank {
    * Deletes a key that does not exist (audit row 999 of slot s on bank_a, transfer "ghost-s" on
    * bank_b): ScalarDB still writes a DELETED tombstone with no before image for it.
    */
-  static int ghostDelete(TransactionCrudOperable tx, String ns, int s) throws CrudException {
+  static int ghostDelete(Crud tx, String ns, int s) throws CrudException {
     Key pk;
     Key ck;
     String table;
     if (ns.equals(NS_A)) {
       table = AUDIT;
-      pk = Key.ofText("branch", "slot-" + s);
-      ck = Key.ofBigInt("seq", 999L);
+      pk = text("branch", "slot-" + s);
+      ck = bigInt("seq", 999L);
     } else {
       table = TRANSFERS;
-      pk = Key.ofBigInt("day", SEED_DAY);
-      ck = Key.of("transfer_id", "ghost-" + s, "leg", 0);
+      pk = bigInt("day", SEED_DAY);
+      ck = transferCk("ghost-" + s, 0);
     }
-    tx.get(Get.newBuilder().namespace(ns).table(table).partitionKey(pk).clusteringKey(ck).build());
-    tx.delete(Delete.newBuilder().namespace(ns).table(table).partitionKey(pk).clusteringKey(ck).build());
+    tx.get(Records.get(ns, table, pk, ck));
+    tx.delete(Records.delete(ns, table, pk, ck));
     return 1;
   }
 
@@ -328,22 +321,21 @@ final class Bank {
    * Works on the imported table: updates legacy account 1, deletes legacy account 2 (both rows
    * still have NULL metadata) and inserts account 10+s. Writes 3 records.
    */
-  static int legacyWork(TransactionCrudOperable tx, int s) throws CrudException {
-    Key one = Key.ofBigInt("acct_id", 1L);
-    Key two = Key.ofBigInt("acct_id", 2L);
-    Optional<Result> r = tx.get(Get.newBuilder().namespace(NS_B).table(LEGACY).partitionKey(one).build());
-    long balance = r.map(x -> x.getBigInt("balance")).orElse(0L);
-    tx.put(Put.newBuilder().namespace(NS_B).table(LEGACY).partitionKey(one).bigIntValue("balance", balance - 50).build());
-    tx.get(Get.newBuilder().namespace(NS_B).table(LEGACY).partitionKey(two).build());
-    tx.delete(Delete.newBuilder().namespace(NS_B).table(LEGACY).partitionKey(two).build());
+  static int legacyWork(Crud tx, int s) throws CrudException {
+    Key one = bigInt("acct_id", 1L);
+    Key two = bigInt("acct_id", 2L);
+    Optional<Result> r = tx.get(Records.get(NS_B, LEGACY, one, null));
+    long balance = r.map(x -> Records.bigInt(x, "balance")).orElse(0L);
+    tx.put(Records.put(NS_B, LEGACY, one, null, new Cells().bigInt("balance", balance - 50)));
+    tx.get(Records.get(NS_B, LEGACY, two, null));
+    tx.delete(Records.delete(NS_B, LEGACY, two, null));
     tx.put(
-        Put.newBuilder()
-            .namespace(NS_B)
-            .table(LEGACY)
-            .partitionKey(Key.ofBigInt("acct_id", 10L + s))
-            .textValue("holder", "new-" + s)
-            .bigIntValue("balance", 50L)
-            .build());
+        Records.put(
+            NS_B,
+            LEGACY,
+            bigInt("acct_id", 10L + s),
+            null,
+            new Cells().text("holder", "new-" + s).bigInt("balance", 50L)));
     return 3;
   }
 }

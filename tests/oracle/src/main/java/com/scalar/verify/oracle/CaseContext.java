@@ -1,7 +1,6 @@
 package com.scalar.verify.oracle;
 
 import com.scalar.db.api.DistributedTransaction;
-import com.scalar.db.api.DistributedTransactionAdmin;
 import com.scalar.db.api.DistributedTransactionManager;
 import com.scalar.db.api.Isolation;
 import com.scalar.db.api.TwoPhaseCommitTransaction;
@@ -132,8 +131,7 @@ final class CaseContext implements AutoCloseable {
   void open() throws Exception {
     FaultyStorage.attach(log, spec.coordinatorNamespace());
     Faults.disarm();
-    DistributedTransactionAdmin admin =
-        Compat.transactionAdmin(scalarProps(live, true));
+    SchemaAdmin admin = Schemas.open(scalarProps(live, true));
     try {
       Bank.createSchema(admin, Variant.current().tableOptions(backend.namespaceOptions()));
     } finally {
@@ -206,12 +204,11 @@ final class CaseContext implements AutoCloseable {
           "INSERT INTO bank_b.legacy_accounts VALUES (1, 'legacy-1', 500), (2, 'legacy-2', 700),"
               + " (3, 'legacy-3', 900)");
     }
-    DistributedTransactionAdmin admin =
-        Compat.transactionAdmin(scalarProps(live, true));
+    SchemaAdmin admin = Schemas.open(scalarProps(live, true));
     try {
       // Imported coupled under every variant: a decoupled import is addressed as
       // <t>_scalardb (a LEFT OUTER view), which the case's transactions do not name.
-      Compat.importTable(admin, Bank.NS_B, Bank.LEGACY, Map.of());
+      admin.importTable(Bank.NS_B, Bank.LEGACY, Map.of());
     } finally {
       admin.close();
     }
@@ -227,7 +224,7 @@ final class CaseContext implements AutoCloseable {
     for (int i = 0; i < n; i++) {
       slots[i] = nextSlot++;
       steps.put(slots[i], 0);
-      Bank.seedSlot(tx, slots[i]);
+      Bank.seedSlot(Crud.of(tx), slots[i]);
     }
     tx.commit();
     register(tx.getId(), "committed", 4 * n, "seed");
@@ -256,7 +253,7 @@ final class CaseContext implements AutoCloseable {
   String transfer(int s) throws Exception {
     DistributedTransaction tx = Compat.begin(tm);
     int step = nextStep(s);
-    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+    int writes = Bank.debitA(Crud.of(tx), s, 10L * step, step) + Bank.creditB(Crud.of(tx), s, 10L * step, step);
     tx.commit();
     register(tx.getId(), "committed", writes, "one-phase transfer");
     return tx.getId();
@@ -266,7 +263,7 @@ final class CaseContext implements AutoCloseable {
   String onePhaseCommitTransfer(int s) throws Exception {
     DistributedTransaction tx = Compat.begin(onePhase());
     int step = nextStep(s);
-    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+    int writes = Bank.debitA(Crud.of(tx), s, 10L * step, step) + Bank.creditB(Crud.of(tx), s, 10L * step, step);
     tx.commit();
     register(tx.getId(), "one_phase_committed", writes, "one-phase-commit transfer");
     return tx.getId();
@@ -285,7 +282,7 @@ final class CaseContext implements AutoCloseable {
       throws Exception {
     DistributedTransaction tx = Compat.begin(manager);
     int step = nextStep(s);
-    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+    int writes = Bank.debitA(Crud.of(tx), s, 10L * step, step) + Bank.creditB(Crud.of(tx), s, 10L * step, step);
     String outcome = commitUnder(tx, rule);
     register(tx.getId(), crashPoint, writes, "one-phase transfer, crash rule armed; commit(): " + outcome);
     return tx.getId();
@@ -329,7 +326,7 @@ final class CaseContext implements AutoCloseable {
                   int s = slots[idx];
                   int step = stepOf[idx];
                   int writes =
-                      Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+                      Bank.debitA(Crud.of(tx), s, 10L * step, step) + Bank.creditB(Crud.of(tx), s, 10L * step, step);
                   if (delaysMillis != null && delaysMillis[idx] > 0) {
                     Thread.sleep(delaysMillis[idx]);
                   }
@@ -369,9 +366,9 @@ final class CaseContext implements AutoCloseable {
       participant = participantSide().join(coordinator.getId());
       int step = nextStep(s);
       int writes =
-          Bank.debitA(coordinator, s, 10L * step, step) + Bank.creditB(participant, s, 10L * step, step);
+          Bank.debitA(Crud.of(coordinator), s, 10L * step, step) + Bank.creditB(Crud.of(participant), s, 10L * step, step);
       if (ghosts) {
-        writes += Bank.ghostDelete(coordinator, Bank.NS_A, s) + Bank.ghostDelete(participant, Bank.NS_B, s);
+        writes += Bank.ghostDelete(Crud.of(coordinator), Bank.NS_A, s) + Bank.ghostDelete(Crud.of(participant), Bank.NS_B, s);
       }
       tx = register(coordinator.getId(), crashPoint, writes,
           ghosts ? "two-phase transfer that also deletes two absent keys" : "two-phase transfer");

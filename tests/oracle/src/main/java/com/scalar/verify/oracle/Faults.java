@@ -3,7 +3,6 @@ package com.scalar.verify.oracle;
 import com.scalar.db.api.Delete;
 import com.scalar.db.api.Mutation;
 import com.scalar.db.api.Put;
-import com.scalar.db.io.Column;
 import java.util.List;
 import java.util.function.Predicate;
 
@@ -26,8 +25,8 @@ final class Faults {
     boolean writesState(int state) {
       for (Mutation m : mutations) {
         if (m instanceof Put) {
-          Column<?> c = ((Put) m).getColumns().get("tx_state");
-          if (c != null && !c.hasNullValue() && c.getIntValue() == state) {
+          String c = Records.written((Put) m).get("tx_state");
+          if (c != null && Integer.parseInt(c) == state) {
             return true;
           }
         }
@@ -53,15 +52,11 @@ final class Faults {
     /** True if any mutation of the batch mentions this id (as key or as tx_id). */
     boolean mentions(String txId) {
       for (Mutation m : mutations) {
-        if (m.getPartitionKey().getColumns().stream()
-            .anyMatch(c -> !c.hasNullValue() && txId.equals(String.valueOf(c.getValueAsObject())))) {
+        if (Records.render(m.getPartitionKey()).containsValue(txId)) {
           return true;
         }
-        if (m instanceof Put) {
-          Column<?> c = ((Put) m).getColumns().get("tx_id");
-          if (c != null && !c.hasNullValue() && txId.equals(c.getTextValue())) {
-            return true;
-          }
+        if (m instanceof Put && txId.equals(Records.written((Put) m).get("tx_id"))) {
+          return true;
         }
       }
       return false;

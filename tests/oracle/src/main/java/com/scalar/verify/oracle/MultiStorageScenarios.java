@@ -187,7 +187,7 @@ final class MultiStorageScenarios {
       c = Compat.begin(ctx.coordinatorSide());
       q = ctx.participantSide().join(c.getId());
       int step = ctx.nextStep(s);
-      int writes = Bank.creditB(c, s, 10L * step, step) + Bank.debitA(q, s, 10L * step, step);
+      int writes = Bank.creditB(Crud.of(c), s, 10L * step, step) + Bank.debitA(Crud.of(q), s, 10L * step, step);
       tx = ctx.register(c.getId(), crashPoint, writes,
           "two-phase transfer, coordinator credits bank_b, participant debits bank_a");
     }
@@ -230,7 +230,7 @@ final class MultiStorageScenarios {
     TwoPhaseCommitTransaction c = Compat.begin(sv.one());
     TwoPhaseCommitTransaction q = sv.two().join(c.getId());
     int step = ctx.nextStep(slot);
-    int writes = Bank.debitA(c, slot, 10L * step, step) + Bank.creditB(q, slot, 10L * step, step);
+    int writes = Bank.debitA(Crud.of(c), slot, 10L * step, step) + Bank.creditB(Crud.of(q), slot, 10L * step, step);
     c.prepare();
     q.prepare();
     c.validate();
@@ -272,7 +272,7 @@ final class MultiStorageScenarios {
       TwoPhaseCommitTransaction c = Compat.begin(sv.one());
       TwoPhaseCommitTransaction q = sv.two().join(c.getId());
       int step = ctx.nextStep(s[1]);
-      int writes = Bank.debitA(c, s[1], 10L * step, step) + Bank.creditB(q, s[1], 10L * step, step);
+      int writes = Bank.debitA(Crud.of(c), s[1], 10L * step, step) + Bank.creditB(Crud.of(q), s[1], 10L * step, step);
       CaseContext.Tx tx = ctx.register(c.getId(), commitFirst ? "committed_some" : "prepared_some", writes,
           "two-phase transfer, service 1 (PostgreSQL config) coordinating, service 2 (multi-storage config) joined");
       c.prepare();

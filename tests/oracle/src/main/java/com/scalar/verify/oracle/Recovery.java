@@ -8,9 +8,7 @@ import com.scalar.db.api.Result;
 import com.scalar.db.api.Scan;
 import com.scalar.db.api.Scanner;
 import com.scalar.db.api.TableMetadata;
-import com.scalar.db.io.Column;
 import com.scalar.db.io.Key;
-import com.scalar.db.service.StorageFactory;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -43,28 +41,26 @@ final class Recovery {
 
   private Recovery() {}
 
-  static Map<WriteLog.RecordKey, Raw> scanRaw(DistributedStorage storage, List<String[]> tables)
-      throws Exception {
+  static Map<WriteLog.RecordKey, Raw> scanRaw(
+      DistributedStorage storage, Properties props, List<String[]> tables) throws Exception {
     Map<WriteLog.RecordKey, Raw> out = new TreeMap<>();
     for (String[] t : tables) {
       TableMetadata md = Bank.metadata(t[0], t[1]);
-      try (Scanner scanner =
-          storage.scan(Scan.newBuilder().namespace(t[0]).table(t[1]).all().build())) {
-        for (Result r : scanner) {
-          Map<String, String> key = new LinkedHashMap<>();
-          for (String k : md.getPartitionKeyNames()) {
-            key.put(k, WriteLog.renderValue(r.getColumns().get(k)));
+      for (Scan scan : Records.scans(props, t[0], t[1], md)) {
+        try (Scanner scanner = storage.scan(scan)) {
+          for (Result r : scanner) {
+            Map<String, String> cols = new TreeMap<>(Records.render(r));
+            Map<String, String> key = new LinkedHashMap<>();
+            for (String k : md.getPartitionKeyNames()) {
+              key.put(k, cols.get(k));
+            }
+            for (String k : md.getClusteringKeyNames()) {
+              key.put(k, cols.get(k));
+            }
+            String st = cols.get("tx_state");
+            Raw raw = new Raw(cols.get("tx_id"), st == null ? null : Integer.valueOf(st), cols);
+            out.put(new WriteLog.RecordKey(t[0] + "." + t[1], key), raw);
           }
-          for (String k : md.getClusteringKeyNames()) {
-            key.put(k, WriteLog.renderValue(r.getColumns().get(k)));
-          }
-          Map<String, String> cols = new TreeMap<>();
-          for (Map.Entry<String, Column<?>> e : r.getColumns().entrySet()) {
-            cols.put(e.getKey(), WriteLog.renderValue(e.getValue()));
-          }
-          String txId = r.isNull("tx_id") ? null : r.getText("tx_id");
-          Integer st = r.isNull("tx_state") ? null : r.getInt("tx_state");
-          out.put(new WriteLog.RecordKey(t[0] + "." + t[1], key), new Raw(txId, st, cols));
         }
       }
     }
@@ -76,11 +72,10 @@ final class Recovery {
   }
 
   static Result0 run(Properties props, List<String[]> tables, List<String> txIds) throws Exception {
-    StorageFactory sf = StorageFactory.create(props);
-    DistributedStorage storage = sf.getStorage();
+    DistributedStorage storage = Records.openStorage(props);
     DistributedTransactionManager tm = Compat.transactionManager(props);
     try {
-      Map<WriteLog.RecordKey, Raw> before = scanRaw(storage, tables);
+      Map<WriteLog.RecordKey, Raw> before = scanRaw(storage, props, tables);
       Map<String, String> states = new LinkedHashMap<>();
       for (String id : txIds) {
         states.put(id, tm.getState(id).name());
@@ -108,10 +103,10 @@ final class Recovery {
           break;
         }
         rounds++;
-        readAll(tm, tables, errors);
+        readAll(tm, props, tables, errors);
         readPending(tm, pendingBefore, after, errors);
         Thread.sleep(rounds == 1 ? 200 : 500);
-        after = scanRaw(storage, tables);
+        after = scanRaw(storage, props, tables);
       }
       List<Outcome> outcomes = new ArrayList<>();
       for (Map.Entry<WriteLog.RecordKey, Raw> e : pendingBefore.entrySet()) {
@@ -124,14 +119,16 @@ final class Recovery {
     }
   }
 
-  /** Scan all of every table, each in its own transaction. */
+  /** Scan all of every table, each in its own transaction (3.4: one Scan per partition). */
   private static void readAll(
-      DistributedTransactionManager tm, List<String[]> tables, List<String> errors) {
+      DistributedTransactionManager tm, Properties props, List<String[]> tables, List<String> errors) {
     for (String[] t : tables) {
       DistributedTransaction tx = null;
       try {
         tx = Compat.begin(tm);
-        tx.scan(Scan.newBuilder().namespace(t[0]).table(t[1]).all().build());
+        for (Scan scan : Records.scans(props, t[0], t[1], Bank.metadata(t[0], t[1]))) {
+          tx.scan(scan);
+        }
         tx.commit();
       } catch (Exception e) {
         errors.add("scan " + t[0] + "." + t[1] + ": " + e.getClass().getSimpleName() + ": " + e.getMessage());
@@ -153,15 +150,14 @@ final class Recovery {
       }
       String[] nt = k.table().split("\\.", 2);
       TableMetadata md = Bank.metadata(nt[0], nt[1]);
-      var get =
-          Get.newBuilder()
-              .namespace(nt[0])
-              .table(nt[1])
-              .partitionKey(key(md, md.getPartitionKeyNames(), k.key()));
       Get g =
-          md.getClusteringKeyNames().isEmpty()
-              ? get.build()
-              : get.clusteringKey(key(md, md.getClusteringKeyNames(), k.key())).build();
+          Records.get(
+              nt[0],
+              nt[1],
+              key(md, md.getPartitionKeyNames(), k.key()),
+              md.getClusteringKeyNames().isEmpty()
+                  ? null
+                  : key(md, md.getClusteringKeyNames(), k.key()));
       DistributedTransaction tx = null;
       try {
         tx = Compat.begin(tm);

@@ -6,7 +6,6 @@ import static com.scalar.verify.oracle.Faults.crashAt;
 import static com.scalar.verify.oracle.Faults.crashAtNth;
 
 import com.scalar.db.api.DistributedTransaction;
-import com.scalar.db.api.Get;
 import com.scalar.db.api.Isolation;
 import java.util.ArrayList;
 import java.util.List;
@@ -466,7 +465,7 @@ final class Scenarios {
   static void legacy(CaseContext ctx, int s, Faults.Rule rule, String crashPoint) throws Exception {
     DistributedTransaction tx = Compat.begin(ctx.tm);
     int step = ctx.nextStep(s);
-    int writes = Bank.legacyWork(tx, s) + Bank.debitA(tx, s, 10L * step, step);
+    int writes = Bank.legacyWork(Crud.of(tx), s) + Bank.debitA(Crud.of(tx), s, 10L * step, step);
     String outcome = CaseContext.commitUnder(tx, rule);
     ctx.register(tx.getId(), crashPoint, writes,
         "one-phase transaction on imported rows with NULL metadata; commit(): " + outcome);
@@ -480,21 +479,11 @@ final class Scenarios {
       throws Exception {
     DistributedTransaction tx = ctx.extraWrite().start();
     tx.get(
-        Get.newBuilder()
-            .namespace(Bank.NS_B)
-            .table(Bank.ACCOUNTS)
-            .partitionKey(Bank.accountBKey(other))
-            .clusteringKey(Bank.accountBCk(other))
-            .build());
+        Records.get(Bank.NS_B, Bank.ACCOUNTS, Bank.accountBKey(other), Bank.accountBCk(other)));
     tx.get(
-        Get.newBuilder()
-            .namespace(Bank.NS_A)
-            .table(Bank.ACCOUNTS)
-            .partitionKey(Bank.accountAKey(9000 + s))
-            .clusteringKey(Bank.accountACk(s))
-            .build());
+        Records.get(Bank.NS_A, Bank.ACCOUNTS, Bank.accountAKey(9000 + s), Bank.accountACk(s)));
     int step = ctx.nextStep(s);
-    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step) + 2;
+    int writes = Bank.debitA(Crud.of(tx), s, 10L * step, step) + Bank.creditB(Crud.of(tx), s, 10L * step, step) + 2;
     String outcome = CaseContext.commitUnder(tx, rule);
     ctx.register(tx.getId(), crashPoint, writes,
         "SERIALIZABLE/EXTRA_WRITE transfer that read one more account and one absent key; commit(): " + outcome);
@@ -567,14 +556,9 @@ final class Scenarios {
   static void validationAbort(CaseContext ctx, int s, int other) throws Exception {
     DistributedTransaction tx = ctx.serializable().start(Isolation.SERIALIZABLE);
     tx.get(
-        Get.newBuilder()
-            .namespace(Bank.NS_A)
-            .table(Bank.ACCOUNTS)
-            .partitionKey(Bank.accountAKey(other))
-            .clusteringKey(Bank.accountACk(other))
-            .build());
+        Records.get(Bank.NS_A, Bank.ACCOUNTS, Bank.accountAKey(other), Bank.accountACk(other)));
     int step = ctx.nextStep(s);
-    int writes = Bank.debitA(tx, s, 10L * step, step) + Bank.creditB(tx, s, 10L * step, step);
+    int writes = Bank.debitA(Crud.of(tx), s, 10L * step, step) + Bank.creditB(Crud.of(tx), s, 10L * step, step);
     ctx.transfer(other);
     String outcome = CaseContext.commitUnder(tx, crashAfter(b -> b.isCoordinatorState(4)));
     ctx.register(

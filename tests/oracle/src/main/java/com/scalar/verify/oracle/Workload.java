@@ -1,7 +1,6 @@
 package com.scalar.verify.oracle;
 
 import com.scalar.db.api.DistributedTransaction;
-import com.scalar.db.api.DistributedTransactionAdmin;
 import com.scalar.db.api.DistributedTransactionManager;
 import com.scalar.db.config.DatabaseConfig;
 import java.io.IOException;
@@ -73,7 +72,7 @@ final class Workload {
     props.setProperty(DatabaseConfig.CONTACT_PORT, Integer.toString(port));
     props.setProperty(DatabaseConfig.TRANSACTION_MANAGER, "consensus-commit");
 
-    DistributedTransactionAdmin admin = Compat.transactionAdmin(props);
+    SchemaAdmin admin = Schemas.open(props);
     try {
       Bank.createSchema(admin, Map.of("replication-factor", rf));
     } finally {
@@ -87,7 +86,7 @@ final class Workload {
     try {
       DistributedTransaction seed = Compat.begin(tm);
       for (int s = 0; s < slotCount; s++) {
-        Bank.seedSlot(seed, s);
+        Bank.seedSlot(Crud.of(seed), s);
       }
       seed.commit();
       int[] steps = new int[slotCount];
@@ -156,11 +155,11 @@ final class Workload {
   private static void transfer(DistributedTransactionManager tm, int s, int step) throws Exception {
     DistributedTransaction tx = Compat.begin(tm);
     try {
-      Bank.debitA(tx, s, 10L, step);
+      Bank.debitA(Crud.of(tx), s, 10L, step);
       // Each slot's legs in a partition of their own: concurrent LWTs on one partition contend in
       // Paxos, which with replication factor 2 fails transfers ("proposal was not accepted by a
       // quorum").
-      Bank.creditB(tx, s, 10L, step, Bank.DAY + 1 + s);
+      Bank.creditB(Crud.of(tx), s, 10L, step, Bank.DAY + 1 + s);
       tx.commit();
     } catch (Exception e) {
       try {

@@ -3,7 +3,6 @@ package com.scalar.verify.oracle;
 import com.scalar.db.api.Delete;
 import com.scalar.db.api.Mutation;
 import com.scalar.db.api.Put;
-import com.scalar.db.io.Column;
 import com.scalar.db.io.Key;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -73,37 +72,9 @@ final class WriteLog {
   }
 
   static Map<String, String> render(Key partition, Optional<Key> clustering) {
-    Map<String, String> key = new LinkedHashMap<>();
-    for (Column<?> c : partition.getColumns()) {
-      key.put(c.getName(), renderValue(c));
-    }
-    clustering.ifPresent(ck -> ck.getColumns().forEach(c -> key.put(c.getName(), renderValue(c))));
+    Map<String, String> key = new LinkedHashMap<>(Records.render(partition));
+    clustering.ifPresent(ck -> key.putAll(Records.render(ck)));
     return key;
-  }
-
-  /** The contract's key rendering: integers in decimal, TEXT as is, BOOLEAN true/false, BLOB hex. */
-  static String renderValue(Column<?> c) {
-    if (c.hasNullValue()) {
-      return null;
-    }
-    switch (c.getDataType()) {
-      case INT:
-        return Integer.toString(c.getIntValue());
-      case BIGINT:
-        return Long.toString(c.getBigIntValue());
-      case TEXT:
-        return c.getTextValue();
-      case BOOLEAN:
-        return Boolean.toString(c.getBooleanValue());
-      case BLOB:
-        StringBuilder sb = new StringBuilder();
-        for (byte b : c.getBlobValueAsBytes()) {
-          sb.append(String.format("%02x", b));
-        }
-        return sb.toString();
-      default:
-        return String.valueOf(c.getValueAsObject());
-    }
   }
 
   synchronized void applied(List<? extends Mutation> batch) {
@@ -123,14 +94,14 @@ final class WriteLog {
       }
       Put put = (Put) m;
       RecordMeta old = records.getOrDefault(key, new RecordMeta(null, null));
-      Map<String, Column<?>> cols = put.getColumns();
+      Map<String, String> cols = Records.written(put);
       String txId = old.txId();
       Integer state = old.txState();
       if (cols.containsKey("tx_id")) {
-        txId = cols.get("tx_id").hasNullValue() ? null : cols.get("tx_id").getTextValue();
+        txId = cols.get("tx_id");
       }
       if (cols.containsKey("tx_state")) {
-        state = cols.get("tx_state").hasNullValue() ? null : cols.get("tx_state").getIntValue();
+        state = cols.get("tx_state") == null ? null : Integer.valueOf(cols.get("tx_state"));
       }
       records.put(key, new RecordMeta(txId, state));
       trace.add(seq + " put " + key + " tx_id=" + txId + " tx_state=" + state);
@@ -138,18 +109,18 @@ final class WriteLog {
   }
 
   private void applyCoordinator(Mutation m) {
-    String id = m.getPartitionKey().getColumns().get(0).getTextValue();
+    String id = Records.render(m.getPartitionKey()).values().iterator().next();
     if (m instanceof Delete) {
       coordinator.remove(id);
       trace.add(seq + " coordinator delete " + id);
       return;
     }
-    Map<String, Column<?>> cols = ((Put) m).getColumns();
-    int state = cols.get("tx_state").getIntValue();
+    Map<String, String> cols = Records.written((Put) m);
+    int state = Integer.parseInt(cols.get("tx_state"));
     List<String> children = Collections.emptyList();
-    Column<?> childCol = cols.get("tx_child_ids");
-    if (childCol != null && !childCol.hasNullValue() && !childCol.getTextValue().isEmpty()) {
-      children = Arrays.asList(childCol.getTextValue().split(","));
+    String childIds = cols.get("tx_child_ids");
+    if (childIds != null && !childIds.isEmpty()) {
+      children = Arrays.asList(childIds.split(","));
     }
     coordinator.put(id, new CoordinatorRow(id, state, children));
     trace.add(seq + " coordinator put " + id + " state=" + state + " children=" + children);
