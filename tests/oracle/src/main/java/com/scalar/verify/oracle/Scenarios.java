@@ -191,27 +191,30 @@ final class Scenarios {
       validationAbort(ctx, s[1], s[0]);
       ctx.cut();
     }));
-    out.add(single("tpc-ghost-deletes-prepared-all", ctx -> {
-      int[] s = ctx.seed(2);
-      ctx.transfer(s[0]);
-      ctx.twoPcWithGhosts(s[1], "prepared_all").prepareAll();
-      ctx.cut();
-    }));
-    out.add(single("tpc-ghost-deletes-state-committed-no-records", ctx -> {
-      int[] s = ctx.seed(2);
-      ctx.transfer(s[0]);
-      ctx.twoPcWithGhosts(s[1], "state_committed_no_records")
-          .prepareAll()
-          .validateAll()
-          .commitCoordinatorUnder(crashAfter(b -> b.isCoordinatorState(3)));
-      ctx.cut();
-    }));
-    out.add(single("tpc-ghost-deletes-committed-some", ctx -> {
-      int[] s = ctx.seed(2);
-      ctx.transfer(s[0]);
-      ctx.twoPcWithGhosts(s[1], "committed_some").prepareAll().validateAll().commitCoordinator();
-      ctx.cut();
-    }));
+    // 3.4 refuses deletes of absent keys (Versions.absentKeyDeletes).
+    if (Versions.absentKeyDeletes(version)) {
+      out.add(single("tpc-ghost-deletes-prepared-all", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.twoPcWithGhosts(s[1], "prepared_all").prepareAll();
+        ctx.cut();
+      }));
+      out.add(single("tpc-ghost-deletes-state-committed-no-records", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.twoPcWithGhosts(s[1], "state_committed_no_records")
+            .prepareAll()
+            .validateAll()
+            .commitCoordinatorUnder(crashAfter(b -> b.isCoordinatorState(3)));
+        ctx.cut();
+      }));
+      out.add(single("tpc-ghost-deletes-committed-some", ctx -> {
+        int[] s = ctx.seed(2);
+        ctx.transfer(s[0]);
+        ctx.twoPcWithGhosts(s[1], "committed_some").prepareAll().validateAll().commitCoordinator();
+        ctx.cut();
+      }));
+    }
     if (before316(version)) {
       // ≤3.15 SERIALIZABLE with EXTRA_WRITE turns reads into writes: the read account is
       // re-prepared unchanged and the read of an absent key leaves a DELETED tombstone.
@@ -513,7 +516,11 @@ final class Scenarios {
     ctx.transfer(s[0]);
     ctx.twoPc(s[1], "committed").prepareAll().validateAll().commitCoordinator().commitParticipant();
     ctx.twoPc(s[2], "prepared_some").prepareCoordinator();
-    ctx.twoPcWithGhosts(s[3], "prepared_all").prepareAll();
+    if (Versions.absentKeyDeletes(Main.scalarDbVersion())) {
+      ctx.twoPcWithGhosts(s[3], "prepared_all").prepareAll();
+    } else {
+      ctx.twoPc(s[3], "prepared_all").prepareAll();
+    }
     tpcStateCommittedNoRecords(ctx, s[4]);
     ctx.twoPc(s[5], "committed_some").prepareAll().validateAll().commitCoordinator();
     ctx.twoPc(s[6], "aborted_prepared_some").prepareCoordinator().abortById();

@@ -19,4 +19,13 @@ final class Versions {
   static boolean groupCommit(String version) {
     return atLeast(version, 3, 13);
   }
+
+  /**
+   * Deleting a key that does not exist (a DELETED tombstone without a before image): 3.6+.
+   * 3.4.5's prepare refuses it ("the record to be deleted must be existing and read
+   * beforehand", PrepareMutationComposer). 3.5 was not tried.
+   */
+  static boolean absentKeyDeletes(String version) {
+    return atLeast(version, 3, 6);
+  }
 }
