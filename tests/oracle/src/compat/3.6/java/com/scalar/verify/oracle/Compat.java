@@ -16,7 +16,7 @@ import java.util.Map;
 import java.util.Properties;
 
 /**
- * What differs between ScalarDB lines (this copy: 3.6, chosen for lines before 3.9). 3.6 has no
+ * What differs between ScalarDB lines (this copy: 3.6, chosen for 3.6 to 3.8). 3.6 has no
  * storage plug-in point (DistributedStorageProvider), so a manager whose storage is the wrapper
  * ({@value FaultyStorage#NAME}) is built here by hand, through the Consensus Commit managers'
  * public (storage, storage admin, config) constructors, around {@link FaultyStorage#wrap} of the
