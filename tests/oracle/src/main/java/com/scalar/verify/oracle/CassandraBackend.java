@@ -42,12 +42,35 @@ import javax.management.remote.JMXServiceURL;
 final class CassandraBackend implements Backend {
   private final String host;
   private final int port;
+  /**
+   * The node's JMX and data directory when the oracle started the node itself: then a
+   * per-namespace cut ({@link #dumpSchemas}) is a real per-keyspace snapshot. Null for a node
+   * given with --cassandra (no per-namespace case then, {@link #perNamespaceCuts}).
+   */
+  private final Jmx jmx;
+  /** The snapshot tag of the current case's per-keyspace snapshots (one tag, as a user's). */
+  private String caseTag;
   private Cluster cluster;
   private Session session;
 
   CassandraBackend(String host, int port) {
+    this(host, port, null);
+  }
+
+  CassandraBackend(String host, int port, Jmx jmx) {
     this.host = host;
     this.port = port;
+    this.jmx = jmx;
+  }
+
+  /** The same node with its JMX and data directory (snapshots: per-namespace cuts). */
+  CassandraBackend withJmx(Jmx jmx) {
+    return new CassandraBackend(host, port, jmx);
+  }
+
+  /** Whether this backend can cut per keyspace (a node the oracle started: JMX, data directory). */
+  boolean perNamespaceCuts() {
+    return jmx != null;
   }
 
   /** Parses "host:port". */
@@ -124,6 +147,8 @@ final class CassandraBackend implements Backend {
   @Override
   public Properties freshDatabase(String caseId, Path work) {
     dropCaseKeyspaces();
+    // A new tag per attempt: the keyspaces are new, and a tag is taken once per keyspace.
+    caseTag = "oracle_" + caseId + "_" + System.currentTimeMillis();
     return props();
   }
 
@@ -138,11 +163,17 @@ final class CassandraBackend implements Backend {
       keyspaces.add(ns.metadata());
       keyspaces.addAll(ns.data());
     }
+    Path out = dir.resolve(label + ".cql");
+    dumpKeyspaces(keyspaces, out);
+    return out;
+  }
+
+  /** The CQL dump of the keyspaces that exist, in the given order, into {@code out}. */
+  private void dumpKeyspaces(Iterable<String> keyspaces, Path out) throws IOException {
     Set<String> existing = new LinkedHashSet<>();
     for (Row r : query("SELECT keyspace_name FROM system_schema.keyspaces")) {
       existing.add(r.getString(0));
     }
-    Path out = dir.resolve(label + ".cql");
     try (Writer w = Files.newBufferedWriter(out, StandardCharsets.UTF_8)) {
       for (String ks : keyspaces) {
         if (existing.contains(ks)) {
@@ -150,6 +181,73 @@ final class CassandraBackend implements Backend {
         }
       }
     }
+  }
+
+  /** The case directory's snapshot backup of a per-namespace cut (the tool drills it). */
+  static final String SNAPSHOTS = "backup.cassandra";
+
+  /**
+   * One part of a per-namespace cut: {@code nodetool snapshot -t TAG KEYSPACE...} of the given
+   * keyspaces over JMX ({@link #snapshot}, the case's one tag, as a user snapshotting keyspace
+   * by keyspace under one name), then, with nothing running in between, the oracle's CQL reload
+   * of the same keyspaces (phase 2 loads it for ScalarDB's recovery; it is never drilled).
+   * Returns a directory holding {@code snapshot/} and {@code reload.cql}.
+   */
+  @Override
+  public Path dumpSchemas(Properties live, List<String> schemas, Namespaces ns, Path dir, String label)
+      throws Exception {
+    if (jmx == null) {
+      throw new UnsupportedOperationException(
+          "cassandra: a per-keyspace cut needs a node the oracle started (its JMX and data directory)");
+    }
+    Path out = dir.resolve(label);
+    snapshot(jmx, caseTag, schemas, out.resolve("snapshot"));
+    dumpKeyspaces(schemas, out.resolve("reload.cql"));
+    return out;
+  }
+
+  /**
+   * The snapshots of every part into {@value #SNAPSHOTS} beside {@code backupFile} (one node's
+   * data directory, every keyspace under the case's tag), and the parts' reloads joined into
+   * {@code backupFile} ({@code backup.cql}, the oracle's own restore).
+   */
+  @Override
+  public void assembleSchemas(Map<Path, List<String>> parts, Namespaces ns, Path backupFile) throws Exception {
+    Path snapshots = backupFile.getParent().resolve(SNAPSHOTS);
+    if (Files.exists(snapshots)) {
+      throw new IllegalStateException(snapshots + " exists already");
+    }
+    Files.createDirectories(snapshots);
+    StringBuilder text = new StringBuilder(
+        "-- ScalarDB oracle backup (Cassandra, per-keyspace snapshots' reload), written by tests/oracle.\n");
+    for (Path part : parts.keySet()) {
+      copyTree(part.resolve("snapshot"), snapshots);
+      text.append(Files.readString(part.resolve("reload.cql"), StandardCharsets.UTF_8));
+    }
+    Files.writeString(backupFile, text.toString(), StandardCharsets.UTF_8);
+  }
+
+  /**
+   * truth.json's deployment for a per-keyspace snapshot case: one storage, {@code cass}, holding
+   * every keyspace, backed up by {@value #SNAPSHOTS} (the differential drills it as a backup
+   * set, tests/differential/multi_storage.rs). Empty for other cases (their backup is the CQL).
+   */
+  Map<String, Object> truthFields(CaseContext ctx) {
+    if (ctx.schemaParts.isEmpty()) {
+      return Map.of();
+    }
+    Map<String, Object> s = new java.util.LinkedHashMap<>();
+    s.put("name", "cass");
+    s.put("engine", "cassandra");
+    List<String> namespaces = new ArrayList<>();
+    namespaces.add(ctx.namespaces.coordinator());
+    namespaces.addAll(ctx.namespaces.data());
+    s.put("namespaces", namespaces);
+    s.put("coordinator", true);
+    s.put("backup", SNAPSHOTS);
+    Map<String, Object> out = new java.util.LinkedHashMap<>();
+    out.put("storages", List.of(s));
+    out.put("default_storage", "cass");
     return out;
   }
 

@@ -59,6 +59,17 @@ public final class Main {
       return;
     }
     Backend backend = backend(opts);
+    if (backend instanceof CassandraBackend c && !c.perNamespaceCuts()) {
+      // Per-keyspace snapshots need the node's JMX and data directory (a node given with
+      // --cassandra offers neither): those cases are left out, saying so.
+      specs.removeIf(s -> {
+        boolean perNamespace = s.cut().equals("torn_namespaces") || s.cut().equals("per_namespace_quiet");
+        if (perNamespace) {
+          log("%s: left out (a per-keyspace snapshot needs a node the oracle started)", s.id());
+        }
+        return perNamespace;
+      });
+    }
     String version = scalarDbVersion();
     Path out = Paths.get(opts.getOrDefault("out", "oracle-cases")).toAbsolutePath();
     Path work = Paths.get(opts.getOrDefault("work", out.resolve(".work").toString())).toAbsolutePath();
@@ -106,7 +117,13 @@ public final class Main {
         if (!o.containsKey("cassandra")) {
           throw new IllegalArgumentException("--backend cassandra needs --cassandra HOST:PORT");
         }
-        return CassandraBackend.parse(o.get("cassandra"));
+        CassandraBackend c = CassandraBackend.parse(o.get("cassandra"));
+        if (o.containsKey("cassandra-jmx")) {
+          // A node the oracle started: per-keyspace snapshots for the per-namespace cuts.
+          c = c.withJmx(new CassandraBackend.Jmx(Integer.parseInt(o.get("cassandra-jmx")),
+              Paths.get(o.get("cassandra-jmx-file")), Paths.get(o.get("cassandra-data"))));
+        }
+        return c;
       default:
         throw new IllegalArgumentException("unknown backend " + b);
     }
@@ -325,6 +342,9 @@ public final class Main {
     truth.put("generation", gen);
     if (backend instanceof MultiStorageBackend multi) {
       truth.putAll(multi.truthFields(ctx));
+    }
+    if (backend instanceof CassandraBackend cassandra) {
+      truth.putAll(cassandra.truthFields(ctx));
     }
     ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
     json.writeValue(dir.resolve("truth.json").toFile(), truth);

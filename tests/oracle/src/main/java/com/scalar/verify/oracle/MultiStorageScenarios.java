@@ -81,7 +81,9 @@ final class MultiStorageScenarios {
     // PostgreSQL first: each has its credit in bank_b, COMMITTED, with no Coordinator row.
     out.add(new CaseSpec(pre + "2pc-services-torn-pg-first", false, Scenarios.DEFAULT_NS, "torn",
         ctx -> twoServicesTorn(ctx, true)));
-    if (engine.equals("mariadb")) {
+    if (engine.equals("mariadb") || engine.equals("cassandra")) {
+      // The Coordinator beside bank_b: in MariaDB, or in Cassandra (its keyspace in the
+      // snapshot with bank_b's).
       out.addAll(coordinatorOnOther(pre, engine));
     }
     if (engine.equals("cassandra")) {
@@ -114,7 +116,7 @@ final class MultiStorageScenarios {
   }
 
   /**
-   * The Coordinator namespace mapped to the other storage (MariaDB), bank_a in PostgreSQL, bank_b
+   * The Coordinator namespace mapped to the other storage (MariaDB or Cassandra), bank_a in PostgreSQL, bank_b
    * beside the Coordinator: PostgreSQL's pending records are resolved by the other database's
    * Coordinator rows.
    */
