@@ -95,7 +95,7 @@ impl Connected {
     pub(super) async fn any_committed(
         &self,
         table: &TableSchema,
-        wanted: &dyn Fn(&str) -> bool,
+        wanted: &dyn Fn(&[&str]) -> bool,
     ) -> Result<bool, Error> {
         each!(self, store => store.any_committed(table, wanted).await)
     }
@@ -136,6 +136,14 @@ impl Connected {
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, Error> {
         each!(self, store => store.read_coordinator_row(coordinator, tx_id).await)
+    }
+
+    pub(super) async fn read_coordinator_rows(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_ids: &[&str],
+    ) -> Result<Vec<CoordinatorRow>, Error> {
+        each!(self, store => store.read_coordinator_rows(coordinator, tx_ids).await)
     }
 
     pub(super) async fn count_write_sets(

@@ -457,7 +457,7 @@ async fn unconfirmed_elsewhere(
     // One narrow pass first: in a copy whose Coordinator confirms every COMMITTED record
     // (the common case) nothing more is read.
     if !store
-        .any_committed(schema, &|tx_id: &str| resolver.needs_look(tx_id))
+        .any_committed(schema, &|tx_ids: &[&str]| resolver.any_needs_look(tx_ids))
         .await?
     {
         return Ok(());

@@ -5,7 +5,7 @@
 //! cannot change a verdict (see `CoordinatorIndex`).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::RandomState;
 
 use futures::{StreamExt as _, TryStreamExt as _, stream};
@@ -90,11 +90,58 @@ impl<'a> Resolver<'a> {
         Ok(CoordinatorRows { exact, parent })
     }
 
-    /// Attaches the Coordinator rows to records, a bounded number of point reads at a time.
+    /// Reads, many ids a query, the rows `rows` would read one by one for these ids, into
+    /// the cache.
+    async fn prefetch(&self, tx_ids: impl Iterator<Item = &str>) -> Result<(), Error> {
+        let index = &self.index;
+        let mut wanted: BTreeSet<&str> = BTreeSet::new();
+        for tx_id in tx_ids {
+            if index.rows_without_reading(tx_id).is_some() {
+                continue;
+            }
+            if index.may_contain(tx_id) {
+                wanted.insert(tx_id);
+            }
+            if let Some(parent) = index.group_parent(tx_id)
+                && !index.parents.contains_key(parent)
+                && index.may_contain(parent)
+            {
+                wanted.insert(parent);
+            }
+        }
+        let wanted: Vec<&str> = {
+            let cache = self.cache.borrow();
+            wanted
+                .into_iter()
+                .filter(|id| !cache.contains_key(*id))
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .store
+            .read_coordinator_rows(self.schema, &wanted)
+            .await?;
+        let mut cache = self.cache.borrow_mut();
+        for id in wanted {
+            cache.insert(id.to_owned(), None);
+        }
+        for row in rows {
+            cache.insert(row.tx_id.clone(), Some(row));
+        }
+        Ok(())
+    }
+
+    /// Attaches the Coordinator rows to records: the rows to read are read many a query
+    /// first (`prefetch`), then each record takes its rows, a bounded number of point
+    /// reads at a time for any the prefetch did not cover.
     pub(super) async fn attach(
         &self,
         records: Vec<ObservedRecord>,
     ) -> Result<Vec<ObservedRecord>, Error> {
+        self.prefetch(records.iter().filter_map(|r| r.meta.tx_id.as_deref()))
+            .await?;
         stream::iter(records)
             .map(|mut record| async move {
                 if let Some(tx_id) = record.meta.tx_id.as_deref() {
@@ -113,11 +160,13 @@ impl<'a> Resolver<'a> {
         &mut self,
         unresolved: impl IntoIterator<Item = &str>,
     ) -> Result<(), Error> {
+        let committed: Vec<&str> = unresolved
+            .into_iter()
+            .filter(|id| self.index.look_up(id) == Lookup::Committed)
+            .collect();
+        self.prefetch(committed.iter().copied()).await?;
         let mut suspects = HashSet::new();
-        for id in unresolved {
-            if self.index.look_up(id) != Lookup::Committed {
-                continue;
-            }
+        for id in committed {
             let rows = self.rows(id).await?;
             if !matches!(
                 CoordinatorState::look_up(id, &rows),
@@ -128,6 +177,13 @@ impl<'a> Resolver<'a> {
         }
         self.suspects = suspects;
         Ok(())
+    }
+
+    /// Whether a COMMITTED record of any of `tx_ids` needs its Coordinator rows looked at
+    /// (`needs_look` of each, the index's lookups run side by side).
+    pub(super) fn any_needs_look(&self, tx_ids: &[&str]) -> bool {
+        !self.index.all_committed(tx_ids)
+            || (!self.suspects.is_empty() && tx_ids.iter().any(|id| self.suspects.contains(*id)))
     }
 
     /// Whether a COMMITTED record of `tx_id` needs its Coordinator rows looked at.

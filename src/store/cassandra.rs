@@ -912,7 +912,7 @@ impl super::RecordSource for CassandraStore {
     async fn any_committed(
         &self,
         table: &TableSchema,
-        wanted: &dyn Fn(&str) -> bool,
+        wanted: &dyn Fn(&[&str]) -> bool,
     ) -> Result<bool, CassandraError> {
         self.scan_table(
             &table.table,
@@ -923,7 +923,7 @@ impl super::RecordSource for CassandraStore {
                 let state = int_column(&mut row)?;
                 let version = int_column(&mut row)?;
                 if state == Some(3) && version.is_some_and(|v| v >= 1) {
-                    *found |= tx_id.is_some_and(wanted);
+                    *found |= tx_id.is_some_and(|id| wanted(&[id]));
                 }
                 Ok(())
             },

@@ -359,6 +359,17 @@ impl Dialect {
         )
     }
 
+    /// The Coordinator rows of `ids` `tx_id`s (bound as the parameters, in order).
+    pub fn coordinator_rows_by_id(self, coordinator: &CoordinatorSchema, ids: usize) -> String {
+        let placeholders: Vec<String> = (1..=ids).map(|n| self.placeholder(n)).collect();
+        format!(
+            "SELECT {} FROM {} WHERE tx_id IN ({})",
+            self.coordinator_row_columns(coordinator),
+            self.table_name(&coordinator.table),
+            placeholders.join(", ")
+        )
+    }
+
     /// The Coordinator row of one `tx_id` (bound as the first parameter).
     pub fn coordinator_row(self, coordinator: &CoordinatorSchema) -> String {
         format!(

@@ -76,12 +76,13 @@ pub trait Store {
 )]
 pub trait RecordSource: Store {
     /// Whether any COMMITTED record (as `fold_committed` selects them) has a `wanted`
-    /// `tx_id`, reading only `tx_id`s and stopping at the first: in a healthy copy none is,
-    /// and `fold_committed`'s wider read is skipped.
+    /// `tx_id`, reading only `tx_id`s and stopping at the first batch holding one: in a
+    /// healthy copy none is, and `fold_committed`'s wider read is skipped. `wanted` is
+    /// asked of batches of ids (whether any of them is wanted), so its lookups can overlap.
     async fn any_committed(
         &self,
         table: &TableSchema,
-        wanted: &dyn Fn(&str) -> bool,
+        wanted: &dyn Fn(&[&str]) -> bool,
     ) -> Result<bool, Self::Error>;
 
     /// Folds every COMMITTED record (`tx_state` 3, a `tx_id`, `tx_version` >= 1) whose
@@ -126,6 +127,21 @@ pub trait CoordinatorSource: Store {
         coordinator: &CoordinatorSchema,
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, Self::Error>;
+
+    /// The rows keyed by each of `tx_ids`, in any order, the first of each id as
+    /// `read_coordinator_row` gives it; an id without a row has none. Stores that can read
+    /// many ids in one query do.
+    async fn read_coordinator_rows(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_ids: &[&str],
+    ) -> Result<Vec<CoordinatorRow>, Self::Error> {
+        let mut rows = Vec::new();
+        for tx_id in tx_ids {
+            rows.extend(self.read_coordinator_row(coordinator, tx_id).await?);
+        }
+        Ok(rows)
+    }
 }
 
 /// What the write-set proof reads (3.19 write-set logging): the Coordinator's write sets,

@@ -722,7 +722,7 @@ impl super::RecordSource for SqlStore {
     async fn any_committed(
         &self,
         table: &TableSchema,
-        wanted: &dyn Fn(&str) -> bool,
+        wanted: &dyn Fn(&[&str]) -> bool,
     ) -> Result<bool, SqlError> {
         let scan_error = |source| SqlError::Scan {
             table: table.table.to_string(),
@@ -731,16 +731,25 @@ impl super::RecordSource for SqlStore {
         let mut conn = self.read_only_connection().await.map_err(scan_error)?;
         let sql = self.dialect.committed_tx_ids(table);
         let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        let mut batch: Vec<String> = Vec::with_capacity(ID_BATCH);
+        let any_wanted = |batch: &[String]| {
+            let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
+            wanted(&ids)
+        };
         let mut found = false;
         while let Some(row) = rows.try_next().await.map_err(scan_error)? {
-            if text(&row, 0)
-                .map_err(scan_error)?
-                .is_some_and(|id| wanted(&id))
-            {
-                found = true;
-                break;
+            if let Some(id) = text(&row, 0).map_err(scan_error)? {
+                batch.push(id);
+            }
+            if batch.len() == ID_BATCH {
+                found = any_wanted(&batch);
+                batch.clear();
+                if found {
+                    break;
+                }
             }
         }
+        found = found || (!batch.is_empty() && any_wanted(&batch));
         drop(rows);
         Self::end(&mut conn).await.map_err(scan_error)?;
         Ok(found)
@@ -808,13 +817,47 @@ impl super::CoordinatorSource for SqlStore {
         coordinator: &CoordinatorSchema,
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, SqlError> {
-        let sql = self.dialect.coordinator_row(coordinator);
-        self.read_coordinator_query(coordinator, &sql, tx_id, |row| {
-            decode_coordinator_row(row, 0)
-        })
-        .await
+        let rows = self.read_coordinator_rows(coordinator, &[tx_id]).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// `KEYS_PER_READ` ids a query. MySQL compares text case-insensitively: only a row
+    /// whose `tx_id` is exactly a requested id is kept, so a row of another id that differs
+    /// only in case never stands for it.
+    async fn read_coordinator_rows(
+        &self,
+        coordinator: &CoordinatorSchema,
+        tx_ids: &[&str],
+    ) -> Result<Vec<CoordinatorRow>, SqlError> {
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let mut found: Vec<CoordinatorRow> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for batch in tx_ids.chunks(KEYS_PER_READ) {
+            let sql = self
+                .dialect
+                .coordinator_rows_by_id(coordinator, batch.len());
+            let mut query = sqlx::query(&sql);
+            for tx_id in batch {
+                query = query.bind((*tx_id).to_owned());
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(error)? {
+                let Some(row) = decode_coordinator_row(&row, 0).map_err(error)? else {
+                    continue;
+                };
+                if batch.contains(&row.tx_id.as_str()) && seen.insert(row.tx_id.clone()) {
+                    found.push(row);
+                }
+            }
+        }
+        Ok(found)
     }
 }
+
+/// How many `tx_id`s `any_committed` asks about at once.
+const ID_BATCH: usize = 256;
 
 /// How many keys one record read binds (PostgreSQL allows 65535 parameters, SQLite 32766).
 const KEYS_PER_READ: usize = 200;
