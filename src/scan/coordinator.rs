@@ -176,7 +176,7 @@ impl CoordinatorIndex {
     /// the lookups run side by side (`lower_bounds`): the scan asks this of every COMMITTED
     /// record of a table in another storage.
     pub(crate) fn all_committed(&self, tx_ids: &[&str]) -> bool {
-        if self.group_commit {
+        if self.group_commit || tx_ids.len() == 1 {
             return tx_ids
                 .iter()
                 .all(|id| self.look_up(id) == Lookup::Committed);
@@ -238,21 +238,51 @@ impl CoordinatorIndex {
     /// The rows for `tx_id` when the index knows them exactly: no row keyed by the id, and
     /// a parent row that is kept exactly or surely absent. `None`: read them.
     pub(crate) fn rows_without_reading(&self, tx_id: &str) -> Option<CoordinatorRows> {
-        if self.may_contain(tx_id) {
-            return None;
+        match self.ids_to_read(tx_id) {
+            (None, None) => Some(CoordinatorRows {
+                exact: None,
+                parent: self.kept_parent(tx_id),
+            }),
+            _ => None,
         }
-        let parent = match self.group_parent(tx_id) {
+    }
+
+    /// The ids whose rows a lookup of `tx_id` must read: the id itself where the index may
+    /// hold it, and its group-commit parent where that is not kept exactly and the index
+    /// may hold it.
+    pub(crate) fn ids_to_read<'i>(&self, tx_id: &'i str) -> (Option<&'i str>, Option<&'i str>) {
+        let exact = self.may_contain(tx_id).then_some(tx_id);
+        let parent = self
+            .group_parent(tx_id)
+            .filter(|parent| !self.parents.contains_key(*parent) && self.may_contain(parent));
+        (exact, parent)
+    }
+
+    /// The group-commit parent row of `tx_id` where the index keeps it exactly.
+    fn kept_parent(&self, tx_id: &str) -> Option<CoordinatorRow> {
+        self.group_parent(tx_id)
+            .and_then(|parent| self.parents.get(parent))
+            .cloned()
+    }
+
+    /// The rows for `tx_id`, exactly what a join returns (the row keyed by the id and, for
+    /// a group-commit id, its parent's), reading with `read` only what the index cannot
+    /// answer (`ids_to_read`).
+    pub(crate) async fn rows_with<E>(
+        &self,
+        tx_id: &str,
+        read: impl AsyncFn(&str) -> Result<Option<CoordinatorRow>, E>,
+    ) -> Result<CoordinatorRows, E> {
+        let (exact_id, parent_id) = self.ids_to_read(tx_id);
+        let exact = match exact_id {
+            Some(id) => read(id).await?,
             None => None,
-            Some(parent) => match self.parents.get(parent) {
-                Some(row) => Some(row.clone()),
-                None if self.may_contain(parent) => return None,
-                None => None,
-            },
         };
-        Some(CoordinatorRows {
-            exact: None,
-            parent,
-        })
+        let parent = match parent_id {
+            Some(id) => read(id).await?,
+            None => self.kept_parent(tx_id),
+        };
+        Ok(CoordinatorRows { exact, parent })
     }
 
     /// Heap bytes held, for the memory test and the benchmark.

@@ -70,44 +70,19 @@ impl<'a> Resolver<'a> {
     /// The rows for one transaction id, exactly what a join returns: the row keyed by the
     /// id and, for a group-commit id, its parent's.
     async fn rows(&self, tx_id: &str) -> Result<CoordinatorRows, Error> {
-        let index = &self.index;
-        if let Some(rows) = index.rows_without_reading(tx_id) {
-            return Ok(rows);
-        }
-        let exact = if index.may_contain(tx_id) {
-            self.row(tx_id).await?
-        } else {
-            None
-        };
-        let parent = match index.group_parent(tx_id) {
-            None => None,
-            Some(parent) => match index.parents.get(parent) {
-                Some(row) => Some(row.clone()),
-                None if index.may_contain(parent) => self.row(parent).await?,
-                None => None,
-            },
-        };
-        Ok(CoordinatorRows { exact, parent })
+        self.index
+            .rows_with(tx_id, async |id: &str| self.row(id).await)
+            .await
     }
 
     /// Reads, many ids a query, the rows `rows` would read one by one for these ids, into
     /// the cache.
     async fn prefetch(&self, tx_ids: impl Iterator<Item = &str>) -> Result<(), Error> {
-        let index = &self.index;
         let mut wanted: BTreeSet<&str> = BTreeSet::new();
         for tx_id in tx_ids {
-            if index.rows_without_reading(tx_id).is_some() {
-                continue;
-            }
-            if index.may_contain(tx_id) {
-                wanted.insert(tx_id);
-            }
-            if let Some(parent) = index.group_parent(tx_id)
-                && !index.parents.contains_key(parent)
-                && index.may_contain(parent)
-            {
-                wanted.insert(parent);
-            }
+            let (exact, parent) = self.index.ids_to_read(tx_id);
+            wanted.extend(exact);
+            wanted.extend(parent);
         }
         let wanted: Vec<&str> = {
             let cache = self.cache.borrow();

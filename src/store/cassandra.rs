@@ -597,25 +597,11 @@ impl CassandraStore {
         index: &CoordinatorIndex,
         tx_id: &str,
     ) -> Result<CoordinatorRows, CassandraError> {
-        if let Some(rows) = index.rows_without_reading(tx_id) {
-            return Ok(rows);
-        }
-        let exact = if index.may_contain(tx_id) {
-            self.coordinator_row(coordinator, tx_id).await?
-        } else {
-            None
-        };
-        let parent = match index.group_parent(tx_id) {
-            None => None,
-            Some(parent) => match index.parents.get(parent) {
-                Some(row) => Some(row.clone()),
-                None if index.may_contain(parent) => {
-                    self.coordinator_row(coordinator, parent).await?
-                }
-                None => None,
-            },
-        };
-        Ok(CoordinatorRows { exact, parent })
+        index
+            .rows_with(tx_id, async |id: &str| {
+                self.coordinator_row(coordinator, id).await
+            })
+            .await
     }
 
     /// Attaches the Coordinator rows to records, `concurrency` point reads at a time.

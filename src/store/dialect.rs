@@ -370,16 +370,6 @@ impl Dialect {
         )
     }
 
-    /// The Coordinator row of one `tx_id` (bound as the first parameter).
-    pub fn coordinator_row(self, coordinator: &CoordinatorSchema) -> String {
-        format!(
-            "SELECT {} FROM {} WHERE tx_id = {}",
-            self.coordinator_row_columns(coordinator),
-            self.table_name(&coordinator.table),
-            self.placeholder(1)
-        )
-    }
-
     /// Row count, state counts, oldest and newest entry of the Coordinator table; with a
     /// reference instant, the COMMITTED rows created in each rate window before it.
     pub fn coordinator_stats(
