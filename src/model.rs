@@ -305,14 +305,14 @@ pub enum CoordinatorState {
 
 impl CoordinatorState {
     /// Applies `getState`'s rule: a group parent row that lists the child wins; otherwise
-    /// the row keyed by the full id; otherwise nothing.
+    /// the row found by the full id; otherwise nothing. `rows` are the rows the
+    /// Coordinator's storage found for the ids, by its own comparison as ScalarDB's `Get`
+    /// finds them: under a case-insensitive collation the row found for `abc` is keyed
+    /// `ABC`. Only the child list is compared here, exactly, as ScalarDB does in Java.
     pub fn look_up(tx_id: &str, rows: &CoordinatorRows) -> Self {
-        let parent_row = GroupCommitId::parse(tx_id).and_then(|id| {
-            rows.parent
-                .as_ref()
-                .filter(|row| row.tx_id == id.parent && row.lists_child(id.child))
-        });
-        let exact_row = rows.exact.as_ref().filter(|row| row.tx_id == tx_id);
+        let parent_row = GroupCommitId::parse(tx_id)
+            .and_then(|id| rows.parent.as_ref().filter(|row| row.lists_child(id.child)));
+        let exact_row = rows.exact.as_ref();
         match parent_row.or(exact_row) {
             None => Self::Absent,
             Some(row) => match row.tx_state.and_then(TxState::from_id) {

@@ -1034,14 +1034,13 @@ fn classify_exceptional(
 /// some of them back, and nothing in the backup says which: a finding, never a guess.
 fn conflicting_group_states(tx_id: &str, rows: &CoordinatorRows) -> Option<Finding> {
     let id = GroupCommitId::parse(tx_id)?;
-    let parent = rows.parent.as_ref().filter(|row| {
-        row.tx_id == id.parent
-            && row.lists_child(id.child)
-            && row.tx_state == Some(TxState::Committed.id())
-    })?;
+    let parent = rows
+        .parent
+        .as_ref()
+        .filter(|row| row.lists_child(id.child) && row.tx_state == Some(TxState::Committed.id()))?;
     rows.exact
         .as_ref()
-        .filter(|row| row.tx_id == tx_id && row.tx_state == Some(TxState::Aborted.id()))?;
+        .filter(|row| row.tx_state == Some(TxState::Aborted.id()))?;
     Some(
         Finding::new(
             Code::GroupCommitConflictingStates,

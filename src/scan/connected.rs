@@ -9,7 +9,7 @@ use crate::model::write_set::StoredWriteSet;
 use crate::model::{CoordinatorRow, RecordKey};
 use crate::store::{
     CassandraStore, CoordinatorSchema, CoordinatorSource, Discovery, DiscoverySettings,
-    RecordSource, SqlStore, Store, TableSchema, WriteSetSource,
+    IdComparison, RecordSource, SqlStore, Store, TableSchema, WriteSetSource,
 };
 
 pub(super) enum Connected {
@@ -144,6 +144,13 @@ impl Connected {
         tx_ids: &[&str],
     ) -> Result<Vec<CoordinatorRow>, Error> {
         each!(self, store => store.read_coordinator_rows(coordinator, tx_ids).await)
+    }
+
+    pub(super) async fn coordinator_id_comparison(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<IdComparison, Error> {
+        each!(self, store => store.coordinator_id_comparison(coordinator).await)
     }
 
     pub(super) async fn count_write_sets(

@@ -25,18 +25,18 @@ pub(crate) struct PhaseTwo {
 }
 
 impl PhaseTwo {
-    /// Files a candidate whose Coordinator rows the index knows exactly (no row at all,
-    /// or a group parent it keeps), or sets it aside for a point read.
+    /// Files a candidate whose Coordinator rows are `known` without a read (no row at all,
+    /// or a group parent the index keeps), or sets it aside for a point read.
     pub(crate) fn file(
         &mut self,
-        index: &CoordinatorIndex,
+        known: impl Fn(&str) -> Option<CoordinatorRows>,
         retention: &Retention,
         mut record: ObservedRecord,
     ) {
         let Some(tx_id) = record.meta.tx_id.as_deref() else {
             return;
         };
-        match index.rows_without_reading(tx_id) {
+        match known(tx_id) {
             Some(rows) => {
                 record.coordinator = rows;
                 retention.file(&mut self.filed, record);

@@ -453,7 +453,6 @@ async fn unconfirmed_elsewhere(
     retention: &Retention,
     scan: &mut TableScan,
 ) -> Result<(), Error> {
-    let index = resolver.index();
     // One narrow pass first: in a copy whose Coordinator confirms every COMMITTED record
     // (the common case) nothing more is read.
     if !store
@@ -466,7 +465,9 @@ async fn unconfirmed_elsewhere(
         .fold_committed(
             schema,
             &|tx_id: &str| resolver.needs_look(tx_id),
-            &|acc: &mut PhaseTwo, record| acc.file(index, retention, record),
+            &|acc: &mut PhaseTwo, record| {
+                acc.file(|id| resolver.rows_without_reading(id), retention, record)
+            },
             &PhaseTwo::merge,
         )
         .await?;

@@ -3,6 +3,13 @@
 //! reads from the Coordinator's storage, each read once. Unresolved transactions the index
 //! calls COMMITTED are confirmed by a point read (`find_suspects`), so a hash collision
 //! cannot change a verdict (see `CoordinatorIndex`).
+//!
+//! The index matches ids by their bytes. Where the Coordinator's storage compares them
+//! otherwise (MariaDB's default collations fold case and ignore trailing blanks), ScalarDB's
+//! `Get` may find a row the index cannot: there every lookup of an unresolved transaction is
+//! a point read, answered by the storage's own comparison, and the index only files
+//! COMMITTED records of transactions with nothing unresolved (a miss there reads as no row,
+//! which can only count against the copy, never for it).
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -15,7 +22,7 @@ use super::coordinator::{CoordinatorIndex, IndexBuilder, Lookup};
 use crate::analyze::ObservedRecord;
 use crate::error::Error;
 use crate::model::{CoordinatorRow, CoordinatorRows, CoordinatorState};
-use crate::store::CoordinatorSchema;
+use crate::store::{CoordinatorSchema, IdComparison};
 
 /// How many point reads are in flight at once.
 pub(super) const POINT_READS: usize = 8;
@@ -24,6 +31,7 @@ pub(super) struct Resolver<'a> {
     store: &'a Connected,
     schema: &'a CoordinatorSchema,
     index: CoordinatorIndex,
+    comparison: IdComparison,
     /// Rows read by id (`None`: no row). Borrowed only between awaits.
     cache: RefCell<HashMap<String, Option<CoordinatorRow>>>,
     suspects: HashSet<String>,
@@ -43,17 +51,19 @@ impl<'a> Resolver<'a> {
                 &IndexBuilder::merge,
             )
             .await?;
+        let comparison = store.coordinator_id_comparison(schema).await?;
         Ok(Self {
             store,
             schema,
             index: builder.build(hasher, schema),
+            comparison,
             cache: RefCell::new(HashMap::new()),
             suspects: HashSet::new(),
         })
     }
 
-    pub(super) fn index(&self) -> &CoordinatorIndex {
-        &self.index
+    fn bytewise(&self) -> bool {
+        self.comparison == IdComparison::Bytewise
     }
 
     async fn row(&self, tx_id: &str) -> Result<Option<CoordinatorRow>, Error> {
@@ -70,14 +80,27 @@ impl<'a> Resolver<'a> {
     /// The rows for one transaction id, exactly what a join returns: the row keyed by the
     /// id and, for a group-commit id, its parent's.
     async fn rows(&self, tx_id: &str) -> Result<CoordinatorRows, Error> {
+        if !self.bytewise() {
+            // Only the storage knows which rows its comparison finds: read both.
+            let exact = self.row(tx_id).await?;
+            let parent = match self.index.group_parent(tx_id) {
+                Some(parent) => self.row(parent).await?,
+                None => None,
+            };
+            return Ok(CoordinatorRows { exact, parent });
+        }
         self.index
             .rows_with(tx_id, async |id: &str| self.row(id).await)
             .await
     }
 
     /// Reads, many ids a query, the rows `rows` would read one by one for these ids, into
-    /// the cache.
+    /// the cache. Not where ids compare otherwise than bytewise: a query of many ids cannot
+    /// say which id found which row.
     async fn prefetch(&self, tx_ids: impl Iterator<Item = &str>) -> Result<(), Error> {
+        if !self.bytewise() {
+            return Ok(());
+        }
         let mut wanted: BTreeSet<&str> = BTreeSet::new();
         for tx_id in tx_ids {
             let (exact, parent) = self.index.ids_to_read(tx_id);
@@ -130,11 +153,17 @@ impl<'a> Resolver<'a> {
     }
 
     /// Of the unresolved transactions, those the index calls COMMITTED but whose rows do
-    /// not: a hash collision. Their COMMITTED records are always looked up exactly.
+    /// not: a hash collision. Their COMMITTED records are always looked up exactly. Where
+    /// ids compare otherwise than bytewise, the index cannot answer for any of them, so
+    /// every unresolved transaction is a suspect.
     pub(super) async fn find_suspects(
         &mut self,
         unresolved: impl IntoIterator<Item = &str>,
     ) -> Result<(), Error> {
+        if !self.bytewise() {
+            self.suspects = unresolved.into_iter().map(str::to_owned).collect();
+            return Ok(());
+        }
         let committed: Vec<&str> = unresolved
             .into_iter()
             .filter(|id| self.index.look_up(id) == Lookup::Committed)
@@ -159,6 +188,15 @@ impl<'a> Resolver<'a> {
     pub(super) fn any_needs_look(&self, tx_ids: &[&str]) -> bool {
         !self.index.all_committed(tx_ids)
             || (!self.suspects.is_empty() && tx_ids.iter().any(|id| self.suspects.contains(*id)))
+    }
+
+    /// The rows for a COMMITTED record of `tx_id` where the index knows them without a
+    /// read (`CoordinatorIndex::rows_without_reading`), never for a suspect.
+    pub(super) fn rows_without_reading(&self, tx_id: &str) -> Option<CoordinatorRows> {
+        if self.suspects.contains(tx_id) {
+            return None;
+        }
+        self.index.rows_without_reading(tx_id)
     }
 
     /// Whether a COMMITTED record of `tx_id` needs its Coordinator rows looked at.

@@ -859,7 +859,7 @@ impl super::Store for CassandraStore {
             Some(records) if suspects.is_empty() => {
                 let mut part = PhaseTwo::default();
                 for record in records {
-                    part.file(&index, retention, record);
+                    part.file(|id| index.rows_without_reading(id), retention, record);
                 }
                 part
             }
@@ -876,7 +876,11 @@ impl super::Store for CassandraStore {
                             && raw.tx_id.is_some_and(needs_look);
                         if candidate {
                             let key = decode_key(table, &mut row)?;
-                            acc.file(index_ref, retention, observed(key, raw.into_meta()));
+                            acc.file(
+                                |id| index_ref.rows_without_reading(id),
+                                retention,
+                                observed(key, raw.into_meta()),
+                            );
                         }
                         Ok(())
                     },

@@ -515,6 +515,46 @@ impl Dialect {
         }
     }
 
+    /// The Coordinator's `tx_id` column as the catalog describes it, one row of three texts
+    /// for [`super::IdComparison::of_column`], and the values to bind (the table's name,
+    /// never formatted into the query). PostgreSQL: type, collation, whether it is
+    /// deterministic; MySQL: type, collation, character set; SQLite: declared type and the
+    /// table's definition.
+    pub fn coordinator_id_column(
+        self,
+        coordinator: &CoordinatorSchema,
+    ) -> (&'static str, Vec<String>) {
+        let table = &coordinator.table;
+        match self {
+            Self::Postgres => (
+                "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), \
+                 CAST(COALESCE(co.collname, '') AS TEXT), \
+                 CASE WHEN co.collisdeterministic = FALSE THEN 'nondeterministic' \
+                 ELSE 'deterministic' END \
+                 FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = 'tx_id' \
+                 AND a.attnum > 0 AND NOT a.attisdropped",
+                vec![table.namespace.clone(), table.table.clone()],
+            ),
+            Self::MySql => (
+                "SELECT CAST(data_type AS CHAR), CAST(COALESCE(collation_name, '') AS CHAR), \
+                 CAST(COALESCE(character_set_name, '') AS CHAR) \
+                 FROM information_schema.columns \
+                 WHERE table_schema = ? AND table_name = ? AND column_name = 'tx_id'",
+                vec![table.namespace.clone(), table.table.clone()],
+            ),
+            Self::Sqlite => (
+                "SELECT CAST(p.type AS TEXT), CAST(COALESCE(m.sql, '') AS TEXT), '' \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name = ? AND p.name = 'tx_id'",
+                vec![format!("{}${}", table.namespace, table.table)],
+            ),
+        }
+    }
+
     /// Primary-key columns of every user table, in key order: `(schema, table, column)`.
     pub fn catalog_primary_keys(self) -> &'static str {
         match self {
@@ -1015,6 +1055,10 @@ mod tests {
             Dialect::Postgres.duplicated_coordinator_rows(&coordinator, 20),
             Dialect::Postgres.catalog_columns().to_owned(),
             Dialect::Postgres.catalog_primary_keys().to_owned(),
+            Dialect::Postgres
+                .coordinator_id_column(&coordinator)
+                .0
+                .to_owned(),
             Dialect::Postgres.scalardb_metadata("scalardb"),
             Dialect::Postgres.restore_before_image(&blob).join("; "),
             Dialect::Postgres

@@ -128,9 +128,19 @@ pub trait CoordinatorSource: Store {
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, Self::Error>;
 
+    /// How this store compares the Coordinator's `tx_id`s, which is how ScalarDB's `Get`
+    /// finds a transaction's row. Byte equality unless the store says otherwise.
+    async fn coordinator_id_comparison(
+        &self,
+        _coordinator: &CoordinatorSchema,
+    ) -> Result<IdComparison, Self::Error> {
+        Ok(IdComparison::Bytewise)
+    }
+
     /// The rows keyed by each of `tx_ids`, in any order, the first of each id as
     /// `read_coordinator_row` gives it; an id without a row has none. Stores that can read
-    /// many ids in one query do.
+    /// many ids in one query do. Only meaningful where ids compare bytewise
+    /// ([`IdComparison`]): a row is returned under its own id.
     async fn read_coordinator_rows(
         &self,
         coordinator: &CoordinatorSchema,
@@ -268,6 +278,73 @@ impl TableSchema {
     }
 }
 
+/// How a store matches a looked-up `tx_id` to the Coordinator's rows. ScalarDB reads a
+/// transaction's state with a `Get` by `tx_id`, so the store's own comparison decides which
+/// row it finds: on MariaDB, whose default collations ignore case and trailing blanks, a
+/// record of `abc` finds the row `ABC`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdComparison {
+    /// Equal ids are equal bytes: a row is found by its own id only.
+    Bytewise,
+    /// Some other comparison (the column's type and collation, as the catalog names them):
+    /// only the store can say which row an id finds.
+    Collated { column: String },
+}
+
+impl IdComparison {
+    /// The comparison of a Coordinator `tx_id` column from what the catalog says of it
+    /// (`None`: the catalog does not show the column). Byte equality is claimed only for
+    /// the types and collations known to compare bytes; anything else, or anything the
+    /// catalog does not show, is left to the store.
+    pub fn of_column(dialect: Dialect, column: Option<(&str, &str, &str)>) -> Self {
+        let Some((data_type, collation, detail)) = column else {
+            return Self::Collated {
+                column: "not shown by the catalog".to_owned(),
+            };
+        };
+        let data_type_lower = data_type.to_ascii_lowercase();
+        let bytewise = match dialect {
+            // A deterministic collation compares equal only equal bytes; `character(n)`
+            // pads, and a domain or an extension type (citext) compares as it likes.
+            Dialect::Postgres => {
+                let base = data_type_lower.split('(').next().unwrap_or("").trim();
+                matches!(base, "text" | "character varying") && detail == "deterministic"
+            }
+            // Binary strings compare bytes; of the text collations only the NO PAD binary
+            // ones of utf8mb4 (others pad, fold case or lose characters in conversion).
+            Dialect::MySql => {
+                matches!(
+                    data_type_lower.as_str(),
+                    "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
+                ) || (detail.eq_ignore_ascii_case("utf8mb4")
+                    && (collation.eq_ignore_ascii_case("utf8mb4_nopad_bin")
+                        || collation.eq_ignore_ascii_case("utf8mb4_0900_bin")))
+            }
+            // TEXT affinity (SQLite's rules: INT first) and no COLLATE anywhere in the
+            // table's definition (NOCASE and RTRIM are built in).
+            Dialect::Sqlite => {
+                let upper = data_type.to_ascii_uppercase();
+                !upper.contains("INT")
+                    && ["CHAR", "CLOB", "TEXT"].iter().any(|t| upper.contains(t))
+                    && !collation.to_ascii_uppercase().contains("COLLATE")
+            }
+        };
+        if bytewise {
+            Self::Bytewise
+        } else {
+            let column = match dialect {
+                Dialect::Sqlite if collation.to_ascii_uppercase().contains("COLLATE") => {
+                    format!("{data_type} in a table declared with COLLATE")
+                }
+                Dialect::Sqlite => data_type.to_owned(),
+                _ if collation.is_empty() => data_type.to_owned(),
+                _ => format!("{data_type} {collation}"),
+            };
+            Self::Collated { column }
+        }
+    }
+}
+
 /// The Coordinator table and the optional columns that change how it is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoordinatorSchema {
@@ -286,5 +363,83 @@ pub fn discover_settings<'a>(
         coordinator_namespace,
         metadata_schema,
         filter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(dialect: Dialect, column: (&str, &str, &str)) -> IdComparison {
+        IdComparison::of_column(dialect, Some(column))
+    }
+
+    #[test]
+    fn ids_compare_bytewise_only_where_the_catalog_shows_it() {
+        use IdComparison::Bytewise;
+        // What ScalarDB creates: text on PostgreSQL and SQLite compares bytes.
+        assert_eq!(
+            of(
+                Dialect::Postgres,
+                ("character varying(128)", "default", "deterministic")
+            ),
+            Bytewise
+        );
+        assert_eq!(
+            of(Dialect::Postgres, ("text", "", "deterministic")),
+            Bytewise
+        );
+        assert_eq!(
+            of(
+                Dialect::Sqlite,
+                (
+                    "TEXT",
+                    "CREATE TABLE \"coordinator$state\" (tx_id TEXT)",
+                    ""
+                )
+            ),
+            Bytewise
+        );
+        assert_eq!(
+            of(Dialect::MySql, ("varchar", "utf8mb4_nopad_bin", "utf8mb4")),
+            Bytewise
+        );
+        assert_eq!(of(Dialect::MySql, ("varbinary", "", "")), Bytewise);
+        // What a backup can hold instead, each found by the storage's own comparison.
+        for (dialect, column) in [
+            // MariaDB's default for ScalarDB's VARCHAR(128): case and trailing blanks.
+            (Dialect::MySql, ("varchar", "latin1_swedish_ci", "latin1")),
+            (Dialect::MySql, ("varchar", "utf8mb4_general_ci", "utf8mb4")),
+            // PAD SPACE, and a binary collation of a character set that loses characters.
+            (Dialect::MySql, ("varchar", "utf8mb4_bin", "utf8mb4")),
+            (Dialect::MySql, ("varchar", "latin1_nopad_bin", "latin1")),
+            (Dialect::Postgres, ("text", "und-ci", "nondeterministic")),
+            (
+                Dialect::Postgres,
+                ("character(128)", "default", "deterministic"),
+            ),
+            (Dialect::Postgres, ("citext", "", "deterministic")),
+            (
+                Dialect::Sqlite,
+                ("TEXT", "CREATE TABLE s (tx_id TEXT COLLATE NOCASE)", ""),
+            ),
+            (
+                Dialect::Sqlite,
+                ("INTEGER", "CREATE TABLE s (tx_id INTEGER)", ""),
+            ),
+            (
+                Dialect::Sqlite,
+                ("CHARINT", "CREATE TABLE s (tx_id CHARINT)", ""),
+            ),
+        ] {
+            assert!(
+                matches!(of(dialect, column), IdComparison::Collated { .. }),
+                "{dialect:?} {column:?}"
+            );
+        }
+        assert!(matches!(
+            IdComparison::of_column(Dialect::Postgres, None),
+            IdComparison::Collated { .. }
+        ));
     }
 }

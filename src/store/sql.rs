@@ -20,7 +20,7 @@ use super::discover::{
     CatalogTable, DiscoveredTable, Discovery, DiscoverySettings, MetadataRow, VirtualTableRow,
     discover,
 };
-use super::{CoordinatorSchema, TableSchema};
+use super::{CoordinatorSchema, IdComparison, TableSchema};
 use crate::analyze::{
     CoordinatorScan, DiscoveryNote, ObservedRecord, RATE_WINDOWS_MS, RecentCommits, Retention,
     TX_WINDOWS, TableScan,
@@ -812,18 +812,56 @@ impl super::CoordinatorSource for SqlStore {
             .await
     }
 
+    /// The first row the database matches to `tx_id` by its own comparison, as ScalarDB's
+    /// `Get` finds it: under a case-insensitive collation the row may be keyed `ABC` for
+    /// `abc`.
     async fn read_coordinator_row(
         &self,
         coordinator: &CoordinatorSchema,
         tx_id: &str,
     ) -> Result<Option<CoordinatorRow>, SqlError> {
-        let rows = self.read_coordinator_rows(coordinator, &[tx_id]).await?;
-        Ok(rows.into_iter().next())
+        let sql = self.dialect.coordinator_rows_by_id(coordinator, 1);
+        self.read_coordinator_query(coordinator, &sql, tx_id, |row| {
+            decode_coordinator_row(row, 0)
+        })
+        .await
     }
 
-    /// `KEYS_PER_READ` ids a query. MySQL compares text case-insensitively: only a row
-    /// whose `tx_id` is exactly a requested id is kept, so a row of another id that differs
-    /// only in case never stands for it.
+    async fn coordinator_id_comparison(
+        &self,
+        coordinator: &CoordinatorSchema,
+    ) -> Result<IdComparison, SqlError> {
+        let (sql, binds) = self.dialect.coordinator_id_column(coordinator);
+        let mut query = sqlx::query(sql);
+        for value in binds {
+            query = query.bind(value);
+        }
+        let error = |source| SqlError::Coordinator {
+            table: coordinator.table.to_string(),
+            source,
+        };
+        let row = query.fetch_optional(&self.pool).await.map_err(error)?;
+        let column = row
+            .map(|row| {
+                Ok::<_, sqlx::Error>((
+                    text(&row, 0)?.unwrap_or_default(),
+                    text(&row, 1)?.unwrap_or_default(),
+                    text(&row, 2)?.unwrap_or_default(),
+                ))
+            })
+            .transpose()
+            .map_err(error)?;
+        Ok(IdComparison::of_column(
+            self.dialect,
+            column
+                .as_ref()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
+        ))
+    }
+
+    /// `KEYS_PER_READ` ids a query. Only a row whose `tx_id` is exactly a requested id is
+    /// kept (the caller files rows by their own ids); where the database compares ids
+    /// otherwise ([`IdComparison::Collated`]), lookups read one id at a time instead.
     async fn read_coordinator_rows(
         &self,
         coordinator: &CoordinatorSchema,

@@ -336,3 +336,100 @@ async fn a_bank_namespace_in_sqlite_is_checked_against_a_coordinator_in_postgres
     }
     pg.stop().await.unwrap();
 }
+
+/// ScalarDB finds a transaction's Coordinator row with a `Get` by `tx_id`, so the storage's
+/// own comparison decides which row: the `tx_id` column ScalarDB creates on MariaDB takes the
+/// server's collation, which ignores case, and a record of `fwd…` finds the row `FWD…`.
+/// PostgreSQL compares bytes, and there the same row is found by no record. The predictions
+/// must follow the storage both where the Coordinator joins the table and where it lives in
+/// another storage (the index, which hashes bytes, must not answer there).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_row_is_found_by_its_storages_own_comparison_of_ids() {
+    const FORWARD: &str = "fwd00001-0000-0000-0000-000000000000";
+    let state = "recoverable";
+    let upper =
+        format!("UPDATE coordinator.state SET tx_id = UPPER(tx_id) WHERE tx_id = '{FORWARD}';");
+    let pg = start(Engine::Postgres, None).await;
+    let maria = start(Engine::MariaDb, None).await;
+    postgres_with(&pg, "bank", state).await;
+    maria
+        .load_sql_file(&fixture(state).join("mysql.sql"), None)
+        .await
+        .unwrap();
+    maria.execute_sql(&upper).await.unwrap();
+    let of_forward = |report: &Value| -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = report["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["tx_id"] == FORWARD)
+            .map(|p| {
+                (
+                    p["table"].as_str().unwrap().to_owned(),
+                    format!("{} {}", p["outcome"], p["reason"]),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let forward = |run: &Run| {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let report = run.json();
+        assert_eq!(report["verdict"], "recoverable", "{}", run.stdout);
+        of_forward(&report)
+    };
+    // What ScalarDB does with the row keyed by the id itself: roll every record forward.
+    let expected_forward = of_forward(&expected(state));
+    assert_eq!(expected_forward.len(), 5, "{expected_forward:?}");
+    assert!(
+        expected_forward
+            .iter()
+            .all(|(_, outcome)| outcome.contains("roll_forward")
+                && outcome.contains("coordinator_committed")),
+        "{expected_forward:?}"
+    );
+
+    // MariaDB alone: every table joins the Coordinator in the database.
+    let alone = scan_json(&maria.url(), &[]);
+    assert_eq!(forward(&alone), expected_forward, "{}", alone.stdout);
+
+    // bank in PostgreSQL, the Coordinator and ledger in MariaDB: bank's records are looked
+    // up from another storage.
+    let pg_storage = format!("pg={}", pg.url_for("bank"));
+    let maria_storage = format!("maria={}", maria.url());
+    let split = scan(&[
+        "--format",
+        "json",
+        "--quiet",
+        "--storage",
+        &pg_storage,
+        "--storage",
+        &maria_storage,
+        "--namespace",
+        "ledger=maria",
+        "--namespace",
+        "coordinator=maria",
+        "--default-storage",
+        "pg",
+        "--coordinator-storage",
+        "maria",
+    ]);
+    assert_eq!(forward(&split), expected_forward, "{}", split.stdout);
+
+    // The same change on PostgreSQL: no row is found, so nothing rolls forward.
+    pg.execute_sql_in(Some("bank"), &upper).await.unwrap();
+    let bytewise = scan_json(&pg.url_for("bank"), &[]);
+    let report = bytewise.json();
+    assert!(
+        forward(&bytewise)
+            .iter()
+            .all(|(_, outcome)| !outcome.contains("roll_forward")),
+        "{}",
+        bytewise.stdout
+    );
+    assert_eq!(report["summary"]["roll_forward"], 0, "{}", bytewise.stdout);
+
+    maria.stop().await.unwrap();
+    pg.stop().await.unwrap();
+}
