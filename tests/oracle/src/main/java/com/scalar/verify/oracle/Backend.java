@@ -31,6 +31,15 @@ interface Backend {
     return Map.of();
   }
 
+  /**
+   * Whether the Coordinator table ScalarDB creates here compares tx_ids ignoring case, so that
+   * getState finds a row whose id differs only in case (MariaDB: VARCHAR takes the server's
+   * collation, case-insensitive by default).
+   */
+  default boolean foldsIdCase() {
+    return false;
+  }
+
   /** The backup file name the output contract uses for this backend. */
   String backupFileName();
 

@@ -251,7 +251,15 @@ final class CaseContext implements AutoCloseable {
 
   /** A one-phase transfer of slot s, committed normally. */
   String transfer(int s) throws Exception {
-    DistributedTransaction tx = Compat.begin(tm);
+    return transfer(Compat.begin(tm), s);
+  }
+
+  /** A one-phase transfer of slot s under an id the application gives, committed normally. */
+  String transfer(int s, String txId) throws Exception {
+    return transfer(Compat.begin(tm, txId), s);
+  }
+
+  private String transfer(DistributedTransaction tx, int s) throws Exception {
     int step = nextStep(s);
     int writes = Bank.debitA(Crud.of(tx), s, 10L * step, step) + Bank.creditB(Crud.of(tx), s, 10L * step, step);
     tx.commit();
@@ -280,7 +288,17 @@ final class CaseContext implements AutoCloseable {
   String transferWithCrash(
       DistributedTransactionManager manager, int s, Faults.Rule rule, String crashPoint)
       throws Exception {
-    DistributedTransaction tx = Compat.begin(manager);
+    return transferWithCrash(Compat.begin(manager), s, rule, crashPoint);
+  }
+
+  /** transferWithCrash under an id the application gives. */
+  String transferWithCrash(int s, String txId, Faults.Rule rule, String crashPoint)
+      throws Exception {
+    return transferWithCrash(Compat.begin(tm, txId), s, rule, crashPoint);
+  }
+
+  private String transferWithCrash(
+      DistributedTransaction tx, int s, Faults.Rule rule, String crashPoint) throws Exception {
     int step = nextStep(s);
     int writes = Bank.debitA(Crud.of(tx), s, 10L * step, step) + Bank.creditB(Crud.of(tx), s, 10L * step, step);
     String outcome = commitUnder(tx, rule);

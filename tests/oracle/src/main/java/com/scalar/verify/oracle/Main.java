@@ -11,6 +11,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.TreeSet;
@@ -301,8 +302,12 @@ public final class Main {
     }
     List<Object> txs = new ArrayList<>();
     for (CaseContext.Tx tx : ctx.txs) {
-      String modelState =
-          Truth.state(ctx.coordinatorCut, tx.id).map(v -> v == 3 ? "COMMITTED" : "ABORTED").orElse("UNKNOWN");
+      // ScalarDB's Get finds the row by the storage's own comparison of ids.
+      Optional<WriteLog.CoordinatorRow> row =
+          ctx.backend.foldsIdCase()
+              ? ctx.coordinatorCut.stateOfIgnoringCase(tx.id)
+              : ctx.coordinatorCut.stateOf(tx.id);
+      String modelState = row.map(c -> c.state() == 3 ? "COMMITTED" : "ABORTED").orElse("UNKNOWN");
       String scalarState = r.statesInBackup().get(tx.id);
       if (!modelState.equals(scalarState)) {
         throw new IllegalStateException(

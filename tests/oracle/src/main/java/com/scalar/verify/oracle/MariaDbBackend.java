@@ -34,6 +34,11 @@ final class MariaDbBackend implements Backend {
   }
 
   @Override
+  public boolean foldsIdCase() {
+    return true;
+  }
+
+  @Override
   public String name() {
     return "mariadb";
   }

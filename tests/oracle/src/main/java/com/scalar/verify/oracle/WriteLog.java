@@ -54,6 +54,15 @@ final class WriteLog {
       }
       return Optional.ofNullable(coordinator.get(txId));
     }
+
+    /**
+     * The row a storage whose comparison folds case finds for a plain id: one keyed by the id
+     * itself, else one whose id differs only in case (the table's key allows one of them).
+     */
+    Optional<CoordinatorRow> stateOfIgnoringCase(String txId) {
+      return stateOf(txId)
+          .or(() -> coordinator.values().stream().filter(r -> r.txId().equalsIgnoreCase(txId)).findFirst());
+    }
   }
 
   private final String coordinatorTable;

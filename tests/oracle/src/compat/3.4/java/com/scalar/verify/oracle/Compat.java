@@ -57,6 +57,12 @@ final class Compat {
     return tm.start();
   }
 
+  /** A transaction with an id the application gives, as ScalarDB lets it. */
+  static DistributedTransaction begin(DistributedTransactionManager tm, String txId)
+      throws TransactionException {
+    return tm.start(txId);
+  }
+
   static TwoPhaseCommitTransaction begin(TwoPhaseCommitTransactionManager tm)
       throws TransactionException {
     return tm.start();

@@ -39,6 +39,12 @@ final class Compat {
     return tm.begin();
   }
 
+  /** A transaction with an id the application gives, as ScalarDB lets it. */
+  static DistributedTransaction begin(DistributedTransactionManager tm, String txId)
+      throws TransactionException {
+    return tm.begin(txId);
+  }
+
   static TwoPhaseCommitTransaction begin(TwoPhaseCommitTransactionManager tm)
       throws TransactionException {
     return tm.begin();
