@@ -304,16 +304,36 @@ pub enum CoordinatorState {
 }
 
 impl CoordinatorState {
+    /// The row `getState` answers from (see [`Self::look_up`]), and whether it is keyed by
+    /// another id than the one looked up (the parent's, for a group-commit id): only a
+    /// storage whose comparison is not byte equality finds such a row.
+    pub fn row_applied<'r>(tx_id: &str, rows: &'r CoordinatorRows) -> Option<&'r CoordinatorRow> {
+        let parent_row = GroupCommitId::parse(tx_id)
+            .and_then(|id| rows.parent.as_ref().filter(|row| row.lists_child(id.child)));
+        parent_row.or(rows.exact.as_ref())
+    }
+
+    /// The row that decides `tx_id` where it is keyed by another id, ScalarDB's `Get`
+    /// having found it by the storage's comparison (a case-insensitive collation).
+    pub fn row_of_another_id<'r>(
+        tx_id: &str,
+        rows: &'r CoordinatorRows,
+    ) -> Option<&'r CoordinatorRow> {
+        let row = Self::row_applied(tx_id, rows)?;
+        let own_id = match GroupCommitId::parse(tx_id) {
+            Some(id) if rows.parent.as_ref().is_some_and(|p| std::ptr::eq(p, row)) => id.parent,
+            _ => tx_id,
+        };
+        (row.tx_id != own_id).then_some(row)
+    }
+
     /// Applies `getState`'s rule: a group parent row that lists the child wins; otherwise
     /// the row found by the full id; otherwise nothing. `rows` are the rows the
     /// Coordinator's storage found for the ids, by its own comparison as ScalarDB's `Get`
     /// finds them: under a case-insensitive collation the row found for `abc` is keyed
     /// `ABC`. Only the child list is compared here, exactly, as ScalarDB does in Java.
     pub fn look_up(tx_id: &str, rows: &CoordinatorRows) -> Self {
-        let parent_row = GroupCommitId::parse(tx_id)
-            .and_then(|id| rows.parent.as_ref().filter(|row| row.lists_child(id.child)));
-        let exact_row = rows.exact.as_ref();
-        match parent_row.or(exact_row) {
+        match Self::row_applied(tx_id, rows) {
             None => Self::Absent,
             Some(row) => match row.tx_state.and_then(TxState::from_id) {
                 Some(TxState::Committed) => Self::Committed {
@@ -409,6 +429,36 @@ mod tests {
             CoordinatorState::look_up(&id, &delayed),
             CoordinatorState::Committed { .. }
         ));
+    }
+
+    #[test]
+    fn a_row_found_under_another_id_decides_and_is_named() {
+        // What a case-insensitive storage finds for `abc`: the row of `ABC`.
+        let rows = CoordinatorRows {
+            exact: Some(row("ABC", 3, None)),
+            parent: None,
+        };
+        assert!(matches!(
+            CoordinatorState::look_up("abc", &rows),
+            CoordinatorState::Committed { .. }
+        ));
+        assert_eq!(
+            CoordinatorState::row_of_another_id("abc", &rows).map(|r| r.tx_id.as_str()),
+            Some("ABC")
+        );
+        assert_eq!(CoordinatorState::row_of_another_id("ABC", &rows), None);
+        // A group's parent row is keyed by the parent id: not another id.
+        let id = format!("{PARENT}$c2");
+        let group = CoordinatorRows {
+            exact: None,
+            parent: Some(row(PARENT, 3, Some("c1,c2"))),
+        };
+        assert_eq!(CoordinatorState::row_of_another_id(&id, &group), None);
+        let folded = CoordinatorRows {
+            exact: None,
+            parent: Some(row(&PARENT.to_lowercase(), 3, Some("c1,c2"))),
+        };
+        assert!(CoordinatorState::row_of_another_id(&id, &folded).is_some());
     }
 
     #[test]

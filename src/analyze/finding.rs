@@ -127,6 +127,10 @@ pub enum Code {
     /// row is ABORTED: two outcomes for one transaction (ScalarDB 3.13.0's group commit
     /// could write both; fixed in 3.13.1). Lazy recovery may have rolled back part of it.
     GroupCommitConflictingStates,
+    /// An unresolved record whose Coordinator row is keyed by another id: the storage
+    /// compares ids otherwise than by their bytes (MariaDB's collations fold case), so
+    /// ScalarDB resolves the transaction by another transaction's state.
+    CoordinatorRowOfAnotherId,
     UnknownTxState,
     InvalidMetadata,
     InvalidCoordinatorRow,
@@ -185,6 +189,7 @@ impl Code {
             Self::AmbiguousGroupParentMissing => "ambiguous-group-parent-missing",
             Self::AmbiguousCoordinatorCleanup => "ambiguous-coordinator-cleanup",
             Self::GroupCommitConflictingStates => "group-commit-conflicting-states",
+            Self::CoordinatorRowOfAnotherId => "coordinator-row-of-another-id",
             Self::UnknownTxState => "unknown-tx-state",
             Self::InvalidMetadata => "invalid-metadata",
             Self::InvalidCoordinatorRow => "invalid-coordinator-row",
@@ -241,6 +246,7 @@ impl Code {
             | Self::AbortedWriteOutsideWriteSet
             | Self::AmbiguousGroupParentMissing
             | Self::AmbiguousCoordinatorCleanup
+            | Self::CoordinatorRowOfAnotherId
             | Self::MetadataIncomplete
             | Self::CommittedWithoutCoordinatorState
             | Self::WatermarkSkew
@@ -259,6 +265,7 @@ impl Code {
             | Self::AmbiguousCoordinatorCleanup
             | Self::TornTransactionMissingWrite
             | Self::WriteSetAmbiguous
+            | Self::CoordinatorRowOfAnotherId
             | Self::GroupCommitConflictingStates => CheckName::TransactionAtomicity,
             Self::WriteSetUndecodable => CheckName::CoordinatorTable,
             Self::AbortedWriteOutsideWriteSet => CheckName::LazyRecovery,
@@ -317,8 +324,10 @@ impl Code {
             | Self::CoordinatorBehindData
             | Self::TableCopiedEarly
             | Self::CutWindowAtRisk => VerdictEffect::Indeterminate,
-            // Ambiguity is said, not guessed: the verdict stays what the rest decides.
-            Self::WriteSetAmbiguous
+            // Ambiguity is said, not guessed: the verdict stays what the rest decides. A row
+            // of another id is not ambiguous: the prediction is what ScalarDB will do.
+            Self::CoordinatorRowOfAnotherId
+            | Self::WriteSetAmbiguous
             | Self::AbortedWriteOutsideWriteSet
             | Self::BackupSingleSnapshot
             | Self::MetadataIncomplete

@@ -970,6 +970,27 @@ fn classify_exceptional(
         return None;
     }
     let lookup = CoordinatorState::look_up(tx_id, &record.coordinator);
+    if let Some(row) = CoordinatorState::row_of_another_id(tx_id, &record.coordinator) {
+        findings.push(
+            Finding::new(
+                Code::CoordinatorRowOfAnotherId,
+                format!(
+                    "the Coordinator's storage matches this transaction to the row of {:?} \
+                     ({lookup}): it compares ids otherwise than by their bytes (a \
+                     case-insensitive or blank-padding collation), and ScalarDB's getState \
+                     finds that row, so recovery resolves this transaction by another \
+                     transaction's state. Ids that differ only in case are one transaction \
+                     to this Coordinator",
+                    row.tx_id
+                ),
+            )
+            .table(table)
+            .key(&record.key)
+            .tx_id(Some(tx_id))
+            .tx_state(state)
+            .coordinator_state(&lookup),
+        );
+    }
     if let Some(finding) = conflicting_group_states(tx_id, &record.coordinator) {
         findings.push(
             finding

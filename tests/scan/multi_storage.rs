@@ -373,11 +373,40 @@ async fn a_coordinator_row_is_found_by_its_storages_own_comparison_of_ids() {
         found.sort();
         found
     };
+    // Each record resolved by the other id's row is named, with that row's id.
+    let another_id = |report: &Value| -> Vec<String> {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "coordinator-row-of-another-id")
+            .map(|f| {
+                assert_eq!(f["tx_id"], FORWARD, "{f}");
+                assert!(
+                    f["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&FORWARD.to_uppercase()),
+                    "{f}"
+                );
+                f["table"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
     let forward = |run: &Run| {
         assert_eq!(run.code, 0, "{}", run.stderr);
         let report = run.json();
         assert_eq!(report["verdict"], "recoverable", "{}", run.stdout);
-        of_forward(&report)
+        let found = of_forward(&report);
+        let mut named = another_id(&report);
+        named.sort();
+        let tables: Vec<String> = found.iter().map(|(t, _)| t.clone()).collect();
+        if found.iter().any(|(_, o)| o.contains("roll_forward")) {
+            assert_eq!(named, tables, "{}", run.stdout);
+        } else {
+            assert!(named.is_empty(), "{}", run.stdout);
+        }
+        found
     };
     // What ScalarDB does with the row keyed by the id itself: roll every record forward.
     let expected_forward = of_forward(&expected(state));
