@@ -36,7 +36,7 @@ interface Backend {
    * getState finds a row whose id differs only in case (MariaDB: VARCHAR takes the server's
    * collation, case-insensitive by default).
    */
-  default boolean foldsIdCase() {
+  default boolean foldsIdCase(String caseName) {
     return false;
   }
 

@@ -304,7 +304,7 @@ public final class Main {
     for (CaseContext.Tx tx : ctx.txs) {
       // ScalarDB's Get finds the row by the storage's own comparison of ids.
       Optional<WriteLog.CoordinatorRow> row =
-          ctx.backend.foldsIdCase()
+          ctx.backend.foldsIdCase(ctx.caseName)
               ? ctx.coordinatorCut.stateOfIgnoringCase(tx.id)
               : ctx.coordinatorCut.stateOf(tx.id);
       String modelState = row.map(c -> c.state() == 3 ? "COMMITTED" : "ABORTED").orElse("UNKNOWN");

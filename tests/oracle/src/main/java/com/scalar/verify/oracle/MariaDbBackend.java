@@ -34,7 +34,7 @@ final class MariaDbBackend implements Backend {
   }
 
   @Override
-  public boolean foldsIdCase() {
+  public boolean foldsIdCase(String caseName) {
     return true;
   }
 

@@ -139,6 +139,12 @@ final class MultiStorageBackend implements Backend {
    * Whether the case (its name, or a database id derived from it: {@code CaseContext.caseId},
    * with {@code r_} for a restored copy) keeps the Coordinator table in the other storage.
    */
+  /** The Coordinator's storage decides: MariaDB's folds case (see {@link Backend#foldsIdCase}). */
+  @Override
+  public boolean foldsIdCase(String caseName) {
+    return coordinatorOnOther(caseName) && other.backend().foldsIdCase(caseName);
+  }
+
   boolean coordinatorOnOther(String caseNameOrId) {
     String id = caseNameOrId.replaceAll("[^A-Za-z0-9]", "_").toLowerCase();
     return id.contains("_" + COORDINATOR_ON_OTHER.replace('-', '_') + other.engine() + "_");

@@ -163,6 +163,16 @@ final class MultiStorageScenarios {
       ctx.twoPc(s[3], "prepared_some").prepareCoordinator();
       quiet(ctx);
     }));
+    // Ids the application gives that differ only in case (Scenarios' ids-differing-in-case): the
+    // PREPARED records in PostgreSQL are resolved by the Coordinator's storage, whose
+    // comparison (MariaDB's collation) finds the upper-case id's COMMITTED row.
+    out.add(new CaseSpec(co + "ids-differing-in-case", false, Scenarios.DEFAULT_NS, "single_instant", ctx -> {
+      int[] s = ctx.seed(2);
+      String id = java.util.UUID.randomUUID().toString();
+      ctx.transfer(s[0], id.toUpperCase(java.util.Locale.ROOT));
+      ctx.transferWithCrash(s[1], id, Faults.crashAt(b -> b.isCoordinatorState(3)), "prepared_all");
+      quiet(ctx);
+    }));
     // PostgreSQL dumped, a transfer commits and a two-phase transfer prepares, MariaDB (with the
     // Coordinator) dumped: the committed transfer's credit and COMMITTED row are in the backup,
     // its debit is not, and no record is pending for it.
