@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Executor, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 
 use super::dialect::{Dialect, RECORD_TAIL_COLUMNS};
 use super::discover::{
@@ -138,6 +138,47 @@ fn database_message(error: &sqlx::Error) -> String {
     }
 }
 
+/// A pooled connection in a read-only transaction ([`SqlStore::read_only_connection`]).
+/// Dropped before [`Self::end`] (an error part-way, a scan cancelled), it is closed, never
+/// returned to the pool: a PostgreSQL transaction that saw an error refuses every command
+/// until it ends, and the next query on the connection, another table's, would fail with
+/// "current transaction is aborted" instead of its own result.
+struct ReadOnlyConnection {
+    conn: PoolConnection<Any>,
+    open: bool,
+}
+
+impl ReadOnlyConnection {
+    /// Ends the transaction; the connection goes back to the pool.
+    async fn end(mut self) -> Result<(), sqlx::Error> {
+        self.conn.execute(sqlx::raw_sql("ROLLBACK")).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for ReadOnlyConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for ReadOnlyConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for ReadOnlyConnection {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// A connection pool to one target.
 #[derive(Clone)]
 pub struct SqlStore {
@@ -229,15 +270,14 @@ impl SqlStore {
         }
     }
 
-    async fn read_only_connection(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
+    async fn read_only_connection(&self) -> Result<ReadOnlyConnection, sqlx::Error> {
+        let mut conn = ReadOnlyConnection {
+            conn: self.pool.acquire().await?,
+            open: true,
+        };
         conn.execute(sqlx::raw_sql(self.dialect.begin_read_only()))
             .await?;
         Ok(conn)
-    }
-
-    async fn end(conn: &mut PoolConnection<Any>) -> Result<(), sqlx::Error> {
-        conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(|_| ())
     }
 
     /// The Coordinator row `sql` selects for `tx_id` (its first parameter), decoded.
@@ -290,7 +330,7 @@ impl SqlStore {
             }
         }
         drop(rows);
-        Self::end(&mut conn).await.map_err(error)?;
+        conn.end().await.map_err(error)?;
         Ok(acc)
     }
 
@@ -418,7 +458,7 @@ impl SqlStore {
                     .fetch_one(&mut *conn)
                     .await?;
                 let newest: Option<i64> = row.try_get(0)?;
-                Self::end(&mut conn).await?;
+                conn.end().await?;
                 Ok::<_, sqlx::Error>(newest)
             })
             .await?;
@@ -622,7 +662,7 @@ impl super::Store for SqlStore {
                 }
             }
         }
-        Self::end(&mut conn).await.map_err(error)?;
+        conn.end().await.map_err(error)?;
         Ok(scan)
     }
 
@@ -644,8 +684,7 @@ impl super::Store for SqlStore {
             exceptional.push(decode_record(&row, table).map_err(scan_error)?);
         }
         drop(rows);
-        Self::end(&mut conn).await.map_err(scan_error)?;
-        drop(conn);
+        conn.end().await.map_err(scan_error)?;
         // The reference is awaited holding no connection, so a full pool cannot starve
         // the one query that reads it.
         // A Coordinator the account cannot read is the Coordinator's finding, not this
@@ -688,7 +727,7 @@ impl super::Store for SqlStore {
             }
             recent.transactions = Some(transactions);
         }
-        Self::end(&mut conn).await.map_err(scan_error)?;
+        conn.end().await.map_err(scan_error)?;
         Ok(scan)
     }
 
@@ -714,7 +753,7 @@ impl super::Store for SqlStore {
             retention.file(scan, decode_record(&row, table).map_err(scan_error)?);
         }
         drop(rows);
-        Self::end(&mut conn).await.map_err(scan_error)
+        conn.end().await.map_err(scan_error)
     }
 }
 
@@ -751,7 +790,7 @@ impl super::RecordSource for SqlStore {
         }
         found = found || (!batch.is_empty() && any_wanted(&batch));
         drop(rows);
-        Self::end(&mut conn).await.map_err(scan_error)?;
+        conn.end().await.map_err(scan_error)?;
         Ok(found)
     }
 
@@ -788,7 +827,7 @@ impl super::RecordSource for SqlStore {
             }
         }
         drop(rows);
-        Self::end(&mut conn).await.map_err(scan_error)?;
+        conn.end().await.map_err(scan_error)?;
         Ok(acc)
     }
 }

@@ -174,6 +174,25 @@ async fn a_least_privilege_postgres_role_gets_findings_for_what_it_cannot_read()
         .unwrap();
     let url = server.url_for("bank");
 
+    // A read refused part-way leaves its connection's transaction aborted: it must never
+    // go back to the pool, where another table's scan, or the Coordinator's, would inherit
+    // "current transaction is aborted" (one connection per job makes that likely).
+    for jobs in ["1", "2"] {
+        let run = scan_json(&as_user(&url, "partial", "pw1"), &["--jobs", jobs]);
+        assert_eq!(run.code, 4, "{}", run.stderr);
+        assert!(
+            !run.stdout.contains("transaction is aborted"),
+            "--jobs {jobs}: {}",
+            run.stdout
+        );
+        let run = scan_json(&as_user(&url, "no_coordinator", "pw2"), &["--jobs", jobs]);
+        assert!(
+            !run.stdout.contains("transaction is aborted"),
+            "--jobs {jobs}: {}",
+            run.stdout
+        );
+    }
+
     let run = scan_json(&as_user(&url, "partial", "pw1"), &[]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     let report = run.json();
