@@ -85,6 +85,9 @@ struct TruthTx {
     tx_id: String,
     crash_point: String,
     committed: bool,
+    /// ScalarDB's `getState` on the backup: `COMMITTED`, `ABORTED` or `UNKNOWN` (no row).
+    #[serde(default)]
+    state_in_backup: Option<String>,
 }
 
 /// What ScalarDB's recovery did to one record that was PREPARED or DELETED in the backup.
