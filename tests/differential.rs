@@ -5,7 +5,9 @@
 //! ScalarDB library into a crash state, plus a `truth.json` recording what ScalarDB's own lazy
 //! recovery did to every PREPARED/DELETED record of that backup (see tests/oracle/README.md).
 //! This test restores each backup, scans it with the built binary and checks that the verdict
-//! and every recovery prediction agree with what ScalarDB did.
+//! and every recovery prediction agree with what ScalarDB did; on a case the tool calls
+//! `recoverable` it also rehearses the recovery with `drill --recover` (`rehearsal`) and checks
+//! that the rehearsal wrote what ScalarDB's recovery did.
 //!
 //! All cases run before anything is asserted, so one run lists every disagreement. The test
 //! never passes vacuously: no case in `fixtures/oracle/` is a failure.
@@ -83,6 +85,9 @@ struct TruthTx {
     tx_id: String,
     crash_point: String,
     committed: bool,
+    /// ScalarDB's `getState` on the backup: `COMMITTED`, `ABORTED` or `UNKNOWN` (no row).
+    #[serde(default)]
+    state_in_backup: Option<String>,
 }
 
 /// What ScalarDB's recovery did to one record that was PREPARED or DELETED in the backup.
@@ -742,7 +747,10 @@ async fn oracle_cases_agree_with_scalardb() {
     let mut servers = Servers::default();
     let mut failures = Vec::new();
     let mut records = 0;
-    let mut rehearsed = 0;
+    // Per backend: cases rehearsed and the seconds their rehearsals took.
+    let mut rehearsed: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    let mut not_rehearsed: BTreeMap<(String, &str), usize> = BTreeMap::new();
+    let mut uncompared_seconds = 0.0;
     for (n, case) in cases.iter().enumerate() {
         let run = match multi_storage::drill(case) {
             Some(run) => run,
@@ -755,9 +763,17 @@ async fn oracle_cases_agree_with_scalardb() {
         let mut problems = check(case, &run);
         problems.extend(multi_storage::problems(case, &run));
         if let Ok(report) = serde_json::from_str::<Report>(&run.stdout) {
-            if let Some(more) = rehearsal::problems(case, &report) {
-                rehearsed += 1;
-                problems.extend(more);
+            match rehearsal::rehearse(case, &report, &run) {
+                rehearsal::Rehearsal::Done(backend, seconds, more) => {
+                    let entry = rehearsed.entry(backend).or_default();
+                    entry.0 += 1;
+                    entry.1 += seconds;
+                    problems.extend(more);
+                }
+                rehearsal::Rehearsal::NotRehearsed(backend, why) => {
+                    *not_rehearsed.entry((backend, why)).or_default() += 1;
+                }
+                rehearsal::Rehearsal::Nothing(seconds) => uncompared_seconds += seconds,
             }
         }
         if case.truth.money_conserved.is_some() {
@@ -794,13 +810,35 @@ async fn oracle_cases_agree_with_scalardb() {
             ))
             .or_default() += 1;
     }
+    let rehearsed = rehearsed
+        .iter()
+        .map(|(backend, (n, seconds))| format!("{backend} {n} ({seconds:.1} s)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let not_rehearsed = if not_rehearsed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; recoverable cases not rehearsed: {}",
+            not_rehearsed
+                .iter()
+                .map(|((backend, why), n)| format!("{backend} {n} ({why})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     eprintln!(
-        "differential: {} cases, {} recovered records, {} cases disagree ({} SQLite cases \
-         rehearsed with drill --recover); cases per ScalarDB version and variant: {}",
+        "differential: {} cases, {} recovered records, {} cases disagree (cases rehearsed with \
+         drill --recover: {}{not_rehearsed}; the other multi-storage drills' --recover: \
+         {uncompared_seconds:.1} s); cases per ScalarDB version and variant: {}",
         cases.len(),
         records,
         failures.len(),
-        rehearsed,
+        if rehearsed.is_empty() {
+            "none"
+        } else {
+            &rehearsed
+        },
         lines
             .iter()
             .map(|((version, variant), n)| format!("{version} {variant}: {n}"))

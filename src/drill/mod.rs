@@ -108,6 +108,10 @@ pub struct BackupRecord {
     /// Its own phases: `start` and `restore`, and `recover` after a rehearsal.
     pub phases: Vec<Phase>,
     pub restore_seconds: f64,
+    /// The rehearsal's writes in this instance (`--recover`): its storage's records, and
+    /// the ABORTED rows when it holds the Coordinator. The section's `recovery.writes` is
+    /// their sum.
+    pub recovery_writes: Option<RecoveryWrites>,
 }
 
 /// What a drill adds to the scan report.
@@ -188,6 +192,7 @@ struct Instance<'a> {
     restored: Restored,
     phases: Vec<Phase>,
     restore_seconds: f64,
+    recovery_writes: Option<RecoveryWrites>,
 }
 
 impl DrillConfig {
@@ -259,6 +264,7 @@ pub async fn run(config: &DrillConfig, progress: &Progress) -> Result<DrillOutco
                     seconds,
                 }],
                 restore_seconds: 0.0,
+                recovery_writes: None,
             }),
             Err(e) => {
                 failure.get_or_insert(e);
@@ -323,6 +329,7 @@ fn record(instance: &Instance<'_>) -> BackupRecord {
         runtime: instance.restored.runtime(),
         phases: instance.phases.clone(),
         restore_seconds: instance.restore_seconds,
+        recovery_writes: instance.recovery_writes.clone(),
     }
 }
 
@@ -565,7 +572,9 @@ async fn drill_in(
         .await;
         let mut writes = RecoveryWrites::default();
         for (instance, (done, seconds)) in instances.iter_mut().zip(rehearsed) {
-            writes.add(done?);
+            let done = done?;
+            writes.add(done.clone());
+            instance.recovery_writes = Some(done);
             instance.phases.push(Phase {
                 name: "recover",
                 seconds,

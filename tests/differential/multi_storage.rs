@@ -6,7 +6,8 @@
 //! through the same checks as a single database's scan; on top of them, the cut: a torn case
 //! whose transactions wrote between the dumps, or whose money the cut does not conserve, must
 //! carry a finding that names the cut's risk, and every prediction and finding that names a
-//! table names the storage the deployment routes it to.
+//! table names the storage the deployment routes it to. The drill rehearses recovery as well,
+//! which `rehearsal` checks.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -18,22 +19,22 @@ use super::{BIN, CUT_RISKS, Case, Scan};
 
 /// The deployment part of a multi-storage case's `truth.json`.
 #[derive(Debug, Deserialize)]
-struct Deployment {
+pub(super) struct Deployment {
     #[serde(default)]
-    storages: Vec<Storage>,
+    pub storages: Vec<Storage>,
     default_storage: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Storage {
-    name: String,
+pub(super) struct Storage {
+    pub name: String,
     engine: String,
-    namespaces: Vec<String>,
-    coordinator: bool,
+    pub namespaces: Vec<String>,
+    pub coordinator: bool,
     backup: String,
 }
 
-fn deployment(case: &Case) -> Deployment {
+pub(super) fn deployment(case: &Case) -> Deployment {
     let path = case.dir.join("truth.json");
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -52,6 +53,9 @@ fn url(engine: &str) -> &'static str {
 }
 
 /// The drill of a multi-storage case's backup set, or `None` for a single-database case.
+/// It rehearses recovery too (`--recover`, checked by `rehearsal`): its report's verdict,
+/// predictions and findings are the first scan's, before the rehearsal's writes, and the
+/// instances are already restored, so the rehearsal costs its writes and a second scan.
 pub(super) fn drill(case: &Case) -> Option<Scan> {
     let d = deployment(case);
     if d.storages.is_empty() {
@@ -85,7 +89,17 @@ pub(super) fn drill(case: &Case) -> Option<Scan> {
         "--metadata-schema".into(),
         case.truth.metadata_schema.clone(),
     ]);
-    args.extend(["--format", "json", "--quiet", "--runtime", "local"].map(String::from));
+    args.extend(
+        [
+            "--format",
+            "json",
+            "--quiet",
+            "--runtime",
+            "local",
+            "--recover",
+        ]
+        .map(String::from),
+    );
     let output = Command::new(BIN)
         .args(&args)
         .output()

@@ -356,6 +356,41 @@ async fn recover_rehearses_in_every_instance_of_a_set() {
             .map(|p| p["name"].as_str().unwrap())
             .collect();
         assert_eq!(phases, ["start", "restore", "recover"], "{record}");
+        // Each instance's own writes: the predictions on its storage's tables, and the
+        // ABORTED rows in the Coordinator's instance only.
+        let storage = record["storage"].as_str().unwrap();
+        let on_storage = |outcomes: &[&str]| {
+            report["predictions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| {
+                    p["storage"] == storage && outcomes.contains(&p["outcome"].as_str().unwrap())
+                })
+                .count() as u64
+        };
+        let own = &record["recovery_writes"];
+        assert_eq!(
+            own["committed"],
+            on_storage(&["roll_forward_commit"]),
+            "{record}"
+        );
+        assert_eq!(
+            own["restored"],
+            on_storage(&["roll_back_restore"]),
+            "{record}"
+        );
+        assert_eq!(
+            own["deleted_forward"].as_u64().unwrap() + own["deleted_back"].as_u64().unwrap(),
+            on_storage(&["roll_forward_delete", "roll_back_delete"]),
+            "{record}"
+        );
+        let abort_states = if storage == "pg" {
+            writes["abort_states"].clone()
+        } else {
+            0.into()
+        };
+        assert_eq!(own["abort_states"], abort_states, "{record}");
     }
 }
 
