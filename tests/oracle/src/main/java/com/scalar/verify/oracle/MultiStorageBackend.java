@@ -23,8 +23,10 @@ import java.util.Properties;
  * ({@value #PG_FILE}, and {@code backup.mysql.sql} or {@code backup.sqlite}).
  *
  * <p>A case whose id holds {@code coord-<engine>} ({@code pg-mariadb-coord-mariadb-*},
+ * {@code pg-sqlite-coord-sqlite-*}, {@code pg-cassandra-coord-cassandra-*},
  * {@link #COORDINATOR_ON_OTHER}) maps the Coordinator namespace to the other storage instead:
- * its Coordinator table lives in MariaDB, beside bank_b, while bank_a stays in PostgreSQL.
+ * its Coordinator table lives in MariaDB, the SQLite file or Cassandra, beside bank_b, while
+ * bank_a stays in PostgreSQL.
  *
  * <p>The crash switch and the write log wrap the multi-storage storage as a whole
  * ({@code oracle-faulty} with the inner storage {@code multi-storage}): every write Consensus

@@ -19,7 +19,8 @@ import java.util.TreeMap;
  * and credits bank_b, so every transfer spans both databases. Cuts are per storage: {@link #quiet} dumps both while the workload is idle;
  * {@link #tornCut} dumps PostgreSQL, lets transactions run, then dumps the other.
  *
- * <p>{@code pg-mariadb-coord-mariadb-*} keep the Coordinator table in MariaDB instead
+ * <p>{@code pg-mariadb-coord-mariadb-*}, {@code pg-sqlite-coord-sqlite-*} and
+ * {@code pg-cassandra-coord-cassandra-*} keep the Coordinator table in the other storage instead
  * ({@link MultiStorageBackend#COORDINATOR_ON_OTHER}): bank_a's pending records in PostgreSQL
  * are then resolved by the Coordinator in the other database.
  */
@@ -32,7 +33,7 @@ final class MultiStorageScenarios {
    */
   static final int TORN_SERVICE_TRANSFERS = 12;
 
-  /** The cases of the deployment whose other storage is of {@code engine} (mariadb, sqlite). */
+  /** The cases of the deployment whose other storage is of {@code engine} (mariadb, sqlite or cassandra). */
   static List<CaseSpec> all(String version, String engine) {
     String pre = "pg-" + engine + "-";
     List<CaseSpec> out = new ArrayList<>();
@@ -81,11 +82,9 @@ final class MultiStorageScenarios {
     // PostgreSQL first: each has its credit in bank_b, COMMITTED, with no Coordinator row.
     out.add(new CaseSpec(pre + "2pc-services-torn-pg-first", false, Scenarios.DEFAULT_NS, "torn",
         ctx -> twoServicesTorn(ctx, true)));
-    if (engine.equals("mariadb") || engine.equals("cassandra")) {
-      // The Coordinator beside bank_b: in MariaDB, or in Cassandra (its keyspace in the
-      // snapshot with bank_b's).
-      out.addAll(coordinatorOnOther(pre, engine));
-    }
+    // The Coordinator beside bank_b: in MariaDB, in SQLite (its table in the SQLite file with
+    // bank_b's), or in Cassandra (its keyspace in the snapshot with bank_b's).
+    out.addAll(coordinatorOnOther(pre, engine));
     if (engine.equals("cassandra")) {
       // Rolled forward from PostgreSQL's Coordinator: a transfer whose COMMITTED row reached
       // PostgreSQL and whose records stayed PREPARED in both databases (bank_b's in the
@@ -116,9 +115,9 @@ final class MultiStorageScenarios {
   }
 
   /**
-   * The Coordinator namespace mapped to the other storage (MariaDB or Cassandra), bank_a in PostgreSQL, bank_b
-   * beside the Coordinator: PostgreSQL's pending records are resolved by the other database's
-   * Coordinator rows.
+   * The Coordinator namespace mapped to the other storage (MariaDB, SQLite or Cassandra), bank_a in
+   * PostgreSQL, bank_b beside the Coordinator: PostgreSQL's pending records are resolved by the
+   * other database's Coordinator rows.
    */
   private static List<CaseSpec> coordinatorOnOther(String pre, String engine) {
     String co = pre + MultiStorageBackend.COORDINATOR_ON_OTHER + engine + "-";
