@@ -304,9 +304,8 @@ pub enum CoordinatorState {
 }
 
 impl CoordinatorState {
-    /// The row `getState` answers from (see [`Self::look_up`]), and whether it is keyed by
-    /// another id than the one looked up (the parent's, for a group-commit id): only a
-    /// storage whose comparison is not byte equality finds such a row.
+    /// The row `getState` answers from (see [`Self::look_up`]): a group parent row that
+    /// lists the child, else the row found by the full id.
     pub fn row_applied<'r>(tx_id: &str, rows: &'r CoordinatorRows) -> Option<&'r CoordinatorRow> {
         let parent_row = GroupCommitId::parse(tx_id)
             .and_then(|id| rows.parent.as_ref().filter(|row| row.lists_child(id.child)));
